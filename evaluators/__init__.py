@@ -1,0 +1,5 @@
+"""Built-in evaluators, installed as ``ssl_bench.evaluators``: one module per evaluator.
+
+An evaluator reads cached embeddings (:class:`ssl_bench.embeddings.Embeddings`) and returns
+``{metric: value}``; the harness turns that into result rows with provenance.
+"""

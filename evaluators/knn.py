@@ -1,0 +1,83 @@
+"""Weighted k-NN classifier on frozen embeddings (Wu et al. 2018; the protocol of DINO and
+solo-learn): cosine similarities to the k nearest training embeddings vote for their labels with
+weight exp(s / T). Defaults k=20, T=0.07. Reports top-1 and top-5 accuracy in percent.
+
+Search: FAISS ``IndexFlatIP`` (exact) when faiss imports, else chunked torch matmul; both give
+the same neighbours up to float ties.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ssl_bench.evaluator import Evaluator
+from ssl_bench.registry import register_evaluator
+
+
+def _normalize(x: np.ndarray) -> np.ndarray:
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    n = np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.maximum(n, 1e-12)
+
+
+def faiss_available() -> bool:
+    try:
+        import faiss  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def nearest(train: np.ndarray, test: np.ndarray, k: int, backend: str = "auto", chunk: int = 2048):
+    """(similarities, indices) of the k most cosine-similar train rows for each test row."""
+    tr, te = _normalize(train), _normalize(test)
+    k = min(k, len(tr))
+    if backend == "auto":
+        backend = "faiss" if faiss_available() else "torch"
+    if backend == "faiss":
+        import faiss
+
+        index = faiss.IndexFlatIP(tr.shape[1])
+        index.add(tr)
+        sims, idx = index.search(te, k)
+        return sims, idx
+    if backend != "torch":
+        raise ValueError(f"unknown k-NN backend {backend!r}; known: auto, faiss, torch")
+    ttr = torch.from_numpy(tr)
+    sims, idx = [], []
+    for i in range(0, len(te), chunk):
+        s, j = (torch.from_numpy(te[i:i + chunk]) @ ttr.T).topk(k, dim=1)
+        sims.append(s)
+        idx.append(j)
+    return torch.cat(sims).numpy(), torch.cat(idx).numpy()
+
+
+def knn_scores(sims: np.ndarray, idx: np.ndarray, train_y: np.ndarray, num_classes: int, temperature: float) -> np.ndarray:
+    """Class scores: sum over neighbours of exp(sim / T) for each neighbour's class."""
+    w = np.exp(sims.astype(np.float64) / temperature)
+    scores = np.zeros((len(sims), num_classes))
+    labels = train_y[idx]
+    np.add.at(scores, (np.arange(len(sims))[:, None].repeat(idx.shape[1], 1), labels), w)
+    return scores
+
+
+def knn_accuracy(train_x, train_y, test_x, test_y, k: int = 20, temperature: float = 0.07,
+                 backend: str = "auto") -> dict[str, float]:
+    train_y, test_y = np.asarray(train_y).astype(np.int64), np.asarray(test_y).astype(np.int64)
+    num_classes = int(max(train_y.max(), test_y.max())) + 1
+    sims, idx = nearest(train_x, test_x, k, backend)
+    scores = knn_scores(sims, idx, train_y, num_classes, temperature)
+    order = np.argsort(-scores, axis=1, kind="stable")
+    top1 = float((order[:, 0] == test_y).mean() * 100)
+    k5 = min(5, num_classes)
+    top5 = float((order[:, :k5] == test_y[:, None]).any(1).mean() * 100)
+    return {"top1": top1, "top5": top5}
+
+
+@register_evaluator("knn")
+class KNN(Evaluator):
+    defaults = dict(k=20, temperature=0.07, backend="auto")
+
+    def evaluate(self, emb):
+        o = self.options
+        return knn_accuracy(emb.train_x, emb.train_y, emb.test_x, emb.test_y, o["k"], o["temperature"], o["backend"])

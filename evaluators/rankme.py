@@ -1,0 +1,46 @@
+"""RankMe — Garrido, Balestriero, Najman & LeCun, "RankMe: Assessing the Downstream Performance
+of Pretrained Self-Supervised Representations by Their Rank", ICML 2023 (arXiv:2210.02885).
+
+rank = exp(-sum_k p_k log p_k), p_k = sigma_k / sum(sigma), over the singular values of the
+(uncentred) embedding matrix of at most 25,600 samples. Singular values below the numerical
+rank tolerance (sigma_max * max(N, D) * machine eps) count as zero, so the result lies in
+[1, min(N, D)] and a rank-r matrix with equal singular values gives exactly r.
+Computed on the train split's embeddings; ``rank_ratio`` = rank / dimension.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ssl_bench.evaluator import Evaluator
+from ssl_bench.registry import register_evaluator
+
+
+def singular_values(z: np.ndarray | torch.Tensor, max_samples: int = 25_600, seed: int = 0) -> torch.Tensor:
+    z = torch.as_tensor(np.asarray(z), dtype=torch.float64)
+    if len(z) > max_samples:
+        idx = torch.randperm(len(z), generator=torch.Generator().manual_seed(seed))[:max_samples]
+        z = z[idx]
+    return torch.linalg.svdvals(z)
+
+
+def rankme(z, max_samples: int = 25_600, seed: int = 0) -> float:
+    s = singular_values(z, max_samples, seed)
+    if s.numel() == 0 or float(s.max()) == 0.0:
+        return 0.0
+    n, d = min(len(z), max_samples), np.asarray(z).shape[1]
+    tol = float(s.max()) * max(n, d) * torch.finfo(torch.float64).eps
+    s = s[s > tol]
+    p = s / s.sum()
+    return float(torch.exp(-(p * p.log()).sum()))
+
+
+@register_evaluator("rankme")
+class RankMe(Evaluator):
+    defaults = dict(max_samples=25_600, seed=0)
+    needs_labels = False
+
+    def evaluate(self, emb):
+        o = self.options
+        r = rankme(emb.train_x, o["max_samples"], o["seed"])
+        return {"rank": r, "rank_ratio": r / emb.dim}

@@ -1,0 +1,47 @@
+"""BYOL — Grill et al., "Bootstrap Your Own Latent: A New Approach to Self-Supervised
+Learning", NeurIPS 2020 (arXiv:2006.07733).
+
+Online network (backbone + projector + predictor) regresses the EMA target network's
+projection of the other view; symmetric loss 2 - 2 cos. tau follows a cosine from
+``ema_tau`` to 1 over training. Ablation switches: ``predictor=False`` (the online projection
+is compared directly; collapses in the paper), ``ema_tau=0`` (target = online copy each step).
+Defaults: projector 512 -> 128, predictor 512 -> 128, tau 0.99 (paper: 4096 -> 256, 0.996).
+"""
+import torch
+
+from ssl_bench import losses
+from ssl_bench.heads import MLPHead, cosine_tau, ema_update_, frozen_copy
+from ssl_bench.method import Method
+from ssl_bench.registry import register_method
+
+
+@register_method("byol")
+class BYOL(Method):
+    defaults = dict(proj_hidden_dim=512, proj_dim=128, pred_hidden_dim=512, predictor=True,
+                    ema_tau=0.99, ema_cosine=True)
+
+    def __init__(self, backbone, hp=None, spec=None):
+        super().__init__(backbone, hp, spec)
+        h = self.hp
+        self.projector = MLPHead(backbone.out_dim, h.proj_hidden_dim, h.proj_dim)
+        self.predictor = MLPHead(h.proj_dim, h.pred_hidden_dim, h.proj_dim) if h.predictor else None
+        self.target_backbone = frozen_copy(self.backbone)
+        self.target_projector = frozen_copy(self.projector)
+
+    def _online(self, x):
+        z = self.projector(self.backbone(x))
+        return self.predictor(z) if self.predictor is not None else z
+
+    def training_step(self, views):
+        x1, x2 = views
+        p1, p2 = self._online(x1), self._online(x2)
+        with torch.no_grad():  # the target branch gets no gradient (stop-gradient)
+            t1, t2 = (self.target_projector(self.target_backbone(x)) for x in (x1, x2))
+        loss = (losses.byol_loss(p1, t2) + losses.byol_loss(p2, t1)) / 2
+        return loss, {}
+
+    def on_step_end(self, progress):
+        h = self.hp
+        tau = cosine_tau(h.ema_tau, progress) if h.ema_cosine else h.ema_tau
+        ema_update_(self.target_backbone, self.backbone, tau)
+        ema_update_(self.target_projector, self.projector, tau)

@@ -1,0 +1,29 @@
+"""VICReg — Bardes, Ponce & LeCun, "VICReg: Variance-Invariance-Covariance Regularization for
+Self-Supervised Learning", ICLR 2022 (arXiv:2105.04906).
+
+Two views through backbone + expander; loss = inv_weight * MSE + var_weight * std hinge +
+cov_weight * off-diagonal covariance. Defaults: expander 3 x 512 (paper: 3 x 8192),
+weights 25 / 25 / 1 as in the paper. Setting a weight to 0 is the paper's ablation.
+"""
+from ssl_bench import losses
+from ssl_bench.heads import MLPHead
+from ssl_bench.method import Method
+from ssl_bench.registry import register_method
+
+
+@register_method("vicreg")
+class VICReg(Method):
+    defaults = dict(proj_hidden_dim=512, proj_dim=512, proj_layers=3,
+                    inv_weight=25.0, var_weight=25.0, cov_weight=1.0)
+
+    def __init__(self, backbone, hp=None, spec=None):
+        super().__init__(backbone, hp, spec)
+        h = self.hp
+        self.projector = MLPHead(backbone.out_dim, h.proj_hidden_dim, h.proj_dim, num_layers=h.proj_layers)
+
+    def training_step(self, views):
+        z1, z2 = (self.projector(self.backbone(v)) for v in views)
+        h = self.hp
+        inv, var, cov = losses.vicreg_terms(z1, z2)
+        loss = h.inv_weight * inv + h.var_weight * var + h.cov_weight * cov
+        return loss, {"inv": inv.detach(), "var": var.detach(), "cov": cov.detach()}

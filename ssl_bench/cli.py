@@ -1,0 +1,215 @@
+"""Command line: ``ssl-bench run|train|eval|list|leaderboard`` (also ``python -m ssl_bench``)."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .errors import ConfigError, SSLBenchError
+
+EPILOG = "Errors print one line and exit with status 2. Docs: README.md and docs/."
+
+
+def _parse_kv(items: list[str] | None, what: str) -> dict:
+    import yaml
+
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ConfigError(f"{what} must look like key=value, got {item!r}")
+        k, v = item.split("=", 1)
+        try:
+            out[k.strip()] = yaml.safe_load(v)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{what} {item!r}: cannot parse the value ({exc})") from exc
+    return out
+
+
+def _seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise ConfigError(f"--seeds must be comma-separated integers, got {text!r}") from None
+    if not seeds:
+        raise ConfigError("--seeds is empty")
+    return seeds
+
+
+def _add_common(p: argparse.ArgumentParser, method: bool = True) -> None:
+    p.add_argument("--dataset", default=None, help="dataset name (default: fashion-mnist; see `list datasets`)")
+    p.add_argument("--preset", default=None, choices=["smoke", "quick", "full"],
+                   help="training budget (default: quick)")
+    p.add_argument("--backbone", default=None, help="cnn-small | mlp | timm:<name> (default: auto for the data)")
+    p.add_argument("--epochs", type=int, default=None, help="override the preset's epochs")
+    p.add_argument("--batch-size", type=int, default=None, help="override the preset's batch size")
+    p.add_argument("--lr", type=float, default=None, help="learning rate (default: per optimiser/method)")
+    p.add_argument("--device", default=None, help="auto (CUDA when present) | cpu | cuda[:N]")
+    p.add_argument("--data-root", default=None, help="where datasets live (default: $SSL_BENCH_DATA, system paths)")
+    p.add_argument("--evaluators", default=None, help="comma-separated evaluators (default: knn,rankme)")
+    p.add_argument("--config", default=None, help="YAML/JSON file with RunConfig keys; flags override it")
+    p.add_argument("--set", dest="sets", action="append", metavar="KEY=VALUE",
+                   help="any RunConfig key, e.g. --set train_subset=5000 (repeatable)")
+    if method:
+        p.add_argument("--opt", action="append", metavar="KEY=VALUE",
+                       help="method option, e.g. --opt temperature=0.2 (repeatable)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _config_from_args(a: argparse.Namespace, method: str | None = None):
+    from .config import RunConfig
+
+    d = RunConfig.from_file(a.config).to_dict() if a.config else {}
+    d.update(_parse_kv(a.sets, "--set"))
+    flags = {"dataset": a.dataset, "preset": a.preset, "backbone": a.backbone, "epochs": a.epochs,
+             "batch_size": a.batch_size, "lr": a.lr, "device": a.device, "data_root": a.data_root}
+    d.update({k: v for k, v in flags.items() if v is not None})
+    if method:
+        d["method"] = method
+    if getattr(a, "opt", None):
+        d["method_kwargs"] = {**d.get("method_kwargs", {}), **_parse_kv(a.opt, "--opt")}
+    if a.evaluators:
+        d["evaluators"] = [s.strip() for s in a.evaluators.split(",") if s.strip()]
+    if a.no_progress:
+        d["progress"] = False
+    return RunConfig.from_dict(d)
+
+
+def cmd_run(a) -> int:
+    from .leaderboard import write_leaderboards
+    from .pipeline import run_sweep
+    from .registry import METHODS
+
+    methods = METHODS.resolve(a.methods)
+    base = _config_from_args(a, method=methods[0])
+    if getattr(a, "opt", None) and len(methods) > 1:
+        raise ConfigError("--opt applies to one method; use it with a single --methods name")
+    rows = run_sweep(methods, base, _seeds(a.seeds), Path(a.out), baselines=not a.no_baselines)
+    written = write_leaderboards(Path(a.out), Path(a.leaderboards), [base.dataset],
+                                 command="ssl-bench leaderboard")
+    print(f"{len(rows)} result rows; wrote " + ", ".join(str(p) for p in written))
+    return 0
+
+
+def cmd_train(a) -> int:
+    from .trainer import train
+
+    cfg = _config_from_args(a, method=a.method)
+    res = train(cfg, Path(a.out), resume=a.resume)
+    start = f" (resumed after epoch {res.resumed_from})" if res.resumed_from else ""
+    print(f"trained {cfg.method} for {res.epochs} epochs{start} in {res.train_seconds:.1f}s -> {res.checkpoint}")
+    return 0
+
+
+def cmd_eval(a) -> int:
+    from .pipeline import evaluate_checkpoint
+
+    evaluators = [s.strip() for s in a.evaluators.split(",")] if a.evaluators else None
+    rows = evaluate_checkpoint(Path(a.checkpoint), evaluators, device=a.device or "auto")
+    result: dict = {}
+    for r in rows:
+        result.setdefault(r["evaluator"], {})[r["metric"]] = r["value"]
+    if a.json:
+        print(json.dumps(result, sort_keys=True))
+    else:
+        for ev, metrics in result.items():
+            print(f"{ev}: " + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
+    return 0
+
+
+def cmd_list(a) -> int:
+    from .registry import DATASETS, EVALUATORS, METHODS
+
+    reg = {"methods": METHODS, "evaluators": EVALUATORS, "datasets": DATASETS}[a.what]
+    names = reg.names()
+    if a.json:
+        print(json.dumps(names))
+    else:
+        for n in names:
+            obj = reg.get(n)
+            doc = (obj.__doc__ or sys.modules.get(getattr(obj, "__module__", ""), None).__doc__ or "").strip().splitlines()
+            print(f"{n:20s} {doc[0] if doc else ''}")
+    return 0
+
+
+def cmd_leaderboard(a) -> int:
+    from .leaderboard import write_leaderboards
+
+    written = write_leaderboards(Path(a.runs), Path(a.out), [a.dataset] if a.dataset else None,
+                                 command="ssl-bench leaderboard")
+    if not written:
+        raise SSLBenchError(f"no result rows under {a.runs}: run `ssl-bench run` first")
+    print("wrote " + ", ".join(str(p) for p in written))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    p = argparse.ArgumentParser(prog="ssl-bench", description="Train, evaluate and rank self-supervised "
+                                "representation learners.", epilog=EPILOG)
+    p.add_argument("--version", action="version", version=f"ssl-bench {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    r = sub.add_parser("run", help="train + evaluate methods x seeds, add baselines, write the leaderboard",
+                       description="Train (or resume) every method for every seed, evaluate the last checkpoint "
+                       "with the evaluators, add the pixels and random-init reference rows, and write "
+                       "leaderboards/<dataset>.csv and .md.", epilog=EPILOG)
+    r.add_argument("--methods", default="all", help="'all' or comma-separated names (default: all)")
+    r.add_argument("--seeds", default="0", help="comma-separated seeds (default: 0)")
+    r.add_argument("--out", default="runs", help="runs directory (default: runs/)")
+    r.add_argument("--leaderboards", default="leaderboards", help="where tables go (default: leaderboards/)")
+    r.add_argument("--no-baselines", action="store_true", help="skip the pixels / random-init rows")
+    _add_common(r)
+    r.set_defaults(func=cmd_run)
+
+    t = sub.add_parser("train", help="train one method", epilog=EPILOG,
+                       description="Train one method into OUT/<run_id>/ with a checkpoint per epoch.")
+    t.add_argument("--method", required=False, default="simclr", help="method name (default: simclr)")
+    t.add_argument("--seed", type=int, default=None, help="random seed (default: 0)")
+    t.add_argument("--out", default="runs", help="runs directory (default: runs/)")
+    t.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
+    _add_common(t)
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("eval", help="evaluate a checkpoint (embeddings cached)", epilog=EPILOG,
+                       description="Evaluate CHECKPOINT (an epoch_*.safetensors file); rows go to its run's "
+                       "results.jsonl.")
+    e.add_argument("checkpoint")
+    e.add_argument("--evaluators", default=None, help="comma-separated (default: those of the run's config)")
+    e.add_argument("--device", default=None)
+    e.add_argument("--json", action="store_true", help="print one JSON object {evaluator: {metric: value}}")
+    e.set_defaults(func=cmd_eval)
+
+    li = sub.add_parser("list", help="list registered methods, evaluators or datasets", epilog=EPILOG)
+    li.add_argument("what", choices=["methods", "evaluators", "datasets"])
+    li.add_argument("--json", action="store_true", help="print a JSON list of names")
+    li.set_defaults(func=cmd_list)
+
+    lb = sub.add_parser("leaderboard", help="aggregate result rows into leaderboards/<dataset>.csv/.md",
+                        epilog=EPILOG)
+    lb.add_argument("--runs", default="runs", help="runs directory (default: runs/)")
+    lb.add_argument("--out", default="leaderboards", help="output directory (default: leaderboards/)")
+    lb.add_argument("--dataset", default=None, help="only this dataset")
+    lb.set_defaults(func=cmd_leaderboard)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    a = parser.parse_args(argv)
+    if getattr(a, "seed", None) is not None:
+        a.sets = (a.sets or []) + [f"seed={a.seed}"]
+    try:
+        return int(a.func(a) or 0)
+    except SSLBenchError as exc:
+        print(f"ssl-bench: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("ssl-bench: interrupted (checkpoints written so far are kept; use --resume)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

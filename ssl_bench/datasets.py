@@ -1,0 +1,301 @@
+"""Datasets, registered by name. Small datasets are held in memory as uint8 tensors.
+
+Every loader returns a :class:`Data`: train/test tensors, labels and the facts the views and
+the backbones need (kind, shape, channel statistics). Nothing here downloads: a dataset that is
+not on disk raises :class:`DatasetNotFoundError` with the command that gets it.
+
+Data roots: ``root=`` argument, else ``$SSL_BENCH_DATA``, else the system location.
+"""
+from __future__ import annotations
+
+import gzip
+import os
+import struct
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import DatasetNotFoundError
+from .registry import DATASETS, register_dataset
+
+
+@dataclass
+class Data:
+    name: str
+    x_train: torch.Tensor  # uint8 (N,C,H,W) for images; float32 (N,D) for vectors
+    y_train: torch.Tensor  # int64 (N,)
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    num_classes: int
+    kind: str  # "image" | "vector"
+    mean: tuple[float, ...] = ()
+    std: tuple[float, ...] = ()
+    info: dict = field(default_factory=dict)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.x_train.shape[1:])
+
+    @property
+    def in_channels(self) -> int:
+        return self.input_shape[0] if self.kind == "image" else 1
+
+    def subset(self, n_train: int | None = None, n_test: int | None = None, seed: int = 0) -> "Data":
+        """A seeded random subset (the same for every method, so rows stay comparable)."""
+        g = torch.Generator().manual_seed(seed)
+
+        def take(x, y, n):
+            if n is None or n >= len(x):
+                return x, y
+            idx = torch.randperm(len(x), generator=g)[:n].sort().values
+            return x[idx], y[idx]
+
+        xtr, ytr = take(self.x_train, self.y_train, n_train)
+        xte, yte = take(self.x_test, self.y_test, n_test)
+        return replace(self, x_train=xtr, y_train=ytr, x_test=xte, y_test=yte)
+
+    def to_float(self, x: torch.Tensor) -> torch.Tensor:
+        """uint8 images -> float in [0, 1]; vectors unchanged (float32)."""
+        if x.dtype == torch.uint8:
+            return x.float().div_(255.0)
+        return x.float()
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """Channel standardisation applied after the views, before the encoder."""
+        if self.kind != "image" or not self.mean:
+            return x
+        mean = torch.tensor(self.mean, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
+        std = torch.tensor(self.std, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
+        return (x - mean) / std
+
+
+def load_dataset(name: str, root: str | os.PathLike | None = None, **kwargs) -> Data:
+    return DATASETS.get(name)(root=root, **kwargs)
+
+
+def data_root(root: str | os.PathLike | None, default: str | None = None) -> Path | None:
+    if root:
+        return Path(root)
+    env = os.environ.get("SSL_BENCH_DATA")
+    if env:
+        return Path(env)
+    return Path(default) if default else None
+
+
+def _channel_stats(x: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    xf = x.float().div(255.0)
+    dims = [0, 2, 3]
+    return tuple(xf.mean(dims).tolist()), tuple(xf.std(dims).clamp_min(1e-3).tolist())
+
+
+# --------------------------------------------------------------------------------------------
+# Fashion-MNIST (IDX files)
+# --------------------------------------------------------------------------------------------
+FMNIST_SYSTEM_DIR = "/usr/share/datasets/fashion-mnist"
+FMNIST_FILES = {
+    "train_x": "train-images-idx3-ubyte",
+    "train_y": "train-labels-idx1-ubyte",
+    "test_x": "t10k-images-idx3-ubyte",
+    "test_y": "t10k-labels-idx1-ubyte",
+}
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Read an IDX file (optionally gzipped): the MNIST family's format."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        raw = f.read()
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
+        raise DatasetNotFoundError(f"{path} is not an IDX file (bad magic number)")
+    dtype_code, ndim = raw[2], raw[3]
+    if dtype_code != 0x08:
+        raise DatasetNotFoundError(f"{path}: only uint8 IDX files are supported (type 0x{dtype_code:02x})")
+    shape = struct.unpack(">" + "I" * ndim, raw[4 : 4 + 4 * ndim])
+    data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
+    if data.size != int(np.prod(shape)):
+        raise DatasetNotFoundError(f"{path} is truncated: expected {int(np.prod(shape))} values, got {data.size}")
+    return data.reshape(shape)
+
+
+def _find_idx(dirs: list[Path], stem: str) -> Path | None:
+    for d in dirs:
+        for cand in (d / f"{stem}.gz", d / stem):
+            if cand.is_file():
+                return cand
+    return None
+
+
+@register_dataset("fashion-mnist")
+def fashion_mnist(root=None, **_) -> Data:
+    """Fashion-MNIST (Xiao et al. 2017): 60k/10k 28x28 grey images, 10 classes."""
+    base = data_root(root)
+    dirs = [base / "fashion-mnist", base] if base else []
+    dirs.append(Path(FMNIST_SYSTEM_DIR))
+    paths = {k: _find_idx(dirs, v) for k, v in FMNIST_FILES.items()}
+    missing = [FMNIST_FILES[k] for k, p in paths.items() if p is None]
+    if missing:
+        where = ", ".join(str(d) for d in dirs)
+        raise DatasetNotFoundError(
+            f"Fashion-MNIST not found (looked in {where}; missing {missing[0]}.gz): "
+            f"run `sudo apt-get install dataset-fashion-mnist` or set SSL_BENCH_DATA to a folder with the IDX files"
+        )
+    xtr = torch.from_numpy(read_idx(paths["train_x"]).copy()).unsqueeze(1)
+    ytr = torch.from_numpy(read_idx(paths["train_y"]).astype(np.int64))
+    xte = torch.from_numpy(read_idx(paths["test_x"]).copy()).unsqueeze(1)
+    yte = torch.from_numpy(read_idx(paths["test_y"]).astype(np.int64))
+    return Data("fashion-mnist", xtr, ytr, xte, yte, 10, "image", (0.2860,), (0.3530,),
+                info={"source": str(paths["train_x"].parent)})
+
+
+# --------------------------------------------------------------------------------------------
+# scikit-learn digits and the 2-D mixture of Gaussians: always available
+# --------------------------------------------------------------------------------------------
+@register_dataset("digits")
+def digits(root=None, **_) -> Data:
+    """scikit-learn's 8x8 handwritten digits (1797 images, 10 classes), split 80/20 (seed 0)."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = torch.from_numpy(np.round(d.images * (255.0 / 16.0)).astype(np.uint8)).unsqueeze(1)
+    y = torch.from_numpy(d.target.astype(np.int64))
+    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
+    n_tr = int(0.8 * len(x))
+    tr, te = perm[:n_tr].sort().values, perm[n_tr:].sort().values
+    mean, std = _channel_stats(x[tr])
+    return Data("digits", x[tr], y[tr], x[te], y[te], 10, "image", mean, std)
+
+
+@register_dataset("mog2d")
+def mog2d(root=None, n_components: int = 8, n_train: int = 4096, n_test: int = 1024,
+          radius: float = 4.0, sigma: float = 0.5, seed: int = 0, **_) -> Data:
+    """2-D mixture of Gaussians: ``n_components`` on a ring, label = component."""
+    g = torch.Generator().manual_seed(seed)
+    angles = torch.arange(n_components, dtype=torch.float32) * (2 * torch.pi / n_components)
+    centers = radius * torch.stack([angles.cos(), angles.sin()], 1)
+
+    def sample(n):
+        y = torch.randint(0, n_components, (n,), generator=g)
+        x = centers[y] + sigma * torch.randn(n, 2, generator=g)
+        return x.float(), y.long()
+
+    xtr, ytr = sample(n_train)
+    xte, yte = sample(n_test)
+    return Data("mog2d", xtr, ytr, xte, yte, n_components, "vector",
+                info={"centers": centers.tolist(), "sigma": sigma})
+
+
+# --------------------------------------------------------------------------------------------
+# torchvision-backed datasets, for users who have the files (never downloaded here)
+# --------------------------------------------------------------------------------------------
+def _tv_missing(name: str, root: Path, hint: str) -> DatasetNotFoundError:
+    return DatasetNotFoundError(f"{name} not found under {root}: {hint} (or set SSL_BENCH_DATA)")
+
+
+def _images_hwc_to_tensor(arr: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(arr)).permute(0, 3, 1, 2).contiguous()
+
+
+def _cifar(kind: str, root) -> Data:
+    from torchvision import datasets as tvd
+
+    base = data_root(root, default="data")
+    cls = tvd.CIFAR10 if kind == "cifar10" else tvd.CIFAR100
+
+    class _NoChecksum(cls):  # files given by the user: check presence, not md5 (nothing to re-download)
+        def _check_integrity(self) -> bool:
+            return all((Path(self.root) / self.base_folder / f[0]).is_file()
+                       for f in self.train_list + self.test_list)
+
+    folder = base / cls.base_folder
+    if not folder.is_dir():
+        raise _tv_missing(kind.upper(), base, f"download it once with `python -c \"import torchvision; "
+                          f"torchvision.datasets.{cls.__name__}('{base}', download=True)\"`")
+    try:
+        tr, te = _NoChecksum(str(base), train=True), _NoChecksum(str(base), train=False)
+    except RuntimeError as exc:
+        raise _tv_missing(kind.upper(), base, f"incomplete files in {folder} ({exc})") from exc
+    xtr, xte = _images_hwc_to_tensor(tr.data), _images_hwc_to_tensor(te.data)
+    mean, std = _channel_stats(xtr)
+    return Data(kind, xtr, torch.as_tensor(tr.targets).long(), xte, torch.as_tensor(te.targets).long(),
+                len(tr.classes), "image", mean, std)
+
+
+@register_dataset("cifar10")
+def cifar10(root=None, **_) -> Data:
+    """CIFAR-10 (python pickle batches, `cifar-10-batches-py/`)."""
+    return _cifar("cifar10", root)
+
+
+@register_dataset("cifar100")
+def cifar100(root=None, **_) -> Data:
+    """CIFAR-100 (python pickle batches, `cifar-100-python/`)."""
+    return _cifar("cifar100", root)
+
+
+@register_dataset("stl10")
+def stl10(root=None, image_size: int | None = None, **_) -> Data:
+    """STL-10 labelled train/test splits (`stl10_binary/`), optionally resized."""
+    from torchvision import datasets as tvd
+
+    base = data_root(root, default="data")
+
+    class _NoChecksum(tvd.STL10):
+        def _check_integrity(self) -> bool:
+            return all((Path(self.root) / self.base_folder / f[0]).is_file()
+                       for f in self.train_list + self.test_list)
+
+    if not (base / tvd.STL10.base_folder).is_dir():
+        raise _tv_missing("STL-10", base, "download it once with `python -c \"import torchvision; "
+                          f"torchvision.datasets.STL10('{base}', download=True)\"`")
+    try:
+        tr, te = _NoChecksum(str(base), split="train"), _NoChecksum(str(base), split="test")
+    except (RuntimeError, OSError, ValueError) as exc:
+        raise _tv_missing("STL-10", base, f"incomplete files ({exc})") from exc
+    xtr, xte = torch.from_numpy(tr.data.copy()), torch.from_numpy(te.data.copy())
+    if image_size:
+        xtr, xte = _resize_uint8(xtr, image_size), _resize_uint8(xte, image_size)
+    mean, std = _channel_stats(xtr)
+    return Data("stl10", xtr, torch.from_numpy(tr.labels.astype(np.int64)), xte,
+                torch.from_numpy(te.labels.astype(np.int64)), 10, "image", mean, std)
+
+
+def _resize_uint8(x: torch.Tensor, size: int) -> torch.Tensor:
+    import torch.nn.functional as F
+
+    out = F.interpolate(x.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    return out.round().clamp(0, 255).to(torch.uint8)
+
+
+@register_dataset("imagefolder")
+def imagefolder(root=None, image_size: int = 64, **_) -> Data:
+    """Any ``ROOT/{train,test|val}/<class>/<image>`` tree, resized to ``image_size`` and held in memory."""
+    from PIL import Image
+    from torchvision import datasets as tvd
+
+    base = data_root(root)
+    if base is None:
+        raise DatasetNotFoundError("imagefolder needs a root: pass --data-root DIR (DIR/train/<class>/*.png, DIR/test/...)")
+    test_dir = next((base / s for s in ("test", "val") if (base / s).is_dir()), None)
+    if not (base / "train").is_dir() or test_dir is None:
+        raise DatasetNotFoundError(f"imagefolder: expected {base}/train/<class>/ and {base}/test/<class>/ (or val/)")
+
+    def load(folder: Path, classes: list[str] | None = None):
+        ds = tvd.ImageFolder(str(folder))
+        if classes is not None and ds.classes != classes:
+            raise DatasetNotFoundError(f"imagefolder: class folders differ between train and {folder.name}")
+        xs = []
+        for path, _ in ds.samples:
+            with Image.open(path) as im:
+                im = im.convert("RGB").resize((image_size, image_size), Image.BILINEAR)
+                xs.append(np.asarray(im))
+        return _images_hwc_to_tensor(np.stack(xs)), torch.tensor(ds.targets).long(), ds.classes
+
+    xtr, ytr, classes = load(base / "train")
+    xte, yte, _ = load(test_dir, classes)
+    mean, std = _channel_stats(xtr)
+    return Data("imagefolder", xtr, ytr, xte, yte, len(classes), "image", mean, std, info={"classes": classes})
+
+
+__all__ = ["Data", "DATASETS", "load_dataset", "read_idx", "register_dataset"]

@@ -1,0 +1,119 @@
+"""Embeddings: computed once per checkpoint (train and test split), cached next to it.
+
+Evaluators never see a model: they get an :class:`Embeddings` (float32 arrays + labels), so
+``ssl-bench eval-embeddings`` can judge vectors from any model with the same code.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .checkpoint import atomic_write, file_digest, read_encoder
+from .config import RunConfig
+from .datasets import Data
+from .errors import CheckpointError
+
+
+@dataclass
+class Embeddings:
+    train_x: np.ndarray  # (N, D) float32
+    train_y: np.ndarray | None  # (N,) int64
+    test_x: np.ndarray
+    test_y: np.ndarray | None
+    source: str = ""
+
+    @property
+    def dim(self) -> int:
+        return int(self.train_x.shape[1])
+
+    def save(self, path: Path) -> None:
+        arrays = {"train_x": self.train_x, "test_x": self.test_x}
+        if self.train_y is not None:
+            arrays["train_y"] = self.train_y
+        if self.test_y is not None:
+            arrays["test_y"] = self.test_y
+
+        def write(tmp):
+            with open(tmp, "wb") as f:
+                np.savez(f, **arrays)
+
+        atomic_write(path, write)
+
+    @classmethod
+    def load(cls, path: Path, source: str = "") -> "Embeddings":
+        with np.load(path, allow_pickle=False) as z:
+            return cls(z["train_x"], z["train_y"] if "train_y" in z else None, z["test_x"],
+                       z["test_y"] if "test_y" in z else None, source or str(path))
+
+
+@torch.no_grad()
+def embed_tensor(encode, data: Data, x: torch.Tensor, device: torch.device, batch_size: int = 1024) -> np.ndarray:
+    out = []
+    for i in range(0, len(x), batch_size):
+        xb = data.normalize(data.to_float(x[i:i + batch_size].to(device)))
+        if device.type == "cuda":
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                z = encode(xb)
+        else:
+            z = encode(xb)
+        out.append(z.float().flatten(1).cpu())
+    return torch.cat(out).numpy().astype(np.float32, copy=False)
+
+
+def embed_data(encode, data: Data, device: torch.device, source: str = "") -> Embeddings:
+    return Embeddings(embed_tensor(encode, data, data.x_train, device), data.y_train.numpy(),
+                      embed_tensor(encode, data, data.x_test, device), data.y_test.numpy(), source)
+
+
+def pixel_embeddings(data: Data) -> Embeddings:
+    """The ``pixels`` baseline: the raw input in [0, 1], flattened."""
+    return Embeddings(data.to_float(data.x_train).flatten(1).numpy(), data.y_train.numpy(),
+                      data.to_float(data.x_test).flatten(1).numpy(), data.y_test.numpy(), "pixels")
+
+
+def eval_split(cfg: RunConfig, data: Data) -> Data:
+    """The evaluation subset of a config (seeded; the same for every method and baseline)."""
+    return data.subset(cfg.eval_train_subset, cfg.eval_test_subset, seed=1)
+
+
+def load_method_from_checkpoint(path: Path, device: torch.device):
+    """Rebuild the method of a checkpoint and load its backbone weights (strict)."""
+    from .trainer import build_method
+    from .method import DataSpec
+
+    state, meta = read_encoder(path)
+    try:
+        cfg = RunConfig.from_dict(meta["config"])
+        spec = DataSpec(kind=meta["kind"], input_shape=tuple(meta["input_shape"]))
+    except (KeyError, TypeError) as exc:
+        raise CheckpointError(f"checkpoint {path} has incomplete metadata (missing {exc})") from exc
+    method = build_method(cfg, spec)
+    try:
+        method.backbone.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(f"checkpoint {path} does not match its configured backbone: "
+                              f"{str(exc).splitlines()[0]}") from exc
+    return method.to(device).eval(), cfg, meta
+
+
+def checkpoint_embeddings(path: Path, data: Data, device: torch.device, cache_dir: Path | None = None):
+    """Embeddings of a checkpoint on ``data``; cached by checkpoint digest + split sizes."""
+    path = Path(path)
+    digest = file_digest(path)
+    cache_dir = Path(cache_dir) if cache_dir else path.parent.parent / "embeddings"
+    key = f"{path.stem}-{digest}-{data.name}-{len(data.x_train)}-{len(data.x_test)}"
+    cache = cache_dir / f"{key}.npz"
+    method, cfg, meta = load_method_from_checkpoint(path, device)
+    if cache.is_file():
+        try:
+            return Embeddings.load(cache, source=str(path)), cfg, meta, True
+        except Exception:  # a damaged cache is recomputed, never trusted
+            cache.unlink()
+    emb = embed_data(method.encode, data, device, source=str(path))
+    emb.save(cache)
+    (cache_dir / f"{key}.json").write_text(json.dumps({"checkpoint": str(path), "digest": digest}) + "\n")
+    return emb, cfg, meta, False

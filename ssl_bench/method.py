@@ -1,0 +1,100 @@
+"""The method contract.
+
+A method plugin is a subclass of :class:`Method` registered by name::
+
+    @register_method("vicreg")
+    class VICReg(Method):
+        defaults = dict(proj_dim=256, inv_weight=25.0, ...)   # every switch the method has
+        def __init__(self, backbone, hp, spec):
+            super().__init__(backbone, hp, spec)
+            self.projector = MLPHead(backbone.out_dim, ...)
+        def training_step(self, views):
+            z1, z2 = (self.projector(self.backbone(v)) for v in views)
+            loss = losses.vicreg(z1, z2, ...)
+            return loss, {"inv": ...}
+
+What a method declares:
+
+* ``defaults``: its hyper-parameters; config ``method_kwargs`` override them (unknown keys fail);
+* its heads and target networks as sub-modules (targets built with ``heads.frozen_copy``);
+* ``make_views(spec, overrides)``: the view generator (default: ``n_views`` views of the data
+  kind's default recipe);
+* ``training_step(views) -> (loss, logs)``;
+* ``on_step_end(progress)``: per-step updates outside the gradient (EMA targets, queues);
+* ``encode(x)``: the representation the evaluators judge. It must depend on ``self.backbone``
+  only: checkpoints store the backbone weights.
+
+The harness owns everything else (optimiser, schedule, devices, checkpoints); evaluation lives
+outside methods, on frozen checkpoints.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Any, Callable, ClassVar
+
+import torch
+from torch import nn
+
+from .errors import ConfigError
+from .views import MultiView, default_augment
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """What a method may know about the data: never the labels."""
+
+    kind: str  # "image" | "vector"
+    input_shape: tuple[int, ...]
+    num_train: int = 0
+
+
+class Method(nn.Module):
+    defaults: ClassVar[dict[str, Any]] = {}
+    #: Optimiser settings this method prefers (lr, weight_decay, optimizer); config wins.
+    optim_defaults: ClassVar[dict[str, Any]] = {}
+    n_views: ClassVar[int] = 2
+    registry_name: ClassVar[str] = "?"
+
+    def __init__(self, backbone: nn.Module, hp: dict[str, Any] | None = None, spec: DataSpec | None = None):
+        super().__init__()
+        self.backbone = backbone
+        self.spec = spec
+        self.hp = SimpleNamespace(**self.resolve_hparams(hp or {}))
+
+    @classmethod
+    def resolve_hparams(cls, overrides: dict[str, Any]) -> dict[str, Any]:
+        unknown = sorted(set(overrides) - set(cls.defaults))
+        if unknown:
+            known = ", ".join(sorted(cls.defaults)) or "(none)"
+            raise ConfigError(f"method {cls.registry_name!r} has no option(s) {unknown}; known: {known}")
+        merged = dict(cls.defaults)
+        for k, v in overrides.items():
+            d = cls.defaults[k]
+            if isinstance(d, bool) and not isinstance(v, bool):
+                raise ConfigError(f"method option {k!r} must be true/false, got {v!r}")
+            if isinstance(d, (int, float)) and not isinstance(d, bool):
+                if isinstance(v, bool) or not isinstance(v, (int, float)):
+                    raise ConfigError(f"method option {k!r} must be a number, got {v!r}")
+                if isinstance(d, int) and not float(v).is_integer():
+                    raise ConfigError(f"method option {k!r} must be an integer, got {v!r}")
+                v = type(d)(v)
+            merged[k] = v
+        return merged
+
+    # -- the contract -------------------------------------------------------------------------
+    def make_views(self, spec: DataSpec, overrides: dict | None = None) -> Callable:
+        return MultiView(default_augment(spec.kind, overrides), n=self.n_views)
+
+    def training_step(self, views: list[torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        raise NotImplementedError
+
+    def on_step_end(self, progress: float) -> None:  # noqa: B027 - optional hook
+        """Called after each optimiser step with progress in [0, 1] (EMA updates etc.)."""
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return self.backbone(x)
+
+    @property
+    def out_dim(self) -> int:
+        return int(self.backbone.out_dim)

@@ -1,0 +1,100 @@
+"""Glue for the one-way data flow: checkpoint -> embeddings (cached) -> evaluators -> rows."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+
+from . import provenance
+from .backbones import build_backbone
+from .config import RunConfig
+from .datasets import Data
+from .embeddings import Embeddings, checkpoint_embeddings, embed_data, eval_split, pixel_embeddings
+from .registry import EVALUATORS
+from .results import append_rows, make_rows
+from .trainer import backbone_name, load_data, resolve_device, seed_everything, train
+
+
+def run_evaluators(emb: Embeddings, names: list[str], eval_kwargs: dict | None = None) -> dict[str, tuple[dict, float]]:
+    """{evaluator: (metrics, seconds)} for each name; evaluator options from ``eval_kwargs``."""
+    out = {}
+    for name in names:
+        ev = EVALUATORS.get(name)(**(eval_kwargs or {}).get(name, {}))
+        t0 = time.perf_counter()
+        metrics = ev(emb)
+        out[name] = (metrics, time.perf_counter() - t0)
+    return out
+
+
+def evaluate_checkpoint(ckpt: Path, evaluators: list[str] | None = None, eval_kwargs: dict | None = None,
+                        device: str = "auto", data: Data | None = None, results: Path | None = None) -> list[dict]:
+    """Evaluate a checkpoint and append the rows to its run's ``results.jsonl``."""
+    ckpt = Path(ckpt)
+    dev = resolve_device(device)
+    from .checkpoint import read_encoder
+
+    _, meta = read_encoder(ckpt)  # fail fast, with a clear message, on a damaged file
+    cfg = RunConfig.from_dict(meta["config"]).with_preset()
+    names = EVALUATORS.resolve(evaluators or cfg.evaluators)
+    full = data if data is not None else load_data(cfg)
+    emb, cfg, meta, _cached = checkpoint_embeddings(ckpt, eval_split(cfg, full), dev)
+    rows = []
+    for name, (metrics, secs) in run_evaluators(emb, names, {**cfg.eval_kwargs, **(eval_kwargs or {})}).items():
+        rows += make_rows(metrics, evaluator=name, run_id=meta["run_id"], method=cfg.method, dataset=cfg.dataset,
+                          backbone=meta["backbone"], preset=cfg.preset, epochs=int(meta["epoch"]), seed=cfg.seed,
+                          config_hash=meta["config_hash"], config=meta["config"], device=provenance.hardware(dev),
+                          train_seconds=meta.get("train_seconds"), eval_seconds=secs, checkpoint=str(ckpt))
+    append_rows(results or ckpt.parent.parent / "results.jsonl", rows)
+    return rows
+
+
+def evaluate_baselines(cfg: RunConfig, out: Path, data: Data, evaluators: list[str]) -> list[dict]:
+    """The two reference rows: ``pixels`` (raw input) and ``random-init`` (untrained backbone)."""
+    cfg = cfg.with_preset()
+    dev = resolve_device(cfg.device)
+    ev_data = eval_split(cfg, data)
+    bb = backbone_name(cfg, data.kind)
+    rows = []
+    for name in ("pixels", "random-init"):
+        if name == "pixels":
+            emb, backbone = pixel_embeddings(ev_data), "-"
+        else:
+            seed_everything(cfg.seed)
+            torch.manual_seed(cfg.seed)  # the same initial weights the SSL methods start from
+            net = build_backbone(bb, data.input_shape, data.kind, **cfg.backbone_kwargs).to(dev).eval()
+            emb, backbone = embed_data(net, ev_data, dev, source="random-init"), bb
+        bcfg = RunConfig(**{**cfg.to_dict(), "method": name})
+        run_id = f"{cfg.dataset}-{name}-{backbone.replace(':', '-')}-{cfg.preset}-s{cfg.seed}"
+        for ev, (metrics, secs) in run_evaluators(emb, evaluators, cfg.eval_kwargs).items():
+            rows += make_rows(metrics, evaluator=ev, run_id=run_id, method=name, dataset=cfg.dataset,
+                              backbone=backbone, preset=cfg.preset, epochs=0, seed=cfg.seed,
+                              config_hash=bcfg.hash(), config=bcfg.to_dict(), device=provenance.hardware(dev),
+                              train_seconds=0.0, eval_seconds=secs)
+        append_rows(Path(out) / run_id / "results.jsonl", [r for r in rows if r["run_id"] == run_id])
+    return rows
+
+
+def run_sweep(methods: list[str], base: RunConfig, seeds: list[int], out: Path, baselines: bool = True,
+              log=print) -> list[dict]:
+    """Train (or resume) and evaluate every method x seed, plus the baselines per seed."""
+    out = Path(out)
+    data = load_data(base)
+    evaluators = EVALUATORS.resolve(base.evaluators)
+    rows: list[dict] = []
+    for seed in seeds:
+        if baselines:
+            cfg = RunConfig(**{**base.to_dict(), "seed": seed})
+            log(f"[baselines] {base.dataset} seed {seed}: pixels, random-init")
+            rows += evaluate_baselines(cfg, out, data, evaluators)
+        for m in methods:
+            cfg = RunConfig(**{**base.to_dict(), "method": m, "seed": seed})
+            t0 = time.perf_counter()
+            res = train(cfg, out, resume=True, data=data)
+            what = "trained" if res.resumed_from < res.epochs else "already trained"
+            new = evaluate_checkpoint(res.checkpoint, evaluators, device=cfg.device, data=data)
+            summary = ", ".join(f"{r['evaluator']}.{r['metric']}={r['value']:.2f}" for r in new)
+            log(f"[{m} seed {seed}] {what} in {res.train_seconds:.0f}s; {summary} "
+                f"({time.perf_counter() - t0:.0f}s with eval)")
+            rows += new
+    return rows

@@ -1,0 +1,147 @@
+"""Name -> object registries with lazy discovery of built-ins and entry points.
+
+Three registries exist: methods, evaluators and datasets. Each is filled from
+
+* the built-in plugin package (``ssl_bench.methods`` etc.), imported module by module on the
+  first lookup, so that ``import ssl_bench`` stays cheap;
+* the entry-point group of the same name (``ssl_bench.methods``...), so a third-party package
+  adds a plugin by declaring ``[project.entry-points."ssl_bench.methods"] mymethod = "pkg.mod"``
+  without touching this repository. The entry point may name a module (whose import registers
+  the plugin through the decorator) or the plugin object itself.
+"""
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from importlib.metadata import entry_points
+from typing import Any, Callable, Generic, Iterator, TypeVar
+
+from .errors import SSLBenchError, UnknownNameError
+
+T = TypeVar("T")
+
+
+class Registry(Generic[T]):
+    def __init__(self, kind: str, builtin_package: str | None, group: str):
+        self.kind = kind
+        self.builtin_package = builtin_package
+        self.group = group
+        self._items: dict[str, T] = {}
+        self._sources: dict[str, str] = {}
+        self._loaded = False
+        self._loading = False
+
+    # -- registration -------------------------------------------------------------------------
+    def register(self, name: str, obj: T | None = None, *, source: str | None = None):
+        """Register ``obj`` under ``name``; usable as ``@registry.register("name")``."""
+        if not isinstance(name, str) or not name or name != name.strip().lower():
+            raise ValueError(f"{self.kind} names must be non-empty lower-case strings, got {name!r}")
+
+        def deco(o: T) -> T:
+            prev = self._items.get(name)
+            if prev is not None and prev is not o and _qualname(prev) != _qualname(o):
+                raise SSLBenchError(
+                    f"{self.kind} {name!r} is registered twice: {_qualname(prev)} and {_qualname(o)}"
+                )
+            self._items[name] = o
+            self._sources[name] = source or getattr(o, "__module__", "?")
+            try:
+                setattr(o, "registry_name", name)
+            except (AttributeError, TypeError):
+                pass
+            return o
+
+        return deco(obj) if obj is not None else deco
+
+    def unregister(self, name: str) -> None:
+        self._items.pop(name, None)
+        self._sources.pop(name, None)
+
+    # -- discovery ----------------------------------------------------------------------------
+    def _load(self) -> None:
+        if self._loaded or self._loading:
+            return
+        self._loading = True
+        try:
+            if self.builtin_package:
+                pkg = importlib.import_module(self.builtin_package)
+                for info in sorted(pkgutil.iter_modules(getattr(pkg, "__path__", [])), key=lambda i: i.name):
+                    if not info.name.startswith("_"):
+                        importlib.import_module(f"{self.builtin_package}.{info.name}")
+            for ep in entry_points(group=self.group):
+                try:
+                    obj = ep.load()
+                except Exception as exc:  # a broken third-party plugin must not break the others
+                    raise SSLBenchError(
+                        f"entry point {ep.name!r} in group {self.group!r} failed to load: {exc}"
+                    ) from exc
+                if ep.name not in self._items and not _is_module(obj):
+                    self.register(ep.name, obj, source=f"entry point {ep.value}")
+            self._loaded = True
+        finally:
+            self._loading = False
+
+    def reload(self) -> None:
+        """Forget the discovery state (tests use this after installing a plugin)."""
+        self._loaded = False
+        self._load()
+
+    # -- lookup -------------------------------------------------------------------------------
+    def get(self, name: str) -> T:
+        self._load()
+        key = name.strip().lower() if isinstance(name, str) else name
+        if key not in self._items:
+            known = ", ".join(self.names()) or "(none)"
+            raise UnknownNameError(f"unknown {self.kind} {name!r}; known {self.kind}s: {known}")
+        return self._items[key]
+
+    def names(self) -> list[str]:
+        self._load()
+        return sorted(self._items)
+
+    def source(self, name: str) -> str:
+        self.get(name)
+        return self._sources[name]
+
+    def __contains__(self, name: str) -> bool:
+        self._load()
+        return name in self._items
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
+
+    def resolve(self, spec: str | list[str]) -> list[str]:
+        """``"all"`` -> every name, ``"a,b"`` -> [a, b] (each checked)."""
+        items = spec if isinstance(spec, list) else [s.strip() for s in str(spec).split(",") if s.strip()]
+        if items == ["all"]:
+            return self.names()
+        for n in items:
+            self.get(n)
+        return [n.strip().lower() for n in items]
+
+
+def _is_module(obj: Any) -> bool:
+    import types
+
+    return isinstance(obj, types.ModuleType)
+
+
+def _qualname(o: Any) -> str:
+    return f"{getattr(o, '__module__', '?')}.{getattr(o, '__qualname__', repr(o))}"
+
+
+METHODS: Registry = Registry("method", "ssl_bench.methods", "ssl_bench.methods")
+EVALUATORS: Registry = Registry("evaluator", "ssl_bench.evaluators", "ssl_bench.evaluators")
+DATASETS: Registry = Registry("dataset", "ssl_bench.datasets", "ssl_bench.datasets")
+
+
+def register_method(name: str) -> Callable[[T], T]:
+    return METHODS.register(name)
+
+
+def register_evaluator(name: str) -> Callable[[T], T]:
+    return EVALUATORS.register(name)
+
+
+def register_dataset(name: str) -> Callable[[T], T]:
+    return DATASETS.register(name)

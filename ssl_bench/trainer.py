@@ -1,0 +1,242 @@
+"""The one training harness every method goes through.
+
+config -> dataset + views -> method -> optimiser/schedule -> epochs -> checkpoints. CPU and
+CUDA share the code; on CUDA the views are generated on the GPU and the forward runs under bf16
+autocast. CPU runs are deterministic for a seed, including across ``--resume``.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from . import provenance
+from .backbones import build_backbone, default_backbone
+from .checkpoint import atomic_write_text, latest_epoch_checkpoint, load_resume, save_encoder, save_resume
+from .config import RunConfig
+from .datasets import Data, load_dataset
+from .errors import CheckpointError, SSLBenchError, TrainingDivergedError
+from .method import DataSpec, Method
+from .optim import make_optimizer, warmup_cosine
+from .registry import METHODS
+from .views import view_generator
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise SSLBenchError(f"device {name!r} requested but CUDA is not available")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def load_data(cfg: RunConfig) -> Data:
+    """The dataset of a config, cut to the preset's training subset (seeded, method-independent)."""
+    data = load_dataset(cfg.dataset, root=cfg.data_root, **cfg.dataset_kwargs)
+    return data
+
+
+def data_spec(data: Data, num_train: int | None = None) -> DataSpec:
+    return DataSpec(kind=data.kind, input_shape=data.input_shape, num_train=num_train or len(data.x_train))
+
+
+def backbone_name(cfg: RunConfig, kind: str) -> str:
+    return default_backbone(kind) if cfg.backbone in ("auto", "") else cfg.backbone
+
+
+def build_method(cfg: RunConfig, spec: DataSpec) -> Method:
+    """Instantiate the configured method with freshly initialised weights (seeded)."""
+    cls = METHODS.get(cfg.method)
+    torch.manual_seed(cfg.seed)
+    backbone = build_backbone(backbone_name(cfg, spec.kind), spec.input_shape, spec.kind, **cfg.backbone_kwargs)
+    return cls(backbone, cfg.method_kwargs, spec)
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    checkpoint: Path
+    epochs: int
+    train_seconds: float
+    resumed_from: int
+
+
+def run_dir_for(cfg: RunConfig, out: Path, kind: str) -> Path:
+    return Path(out) / cfg.run_id(backbone_name(cfg, kind))
+
+
+def train(cfg: RunConfig, out: str | Path, resume: bool = False, data: Data | None = None,
+          callbacks: list[Callable[[int, dict], None]] | None = None) -> TrainResult:
+    """Train ``cfg`` into ``out/<run_id>``; returns where the last checkpoint is.
+
+    ``resume=True`` continues from ``checkpoints/resume.pt`` (and is a no-op on a finished
+    run). ``callbacks`` are called as ``cb(epoch, logs)`` after each epoch's checkpoint.
+    """
+    cfg = cfg.with_preset()
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    device = resolve_device(cfg.device)
+    full = data if data is not None else load_data(cfg)
+    data = full.subset(cfg.train_subset, None, seed=0)
+    spec = data_spec(data)
+    run_dir = run_dir_for(cfg, Path(out), data.kind)
+    ckpt_dir = run_dir / "checkpoints"
+    resume_path = ckpt_dir / "resume.pt"
+    log_path = run_dir / "train_log.csv"
+
+    if not resume and latest_epoch_checkpoint(ckpt_dir) is not None:
+        raise SSLBenchError(f"{run_dir} already has checkpoints: pass --resume to continue it, or choose another --out")
+
+    seed_everything(cfg.seed)
+    method = build_method(cfg, spec).to(device)
+    if device.type == "cuda":
+        method = method.to(memory_format=torch.channels_last)
+    views = method.make_views(spec, cfg.views)
+    steps_per_epoch = len(data.x_train) // cfg.batch_size
+    if steps_per_epoch < 1:
+        raise SSLBenchError(f"batch_size {cfg.batch_size} is larger than the training set ({len(data.x_train)})")
+    total_steps = steps_per_epoch * cfg.epochs
+    lr = cfg.lr if cfg.lr is not None else method.optim_defaults.get("lr")
+    wd = cfg.weight_decay if cfg.weight_decay is not None else method.optim_defaults.get("weight_decay")
+    opt = make_optimizer(cfg.optimizer, method, lr, wd)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(total_steps, cfg.warmup_frac))
+
+    start_epoch, step, train_seconds = 0, 0, 0.0
+    if resume and resume_path.is_file():
+        state = load_resume(resume_path)
+        if state.get("config_hash") != cfg.hash():
+            raise CheckpointError(f"{resume_path} belongs to another configuration (hash {state.get('config_hash')} "
+                                  f"!= {cfg.hash()})")
+        method.load_state_dict(state["method"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng_cpu"])
+        start_epoch, step, train_seconds = int(state["epoch"]), int(state["step"]), float(state["train_seconds"])
+        _truncate_log(log_path, start_epoch)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run_dir / "config.json", json.dumps(cfg.to_dict(), indent=2, sort_keys=True) + "\n")
+
+    x_all = data.x_train.to(device)
+    bb_name = backbone_name(cfg, data.kind)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else _nullcontext()
+    for epoch in range(start_epoch, cfg.epochs):
+        t0 = time.perf_counter()
+        method.train()
+        perm = torch.randperm(len(x_all), generator=torch.Generator().manual_seed(cfg.seed * 100_003 + epoch))
+        perm = perm.to(device)
+        sums: dict[str, torch.Tensor] = {}
+        bar = _progress(steps_per_epoch, f"{cfg.method} ep {epoch + 1}/{cfg.epochs}", cfg.progress)
+        for i in range(steps_per_epoch):
+            xb = data.to_float(x_all[perm[i * cfg.batch_size:(i + 1) * cfg.batch_size]])
+            g = view_generator(cfg.seed, step, device)
+            vs = [data.normalize(v) for v in views(xb, g)]
+            if device.type == "cuda" and vs[0].dim() == 4:
+                vs = [v.contiguous(memory_format=torch.channels_last) for v in vs]
+            with autocast:
+                loss, logs = method.training_step(vs)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            step += 1
+            method.on_step_end(step / total_steps)
+            for k, v in {"loss": loss.detach(), **logs}.items():
+                v = torch.as_tensor(v, device=device).detach().float()
+                sums[k] = sums[k] + v if k in sums else v
+            if (i + 1) % cfg.log_every == 0 or i + 1 == steps_per_epoch:
+                cur = float(loss.detach())  # one sync per log interval, not per step
+                if not np.isfinite(cur):
+                    raise TrainingDivergedError(_diverged_msg(cfg, epoch, step, cur, ckpt_dir))
+                bar.set_postfix(loss=f"{cur:.4f}")
+            bar.update(1)
+        bar.close()
+        means = {k: float(v) / steps_per_epoch for k, v in sums.items()}
+        if not all(np.isfinite(v) for v in means.values()):
+            raise TrainingDivergedError(_diverged_msg(cfg, epoch, step, means.get("loss", float("nan")), ckpt_dir))
+        train_seconds += time.perf_counter() - t0
+        meta = {
+            "method": cfg.method, "dataset": cfg.dataset, "backbone": bb_name, "epoch": epoch + 1,
+            "epochs": cfg.epochs, "step": step, "config": cfg.to_dict(), "config_hash": cfg.hash(),
+            "kind": data.kind, "input_shape": list(data.input_shape), "out_dim": method.out_dim,
+            "train_seconds": train_seconds, "versions": provenance.versions(), "git_commit": provenance.git_commit(),
+            "hardware": provenance.hardware(device), "run_id": run_dir.name,
+        }
+        _append_log(log_path, {"epoch": epoch + 1, "step": step, "lr": sched.get_last_lr()[0],
+                               "seconds": round(train_seconds, 3), **means})
+        ckpt = ckpt_dir / f"epoch_{epoch + 1:04d}.safetensors"
+        save_encoder(ckpt, method.backbone, meta)
+        save_resume(resume_path, {
+            "method": method.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+            "rng_cpu": torch.get_rng_state(), "epoch": epoch + 1, "step": step,
+            "train_seconds": train_seconds, "config_hash": cfg.hash(),
+        })
+        for cb in callbacks or []:
+            cb(epoch + 1, means)
+
+    last = latest_epoch_checkpoint(ckpt_dir)
+    if last is None:
+        raise CheckpointError(f"{run_dir}: training produced no checkpoint")
+    return TrainResult(run_dir, last, cfg.epochs, train_seconds, start_epoch)
+
+
+def _diverged_msg(cfg, epoch, step, value, ckpt_dir) -> str:
+    last = latest_epoch_checkpoint(ckpt_dir)
+    keep = f"last good checkpoint kept: {last}" if last else "no checkpoint was written yet"
+    return (f"{cfg.method}: loss became {value} at epoch {epoch + 1}, step {step}; {keep} "
+            f"(try a lower --lr or check the method's options)")
+
+
+class _nullcontext:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *a):
+        return False
+
+
+def _progress(total: int, desc: str, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, leave=False, disable=None if enabled else True, dynamic_ncols=True)
+
+
+def _append_log(path: Path, row: dict) -> None:
+    _write_log(path, _read_log(path) + [row])
+
+
+def _write_log(path: Path, rows: list[dict]) -> None:
+    """Rewrite the whole CSV atomically (it is small: one row per epoch)."""
+    keys: list[str] = []
+    for r in rows:
+        keys += [k for k in r if k not in keys]
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=keys)
+    w.writeheader()
+    w.writerows(rows)
+    atomic_write_text(path, buf.getvalue())
+
+
+def _read_log(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _truncate_log(path: Path, epoch: int) -> None:
+    if path.is_file():
+        _write_log(path, [r for r in _read_log(path) if int(r["epoch"]) <= epoch])

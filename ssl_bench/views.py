@@ -1,0 +1,181 @@
+"""View generators: small callables that augment a whole batch at once with tensor ops.
+
+They run on the training device (no per-image PIL work) and draw every random number from the
+``torch.Generator`` they are given, so a seeded generator gives the same views every time.
+
+    views = MultiView(ImageAugment(crop_scale=(0.3, 1.0), flip_p=0.5), n=2)
+    v1, v2 = views(x, generator)          # x: float images in [0, 1], (B, C, H, W)
+
+Image ops: random resized crop, flip, rotation (one fused affine ``grid_sample``), brightness /
+contrast jitter, erosion / dilation (3x3 min / max pooling), inversion, Gaussian noise and patch
+masking. Vector ops (for ``mog2d``): additive Gaussian noise and random scaling.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+
+Tensor = torch.Tensor
+
+
+def _u(n: int, lo: float, hi: float, g: torch.Generator, device) -> Tensor:
+    return torch.rand(n, generator=g, device=device) * (hi - lo) + lo
+
+
+def _coin(n: int, p: float, g: torch.Generator, device) -> Tensor:
+    return torch.rand(n, generator=g, device=device) < p
+
+
+def random_affine(x: Tensor, g: torch.Generator, crop_scale=(0.3, 1.0), crop_ratio=(3 / 4, 4 / 3),
+                  flip_p: float = 0.5, rotate_deg: float = 0.0) -> Tensor:
+    """Random resized crop + horizontal flip + rotation as one batched affine resampling."""
+    b, dev = x.shape[0], x.device
+    area = _u(b, crop_scale[0], crop_scale[1], g, dev)
+    logr = _u(b, math.log(crop_ratio[0]), math.log(crop_ratio[1]), g, dev)
+    ratio = logr.exp()
+    w = (area * ratio).sqrt().clamp(max=1.0)  # fraction of the width kept
+    h = (area / ratio).sqrt().clamp(max=1.0)
+    cx = (_u(b, -1, 1, g, dev)) * (1 - w)  # centre in normalised [-1, 1] coordinates
+    cy = (_u(b, -1, 1, g, dev)) * (1 - h)
+    flip = torch.where(_coin(b, flip_p, g, dev), -1.0, 1.0)
+    ang = _u(b, -rotate_deg, rotate_deg, g, dev) * (math.pi / 180)
+    cos, sin = ang.cos(), ang.sin()
+    theta = torch.stack([
+        torch.stack([w * flip * cos, -h * sin, cx], 1),
+        torch.stack([w * flip * sin, h * cos, cy], 1),
+    ], 1).to(x.dtype)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def brightness_contrast(x: Tensor, g: torch.Generator, strength: float, p: float) -> Tensor:
+    b, dev = x.shape[0], x.device
+    on = _coin(b, p, g, dev).view(-1, 1, 1, 1)
+    bright = _u(b, 1 - strength, 1 + strength, g, dev).view(-1, 1, 1, 1)
+    contrast = _u(b, 1 - strength, 1 + strength, g, dev).view(-1, 1, 1, 1)
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    y = ((x * bright - mean) * contrast + mean).clamp(0, 1)
+    return torch.where(on, y, x)
+
+
+def morphology(x: Tensor, g: torch.Generator, p: float) -> Tensor:
+    """With probability p each image is eroded or dilated (half each) by a 3x3 window."""
+    b, dev = x.shape[0], x.device
+    on = _coin(b, p, g, dev).view(-1, 1, 1, 1)
+    dilate = _coin(b, 0.5, g, dev).view(-1, 1, 1, 1)
+    dil = F.max_pool2d(x, 3, stride=1, padding=1)
+    ero = -F.max_pool2d(-x, 3, stride=1, padding=1)
+    return torch.where(on, torch.where(dilate, dil, ero), x)
+
+
+def invert(x: Tensor, g: torch.Generator, p: float) -> Tensor:
+    on = _coin(x.shape[0], p, g, x.device).view(-1, 1, 1, 1)
+    return torch.where(on, 1.0 - x, x)
+
+
+def gaussian_noise(x: Tensor, g: torch.Generator, std: float, p: float = 1.0) -> Tensor:
+    on = _coin(x.shape[0], p, g, x.device).view(-1, *([1] * (x.dim() - 1)))
+    noise = torch.randn(x.shape, generator=g, device=x.device, dtype=x.dtype) * std
+    return torch.where(on, x + noise, x)
+
+
+def patch_mask(x: Tensor, g: torch.Generator, ratio: float, patch: int = 4, p: float = 1.0) -> Tensor:
+    """Zero a random ``ratio`` of the ``patch x patch`` cells of each image."""
+    if ratio <= 0:
+        return x
+    b, _, hh, ww = x.shape
+    gh, gw = math.ceil(hh / patch), math.ceil(ww / patch)
+    keep = torch.rand(b, 1, gh, gw, generator=g, device=x.device) >= ratio
+    keep = keep.repeat_interleave(patch, 2).repeat_interleave(patch, 3)[:, :, :hh, :ww]
+    on = _coin(b, p, g, x.device).view(-1, 1, 1, 1)
+    return torch.where(on & ~keep, torch.zeros_like(x), x)
+
+
+@dataclass
+class ImageAugment:
+    """One random view of a batch of float images in [0, 1]. Every op can be switched off."""
+
+    crop_scale: tuple[float, float] = (0.3, 1.0)
+    crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    flip_p: float = 0.5
+    rotate_deg: float = 0.0
+    jitter: float = 0.4
+    jitter_p: float = 0.8
+    morph_p: float = 0.0
+    invert_p: float = 0.0
+    noise_std: float = 0.0
+    noise_p: float = 0.5
+    mask_ratio: float = 0.0
+    mask_patch: int = 4
+
+    def __call__(self, x: Tensor, g: torch.Generator) -> Tensor:
+        x = random_affine(x, g, tuple(self.crop_scale), tuple(self.crop_ratio), self.flip_p, self.rotate_deg)
+        if self.jitter > 0 and self.jitter_p > 0:
+            x = brightness_contrast(x, g, self.jitter, self.jitter_p)
+        if self.morph_p > 0:
+            x = morphology(x, g, self.morph_p)
+        if self.invert_p > 0:
+            x = invert(x, g, self.invert_p)
+        if self.noise_std > 0:
+            x = gaussian_noise(x, g, self.noise_std, self.noise_p)
+        if self.mask_ratio > 0:
+            x = patch_mask(x, g, self.mask_ratio, self.mask_patch)
+        return x
+
+
+@dataclass
+class VectorAugment:
+    """One random view of low-dimensional points: x * s + noise, s ~ U(scale)."""
+
+    noise_std: float = 0.3
+    scale: tuple[float, float] = (1.0, 1.0)
+
+    def __call__(self, x: Tensor, g: torch.Generator) -> Tensor:
+        b = x.shape[0]
+        s = _u(b, self.scale[0], self.scale[1], g, x.device).view(-1, 1).to(x.dtype)
+        return gaussian_noise(x * s, g, self.noise_std)
+
+
+@dataclass
+class MultiView:
+    """``n`` independent views through the same (or one per view) augmentation."""
+
+    transforms: Sequence[Callable[[Tensor, torch.Generator], Tensor]] | Callable
+    n: int = 2
+
+    def __call__(self, x: Tensor, g: torch.Generator) -> list[Tensor]:
+        ts = self.transforms if isinstance(self.transforms, (list, tuple)) else [self.transforms] * self.n
+        return [t(x, g) for t in ts]
+
+
+def default_augment(kind: str, overrides: dict | None = None):
+    """The default recipe for a data kind, with config overrides (unknown keys are an error)."""
+    from .errors import ConfigError
+
+    cls = ImageAugment if kind == "image" else VectorAugment
+    overrides = dict(overrides or {})
+    known = set(asdict(cls()).keys())
+    bad = sorted(set(overrides) - known)
+    if bad:
+        raise ConfigError(f"unknown view option(s) {bad} for {kind} data; known: {sorted(known)}")
+    for k, v in list(overrides.items()):
+        if isinstance(v, list):
+            overrides[k] = tuple(v)
+    return cls(**overrides)
+
+
+def view_generator(seed: int, step: int, device) -> torch.Generator:
+    """A generator whose state depends only on (seed, step): views are reproducible on resume."""
+    g = torch.Generator(device=device)
+    g.manual_seed((int(seed) * 1_000_003 + int(step) * 7_919 + 12_345) % (2**63 - 1))
+    return g
+
+
+__all__ = [
+    "ImageAugment", "VectorAugment", "MultiView", "default_augment", "view_generator", "random_affine",
+    "brightness_contrast", "morphology", "invert", "gaussian_noise", "patch_mask",
+]
