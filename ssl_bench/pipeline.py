@@ -76,9 +76,10 @@ def evaluate_baselines(cfg: RunConfig, out: Path, data: Data, evaluators: list[s
 
 
 def run_sweep(methods: list[str], base: RunConfig, seeds: list[int], out: Path, baselines: bool = True,
-              log=print) -> list[dict]:
+              log=None) -> list[dict]:
     """Train (or resume) and evaluate every method x seed, plus the baselines per seed."""
     out = Path(out)
+    log = log or (lambda msg: print(msg, flush=True))
     data = load_data(base)
     evaluators = EVALUATORS.resolve(base.evaluators)
     rows: list[dict] = []

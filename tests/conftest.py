@@ -1,0 +1,33 @@
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+FMNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+HAVE_FMNIST = (FMNIST_DIR / "train-images-idx3-ubyte.gz").is_file() or bool(os.environ.get("SSL_BENCH_DATA"))
+
+needs_fmnist = pytest.mark.skipif(not HAVE_FMNIST and not os.environ.get("CI"),
+                                  reason="Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)")
+
+
+@pytest.fixture
+def runs(tmp_path) -> Path:
+    return tmp_path / "runs"
+
+
+def tiny_config(**kw):
+    """A config that trains in well under a second (mog2d + MLP)."""
+    from ssl_bench.config import RunConfig
+
+    base = dict(method="simclr", dataset="mog2d", preset="smoke", epochs=2, batch_size=64, train_subset=512,
+                eval_train_subset=512, eval_test_subset=256, progress=False, device="cpu")
+    base.update(kw)
+    return RunConfig(**base)
+
+
+@pytest.fixture
+def tiny():
+    return tiny_config

@@ -1,0 +1,139 @@
+"""The harness: determinism, checkpoints, resume after a crash or a SIGKILL, NaN handling."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from ssl_bench.checkpoint import load_resume, read_encoder
+from ssl_bench.embeddings import load_method_from_checkpoint
+from ssl_bench.errors import SSLBenchError, TrainingDivergedError
+from ssl_bench.trainer import load_data, train
+
+
+def _weights(path):
+    state, _ = read_encoder(path)
+    return state
+
+
+def test_same_seed_same_weights_and_log(tiny, runs, tmp_path):
+    a = train(tiny(method="vicreg"), runs)
+    b = train(tiny(method="vicreg"), tmp_path / "other")
+    for k, v in _weights(a.checkpoint).items():
+        assert torch.equal(v, _weights(b.checkpoint)[k]), k
+    assert (a.run_dir / "train_log.csv").read_text().split("seconds")[0] == \
+        (b.run_dir / "train_log.csv").read_text().split("seconds")[0]
+    c = train(tiny(method="vicreg", seed=1), runs)
+    assert not all(torch.equal(v, _weights(c.checkpoint)[k]) for k, v in _weights(a.checkpoint).items())
+
+
+def test_checkpoint_layout_and_metadata(tiny, runs):
+    res = train(tiny(method="byol", epochs=3), runs)
+    ck = res.run_dir / "checkpoints"
+    assert sorted(p.name for p in ck.glob("epoch_*.safetensors")) == [f"epoch_000{i}.safetensors" for i in (1, 2, 3)]
+    _, meta = read_encoder(res.checkpoint)
+    assert meta["method"] == "byol" and meta["epoch"] == 3 and meta["config"]["seed"] == 0
+    assert meta["versions"]["torch"] == torch.__version__
+    state = load_resume(ck / "resume.pt")  # loads with weights_only=True
+    assert state["epoch"] == 3 and state["step"] == 3 * (512 // 64)
+    assert not list(ck.glob("*.tmp")) and not list(ck.glob(".*"))
+
+
+def test_encode_is_identical_after_reload(tiny, runs):
+    cfg = tiny(method="simclr")
+    res = train(cfg, runs)
+    m, _, _ = load_method_from_checkpoint(res.checkpoint, torch.device("cpu"))
+    x = load_data(cfg).x_test[:32]
+    # the trained weights as saved, rebuilt twice independently: same output
+    m2, _, _ = load_method_from_checkpoint(res.checkpoint, torch.device("cpu"))
+    with torch.no_grad():
+        assert torch.equal(m.encode(x), m2.encode(x))
+        assert m.encode(x).shape == (32, m.out_dim)
+
+
+class Crash(Exception):
+    pass
+
+
+def test_crash_then_resume_equals_uninterrupted(tiny, runs, tmp_path):
+    cfg = tiny(method="byol", epochs=4)
+    ref = train(cfg, tmp_path / "ref")
+
+    def boom(epoch, logs):
+        if epoch == 2:
+            raise Crash()
+
+    with pytest.raises(Crash):
+        train(cfg, runs, callbacks=[boom])
+    with pytest.raises(SSLBenchError, match="--resume"):
+        train(cfg, runs)  # never silently overwrite what exists
+    res = train(cfg, runs, resume=True)
+    assert res.resumed_from == 2
+    for k, v in _weights(ref.checkpoint).items():
+        assert torch.equal(v, _weights(res.checkpoint)[k]), k
+    log = (res.run_dir / "train_log.csv").read_text().splitlines()
+    assert [line.split(",")[0] for line in log[1:]] == ["1", "2", "3", "4"]
+    again = train(cfg, runs, resume=True)  # finished run: nothing to do
+    assert again.resumed_from == 4
+
+
+def test_sigkill_mid_run_then_resume(tmp_path):
+    out = tmp_path / "runs"
+    args = [sys.executable, "-m", "ssl_bench", "train", "--method", "simclr", "--dataset", "digits",
+            "--preset", "smoke", "--epochs", "30", "--batch-size", "64", "--set", "train_subset=256",
+            "--out", str(out), "--no-progress", "--device", "cpu"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    p = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    ckpts = []
+    while time.time() < deadline and p.poll() is None:
+        ckpts = list(out.glob("*/checkpoints/epoch_0002.safetensors"))
+        if ckpts:
+            break
+        time.sleep(0.02)
+    assert ckpts, "training never reached epoch 2"
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    assert p.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    done = sorted(ckpts[0].parent.glob("epoch_*.safetensors"))
+    assert 2 <= len(done) < 30
+    r = subprocess.run(args + ["--resume"], env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "resumed after epoch" in r.stdout
+    assert len(list(ckpts[0].parent.glob("epoch_*.safetensors"))) == 30
+    _, meta = read_encoder(ckpts[0].parent / "epoch_0030.safetensors")
+    assert meta["epoch"] == 30
+
+
+class NaNMethodError(Exception):
+    pass
+
+
+def test_nan_loss_stops_with_clear_error_and_keeps_checkpoints(tiny, runs):
+    from ssl_bench.method import Method
+    from ssl_bench.registry import METHODS
+
+    @METHODS.register("nan-after-epoch-1")
+    class Bad(Method):
+        def training_step(self, views):
+            loss = self.backbone(views[0]).pow(2).mean()
+            if self.hp_nan:
+                loss = loss * float("nan")
+            return loss, {}
+
+        hp_nan = False
+
+    def arm(epoch, logs):
+        Bad.hp_nan = True
+
+    try:
+        with pytest.raises(TrainingDivergedError) as err:
+            train(tiny(method="nan-after-epoch-1", epochs=3), runs, callbacks=[arm])
+        msg = str(err.value)
+        assert "\n" not in msg and "nan" in msg and "epoch_0001" in msg
+        assert len(list(runs.glob("*/checkpoints/epoch_*.safetensors"))) == 1
+    finally:
+        METHODS.unregister("nan-after-epoch-1")
