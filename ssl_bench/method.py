@@ -55,6 +55,10 @@ class Method(nn.Module):
     optim_defaults: ClassVar[dict[str, Any]] = {}
     n_views: ClassVar[int] = 2
     registry_name: ClassVar[str] = "?"
+    #: Backbone used when the config says ``backbone: auto``, per data kind, e.g.
+    #: ``{"image": ("timm:vit_tiny_patch16_224", {"img_size": 28, "patch_size": 4})}``.
+    #: None = the data kind's default (cnn-small for images, mlp for vectors).
+    default_backbone: ClassVar[dict[str, tuple[str, dict]] | None] = None
 
     def __init__(self, backbone: nn.Module, hp: dict[str, Any] | None = None, spec: DataSpec | None = None):
         super().__init__()

@@ -7,13 +7,13 @@ from pathlib import Path
 import torch
 
 from . import provenance
-from .backbones import build_backbone
+from .backbones import build_backbone, default_backbone
 from .config import RunConfig
 from .datasets import Data
 from .embeddings import Embeddings, checkpoint_embeddings, embed_data, eval_split, pixel_embeddings
 from .registry import EVALUATORS
 from .results import append_rows, make_rows
-from .trainer import backbone_name, load_data, resolve_device, seed_everything, train
+from .trainer import load_data, resolve_device, seed_everything, train
 
 
 def run_evaluators(emb: Embeddings, names: list[str], eval_kwargs: dict | None = None) -> dict[str, tuple[dict, float]]:
@@ -54,7 +54,9 @@ def evaluate_baselines(cfg: RunConfig, out: Path, data: Data, evaluators: list[s
     cfg = cfg.with_preset()
     dev = resolve_device(cfg.device)
     ev_data = eval_split(cfg, data)
-    bb = backbone_name(cfg, data.kind)
+    bb, bb_kwargs = default_backbone(data.kind), dict(cfg.backbone_kwargs)
+    if cfg.backbone not in ("auto", ""):
+        bb = cfg.backbone
     rows = []
     for name in ("pixels", "random-init"):
         if name == "pixels":
@@ -62,7 +64,7 @@ def evaluate_baselines(cfg: RunConfig, out: Path, data: Data, evaluators: list[s
         else:
             seed_everything(cfg.seed)
             torch.manual_seed(cfg.seed)  # the same initial weights the SSL methods start from
-            net = build_backbone(bb, data.input_shape, data.kind, **cfg.backbone_kwargs).to(dev).eval()
+            net = build_backbone(bb, data.input_shape, data.kind, **bb_kwargs).to(dev).eval()
             emb, backbone = embed_data(net, ev_data, dev, source="random-init"), bb
         bcfg = RunConfig(**{**cfg.to_dict(), "method": name})
         run_id = f"{cfg.dataset}-{name}-{backbone.replace(':', '-')}-{cfg.preset}-s{cfg.seed}"

@@ -54,15 +54,27 @@ def data_spec(data: Data, num_train: int | None = None) -> DataSpec:
     return DataSpec(kind=data.kind, input_shape=data.input_shape, num_train=num_train or len(data.x_train))
 
 
+def backbone_choice(cfg: RunConfig, kind: str) -> tuple[str, dict]:
+    """(backbone name, kwargs): the config's, else the method's preference, else the data's default."""
+    if cfg.backbone not in ("auto", ""):
+        return cfg.backbone, dict(cfg.backbone_kwargs)
+    pref = getattr(METHODS.get(cfg.method), "default_backbone", None) if cfg.method in METHODS else None
+    if pref and kind in pref:
+        name, kwargs = pref[kind]
+        return name, {**kwargs, **cfg.backbone_kwargs}
+    return default_backbone(kind), dict(cfg.backbone_kwargs)
+
+
 def backbone_name(cfg: RunConfig, kind: str) -> str:
-    return default_backbone(kind) if cfg.backbone in ("auto", "") else cfg.backbone
+    return backbone_choice(cfg, kind)[0]
 
 
 def build_method(cfg: RunConfig, spec: DataSpec) -> Method:
     """Instantiate the configured method with freshly initialised weights (seeded)."""
     cls = METHODS.get(cfg.method)
     torch.manual_seed(cfg.seed)
-    backbone = build_backbone(backbone_name(cfg, spec.kind), spec.input_shape, spec.kind, **cfg.backbone_kwargs)
+    name, kwargs = backbone_choice(cfg, spec.kind)
+    backbone = build_backbone(name, spec.input_shape, spec.kind, **kwargs)
     return cls(backbone, cfg.method_kwargs, spec)
 
 
