@@ -92,12 +92,14 @@ def cmd_run(a) -> int:
 
 
 def cmd_train(a) -> int:
+    from .distributed import is_main
     from .trainer import train
 
     cfg = _config_from_args(a, method=a.method)
     res = train(cfg, Path(a.out), resume=a.resume)
     start = f" (resumed after epoch {res.resumed_from})" if res.resumed_from else ""
-    print(f"trained {cfg.method} for {res.epochs} epochs{start} in {res.train_seconds:.1f}s -> {res.checkpoint}")
+    if is_main():  # under torchrun, rank 0 reports
+        print(f"trained {cfg.method} for {res.epochs} epochs{start} in {res.train_seconds:.1f}s -> {res.checkpoint}")
     return 0
 
 

@@ -18,13 +18,27 @@ def info_nce(z1: Tensor, z2: Tensor, temperature: float = 0.1) -> Tensor:
 
     For each of the 2N embeddings the positive is its other view and the 2N-2 remaining
     embeddings are negatives; similarities are cosines divided by ``temperature``.
+
+    Under data-parallel training (``torch.distributed`` initialised with W > 1 ranks, each
+    holding its N rows of the global batch) the candidates are the 2NW views of the global
+    batch, all-gathered with gradients (:func:`ssl_bench.distributed.gather`); each rank's loss
+    is the mean over its own 2N anchors, so the mean over ranks equals the one-process loss on
+    the global batch and DDP's gradient averaging gives its exact gradient.
     """
+    from .distributed import gather, rank
+
     n = z1.shape[0]
-    z = F.normalize(torch.cat([z1, z2], 0), dim=1)
-    sim = z @ z.t() / temperature
-    sim = sim.masked_fill(torch.eye(2 * n, dtype=torch.bool, device=z.device), float("-inf"))
-    target = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(z.device)
-    return F.cross_entropy(sim, target)
+    a1, a2 = F.normalize(z1, dim=1), F.normalize(z2, dim=1)
+    cand = torch.cat([gather(a1), gather(a2)], 0)  # (2NW, d): the global batch's views
+    big_n = cand.shape[0] // 2
+    sim = torch.cat([a1, a2], 0) @ cand.t() / temperature  # (2N local anchors, 2NW)
+    rows = torch.arange(n, device=sim.device) + rank() * n  # our rows in the global batch
+    own = torch.cat([rows, rows + big_n])  # each anchor's own column
+    pos = torch.cat([rows + big_n, rows])  # and its other view's
+    self_mask = torch.zeros_like(sim, dtype=torch.bool)
+    self_mask[torch.arange(2 * n, device=sim.device), own] = True
+    sim = sim.masked_fill(self_mask, float("-inf"))
+    return F.cross_entropy(sim, pos)
 
 
 # ------------------------------------------------------------------------------ distillation

@@ -1,0 +1,226 @@
+"""DDP on gloo: two CPU processes must train the model one process trains on the same global batch.
+
+The workers join the process group the way ``torchrun`` starts them (RANK / WORLD_SIZE /
+MASTER_ADDR / MASTER_PORT in the environment) and call the real trainer. Gradients of the
+distributed pieces (all-gather for InfoNCE negatives and VICReg statistics, synchronised batch
+norm) are checked against the one-process gradient of the same global loss.
+"""
+import multiprocessing as mp
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ssl_bench import distributed as dist
+from ssl_bench import losses
+from ssl_bench.checkpoint import read_encoder
+from ssl_bench.trainer import train
+
+WORLD = 2
+# SGD on float32: the two runs differ only by the order of floating-point sums. (Not AdamW: a
+# parameter whose true gradient is 0, such as a bias in front of batch norm, gets Adam steps of
+# about +-lr from rounding noise, which differs between the runs.)
+WEIGHT_ATOL = 1e-5
+GRAD_RTOL, GRAD_ATOL = 1e-5, 1e-6
+
+
+def _configs():
+    from conftest import tiny_config
+
+    return {
+        "simclr-mog2d": tiny_config(method="simclr", optimizer="sgd", epochs=2, train_subset=256),
+        "vicreg-mog2d": tiny_config(method="vicreg", optimizer="sgd", epochs=2, train_subset=256),
+        "byol-mog2d": tiny_config(method="byol", optimizer="sgd", epochs=2, train_subset=256),
+        "simclr-digits": tiny_config(method="simclr", optimizer="sgd", dataset="digits", epochs=1,
+                                     batch_size=64, train_subset=128),
+    }
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _global_inputs():
+    g = torch.Generator().manual_seed(0)
+    z1, z2 = torch.randn(8, 16, generator=g), torch.randn(8, 16, generator=g)
+    x = torch.randn(8, 3, 5, 5, generator=g) * 2 + 1
+    return z1, z2, x
+
+
+def _bn_weights(x):
+    return torch.arange(x.numel()).view_as(x).float().sin()
+
+
+def _grad_checks() -> dict:
+    """Per-rank losses and gradients of the distributed pieces on this rank's rows."""
+    z1, z2, x = _global_inputs()
+    out = {}
+    a, b = dist.shard(z1).clone().requires_grad_(), dist.shard(z2).clone().requires_grad_()
+    loss = losses.info_nce(a, b, 0.2)
+    loss.backward()
+    out["info_nce"] = (loss.detach(), a.grad, b.grad)
+
+    a, b = dist.shard(z1).clone().requires_grad_(), dist.shard(z2).clone().requires_grad_()
+    loss = losses.vicreg(dist.gather(a), dist.gather(b))
+    loss.backward()
+    out["vicreg"] = (loss.detach(), a.grad, b.grad)
+
+    torch.manual_seed(0)
+    bn = dist.convert_sync_batchnorm(torch.nn.Sequential(torch.nn.BatchNorm2d(3)))
+    xs = dist.shard(x).clone().requires_grad_()
+    y = bn(xs)
+    (y * dist.shard(_bn_weights(x))).sum().backward()
+    out["bn"] = (y.detach(), xs.grad, bn[0].running_mean.clone(), bn[0].running_var.clone())
+    return out
+
+
+def _worker(rank: int, port: int, out: str, results: str) -> None:
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(WORLD),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), OMP_NUM_THREADS="1")
+    torch.set_num_threads(1)
+    sys.path.insert(0, str(Path(__file__).parent))
+    try:
+        for name, cfg in _configs().items():  # the trainer joins the group from the environment
+            train(cfg, Path(out) / name)
+        torch.save(_grad_checks(), Path(results) / f"rank{rank}.pt")
+    finally:
+        if dist.is_initialized():
+            torch.distributed.destroy_process_group()
+
+
+@pytest.fixture(scope="module")
+def ddp_runs(tmp_path_factory):
+    base = tmp_path_factory.mktemp("ddp")
+    ctx = mp.get_context("spawn")
+    port = _free_port()
+    procs = [ctx.Process(target=_worker, args=(r, port, str(base / "ddp"), str(base))) for r in range(WORLD)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(180)
+    codes = [p.exitcode for p in procs]
+    for p in procs:
+        if p.is_alive():
+            p.kill()
+    assert codes == [0] * WORLD, f"DDP workers failed: exit codes {codes}"
+    return base
+
+
+def _single_grads() -> dict:
+    """The same global losses in one process; gradients scaled like DDP's averaging."""
+    z1, z2, x = _global_inputs()
+    out = {}
+    a, b = z1.clone().requires_grad_(), z2.clone().requires_grad_()
+    loss = losses.info_nce(a, b, 0.2)
+    loss.backward()
+    out["info_nce"] = (loss.detach(), a.grad, b.grad)
+    a, b = z1.clone().requires_grad_(), z2.clone().requires_grad_()
+    loss = losses.vicreg(a, b)
+    loss.backward()
+    out["vicreg"] = (loss.detach(), a.grad, b.grad)
+    bn = torch.nn.BatchNorm2d(3)
+    xs = x.clone().requires_grad_()
+    y = bn(xs)
+    (y * _bn_weights(x)).sum().backward()
+    out["bn"] = (y.detach(), xs.grad, bn.running_mean.clone(), bn.running_var.clone())
+    return out
+
+
+def test_distributed_losses_and_batchnorm_match_one_process(ddp_runs):
+    ranks = [torch.load(ddp_runs / f"rank{r}.pt") for r in range(WORLD)]
+    ref = _single_grads()
+    b = 8 // WORLD
+    # InfoNCE: rank losses average to the global loss; DDP averages gradients, so the
+    # effective gradient of our rows is grad / WORLD and must equal the global loss's
+    loss = sum(r["info_nce"][0] for r in ranks) / WORLD
+    torch.testing.assert_close(loss, ref["info_nce"][0], rtol=GRAD_RTOL, atol=GRAD_ATOL)
+    for i in (1, 2):
+        g = torch.cat([r["info_nce"][i] for r in ranks]) / WORLD
+        torch.testing.assert_close(g, ref["info_nce"][i], rtol=GRAD_RTOL, atol=GRAD_ATOL)
+    # VICReg on the gathered batch: every rank holds the global loss
+    for r in ranks:
+        torch.testing.assert_close(r["vicreg"][0], ref["vicreg"][0], rtol=GRAD_RTOL, atol=GRAD_ATOL)
+    for i in (1, 2):
+        g = torch.cat([r["vicreg"][i] for r in ranks]) / WORLD
+        torch.testing.assert_close(g, ref["vicreg"][i], rtol=GRAD_RTOL, atol=GRAD_ATOL)
+    assert not torch.allclose(ranks[0]["vicreg"][1][:b], ranks[1]["vicreg"][1][:b])  # really different rows
+    # synchronised batch norm: global statistics, outputs, input gradients and running stats
+    torch.testing.assert_close(torch.cat([r["bn"][0] for r in ranks]), ref["bn"][0], rtol=GRAD_RTOL, atol=GRAD_ATOL)
+    # (the loss here is the sum of the ranks' losses: no averaging factor)
+    torch.testing.assert_close(torch.cat([r["bn"][1] for r in ranks]), ref["bn"][1], rtol=GRAD_RTOL, atol=GRAD_ATOL)
+    for r in ranks:
+        torch.testing.assert_close(r["bn"][2], ref["bn"][2], rtol=GRAD_RTOL, atol=GRAD_ATOL)
+        torch.testing.assert_close(r["bn"][3], ref["bn"][3], rtol=GRAD_RTOL, atol=GRAD_ATOL)
+
+
+@pytest.mark.parametrize("name", ["simclr-mog2d", "vicreg-mog2d", "byol-mog2d", "simclr-digits"])
+def test_two_gloo_processes_train_the_same_weights_as_one(ddp_runs, name, tmp_path):
+    cfg = _configs()[name]
+    ref = train(cfg, tmp_path / "single")
+    runs = list((ddp_runs / "ddp" / name).glob("*/checkpoints"))
+    assert len(runs) == 1, "rank 0 (only) writes the run"
+    ddp_ckpt = sorted(runs[0].glob("epoch_*.safetensors"))[-1]
+    assert ddp_ckpt.name == ref.checkpoint.name
+    a, meta = read_encoder(ddp_ckpt)
+    b, _ = read_encoder(ref.checkpoint)
+    assert meta["world_size"] == WORLD and a.keys() == b.keys()
+    moved = max(float((b[k] - v0).abs().max()) for k, v0 in _initial_backbone(cfg).items())
+    assert moved > 100 * WEIGHT_ATOL, "training did not move the weights: the comparison would be empty"
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=WEIGHT_ATOL, msg=f"{name}: {k}")
+    # the logged epoch losses are the global ones
+    la = (runs[0].parent / "train_log.csv").read_text().splitlines()
+    lb = (ref.run_dir / "train_log.csv").read_text().splitlines()
+    assert la[0] == lb[0] and len(la) == len(lb)
+    ia = la[0].split(",").index("loss")
+    for ra, rb in zip(la[1:], lb[1:]):
+        assert abs(float(ra.split(",")[ia]) - float(rb.split(",")[ia])) < 1e-4
+
+
+def _initial_backbone(cfg):
+    from ssl_bench.trainer import build_method, data_spec, load_data
+
+    c = cfg.with_preset()
+    return build_method(c, data_spec(load_data(c))).backbone.state_dict()
+
+
+def test_torchrun_cli_trains_with_ddp(tmp_path):
+    """The documented command: torchrun --nproc-per-node 2 -m ssl_bench train (gloo on CPU)."""
+    out = tmp_path / "runs"
+    common = ["--method", "simclr", "--dataset", "mog2d", "--preset", "smoke", "--epochs", "1",
+              "--set", "train_subset=256", "--device", "cpu", "--no-progress"]
+    args = common + ["--batch-size", "64"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+                        "--master-port", str(_free_port()), "-m", "ssl_bench", "train", "--out", str(out), *args],
+                       env=env, capture_output=True, text=True, timeout=180)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.count("trained simclr") == 1, "only rank 0 reports"
+    ckpt = sorted(out.glob("*/checkpoints/epoch_0001.safetensors"))
+    assert len(ckpt) == 1
+    _, meta = read_encoder(ckpt[0])
+    assert meta["world_size"] == 2
+    bad = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+                          "--master-port", str(_free_port()), "-m", "ssl_bench", "train", "--out",
+                          str(tmp_path / "bad"), *common, "--batch-size", "63"],
+                         env=env, capture_output=True, text=True, timeout=180)
+    assert bad.returncode != 0 and "not divisible by the 2 processes" in bad.stderr
+
+
+def test_single_process_helpers_are_identity():
+    x = torch.randn(4, 3, requires_grad=True)
+    assert dist.world_size() == 1 and dist.is_main()
+    assert dist.gather(x) is x and dist.shard(x) is x and dist.all_reduce_sum(x) is x
+    bn = dist.convert_sync_batchnorm(torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.BatchNorm1d(3)))
+    assert isinstance(bn[1], dist.SyncBatchNorm)
+    ref = torch.nn.BatchNorm1d(3)
+    ref.load_state_dict(bn[1].state_dict())
+    torch.testing.assert_close(bn[1](x), ref(x))
+    assert F.mse_loss(bn[1].running_mean, ref.running_mean) == 0
