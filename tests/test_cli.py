@@ -117,3 +117,15 @@ def test_eval_json_prints_metrics(tiny, runs, capsys):
     assert len(list((res.run_dir / "embeddings").glob("*.npz"))) == 1
     assert main(["eval", str(res.checkpoint), "--json"]) == 0
     assert len(list((res.run_dir / "embeddings").glob("*.npz"))) == 1
+
+
+def test_leaderboard_refreshes_readme_block(tmp_path):
+    out, lb = tmp_path / "runs", tmp_path / "lb"
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n<!-- leaderboard:mog2d -->\nold\n<!-- /leaderboard -->\nrest\n")
+    assert main(["run", "--methods", "simclr", "--dataset", "mog2d", "--preset", "smoke", "--epochs", "1",
+                 "--out", str(out), "--leaderboards", str(lb), "--no-progress"]) == 0
+    assert main(["leaderboard", "--runs", str(out), "--out", str(lb), "--readme", str(readme)]) == 0
+    text = readme.read_text()
+    assert "old" not in text and "| **simclr** | mlp | smoke | 1 | 1 |" in text and text.endswith("rest\n")
+    assert main(["leaderboard", "--runs", str(tmp_path / "none")]) == 2

@@ -68,17 +68,33 @@ def third_party(tmp_path, monkeypatch):
             def evaluate(self, emb):
                 import numpy as np
                 return {"mean_norm": float(np.linalg.norm(emb.test_x, axis=1).mean())}
+
+        def acme_lines(root=None, **_):
+            """Points on 3 lines through the origin, label = line."""
+            import torch
+            from ssl_bench.datasets import Data
+            g = torch.Generator().manual_seed(0)
+            def make(n):
+                y = torch.randint(0, 3, (n,), generator=g)
+                t = torch.randn(n, generator=g) * 3
+                ang = y.float() * 2.1
+                return torch.stack([t * ang.cos(), t * ang.sin()], 1), y
+            (xa, ya), (xb, yb) = make(600), make(200)
+            return Data("acme-lines", xa, ya, xb, yb, 3, "vector")
     '''))
     dist = tmp_path / "site" / "acme_ssl-1.0.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-ssl\nVersion: 1.0\n")
     (dist / "entry_points.txt").write_text(
         "[ssl_bench.methods]\nacme = acme_ssl.plugin:AcmeMethod\n\n"
-        "[ssl_bench.evaluators]\nacme-norm = acme_ssl.plugin:AcmeMeanNorm\n")
+        "[ssl_bench.evaluators]\nacme-norm = acme_ssl.plugin:AcmeMeanNorm\n\n"
+        "[ssl_bench.datasets]\nacme-lines = acme_ssl.plugin:acme_lines\n")
     monkeypatch.syspath_prepend(str(tmp_path / "site"))
     METHODS.reload()
     EVALUATORS.reload()
+    DATASETS.reload()
     yield
+    DATASETS.unregister("acme-lines")
     METHODS.unregister("acme")
     EVALUATORS.unregister("acme-norm")
     sys.modules.pop("acme_ssl.plugin", None)
@@ -96,3 +112,11 @@ def test_entry_point_plugin_is_discovered_and_runs(third_party, tiny, runs):
     by = {(r["evaluator"], r["metric"]): r["value"] for r in rows}
     assert by[("acme-norm", "mean_norm")] > 0
     assert 12.5 < by[("knn", "top1")] <= 100  # 8 classes: above chance after training
+
+
+def test_entry_point_dataset(third_party, tiny, runs):
+    from ssl_bench.trainer import train
+
+    assert "acme-lines" in DATASETS.names()
+    res = train(tiny(dataset="acme-lines", epochs=1, train_subset=None), runs)
+    assert res.checkpoint.is_file()
