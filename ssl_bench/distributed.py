@@ -175,6 +175,15 @@ def mean_over_ranks(x: torch.Tensor) -> torch.Tensor:
     return y / world_size()
 
 
+def max_over_ranks(x: torch.Tensor) -> torch.Tensor:
+    """Element-wise maximum of a (detached) tensor over ranks."""
+    if world_size() == 1:
+        return x
+    y = x.detach().clone()
+    dist.all_reduce(y, op=dist.ReduceOp.MAX)
+    return y
+
+
 # ---------------------------------------------------------------------------------- batch norm
 class SyncBatchNorm(nn.modules.batchnorm._BatchNorm):
     """Batch norm whose training statistics cover the global batch; works on gloo (CPU) too.
@@ -241,6 +250,6 @@ def convert_sync_batchnorm(module: nn.Module) -> nn.Module:
 
 __all__ = [
     "is_initialized", "world_size", "rank", "is_main", "init_from_env", "local_rank", "local_device",
-    "barrier", "shard", "gather", "all_reduce_sum", "mean_over_ranks", "SyncBatchNorm",
+    "barrier", "shard", "gather", "all_reduce_sum", "mean_over_ranks", "max_over_ranks", "SyncBatchNorm",
     "convert_sync_batchnorm",
 ]

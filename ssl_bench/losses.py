@@ -155,9 +155,14 @@ def lejepa_invariance(zs: Tensor) -> Tensor:
 # --------------------------------------------------------------------------- contrastive (2)
 def cross_view_info_nce(q: Tensor, k: Tensor, temperature: float = 0.2) -> Tensor:
     """One-directional InfoNCE between two view batches (MoCo v3, CPC): the positive of
-    ``q_i`` is ``k_i``, the negatives are the other ``k_j``; similarities are cosines / T."""
-    logits = F.normalize(q, dim=1) @ F.normalize(k, dim=1).t() / temperature
-    return F.cross_entropy(logits, torch.arange(q.shape[0], device=q.device))
+    ``q_i`` is ``k_i``, the negatives are the other ``k_j``; similarities are cosines / T.
+
+    Under data-parallel training the negatives are the global batch's keys (all-gathered with
+    gradients) and the loss is the mean over this rank's queries, as in :func:`info_nce`."""
+    from .distributed import gather, rank
+
+    logits = F.normalize(q, dim=1) @ gather(F.normalize(k, dim=1)).t() / temperature
+    return F.cross_entropy(logits, torch.arange(q.shape[0], device=q.device) + rank() * q.shape[0])
 
 
 def info_nce_queue(q: Tensor, k: Tensor, queue: Tensor, temperature: float = 0.2) -> Tensor:
@@ -174,11 +179,18 @@ def margin_contrastive(z1: Tensor, z2: Tensor, margin: float = 1.0) -> Tensor:
 
     ``F`` is the Euclidean distance of embeddings; ``(z1_i, z2_i)`` are positive pairs and every
     ``(z1_i, z2_j)``, ``j != i``, is a negative. Returns mean positive term + mean negative term.
+
+    Under data-parallel training the ``z2_j`` are the global batch's (all-gathered with
+    gradients) and the means run over this rank's rows, as in :func:`info_nce`.
     """
-    dist = torch.cdist(z1, z2)
+    from .distributed import gather, rank
+
+    dist = torch.cdist(z1, gather(z2))  # (n local, N global)
     n = dist.shape[0]
-    eye = torch.eye(n, dtype=torch.bool, device=dist.device)
-    pos = torch.diagonal(dist).pow(2).mean()
+    rows = torch.arange(n, device=dist.device)
+    eye = torch.zeros_like(dist, dtype=torch.bool)
+    eye[rows, rows + rank() * n] = True
+    pos = dist[eye].pow(2).mean()
     neg = F.relu(margin - dist[~eye]).pow(2).mean()
     return pos + neg
 
@@ -198,11 +210,14 @@ def sinkhorn_knopp(scores: Tensor, eps: float = 0.05, iters: int = 3) -> Tensor:
     """SwAV's equipartitioned soft assignments: ``Q = diag(u) exp(scores / eps) diag(v)``
     rescaled so that every prototype gets mass 1/K and every sample 1/B; returned per-sample
     normalised (each row sums to 1). ``scores``: ``(B, K)``."""
-    q = torch.exp((scores - scores.max()) / eps).t()  # (K, B); the shift cancels in the scaling
-    k, b = q.shape
-    q = q / q.sum()
+    from .distributed import all_reduce_sum, max_over_ranks, world_size
+
+    # under data-parallel training the batch is the global one: sums over samples are all-reduced
+    q = torch.exp((scores - max_over_ranks(scores.max())) / eps).t()  # (K, B); the shift cancels
+    k, b = q.shape[0], q.shape[1] * world_size()
+    q = q / all_reduce_sum(q.sum())
     for _ in range(iters):
-        q = q / q.sum(dim=1, keepdim=True) / k
+        q = q / all_reduce_sum(q.sum(dim=1, keepdim=True)) / k
         q = q / q.sum(dim=0, keepdim=True) / b
     return (q * b).t()
 

@@ -163,7 +163,7 @@ def train(cfg: RunConfig, out: str | Path, resume: bool = False, data: Data | No
     total_steps = steps_per_epoch * cfg.epochs
     lr = cfg.lr if cfg.lr is not None else method.optim_defaults.get("lr")
     wd = cfg.weight_decay if cfg.weight_decay is not None else method.optim_defaults.get("weight_decay")
-    if ddp and getattr(method, "sync_batchnorm", True):
+    if ddp and method.sync_batchnorm:
         dist.convert_sync_batchnorm(method)  # same parameter objects: before or after the optimiser
     opt = make_optimizer(cfg.optimizer, method, lr, wd)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(total_steps, cfg.warmup_frac))
@@ -191,7 +191,7 @@ def train(cfg: RunConfig, out: str | Path, resume: bool = False, data: Data | No
 
         step_fn = DistributedDataParallel(
             step_fn, device_ids=[device.index] if device.type == "cuda" else None, broadcast_buffers=False,
-            find_unused_parameters=bool(getattr(method, "ddp_find_unused_parameters", False)))
+            find_unused_parameters=bool(method.ddp_find_unused_parameters))
     if cfg.compile:
         step_fn = torch.compile(step_fn)
 
