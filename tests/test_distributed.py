@@ -5,6 +5,7 @@ MASTER_ADDR / MASTER_PORT in the environment) and call the real trainer. Gradien
 distributed pieces (all-gather for InfoNCE negatives and VICReg statistics, synchronised batch
 norm) are checked against the one-process gradient of the same global loss.
 """
+import json
 import multiprocessing as mp
 import os
 import socket
@@ -19,6 +20,7 @@ import torch.nn.functional as F
 from ssl_bench import distributed as dist
 from ssl_bench import losses
 from ssl_bench.checkpoint import read_encoder
+from ssl_bench.errors import SSLBenchError
 from ssl_bench.trainer import train
 
 WORLD = 2
@@ -89,6 +91,13 @@ def _worker(rank: int, port: int, out: str, results: str) -> None:
     try:
         for name, cfg in _configs().items():  # the trainer joins the group from the environment
             train(cfg, Path(out) / name)
+        try:  # a global batch that does not split over the ranks: a clear error on every rank
+            from conftest import tiny_config
+
+            train(tiny_config(method="simclr", batch_size=63), Path(out) / "bad")
+            (Path(results) / f"bad{rank}.txt").write_text("no error")
+        except SSLBenchError as exc:
+            (Path(results) / f"bad{rank}.txt").write_text(str(exc))
         torch.save(_grad_checks(), Path(results) / f"rank{rank}.pt")
     finally:
         if dist.is_initialized():
@@ -131,6 +140,11 @@ def _single_grads() -> dict:
     (y * _bn_weights(x)).sum().backward()
     out["bn"] = (y.detach(), xs.grad, bn.running_mean.clone(), bn.running_var.clone())
     return out
+
+
+def test_batch_not_divisible_by_ranks_is_a_clear_error(ddp_runs):
+    for r in range(WORLD):
+        assert "not divisible by the 2 processes" in (ddp_runs / f"bad{r}.txt").read_text()
 
 
 def test_distributed_losses_and_batchnorm_match_one_process(ddp_runs):
@@ -191,27 +205,24 @@ def _initial_backbone(cfg):
     return build_method(c, data_spec(load_data(c))).backbone.state_dict()
 
 
-def test_torchrun_cli_trains_with_ddp(tmp_path):
-    """The documented command: torchrun --nproc-per-node 2 -m ssl_bench train (gloo on CPU)."""
-    out = tmp_path / "runs"
-    common = ["--method", "simclr", "--dataset", "mog2d", "--preset", "smoke", "--epochs", "1",
-              "--set", "train_subset=256", "--device", "cpu", "--no-progress"]
-    args = common + ["--batch-size", "64"]
+def test_torchrun_run_trains_with_ddp_and_rank0_evaluates(tmp_path):
+    """The documented command: torchrun --nproc-per-node 2 -m ssl_bench run (gloo on CPU)."""
+    out, lb = tmp_path / "runs", tmp_path / "lb"
+    args = ["--methods", "simclr", "--dataset", "mog2d", "--preset", "smoke", "--epochs", "1", "--batch-size", "64",
+            "--set", "train_subset=256", "--device", "cpu", "--no-progress", "--no-baselines"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
-                        "--master-port", str(_free_port()), "-m", "ssl_bench", "train", "--out", str(out), *args],
-                       env=env, capture_output=True, text=True, timeout=180)
+                        "--master-port", str(_free_port()), "-m", "ssl_bench", "run", "--out", str(out),
+                        "--leaderboards", str(lb), *args], env=env, capture_output=True, text=True, timeout=180)
     assert r.returncode == 0, r.stderr[-2000:]
-    assert r.stdout.count("trained simclr") == 1, "only rank 0 reports"
+    assert r.stdout.count("result rows; wrote") == 1, "only rank 0 evaluates and reports"
     ckpt = sorted(out.glob("*/checkpoints/epoch_0001.safetensors"))
     assert len(ckpt) == 1
     _, meta = read_encoder(ckpt[0])
     assert meta["world_size"] == 2
-    bad = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
-                          "--master-port", str(_free_port()), "-m", "ssl_bench", "train", "--out",
-                          str(tmp_path / "bad"), *common, "--batch-size", "63"],
-                         env=env, capture_output=True, text=True, timeout=180)
-    assert bad.returncode != 0 and "not divisible by the 2 processes" in bad.stderr
+    rows = (ckpt[0].parent.parent / "results.jsonl").read_text().splitlines()
+    assert len(rows) == len({(json.loads(x)["evaluator"], json.loads(x)["metric"]) for x in rows}) > 0  # no duplicates
+    assert (lb / "mog2d.csv").is_file()
 
 
 def test_single_process_helpers_are_identity():
