@@ -5,9 +5,9 @@ CUDA share the code; on CUDA the views are generated on the GPU and the forward 
 autocast. CPU runs are deterministic for a seed, including across ``--resume``.
 
 The step never waits for the device: the only host-device synchronisations are one per
-``log_every`` steps (the divergence check) and one per epoch (logs, checkpoint). Image batches
-and weights are channels_last (faster convolutions on CUDA and with oneDNN on CPU);
-``compile: true`` runs the step through ``torch.compile``.
+``log_every`` steps (the divergence check) and one per epoch (logs, checkpoint). On CUDA, image
+batches and weights are channels_last (tensor-core friendly convolutions) and the forward runs
+under bf16 autocast; ``compile: true`` runs the step through ``torch.compile`` (any device).
 
 Started by ``torchrun --nproc-per-node N``, the same function trains with DDP (see
 :mod:`ssl_bench.distributed`): each rank takes a disjoint slice of every global batch
@@ -153,8 +153,8 @@ def train(cfg: RunConfig, out: str | Path, resume: bool = False, data: Data | No
 
     seed_everything(cfg.seed)
     method = build_method(cfg, spec).to(device)
-    image = data.kind == "image" and len(data.input_shape) == 3
-    if image:
+    channels_last = device.type == "cuda" and data.kind == "image" and len(data.input_shape) == 3
+    if channels_last:
         method = method.to(memory_format=torch.channels_last)
     views = method.make_views(spec, cfg.views)
     steps_per_epoch = len(data.x_train) // cfg.batch_size
@@ -212,7 +212,7 @@ def train(cfg: RunConfig, out: str | Path, resume: bool = False, data: Data | No
             xb = data.to_float(x_all[perm[i * cfg.batch_size:(i + 1) * cfg.batch_size]])
             g = view_generator(cfg.seed, step, device)
             vs = [normalize(dist.shard(v)) for v in views(xb, g)]
-            if image:
+            if channels_last:
                 vs = [v.contiguous(memory_format=torch.channels_last) if v.dim() == 4 else v for v in vs]
             with autocast:
                 loss, logs = step_fn(vs)
