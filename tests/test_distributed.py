@@ -1,12 +1,11 @@
 """DDP on gloo: two CPU processes must train the model one process trains on the same global batch.
 
-The workers join the process group the way ``torchrun`` starts them (RANK / WORLD_SIZE /
-MASTER_ADDR / MASTER_PORT in the environment) and call the real trainer. Gradients of the
+One ``torchrun --nproc-per-node 2`` launch of ``tests/ddp_worker.py`` trains with the real
+trainer (which joins the process group from torchrun's environment) and runs the ``run`` command. Gradients of the
 distributed pieces (all-gather for InfoNCE negatives and VICReg statistics, synchronised batch
 norm) are checked against the one-process gradient of the same global loss.
 """
 import json
-import multiprocessing as mp
 import os
 import socket
 import subprocess
@@ -20,8 +19,9 @@ import torch.nn.functional as F
 from ssl_bench import distributed as dist
 from ssl_bench import losses
 from ssl_bench.checkpoint import read_encoder
-from ssl_bench.errors import SSLBenchError
 from ssl_bench.trainer import train
+
+from ddp_worker import _bn_weights, _configs, _global_inputs  # noqa: E402 (tests/ is on sys.path)
 
 WORLD = 2
 # SGD on float32: the two runs differ only by the order of floating-point sums. (Not AdamW: a
@@ -31,94 +31,22 @@ WEIGHT_ATOL = 1e-5
 GRAD_RTOL, GRAD_ATOL = 1e-5, 1e-6
 
 
-def _configs():
-    from conftest import tiny_config
-
-    return {
-        "simclr-mog2d": tiny_config(method="simclr", optimizer="sgd", epochs=2, train_subset=256),
-        "vicreg-mog2d": tiny_config(method="vicreg", optimizer="sgd", epochs=2, train_subset=256),
-        "byol-mog2d": tiny_config(method="byol", optimizer="sgd", epochs=2, train_subset=256),
-        "simclr-digits": tiny_config(method="simclr", optimizer="sgd", dataset="digits", epochs=1,
-                                     batch_size=64, train_subset=128),
-    }
-
-
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-def _global_inputs():
-    g = torch.Generator().manual_seed(0)
-    z1, z2 = torch.randn(8, 16, generator=g), torch.randn(8, 16, generator=g)
-    x = torch.randn(8, 3, 5, 5, generator=g) * 2 + 1
-    return z1, z2, x
-
-
-def _bn_weights(x):
-    return torch.arange(x.numel()).view_as(x).float().sin()
-
-
-def _grad_checks() -> dict:
-    """Per-rank losses and gradients of the distributed pieces on this rank's rows."""
-    z1, z2, x = _global_inputs()
-    out = {}
-    a, b = dist.shard(z1).clone().requires_grad_(), dist.shard(z2).clone().requires_grad_()
-    loss = losses.info_nce(a, b, 0.2)
-    loss.backward()
-    out["info_nce"] = (loss.detach(), a.grad, b.grad)
-
-    a, b = dist.shard(z1).clone().requires_grad_(), dist.shard(z2).clone().requires_grad_()
-    loss = losses.vicreg(dist.gather(a), dist.gather(b))
-    loss.backward()
-    out["vicreg"] = (loss.detach(), a.grad, b.grad)
-
-    torch.manual_seed(0)
-    bn = dist.convert_sync_batchnorm(torch.nn.Sequential(torch.nn.BatchNorm2d(3)))
-    xs = dist.shard(x).clone().requires_grad_()
-    y = bn(xs)
-    (y * dist.shard(_bn_weights(x))).sum().backward()
-    out["bn"] = (y.detach(), xs.grad, bn[0].running_mean.clone(), bn[0].running_var.clone())
-    return out
-
-
-def _worker(rank: int, port: int, out: str, results: str) -> None:
-    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(WORLD),
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), OMP_NUM_THREADS="1")
-    torch.set_num_threads(1)
-    sys.path.insert(0, str(Path(__file__).parent))
-    try:
-        for name, cfg in _configs().items():  # the trainer joins the group from the environment
-            train(cfg, Path(out) / name)
-        try:  # a global batch that does not split over the ranks: a clear error on every rank
-            from conftest import tiny_config
-
-            train(tiny_config(method="simclr", batch_size=63), Path(out) / "bad")
-            (Path(results) / f"bad{rank}.txt").write_text("no error")
-        except SSLBenchError as exc:
-            (Path(results) / f"bad{rank}.txt").write_text(str(exc))
-        torch.save(_grad_checks(), Path(results) / f"rank{rank}.pt")
-    finally:
-        if dist.is_initialized():
-            torch.distributed.destroy_process_group()
-
-
 @pytest.fixture(scope="module")
 def ddp_runs(tmp_path_factory):
+    """One torchrun launch: tests/ddp_worker.py on 2 gloo processes."""
     base = tmp_path_factory.mktemp("ddp")
-    ctx = mp.get_context("spawn")
-    port = _free_port()
-    procs = [ctx.Process(target=_worker, args=(r, port, str(base / "ddp"), str(base))) for r in range(WORLD)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(180)
-    codes = [p.exitcode for p in procs]
-    for p in procs:
-        if p.is_alive():
-            p.kill()
-    assert codes == [0] * WORLD, f"DDP workers failed: exit codes {codes}"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(WORLD),
+                        "--master-port", str(_free_port()), str(Path(__file__).parent / "ddp_worker.py"),
+                        str(base / "ddp"), str(base)], env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, f"DDP workers failed: {r.stderr[-3000:]}"
+    base.joinpath("stdout.txt").write_text(r.stdout)
     return base
 
 
@@ -205,24 +133,17 @@ def _initial_backbone(cfg):
     return build_method(c, data_spec(load_data(c))).backbone.state_dict()
 
 
-def test_torchrun_run_trains_with_ddp_and_rank0_evaluates(tmp_path):
-    """The documented command: torchrun --nproc-per-node 2 -m ssl_bench run (gloo on CPU)."""
-    out, lb = tmp_path / "runs", tmp_path / "lb"
-    args = ["--methods", "simclr", "--dataset", "mog2d", "--preset", "smoke", "--epochs", "1", "--batch-size", "64",
-            "--set", "train_subset=256", "--device", "cpu", "--no-progress", "--no-baselines"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
-                        "--master-port", str(_free_port()), "-m", "ssl_bench", "run", "--out", str(out),
-                        "--leaderboards", str(lb), *args], env=env, capture_output=True, text=True, timeout=180)
-    assert r.returncode == 0, r.stderr[-2000:]
-    assert r.stdout.count("result rows; wrote") == 1, "only rank 0 evaluates and reports"
-    ckpt = sorted(out.glob("*/checkpoints/epoch_0001.safetensors"))
+def test_torchrun_run_trains_with_ddp_and_rank0_evaluates(ddp_runs):
+    """``torchrun --nproc-per-node 2 -m ssl_bench run ...``: every rank trains, rank 0 evaluates."""
+    assert [(ddp_runs / f"cli{r}.txt").read_text() for r in range(WORLD)] == ["0"] * WORLD
+    assert (ddp_runs / "stdout.txt").read_text().count("result rows; wrote") == 1, "only rank 0 reports"
+    ckpt = sorted((ddp_runs / "ddp" / "cli").glob("*/checkpoints/epoch_0001.safetensors"))
     assert len(ckpt) == 1
     _, meta = read_encoder(ckpt[0])
     assert meta["world_size"] == 2
-    rows = (ckpt[0].parent.parent / "results.jsonl").read_text().splitlines()
-    assert len(rows) == len({(json.loads(x)["evaluator"], json.loads(x)["metric"]) for x in rows}) > 0  # no duplicates
-    assert (lb / "mog2d.csv").is_file()
+    rows = [json.loads(x) for x in (ckpt[0].parent.parent / "results.jsonl").read_text().splitlines()]
+    assert rows and len(rows) == len({(r["evaluator"], r["metric"]) for r in rows}), "rows written once"
+    assert (ddp_runs / "lb" / "mog2d.csv").is_file()
 
 
 def test_single_process_helpers_are_identity():
