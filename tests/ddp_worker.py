@@ -87,5 +87,22 @@ def main(out: Path, results: Path) -> None:
     torch.distributed.destroy_process_group()
 
 
+def zoo_config(method: str):
+    """Every registered method, 2 SGD steps on digits (global batch 64)."""
+    return tiny_config(method=method, optimizer="sgd", dataset="digits", epochs=1, train_subset=128, batch_size=64)
+
+
+def zoo(out: Path) -> None:
+    from ssl_bench.registry import METHODS
+
+    torch.set_num_threads(1)
+    for m in sorted(METHODS.names()):
+        train(zoo_config(m), out / m)
+    torch.distributed.destroy_process_group()
+
+
 if __name__ == "__main__":
-    main(Path(sys.argv[1]), Path(sys.argv[2]))
+    if sys.argv[3:] == ["zoo"]:
+        zoo(Path(sys.argv[1]))
+    else:
+        main(Path(sys.argv[1]), Path(sys.argv[2]))
