@@ -94,7 +94,8 @@ def main(argv=None) -> dict:
     def ssl_step():
         i = state["step"] % 4
         xb = pool[perm[i * a.batch_size:(i + 1) * a.batch_size]].float().div_(255)
-        vs = [((v - mean) * inv_std).contiguous(memory_format=fmt) for v in views(xb, view_generator(0, state["step"], device))]
+        g = view_generator(0, state["step"], device)
+        vs = [((v - mean) * inv_std).contiguous(memory_format=fmt) for v in views(xb, g)]
         with autocast:
             loss, _ = forward_ssl(vs)
         opt.zero_grad(set_to_none=True)

@@ -96,7 +96,8 @@ def submit_sweep(methods: list[str], base: RunConfig, seeds: list[int], out: Pat
             new = job.result()
         except Exception as exc:  # submitit.core.utils.FailedJobError / UncompletedJobError
             lines = [ln for ln in str(exc).strip().splitlines() if ln.strip()]
-            failed.append(f"{cfg.method} seed {cfg.seed} (job {job.job_id}): {lines[-1] if lines else type(exc).__name__}")
+            last = lines[-1] if lines else type(exc).__name__
+            failed.append(f"{cfg.method} seed {cfg.seed} (job {job.job_id}): {last}")
             continue
         summary = ", ".join(f"{r['evaluator']}.{r['metric']}={r['value']:.2f}" for r in new)
         log(f"[{cfg.method} seed {cfg.seed}] job {job.job_id} done; {summary}")

@@ -189,9 +189,16 @@ def train(cfg: RunConfig, out: str | Path, resume: bool = False, data: Data | No
     if ddp:
         from torch.nn.parallel import DistributedDataParallel
 
+        # buffers are equal at start and batch norm statistics are synchronised by the layers
+        # themselves: no buffer broadcast per forward (newer torch names the keyword forward_sync_buffers)
+        import inspect
+
+        no_buf_sync = ({"forward_sync_buffers": False}
+                       if "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters
+                       else {"broadcast_buffers": False})
         step_fn = DistributedDataParallel(
-            step_fn, device_ids=[device.index] if device.type == "cuda" else None, broadcast_buffers=False,
-            find_unused_parameters=bool(method.ddp_find_unused_parameters))
+            step_fn, device_ids=[device.index] if device.type == "cuda" else None,
+            find_unused_parameters=bool(method.ddp_find_unused_parameters), **no_buf_sync)
     if cfg.compile:
         step_fn = torch.compile(step_fn)
 
@@ -241,8 +248,9 @@ def train(cfg: RunConfig, out: str | Path, resume: bool = False, data: Data | No
                 "method": cfg.method, "dataset": cfg.dataset, "backbone": bb_name, "epoch": epoch + 1,
                 "epochs": cfg.epochs, "step": step, "config": cfg.to_dict(), "config_hash": cfg.hash(),
                 "kind": data.kind, "input_shape": list(data.input_shape), "out_dim": method.out_dim,
-                "train_seconds": train_seconds, "versions": provenance.versions(), "git_commit": provenance.git_commit(),
-                "hardware": provenance.hardware(device), "run_id": run_dir.name, "world_size": world,
+                "train_seconds": train_seconds, "versions": provenance.versions(),
+                "git_commit": provenance.git_commit(), "hardware": provenance.hardware(device),
+                "run_id": run_dir.name, "world_size": world,
             }
             _append_log(log_path, {"epoch": epoch + 1, "step": step, "lr": sched.get_last_lr()[0],
                                    "seconds": round(train_seconds, 3), **means})
