@@ -119,8 +119,8 @@ def _normalizer(data: Data, device: torch.device) -> Callable[[torch.Tensor], to
     if data.kind != "image" or not data.mean:
         return lambda x: x
     mean = torch.tensor(data.mean, device=device).view(1, -1, 1, 1)
-    inv_std = 1.0 / torch.tensor(data.std, device=device).view(1, -1, 1, 1)
-    return lambda x: (x - mean) * inv_std
+    std = torch.tensor(data.std, device=device).view(1, -1, 1, 1)
+    return lambda x: (x - mean) / std  # the same arithmetic as data.normalize (embeddings use it)
 
 
 def train(cfg: RunConfig, out: str | Path, resume: bool = False, data: Data | None = None,
