@@ -220,3 +220,16 @@ def test_missing_cases_file_and_unknown_names(tmp_path, capsys):
     f.write_text("[[case]]\nname = 'a'\nmethod = 'no-such-method'\nexpect = 'ok'\nsteps = 1\n")
     assert main(["check-collapse", "--cases", str(f)]) == 2
     assert "unknown method 'no-such-method'" in capsys.readouterr().err
+
+
+def test_docs_example_cases_file_parses(tmp_path):
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "collapse-ci.md").read_text()
+    toml_text = re.search(r"```toml\n(.*?)```", doc, re.S).group(1)
+    f = tmp_path / "my_cases.toml"
+    f.write_text(toml_text)
+    a, b = load_cases(f)
+    assert a.evaluators == ["collapse", "knn", "rankme"] and a.seeds == [0, 1, 2] and a.represent == "backbone"
+    assert b.options == {"reg_weight": 0.0} and b.config["lr"] == 0.01 and b.config["batch_size"] == 128
+    assert b.expected == ["dimensional", "complete"] and b.represent == "projector"
