@@ -1,4 +1,4 @@
-"""Command line: ``ssl-bench run|train|eval|list|leaderboard`` (also ``python -m ssl_bench``)."""
+"""Command line: ``ssl-bench run|train|eval|list|leaderboard|check-collapse`` (also ``python -m ssl_bench``)."""
 from __future__ import annotations
 
 import argparse
@@ -165,6 +165,28 @@ def cmd_leaderboard(a) -> int:
     return 0
 
 
+def cmd_check_collapse(a) -> int:
+    from .collapse import builtin_cases_path, format_table, load_cases, run_suite
+
+    cases = load_cases(a.cases)  # a malformed file fails here, before any training
+    if a.only:
+        wanted = [n.strip() for n in a.only.split(",") if n.strip()]
+        missing = sorted(set(wanted) - {c.name for c in cases})
+        if missing:
+            raise ConfigError(f"--only: no case(s) {missing} in {a.cases or builtin_cases_path()}")
+        cases = [c for c in cases if c.name in wanted]
+    log = None if a.json else (lambda msg: print(msg, file=sys.stderr, flush=True))
+    if a.jobs < 1:
+        raise ConfigError(f"--jobs must be >= 1, got {a.jobs}")
+    results = run_suite(cases, _seeds(a.seeds) if a.seeds else None, workdir=a.keep, log=log, jobs=a.jobs)
+    if a.json:
+        print(json.dumps({"cases": [r.to_dict() for r in results], "passed": all(r.ok for r in results)},
+                         sort_keys=True))
+    else:
+        print(format_table(results))
+    return 0 if all(r.ok for r in results) else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -223,6 +245,18 @@ def build_parser() -> argparse.ArgumentParser:
     lb.add_argument("--dataset", default=None, help="only this dataset")
     lb.add_argument("--readme", default=None, help="also refresh the <!-- leaderboard:DATASET --> block of this file")
     lb.set_defaults(func=cmd_leaderboard)
+    cc = sub.add_parser("check-collapse", help="collapse regression suite: train tiny cases, compare the "
+                        "collapse verdicts with the expected ones", epilog=EPILOG,
+                        description="Run every case x seed of a cases file (default: the built-in facts from "
+                        "the literature) through the trainer and the collapse evaluator; print a table and "
+                        "exit 1 when any case disagrees with its expectation. See docs/collapse-ci.md.")
+    cc.add_argument("--cases", default=None, help="TOML cases file (default: the built-in ssl_bench/collapse_cases.toml)")
+    cc.add_argument("--seeds", default=None, help="comma-separated seeds for every case (default: each case's seeds)")
+    cc.add_argument("--only", default=None, help="comma-separated case names to run (default: all)")
+    cc.add_argument("--keep", default=None, metavar="DIR", help="keep the runs under DIR (default: a temporary directory)")
+    cc.add_argument("--jobs", type=int, default=1, help="worker processes, one thread each (default: 1)")
+    cc.add_argument("--json", action="store_true", help="print one JSON object with every case and seed")
+    cc.set_defaults(func=cmd_check_collapse)
     return p
 
 

@@ -1,0 +1,110 @@
+"""Small statistics shared by evaluators: the Epps–Pulley normality statistic and SIGReg.
+
+Epps & Pulley (1983), "A test of normality based on the empirical characteristic function",
+Biometrika 70(3); SIGReg: Balestriero & LeCun, "LeJEPA: Provable and Scalable Self-Supervised
+Learning Without the Heuristics", arXiv:2511.08544 (2025).
+
+For samples x_1..x_N of one variable,
+
+    EP(x) = N * ∫_{-∞}^{∞} |φ_N(t) - φ(t)|² w(t) dt,   φ_N(t) = (1/N) Σ_n exp(i t x_n),
+    φ(t) = exp(-t²/2) (the N(0, 1) characteristic function),   w(t) = exp(-t²/2).
+
+The integrand is even, so the integral is twice the one over [0, t_max], taken with the
+trapezoid rule on ``knots`` points (LeJEPA's defaults: t_max = 3, 17 knots). Reference values
+(exact integral over the whole line):
+
+* x ~ N(0, 1):  E[EP] = ∫ (1 - e^{-t²}) e^{-t²/2} dt = √(2π) - √(2π/3) ≈ 1.06;
+* x ≡ 0 (collapse): EP = N ∫ (1 - e^{-t²/2})² e^{-t²/2} dt = N (√(2π) - 2√π + √(2π/3)) ≈ 0.409 N.
+
+SIGReg (sketched isotropic Gaussian regularisation) averages EP over the 1-D projections of
+d-dimensional embeddings onto random unit directions: ≈ 1 when z ~ N(0, I), ≈ 0.4 N when all
+embeddings coincide. Here it is a diagnostic, not a loss; ``ssl_bench.losses`` may hold the
+differentiable training version.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+#: N * this = EP of a fully collapsed sample (exact integral over the whole line).
+COLLAPSED_EP_PER_SAMPLE = math.sqrt(2 * math.pi) - 2 * math.sqrt(math.pi) + math.sqrt(2 * math.pi / 3)
+#: E[EP] for an exact N(0, 1) sample (exact integral over the whole line).
+GAUSSIAN_EP = math.sqrt(2 * math.pi) - math.sqrt(2 * math.pi / 3)
+
+
+def _quadrature(t_max: float, knots: int, dtype, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Nodes on [0, t_max] and trapezoid weights for ∫_{-t_max}^{t_max} of an even function × w(t)."""
+    if knots < 2 or t_max <= 0:
+        raise ValueError("knots must be >= 2 and t_max > 0")
+    t = torch.linspace(0.0, t_max, knots, dtype=dtype, device=device)
+    dt = t_max / (knots - 1)
+    w = torch.full((knots,), 2 * dt, dtype=dtype, device=device)
+    w[0] = w[-1] = dt
+    return t, w * torch.exp(-0.5 * t * t)
+
+
+def epps_pulley(x: torch.Tensor, t_max: float = 3.0, knots: int = 17, chunk: int = 2048) -> torch.Tensor:
+    """EP statistic of each column of ``x`` (N, K) -> (K,) in float64. A 1-D input gives a scalar.
+
+    The cos/sin are evaluated in ``x``'s dtype (float32 is 2x faster; its rounding is far below
+    the statistic's own sampling noise) and summed in float64.
+    """
+    squeeze = x.dim() == 1
+    x = x.reshape(len(x), -1)
+    n = x.shape[0]
+    t, w = _quadrature(t_max, knots, torch.float64, x.device)
+    tx = t.to(x.dtype)
+    cos_sum = torch.zeros(x.shape[1], knots, dtype=torch.float64, device=x.device)
+    sin_sum = torch.zeros_like(cos_sum)
+    for i in range(0, n, chunk):  # (chunk, K, knots) at a time: bounded memory
+        xt = x[i:i + chunk].unsqueeze(-1) * tx
+        cos_sum += xt.cos().sum(0, dtype=torch.float64)
+        sin_sum += xt.sin().sum(0, dtype=torch.float64)
+    err = (cos_sum / n - torch.exp(-0.5 * t * t)) ** 2 + (sin_sum / n) ** 2
+    out = n * (err @ w)
+    return out[0] if squeeze else out
+
+
+def random_directions(d: int, k: int, seed: int = 0, dtype=torch.float64) -> torch.Tensor:
+    """(d, k) unit vectors, uniform on the sphere, from a seeded generator."""
+    a = torch.randn(d, k, generator=torch.Generator().manual_seed(seed), dtype=dtype)
+    return a / a.norm(dim=0, keepdim=True)
+
+
+def global_scale(z: torch.Tensor, center: bool = False) -> torch.Tensor:
+    """Divide by ONE scale s = RMS of the centred entries, so the mean per-dimension variance is 1.
+
+    Per-dimension standardisation would hide dimensional collapse; one global scale keeps the
+    shape of the covariance. ``center=True`` also subtracts the mean. A constant input (s at
+    round-off level: below 1e-10 of the RMS of z) becomes all zeros, so its statistic is the
+    collapsed value ≈ 0.4 N.
+    """
+    zc = z - z.mean(0, keepdim=True)
+    s = zc.pow(2).mean().sqrt()
+    if float(s) <= 1e-10 * float(z.pow(2).mean().sqrt()):
+        return zc
+    return (zc if center else z) / s
+
+
+def sigreg_statistic(z, num_directions: int = 128, t_max: float = 3.0, knots: int = 17, seed: int = 0,
+                     standardize: str = "scale", dtype=torch.float32) -> float:
+    """Mean EP statistic of the projections of ``z`` (N, d) on ``num_directions`` random directions.
+
+    ``standardize``:
+
+    * ``"scale"`` (default): one global rescaling, no centring (:func:`global_scale`): ≈ 1 for
+      N(0, σ²I) whatever σ, ≈ 0.4 N for a constant output; a mean offset counts as a departure
+      (the target is centred, as in LeJEPA);
+    * ``"center"``: centre, then rescale. Removing the sample mean removes its fluctuation too,
+      so an exact Gaussian sample scores ≈ 0.58 (= 1.06 - ∫ t² e^{-3t²/2} dt), not 1;
+    * ``"none"``: the raw embeddings, as LeJEPA's loss sees them.
+    """
+    z = torch.as_tensor(np.asarray(z), dtype=torch.float64)
+    if standardize in ("scale", "center"):
+        z = global_scale(z, center=standardize == "center")
+    elif standardize != "none":
+        raise ValueError(f"unknown standardize {standardize!r}; known: scale, center, none")
+    proj = (z @ random_directions(z.shape[1], num_directions, seed, z.dtype)).to(dtype)
+    return float(epps_pulley(proj, t_max, knots).mean())
