@@ -68,7 +68,7 @@ def test_knn_accuracy_with_ivf_matches_flat_on_clusters():
 
 
 def test_ivf_defaults_respect_faiss_training_minimum():
-    assert ivf_defaults(1_000_000) == (4000, 500)
+    assert ivf_defaults(1_000_000) == (1000, 62)
     nlist, nprobe = ivf_defaults(1000)
     assert nlist == 1000 // 39 and 1 <= nprobe <= nlist
     assert ivf_defaults(10, nlist=100, nprobe=500) == (1, 1)
