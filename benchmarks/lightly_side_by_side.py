@@ -149,21 +149,23 @@ def run_lightly(method: str, train_data: Data, steps: int, batch: int, workers: 
     ds = _PILDataset(train_data.x_train, train_data.y_train, lightly_transform(train_data))
     loader = torch.utils.data.DataLoader(ds, batch_size=batch, shuffle=True, drop_last=True, num_workers=workers,
                                          generator=torch.Generator().manual_seed(SEED))
-    done = 0
+    done, wait = 0, 0.0
     t0 = time.perf_counter()
-    for (x0, x1), _ in loader:
+    it = iter(loader)
+    while done < steps:
+        tw = time.perf_counter()
+        (x0, x1), _ = next(it)
+        wait += time.perf_counter() - tw  # the main process idles on the DataLoader
         loss = model.step(x0, x1, done / steps)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         sched.step()
         done += 1
-        if done == steps:
-            break
     seconds = time.perf_counter() - t0
     if not torch.isfinite(loss):
         raise SystemExit(f"lightly {method}: loss {float(loss)}")
-    return model.backbone.eval(), seconds
+    return model.backbone.eval(), seconds, wait
 
 
 # ----------------------------------------------------------------------------- ssl-bench side
@@ -212,14 +214,16 @@ def main(argv=None) -> int:
             for side in order:
                 if side == "ours":
                     bb, sec = run_ours(method, full, a.steps, a.batch_size, a.threads)
+                    wait = None
                 else:
-                    bb, sec = run_lightly(method, train_data, a.steps, a.batch_size, a.workers)
+                    bb, sec, wait = run_lightly(method, train_data, a.steps, a.batch_size, a.workers)
                 top1 = knn_top1(bb, ev)
                 ips = a.steps * a.batch_size / sec
                 rows.append(dict(method=method, side=side, repeat=r, seconds=sec, img_per_s=ips, knn_top1=top1,
-                                 load1=os.getloadavg()[0]))
+                                 data_wait_s=wait, load1=os.getloadavg()[0]))
+                w = f"  waiting on DataLoader {wait:5.2f} s" if wait is not None else ""
                 print(f"{method:>7} r{r} {side:>7}: {ips:8.1f} img/s  ({sec:6.2f} s)  k-NN top-1 {top1:6.2f}  "
-                      f"load {os.getloadavg()[0]:.2f}", flush=True)
+                      f"load {os.getloadavg()[0]:.2f}{w}", flush=True)
     print(f"# load after: {os.getloadavg()}")
     print("\n| method | ssl-bench img/s | lightly img/s | ratio (median of per-repeat ratios) | "
           "ssl-bench k-NN top-1 | lightly k-NN top-1 |")
