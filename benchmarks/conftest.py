@@ -14,8 +14,6 @@ import pytest
 import torch
 
 torch.set_num_threads(int(os.environ.get("SSL_BENCH_BENCH_THREADS", "2")))
-ROUNDS = int(os.environ.get("SSL_BENCH_BENCH_ROUNDS", "3"))
-BATCH = 256
 
 
 @pytest.fixture(scope="session")
@@ -38,9 +36,3 @@ def clustered_embeddings():
     x = c[lab] + 0.8 * rng.standard_normal((22_000, 128), dtype=np.float32)
     return x[:20_000], x[20_000:]
 
-
-def per_second(benchmark, items: int, name: str = "img_per_s") -> float:
-    """Throughput from the benchmark's median round time, stored in ``extra_info``."""
-    med = benchmark.stats.stats.median
-    benchmark.extra_info[name] = items / med
-    return items / med

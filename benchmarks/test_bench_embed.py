@@ -1,7 +1,7 @@
 """Embedding extraction: the cnn-small backbone over 10,000 Fashion-MNIST images (batch 1024)."""
 import torch
 
-from conftest import per_second
+from benchutil import per_second
 from ssl_bench.backbones import SmallCNN
 from ssl_bench.embeddings import embed_tensor
 

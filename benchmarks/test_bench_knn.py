@@ -5,7 +5,7 @@ neighbours are checked against torch's (recall@20; IVF is approximate)."""
 import numpy as np
 import pytest
 
-from conftest import per_second
+from benchutil import per_second
 from ssl_bench.evaluators.knn import faiss_available, nearest
 
 K = 20

@@ -3,7 +3,7 @@ batch 256 of Fashion-MNIST 28x28, each method's default backbone, the harness's 
 import pytest
 import torch
 
-from conftest import BATCH, ROUNDS, per_second
+from benchutil import BATCH, ROUNDS, per_second
 from ssl_bench.config import RunConfig
 from ssl_bench.optim import make_optimizer
 from ssl_bench.registry import METHODS

@@ -3,7 +3,7 @@ of the same recipe (what a DataLoader worker does per image), two views of 256 i
 import pytest
 import torch
 
-from conftest import BATCH, per_second
+from benchutil import BATCH, per_second
 from ssl_bench.views import ImageAugment, MultiView, view_generator
 
 
