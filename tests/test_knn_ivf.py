@@ -80,3 +80,13 @@ def test_bad_index_options_are_config_errors():
         nearest(x, x, 3, index="hnsw")
     with pytest.raises(ConfigError, match="needs the faiss backend"):
         nearest(x, x, 3, backend="torch", index="ivf")
+
+
+def test_ivf_missing_neighbours_get_zero_weight():
+    x, lab = _clustered(400, d=8, centres=10, seed=4)
+    # one probed cell of ~40 rows cannot supply 100 neighbours: FAISS pads with -1
+    sims, idx = nearest(x, x[:20], 100, "faiss", index="ivf", nlist=10, nprobe=1)
+    assert (idx < 0).any()
+    assert np.all(np.isneginf(sims[idx < 0])) and np.all(np.isfinite(sims[idx >= 0]))
+    acc = knn_accuracy(x, lab, x[:20], lab[:20], k=100, backend="faiss", index="ivf", nlist=10, nprobe=1)
+    assert acc["top1"] > 90  # padded slots cast no vote (label of row -1 would be arbitrary)
