@@ -3,13 +3,17 @@ solo-learn): cosine similarities to the k nearest training embeddings vote for t
 weight exp(s / T). Defaults k=20, T=0.07. Reports top-1 and top-5 accuracy in percent.
 
 Search: FAISS ``IndexFlatIP`` (exact) when faiss imports, else chunked torch matmul; both give
-the same neighbours up to float ties.
+the same neighbours up to float ties. ``index="ivf"`` (FAISS only) uses an inverted-file index
+(``IndexIVFFlat``, ``nlist`` k-means cells, ``nprobe`` of them searched per query) for train sets
+beyond what exact search handles in time: approximate, recall vs exact is measured by
+``benchmarks/ivf_scale.py``.
 """
 from __future__ import annotations
 
 import numpy as np
 import torch
 
+from ssl_bench.errors import ConfigError
 from ssl_bench.evaluator import Evaluator
 from ssl_bench.registry import register_evaluator
 
@@ -28,18 +32,55 @@ def faiss_available() -> bool:
     return True
 
 
-def nearest(train: np.ndarray, test: np.ndarray, k: int, backend: str = "auto", chunk: int = 2048):
-    """(similarities, indices) of the k most cosine-similar train rows for each test row."""
+def ivf_defaults(n_train: int, nlist: int = 0, nprobe: int = 0) -> tuple[int, int]:
+    """(nlist, nprobe) for an IVF index over ``n_train`` rows: 0 means automatic, i.e.
+    nlist ~ sqrt(N) (at least 39 training points per cell, as FAISS's k-means wants) and
+    nprobe = nlist / 16 (at least 1)."""
+    if nlist <= 0:
+        nlist = int(np.sqrt(n_train))
+    nlist = max(1, min(nlist, n_train // 39 or 1))
+    if nprobe <= 0:
+        nprobe = max(1, nlist // 16)
+    return nlist, min(nprobe, nlist)
+
+
+def _faiss_index(tr: np.ndarray, index: str, nlist: int, nprobe: int, seed: int = 0):
+    import faiss
+
+    d = tr.shape[1]
+    if index == "flat":
+        ix = faiss.IndexFlatIP(d)
+    else:
+        nlist, nprobe = ivf_defaults(len(tr), nlist, nprobe)
+        ix = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, faiss.METRIC_INNER_PRODUCT)
+        # k-means on at most 64 points per cell (seeded subsample): minutes -> seconds at N = 1e6
+        n_fit = min(len(tr), 64 * nlist)
+        fit = tr if n_fit == len(tr) else tr[np.random.default_rng(seed).choice(len(tr), n_fit, replace=False)]
+        ix.train(fit)
+        ix.nprobe = nprobe
+    ix.add(tr)
+    return ix
+
+
+def nearest(train: np.ndarray, test: np.ndarray, k: int, backend: str = "auto", chunk: int = 2048,
+            index: str = "flat", nlist: int = 0, nprobe: int = 0):
+    """(similarities, indices) of the k most cosine-similar train rows for each test row.
+
+    ``index="ivf"`` is approximate; a query whose probed cells hold fewer than k rows gets
+    index -1 and similarity -inf in the missing slots (zero weight in the k-NN vote).
+    """
+    if index not in ("flat", "ivf"):
+        raise ConfigError(f"unknown k-NN index {index!r}; known: flat, ivf")
     tr, te = _normalize(train), _normalize(test)
     k = min(k, len(tr))
     if backend == "auto":
         backend = "faiss" if faiss_available() else "torch"
+    if index == "ivf" and backend != "faiss":
+        raise ConfigError("k-NN index 'ivf' needs the faiss backend (pip install faiss-cpu)")
     if backend == "faiss":
-        import faiss
-
-        index = faiss.IndexFlatIP(tr.shape[1])
-        index.add(tr)
-        sims, idx = index.search(te, k)
+        sims, idx = _faiss_index(tr, index, nlist, nprobe).search(te, k)
+        if index == "ivf":
+            sims[idx < 0] = -np.inf
         return sims, idx
     if backend != "torch":
         raise ValueError(f"unknown k-NN backend {backend!r}; known: auto, faiss, torch")
@@ -62,10 +103,10 @@ def knn_scores(sims: np.ndarray, idx: np.ndarray, train_y: np.ndarray, num_class
 
 
 def knn_accuracy(train_x, train_y, test_x, test_y, k: int = 20, temperature: float = 0.07,
-                 backend: str = "auto") -> dict[str, float]:
+                 backend: str = "auto", index: str = "flat", nlist: int = 0, nprobe: int = 0) -> dict[str, float]:
     train_y, test_y = np.asarray(train_y).astype(np.int64), np.asarray(test_y).astype(np.int64)
     num_classes = int(max(train_y.max(), test_y.max())) + 1
-    sims, idx = nearest(train_x, test_x, k, backend)
+    sims, idx = nearest(train_x, test_x, k, backend, index=index, nlist=nlist, nprobe=nprobe)
     scores = knn_scores(sims, idx, train_y, num_classes, temperature)
     order = np.argsort(-scores, axis=1, kind="stable")
     top1 = float((order[:, 0] == test_y).mean() * 100)
@@ -76,8 +117,9 @@ def knn_accuracy(train_x, train_y, test_x, test_y, k: int = 20, temperature: flo
 
 @register_evaluator("knn")
 class KNN(Evaluator):
-    defaults = dict(k=20, temperature=0.07, backend="auto")
+    defaults = dict(k=20, temperature=0.07, backend="auto", index="flat", nlist=0, nprobe=0)
 
     def evaluate(self, emb):
         o = self.options
-        return knn_accuracy(emb.train_x, emb.train_y, emb.test_x, emb.test_y, o["k"], o["temperature"], o["backend"])
+        return knn_accuracy(emb.train_x, emb.train_y, emb.test_x, emb.test_y, o["k"], o["temperature"], o["backend"],
+                            index=o["index"], nlist=o["nlist"], nprobe=o["nprobe"])
