@@ -135,10 +135,16 @@ def cmd_list(a) -> int:
 def cmd_leaderboard(a) -> int:
     from .leaderboard import write_leaderboards
 
+    from .leaderboard import update_readme
+
     written = write_leaderboards(Path(a.runs), Path(a.out), [a.dataset] if a.dataset else None,
                                  command="ssl-bench leaderboard")
     if not written:
         raise SSLBenchError(f"no result rows under {a.runs}: run `ssl-bench run` first")
+    if a.readme:
+        for md in (p for p in written if p.suffix == ".md"):
+            if update_readme(Path(a.readme), md.stem, md.read_text()):
+                written.append(Path(a.readme))
     print("wrote " + ", ".join(str(p) for p in written))
     return 0
 
@@ -192,6 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     lb.add_argument("--runs", default="runs", help="runs directory (default: runs/)")
     lb.add_argument("--out", default="leaderboards", help="output directory (default: leaderboards/)")
     lb.add_argument("--dataset", default=None, help="only this dataset")
+    lb.add_argument("--readme", default=None, help="also refresh the <!-- leaderboard:DATASET --> block of this file")
     lb.set_defaults(func=cmd_leaderboard)
     return p
 

@@ -208,6 +208,16 @@ def _cifar(kind: str, root) -> Data:
             return all((Path(self.root) / self.base_folder / f[0]).is_file()
                        for f in self.train_list + self.test_list)
 
+        def _load_meta(self) -> None:
+            import pickle
+
+            path = Path(self.root) / self.base_folder / self.meta["filename"]
+            if not path.is_file():
+                raise RuntimeError(f"{path.name} is missing")
+            with open(path, "rb") as f:
+                self.classes = pickle.load(f, encoding="latin1")[self.meta["key"]]
+            self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
+
     folder = base / cls.base_folder
     if not folder.is_dir():
         raise _tv_missing(kind.upper(), base, f"download it once with `python -c \"import torchvision; "
@@ -241,10 +251,10 @@ def stl10(root=None, image_size: int | None = None, **_) -> Data:
 
     base = data_root(root, default="data")
 
-    class _NoChecksum(tvd.STL10):
+    class _NoChecksum(tvd.STL10):  # labelled splits only: the unlabelled 2.5 GB file is not needed
         def _check_integrity(self) -> bool:
-            return all((Path(self.root) / self.base_folder / f[0]).is_file()
-                       for f in self.train_list + self.test_list)
+            return all((Path(self.root) / self.base_folder / f).is_file()
+                       for f in ("train_X.bin", "train_y.bin", "test_X.bin", "test_y.bin"))
 
     if not (base / tvd.STL10.base_folder).is_dir():
         raise _tv_missing("STL-10", base, "download it once with `python -c \"import torchvision; "

@@ -64,3 +64,124 @@ def cosine_tau(base_tau: float, progress: float, final_tau: float = 1.0) -> floa
     """BYOL's schedule: tau goes from ``base_tau`` to ``final_tau`` along a cosine."""
     progress = min(max(progress, 0.0), 1.0)
     return final_tau - (final_tau - base_tau) * (math.cos(math.pi * progress) + 1) / 2
+
+
+# ---------------------------------------------------------------------------- method zoo heads
+class CosineClassifier(nn.Module):
+    """Cosine similarities of L2-normalised inputs to ``k`` L2-normalised prototype vectors.
+
+    SwAV's prototypes and DINO's weight-normalised last layer (``norm_last_layer=True``, g = 1)
+    are both this layer; the normalisation inside ``forward`` replaces SwAV's in-place
+    re-normalisation of the prototype weights before each step.
+    """
+
+    def __init__(self, in_dim: int, k: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(k, in_dim))
+        nn.init.normal_(self.weight, std=in_dim ** -0.5)
+        self.out_dim = k
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.normalize(x, dim=-1) @ nn.functional.normalize(self.weight, dim=-1).t()
+
+
+class DINOHead(nn.Module):
+    """DINO's projection head: MLP (GELU, no BN) -> bottleneck -> cosine layer to ``out_dim``."""
+
+    def __init__(self, in_dim: int, hidden_dim: int = 512, bottleneck_dim: int = 64, out_dim: int = 1024,
+                 num_layers: int = 3):
+        super().__init__()
+        layers: list[nn.Module] = []
+        d = in_dim
+        for _ in range(num_layers - 1):
+            layers += [nn.Linear(d, hidden_dim), nn.GELU()]
+            d = hidden_dim
+        layers.append(nn.Linear(d, bottleneck_dim))
+        self.mlp = nn.Sequential(*layers)
+        self.last = CosineClassifier(bottleneck_dim, out_dim)
+        self.out_dim = out_dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.last(self.mlp(x))
+
+
+# -------------------------------------------------------------------- ViT token-level helpers
+def timm_vit(backbone: nn.Module, method: str):
+    """The timm VisionTransformer inside a ``timm:vit_*`` backbone, or a one-line ConfigError."""
+    from .errors import ConfigError
+
+    vit = getattr(backbone, "model", None)
+    if vit is None or not all(hasattr(vit, a) for a in ("patch_embed", "_pos_embed", "blocks", "norm")):
+        raise ConfigError(f"{method} needs a timm ViT backbone on image data (e.g. --backbone timm:vit_tiny_patch16_224 "
+                          f"with backbone_kwargs img_size/patch_size); got {type(backbone).__name__}")
+    if getattr(vit, "num_prefix_tokens", 0) != 0:
+        raise ConfigError(f"{method}: use a ViT without class/register tokens (backbone_kwargs class_token: false, "
+                          "global_pool: avg)")
+    return vit
+
+
+def vit_patch_tokens(vit, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Patch embeddings + position embeddings, before the blocks: ``(B, gh * gw, D)`` and the grid."""
+    t = vit.patch_embed(x)
+    if t.dim() == 4:  # dynamic_img_size: NHWC
+        grid = (int(t.shape[1]), int(t.shape[2]))
+    else:
+        grid = tuple(int(g) for g in vit.patch_embed.grid_size)
+    t = vit._pos_embed(t)
+    return vit.norm_pre(t), grid
+
+
+def vit_encode_tokens(vit, tokens: torch.Tensor) -> torch.Tensor:
+    """Run the transformer blocks and the final norm on a (sub)set of tokens."""
+    return vit.norm(vit.blocks(tokens))
+
+
+def gather_tokens(tokens: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """``tokens[b, idx[b]]`` for ``tokens (B, N, D)`` and ``idx (B, K)``."""
+    return torch.gather(tokens, 1, idx.unsqueeze(-1).expand(-1, -1, tokens.shape[-1]))
+
+
+def sincos_pos_embed_2d(dim: int, gh: int, gw: int) -> torch.Tensor:
+    """Fixed 2-D sine-cosine position embeddings ``(gh * gw, dim)`` (MAE / I-JEPA); dim % 4 == 0."""
+    if dim % 4:
+        raise ValueError("sincos_pos_embed_2d needs dim divisible by 4")
+    q = dim // 4
+    omega = 1.0 / 10000 ** (torch.arange(q, dtype=torch.float64) / q)
+    ys, xs = torch.meshgrid(torch.arange(gh, dtype=torch.float64), torch.arange(gw, dtype=torch.float64), indexing="ij")
+    out = []
+    for pos in (ys.flatten(), xs.flatten()):
+        arg = pos[:, None] * omega[None]
+        out += [arg.sin(), arg.cos()]
+    return torch.cat(out, 1).float()
+
+
+class MaskedTokenPredictor(nn.Module):
+    """A narrow transformer that predicts tokens at query positions from visible tokens.
+
+    The I-JEPA predictor (context tokens -> target-block representations) and the MAE decoder
+    (visible tokens -> pixels of the masked patches) are both this module: visible tokens are
+    projected to ``dim``, a learned mask token is placed at every query position, fixed 2-D
+    sin-cos position embeddings are added to both, ``depth`` pre-norm blocks run on the union,
+    and the query positions are projected to ``out_dim``.
+    """
+
+    def __init__(self, in_dim: int, dim: int, out_dim: int, depth: int = 2, num_heads: int = 2, mlp_ratio: float = 4.0):
+        super().__init__()
+        from timm.models.vision_transformer import Block
+
+        self.embed = nn.Linear(in_dim, dim)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, dim))
+        nn.init.normal_(self.mask_token, std=0.02)
+        self.blocks = nn.Sequential(*[Block(dim, num_heads, mlp_ratio, qkv_bias=True) for _ in range(depth)])
+        self.norm = nn.LayerNorm(dim)
+        self.out = nn.Linear(dim, out_dim)
+        self.dim = dim
+
+    def forward(self, visible: torch.Tensor, visible_idx: torch.Tensor, query_idx: torch.Tensor,
+                grid: tuple[int, int]) -> torch.Tensor:
+        pos = sincos_pos_embed_2d(self.dim, *grid).to(visible.device, visible.dtype)
+        pos = pos.unsqueeze(0).expand(visible.shape[0], -1, -1)
+        v = self.embed(visible) + gather_tokens(pos, visible_idx)
+        q = self.mask_token.to(v.dtype) + gather_tokens(pos, query_idx)
+        x = self.norm(self.blocks(torch.cat([v, q], 1)))
+        return self.out(x[:, v.shape[1]:])

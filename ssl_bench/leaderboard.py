@@ -84,3 +84,17 @@ def write_leaderboards(runs_dir: Path, out_dir: Path, datasets: list[str] | None
         atomic_write_text(md_path, to_markdown(table, ds, command))
         written += [csv_path, md_path]
     return written
+
+
+def update_readme(readme: Path, dataset: str, table_md: str) -> bool:
+    """Replace the block between ``<!-- leaderboard:DATASET -->`` and ``<!-- /leaderboard -->``."""
+    readme = Path(readme)
+    text = readme.read_text()
+    start, end = f"<!-- leaderboard:{dataset} -->", "<!-- /leaderboard -->"
+    i = text.find(start)
+    j = text.find(end, i + 1)
+    if i < 0 or j < 0:
+        return False
+    body = "\n".join(line for line in table_md.splitlines() if not line.startswith("# "))
+    atomic_write_text(readme, text[: i + len(start)] + "\n" + body.strip() + "\n" + text[j:])
+    return True

@@ -78,7 +78,166 @@ def vicreg(z1: Tensor, z2: Tensor, inv_weight: float = 25.0, var_weight: float =
     return inv_weight * inv + var_weight * var + cov_weight * cov
 
 
+# ---------------------------------------------------------------- information maximisation (2)
+def barlow_twins_loss(z1: Tensor, z2: Tensor, lambd: float = 5e-3, eps: float = 1e-5) -> Tensor:
+    """Barlow Twins (Zbontar et al. 2021): sum_i (1 - C_ii)^2 + lambd * sum_{i!=j} C_ij^2.
+
+    ``C = z1n^T z2n / N`` is the cross-correlation of the two branches after standardising each
+    dimension over the batch with the biased variance (the authors' ``BatchNorm1d(affine=False)``).
+    """
+    n = z1.shape[0]
+    z1n = (z1 - z1.mean(0)) / torch.sqrt(z1.var(0, unbiased=False) + eps)
+    z2n = (z2 - z2.mean(0)) / torch.sqrt(z2.var(0, unbiased=False) + eps)
+    c = z1n.t() @ z2n / n
+    on = (torch.diagonal(c) - 1).pow(2).sum()
+    off = c.pow(2).sum() - torch.diagonal(c).pow(2).sum()
+    return on + lambd * off
+
+
+def sigreg(z: Tensor, num_slices: int = 256, t_max: float = 3.0, num_points: int = 17,
+           directions: Tensor | None = None, generator: torch.Generator | None = None) -> Tensor:
+    """SIGReg (LeJEPA, Balestriero & LeCun 2025, arXiv:2511.08544): sliced Epps-Pulley test
+    of ``z`` (shape ``(..., N, D)``) against the isotropic Gaussian N(0, I).
+
+    ``z`` is projected on ``num_slices`` random unit directions ``a`` (or the given
+    ``directions``, shape ``(D, num_slices)``, columns of unit norm); for each 1-D projection
+    ``x = z a`` the Epps-Pulley statistic is
+
+        EP = N * integral_{-t_max}^{t_max} |phi_N(t) - exp(-t^2/2)|^2 exp(-t^2/2) dt
+
+    with ``phi_N(t) = mean_n exp(i t x_n)`` the empirical characteristic function. As in the
+    reference code the integrand is even, so the integral is 2x a trapezoid rule on
+    ``[0, t_max]`` with ``num_points`` knots (17 on [0, 3] by default). The result is the mean
+    of EP over slices (and over leading dimensions, e.g. views).
+
+    Normalisation (the paper's N-scaled statistic, no further division): for N samples of an
+    isotropic Gaussian E[EP] = integral (1 - e^{-t^2}) e^{-t^2/2} dt ~ 1.06 whatever N; for a
+    batch fully collapsed at the origin EP = N * integral (1 - e^{-t^2/2})^2 e^{-t^2/2} dt
+    ~ 0.40 N. Directions are drawn from ``generator`` (default: torch's global RNG, on the CPU
+    so runs are reproducible on every device).
+    """
+    d = z.shape[-1]
+    n = z.shape[-2]
+    if directions is None:
+        a = torch.randn(d, num_slices, generator=generator, dtype=torch.float32)
+        directions = a / a.norm(dim=0, keepdim=True)
+    a = directions.to(device=z.device, dtype=z.dtype)
+    t = torch.linspace(0.0, t_max, num_points, device=z.device, dtype=z.dtype)
+    phi = torch.exp(-0.5 * t * t)
+    dt = t_max / (num_points - 1)
+    w = torch.full_like(t, 2 * dt)
+    w[0] = w[-1] = dt  # trapezoid on [0, t_max], doubled for [-t_max, 0]
+    xt = (z @ a).unsqueeze(-1) * t  # (..., N, S, T)
+    err = (xt.cos().mean(-3) - phi).pow(2) + xt.sin().mean(-3).pow(2)  # (..., S, T)
+    return ((err @ (w * phi)) * n).mean()
+
+
+def lejepa_invariance(zs: Tensor) -> Tensor:
+    """LeJEPA's prediction term: mean squared distance of each view's embedding to the mean
+    embedding over views. ``zs``: ``(V, N, D)``."""
+    return (zs - zs.mean(0, keepdim=True)).pow(2).mean()
+
+
+# --------------------------------------------------------------------------- contrastive (2)
+def cross_view_info_nce(q: Tensor, k: Tensor, temperature: float = 0.2) -> Tensor:
+    """One-directional InfoNCE between two view batches (MoCo v3, CPC): the positive of
+    ``q_i`` is ``k_i``, the negatives are the other ``k_j``; similarities are cosines / T."""
+    logits = F.normalize(q, dim=1) @ F.normalize(k, dim=1).t() / temperature
+    return F.cross_entropy(logits, torch.arange(q.shape[0], device=q.device))
+
+
+def info_nce_queue(q: Tensor, k: Tensor, queue: Tensor, temperature: float = 0.2) -> Tensor:
+    """MoCo (He et al. 2020): positive ``cos(q_i, k_i)``, negatives ``cos(q_i, queue_m)``;
+    cross-entropy with the positive at index 0. ``queue``: ``(M, D)``."""
+    q, k, queue = F.normalize(q, dim=1), F.normalize(k, dim=1), F.normalize(queue, dim=1)
+    pos = (q * k).sum(1, keepdim=True)
+    logits = torch.cat([pos, q @ queue.t()], 1) / temperature
+    return F.cross_entropy(logits, torch.zeros(q.shape[0], dtype=torch.long, device=q.device))
+
+
+def margin_contrastive(z1: Tensor, z2: Tensor, margin: float = 1.0) -> Tensor:
+    """Pairwise hinge (Hadsell, Chopra & LeCun 2006): F(x, y)^2 + [m - F(x, y^)]_+^2.
+
+    ``F`` is the Euclidean distance of embeddings; ``(z1_i, z2_i)`` are positive pairs and every
+    ``(z1_i, z2_j)``, ``j != i``, is a negative. Returns mean positive term + mean negative term.
+    """
+    dist = torch.cdist(z1, z2)
+    n = dist.shape[0]
+    eye = torch.eye(n, dtype=torch.bool, device=dist.device)
+    pos = torch.diagonal(dist).pow(2).mean()
+    neg = F.relu(margin - dist[~eye]).pow(2).mean()
+    return pos + neg
+
+
+# ---------------------------------------------------------------------------- distillation (2)
+def dino_loss(student: Tensor, teacher: Tensor, center: Tensor, student_temp: float = 0.1,
+              teacher_temp: float = 0.04) -> Tensor:
+    """DINO (Caron et al. 2021): cross-entropy H(softmax((t - c) / T_t), softmax(s / T_s)),
+    averaged over the batch. Pass the teacher logits detached."""
+    p_t = F.softmax((teacher - center) / teacher_temp, dim=-1)
+    return -(p_t * F.log_softmax(student / student_temp, dim=-1)).sum(-1).mean()
+
+
+# ------------------------------------------------------------------------------- clustering
+@torch.no_grad()
+def sinkhorn_knopp(scores: Tensor, eps: float = 0.05, iters: int = 3) -> Tensor:
+    """SwAV's equipartitioned soft assignments: ``Q = diag(u) exp(scores / eps) diag(v)``
+    rescaled so that every prototype gets mass 1/K and every sample 1/B; returned per-sample
+    normalised (each row sums to 1). ``scores``: ``(B, K)``."""
+    q = torch.exp((scores - scores.max()) / eps).t()  # (K, B); the shift cancels in the scaling
+    k, b = q.shape
+    q = q / q.sum()
+    for _ in range(iters):
+        q = q / q.sum(dim=1, keepdim=True) / k
+        q = q / q.sum(dim=0, keepdim=True) / b
+    return (q * b).t()
+
+
+def swav_loss(scores1: Tensor, scores2: Tensor, q1: Tensor, q2: Tensor, temperature: float = 0.1) -> Tensor:
+    """SwAV swapped prediction: -1/2 [sum q2 log softmax(s1 / T) + sum q1 log softmax(s2 / T)]."""
+    l1 = -(q2 * F.log_softmax(scores1 / temperature, dim=1)).sum(1).mean()
+    l2 = -(q1 * F.log_softmax(scores2 / temperature, dim=1)).sum(1).mean()
+    return (l1 + l2) / 2
+
+
+# ------------------------------------------------------------------------------- predictive
+def squared_distance(a: Tensor, b: Tensor) -> Tensor:
+    """Mean over the batch of ||a_i - b_i||^2 (sum over dimensions): the basic JEPA energy."""
+    return (a - b).pow(2).sum(-1).mean()
+
+
+def pairwise_squared_distance(a: Tensor, b: Tensor) -> Tensor:
+    """Global pairwise JEPA energy: mean over all (i, j) of ||a_i - b_j||^2."""
+    return ((a.unsqueeze(1) - b.unsqueeze(0)).pow(2).sum(-1)).mean()
+
+
+def masked_mse(pred: Tensor, target: Tensor, mask: Tensor) -> Tensor:
+    """MAE's loss: per-token mean squared error, averaged over the tokens where ``mask`` is 1.
+    ``pred``, ``target``: ``(B, L, P)``; ``mask``: ``(B, L)``."""
+    per_token = (pred - target).pow(2).mean(-1)
+    return (per_token * mask).sum() / mask.sum().clamp_min(1)
+
+
+# ------------------------------------------------------------------------------- score-based
+def dsm_loss(score: Tensor, noise: Tensor, sigma: Tensor) -> Tensor:
+    """Denoising score matching (Vincent 2011; Song & Ermon 2019 weighting lambda = sigma^2):
+    1/2 E[ sigma^2 || s(x + noise) + noise / sigma^2 ||^2 ] with ``noise ~ N(0, sigma^2 I)``.
+
+    ``score`` and ``noise``: ``(B, ...)``; ``sigma``: scalar or ``(B,)``. The target of the
+    score is ``-noise / sigma^2``; sum over the data dimensions, mean over the batch.
+    """
+    b = score.shape[0]
+    s = torch.as_tensor(sigma, dtype=score.dtype, device=score.device).reshape(-1, *([1] * (score.dim() - 1)))
+    if s.shape[0] == 1 and b > 1:
+        s = s.expand(b, *s.shape[1:])
+    r = (s * score + noise / s).reshape(b, -1)  # sigma * (score - target)
+    return 0.5 * r.pow(2).sum(1).mean()
+
+
 __all__ = [
     "info_nce", "negative_cosine", "byol_loss", "invariance_loss", "variance_loss",
     "covariance_loss", "vicreg_terms", "vicreg",
+    "barlow_twins_loss", "sigreg", "lejepa_invariance", "cross_view_info_nce", "info_nce_queue",
+    "margin_contrastive", "dino_loss", "sinkhorn_knopp", "swav_loss", "squared_distance",
+    "pairwise_squared_distance", "masked_mse", "dsm_loss",
 ]

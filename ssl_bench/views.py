@@ -179,3 +179,87 @@ __all__ = [
     "ImageAugment", "VectorAugment", "MultiView", "default_augment", "view_generator", "random_affine",
     "brightness_contrast", "morphology", "invert", "gaussian_noise", "patch_mask",
 ]
+
+
+# ---------------------------------------------------------------- masks for the method zoo
+def coordinate_mask(x: Tensor, g: torch.Generator | None, ratio: float = 0.5) -> Tensor:
+    """Zero ``max(1, round(ratio * D))`` random coordinates of each row of ``x (B, D)``, always
+    keeping at least one (the masked JEPA of the JEA tutorial: on 2-D points, one coordinate)."""
+    b, d = x.shape[0], x[0].numel()
+    k = min(max(1, round(ratio * d)), d - 1) if d > 1 else 0
+    if k == 0:
+        return x
+    order = torch.rand(b, d, generator=g, device=x.device).argsort(1)
+    keep = order >= k
+    return x * keep.view_as(x).to(x.dtype)
+
+
+def random_token_split(batch: int, n_tokens: int, mask_ratio: float, g: torch.Generator | None = None,
+                       device=None) -> tuple[Tensor, Tensor]:
+    """MAE's random masking: per sample, ``(keep_idx, mask_idx)`` of shapes ``(B, n_keep)`` and
+    ``(B, n_tokens - n_keep)``, ``n_keep = max(1, round(n_tokens * (1 - mask_ratio)))``."""
+    n_keep = min(max(1, round(n_tokens * (1 - mask_ratio))), n_tokens - 1)
+    order = torch.rand(batch, n_tokens, generator=g).argsort(1)
+    return order[:, :n_keep].to(device), order[:, n_keep:].to(device)
+
+
+def _block(gh: int, gw: int, scale: tuple[float, float], aspect: tuple[float, float], g) -> tuple[int, int]:
+    s = float(torch.empty(1).uniform_(*scale, generator=g))
+    la = math.log(aspect[0]), math.log(aspect[1])
+    ar = math.exp(float(torch.empty(1).uniform_(*la, generator=g)))
+    h = max(1, min(gh, round(math.sqrt(s * gh * gw * ar))))
+    w = max(1, min(gw, round(math.sqrt(s * gh * gw / ar))))
+    return h, w
+
+
+def multiblock_masks(batch: int, grid: tuple[int, int], g: torch.Generator | None = None, num_targets: int = 4,
+                     target_scale=(0.15, 0.2), target_aspect=(0.75, 1.5), context_scale=(0.85, 1.0),
+                     device=None) -> tuple[Tensor, Tensor]:
+    """I-JEPA's multi-block masking on a ``gh x gw`` patch grid.
+
+    One block size is drawn per batch for the targets and one for the context (as the authors'
+    collator does); positions are drawn per sample. Returns ``(context_idx (B, Nc),
+    target_idx (B, num_targets, Nt))``: each target block has ``Nt`` patches, the context block
+    minus every target patch is cut to the batch's smallest count ``Nc >= 1`` (random subset).
+    """
+    gh, gw = grid
+    th, tw = _block(gh, gw, target_scale, target_aspect, g)
+    ch, cw = _block(gh, gw, context_scale, (1.0, 1.0), g)
+    ar = torch.arange(gh * gw).view(gh, gw)
+    targets, contexts = [], []
+    for _ in range(batch):
+        taken = torch.zeros(gh, gw, dtype=torch.bool)
+        blocks = []
+        for _ in range(num_targets):
+            y = int(torch.randint(0, gh - th + 1, (1,), generator=g))
+            x = int(torch.randint(0, gw - tw + 1, (1,), generator=g))
+            blocks.append(ar[y:y + th, x:x + tw].flatten())
+            taken[y:y + th, x:x + tw] = True
+        targets.append(torch.stack(blocks))
+        y = int(torch.randint(0, gh - ch + 1, (1,), generator=g))
+        x = int(torch.randint(0, gw - cw + 1, (1,), generator=g))
+        ctx = torch.zeros(gh, gw, dtype=torch.bool)
+        ctx[y:y + ch, x:x + cw] = True
+        free = ctx & ~taken
+        if not free.any():  # tiny grids: keep one context patch outside the targets, or any one
+            free = ~taken if (~taken).any() else ctx
+            pick = free.flatten().nonzero().flatten()
+            keep = pick[torch.randint(0, len(pick), (1,), generator=g)]
+            free = torch.zeros(gh * gw, dtype=torch.bool)
+            free[keep] = True
+        contexts.append(free.flatten().nonzero().flatten())
+    nc = min(len(c) for c in contexts)
+    ctx_idx = torch.stack([c[torch.randperm(len(c), generator=g)[:nc].sort().values] for c in contexts])
+    return ctx_idx.to(device), torch.stack(targets).to(device)
+
+
+@dataclass
+class MaskedPair:
+    """Two views of one augmentation of the batch: ``[masked, full]`` (masked JEPA)."""
+
+    augment: Callable[[Tensor, torch.Generator], Tensor]
+    mask: Callable[[Tensor, torch.Generator], Tensor]
+
+    def __call__(self, x: Tensor, g: torch.Generator) -> list[Tensor]:
+        full = self.augment(x, g)
+        return [self.mask(full, g), full]

@@ -1,0 +1,1 @@
+"""Example third-party ssl-bench plugin: the TiCo method (see tico.py)."""

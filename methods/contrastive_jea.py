@@ -1,0 +1,30 @@
+"""Contrastive joint-embedding architecture (JEA) — the cosine contrastive model of the JEA
+tutorial: energy E(x, y) = -cos(f(x), f(y)); InfoNCE (van den Oord, Li & Vinyals, "Representation
+Learning with Contrastive Predictive Coding", 2018, arXiv:1807.03748) pulls two views of a
+sample together and pushes the other samples' views apart.
+
+Unlike ``simclr`` there is no projector by default (the energy is on the encoder's embedding, as
+in the tutorial) and negatives come only from the other view (``x_i`` against all ``x'_j``),
+symmetrised. Defaults: temperature 0.1, ``proj_dim=0`` (> 0 adds a 2-layer MLP projector).
+"""
+from torch import nn
+
+from ssl_bench import losses
+from ssl_bench.heads import MLPHead
+from ssl_bench.method import Method
+from ssl_bench.registry import register_method
+
+
+@register_method("contrastive-jea")
+class ContrastiveJEA(Method):
+    defaults = dict(temperature=0.1, proj_dim=0, proj_hidden_dim=512)
+
+    def __init__(self, backbone, hp=None, spec=None):
+        super().__init__(backbone, hp, spec)
+        h = self.hp
+        self.projector = MLPHead(backbone.out_dim, h.proj_hidden_dim, h.proj_dim) if h.proj_dim > 0 else nn.Identity()
+
+    def training_step(self, views):
+        z1, z2 = (self.projector(self.backbone(v)) for v in views)
+        t = self.hp.temperature
+        return (losses.cross_view_info_nce(z1, z2, t) + losses.cross_view_info_nce(z2, z1, t)) / 2, {}

@@ -1,0 +1,43 @@
+"""EMA JEPA — the BYOL-style JEPA of the JEA tutorial (Grill et al., "Bootstrap Your Own Latent",
+NeurIPS 2020, arXiv:2006.07733; LeCun, "A Path Towards Autonomous Machine Intelligence", 2022).
+
+An online encoder and a predictor regress, in representation space (no projector), the
+embedding of the other view by a target encoder that is the online encoder's EMA; the target is
+layer-normalised (as in I-JEPA) so that shrinking every embedding cannot lower the loss. Loss:
+mean squared error, symmetrised. Ablation switches: ``predictor=False``, ``ema_tau=0`` (target =
+a copy of the online encoder each step, i.e. a plain stop-gradient), ``target_norm=False``.
+Defaults: predictor 2-layer MLP with 512 hidden units, tau 0.99 -> 1 cosine.
+"""
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ssl_bench.heads import MLPHead, cosine_tau, ema_update_, frozen_copy
+from ssl_bench.method import Method
+from ssl_bench.registry import register_method
+
+
+@register_method("ema-jepa")
+class EMAJEPA(Method):
+    defaults = dict(pred_hidden_dim=512, predictor=True, ema_tau=0.99, ema_cosine=True, target_norm=True)
+
+    def __init__(self, backbone, hp=None, spec=None):
+        super().__init__(backbone, hp, spec)
+        d = backbone.out_dim
+        self.predictor = MLPHead(d, self.hp.pred_hidden_dim, d) if self.hp.predictor else nn.Identity()
+        self.target_backbone = frozen_copy(self.backbone)
+
+    def _target(self, x):
+        with torch.no_grad():
+            t = self.target_backbone(x).float()
+            return F.layer_norm(t, t.shape[-1:]) if self.hp.target_norm else t
+
+    def training_step(self, views):
+        x1, x2 = views
+        p1, p2 = (self.predictor(self.backbone(x)).float() for x in (x1, x2))
+        loss = (F.mse_loss(p1, self._target(x2)) + F.mse_loss(p2, self._target(x1))) / 2
+        return loss, {}
+
+    def on_step_end(self, progress):
+        h = self.hp
+        ema_update_(self.target_backbone, self.backbone, cosine_tau(h.ema_tau, progress) if h.ema_cosine else h.ema_tau)

@@ -1,0 +1,66 @@
+"""I-JEPA — Assran, Duval, Misra, Bojanowski, Vincent, Rabbat, LeCun & Ballas, "Self-Supervised
+Learning from Images with a Joint-Embedding Predictive Architecture", CVPR 2023
+(arXiv:2301.08243).
+
+A ViT context encoder sees only a large context block of patches (minus the target blocks); a
+narrow transformer predictor, given the context tokens and mask tokens at the target positions,
+predicts the target encoder's (EMA of the context encoder) layer-normalised patch
+representations of ``num_targets`` target blocks; mean squared error (the paper's L2).
+Multi-block masking as in the paper: targets of scale 0.15-0.2 and aspect 0.75-1.5, context of
+scale 0.85-1.0; one view, random resized crop only. ``encode`` = the backbone's average-pooled
+patch tokens. Defaults (sized for 2-core CPUs): timm ViT with 4 x 4 patches, width 96, depth 4,
+3 heads, no class token (paper: ViT-H/14); predictor width 64, depth 2 (paper 384 x 12);
+tau 0.99 -> 1 cosine (paper 0.996 -> 1). Needs image data (a ConfigError on vectors).
+"""
+import torch
+import torch.nn.functional as F
+
+from ssl_bench.heads import (MaskedTokenPredictor, cosine_tau, ema_update_, frozen_copy, gather_tokens, timm_vit,
+                             vit_encode_tokens, vit_patch_tokens)
+from ssl_bench.method import Method
+from ssl_bench.registry import register_method
+from ssl_bench.views import MultiView, default_augment, multiblock_masks
+
+VIT_SMALL_CPU = ("timm:vit_tiny_patch16_224", {"img_size": 28, "patch_size": 4, "embed_dim": 96, "depth": 4,
+                                               "num_heads": 3, "class_token": False, "global_pool": "avg",
+                                               "dynamic_img_size": True})
+
+
+@register_method("ijepa")
+class IJEPA(Method):
+    defaults = dict(pred_dim=64, pred_depth=2, pred_heads=2, num_targets=4, ema_tau=0.99, ema_cosine=True)
+    n_views = 1
+    default_backbone = {"image": VIT_SMALL_CPU}
+
+    def __init__(self, backbone, hp=None, spec=None):
+        super().__init__(backbone, hp, spec)
+        h = self.hp
+        self.vit = timm_vit(backbone, "ijepa")
+        d = backbone.out_dim
+        self.predictor = MaskedTokenPredictor(d, h.pred_dim, d, depth=h.pred_depth, num_heads=h.pred_heads)
+        self.target_backbone = frozen_copy(self.backbone)
+
+    def make_views(self, spec, overrides=None):
+        aug = default_augment(spec.kind, {"flip_p": 0.0, "jitter": 0.0, **(overrides or {})})
+        return MultiView(aug, n=1)
+
+    def training_step(self, views):
+        x = views[0]
+        tokens, grid = vit_patch_tokens(self.vit, x)
+        b = x.shape[0]
+        ctx_idx, tgt_idx = multiblock_masks(b, grid, num_targets=self.hp.num_targets, device=x.device)
+        m, nt = tgt_idx.shape[1], tgt_idx.shape[2]
+        with torch.no_grad():
+            tvit = self.target_backbone.model
+            t = vit_encode_tokens(tvit, vit_patch_tokens(tvit, x)[0]).float()
+            t = F.layer_norm(t, t.shape[-1:])
+            targets = gather_tokens(t, tgt_idx.reshape(b, m * nt))
+        ctx = vit_encode_tokens(self.vit, gather_tokens(tokens, ctx_idx))
+        # each target block is predicted separately from the same context (batched as m * b rows)
+        rep = lambda a: a.repeat_interleave(m, 0)  # noqa: E731
+        pred = self.predictor(rep(ctx), rep(ctx_idx), tgt_idx.reshape(b * m, nt), grid).float()
+        return F.mse_loss(pred, targets.reshape(b * m, nt, -1)), {}
+
+    def on_step_end(self, progress):
+        h = self.hp
+        ema_update_(self.target_backbone, self.backbone, cosine_tau(h.ema_tau, progress) if h.ema_cosine else h.ema_tau)

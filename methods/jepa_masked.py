@@ -1,0 +1,55 @@
+"""Masked JEPA — the masked variant of the JEA tutorial: mask part of the input and predict the
+embedding of the full input (Assran et al., "Self-Supervised Learning from Images with a
+Joint-Embedding Predictive Architecture", CVPR 2023, arXiv:2301.08243, in its simplest form).
+
+One augmentation of the batch gives two views: the masked one (vectors: ``mask_ratio`` of the
+coordinates zeroed, at least one kept, i.e. one of the two coordinates on ``mog2d``; images:
+``mask_ratio`` of the ``mask_patch`` x ``mask_patch`` cells zeroed) and the full one. The online
+encoder + predictor on the masked view regress the layer-normalised embedding of the full view
+by a target encoder (EMA of the online one, no gradient); mean squared error. The tutorial
+alternates the masked coordinate per epoch; here it is drawn per sample. Ablation switches:
+``ema_tau=0`` (the target is the current encoder behind a stop-gradient), ``predictor=False``.
+Defaults: mask ratio 0.5, predictor 2-layer MLP 512 hidden, tau 0.99 -> 1 cosine.
+"""
+from functools import partial
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ssl_bench.heads import MLPHead, cosine_tau, ema_update_, frozen_copy
+from ssl_bench.method import Method
+from ssl_bench.registry import register_method
+from ssl_bench.views import MaskedPair, coordinate_mask, default_augment, patch_mask
+
+
+@register_method("jepa-masked")
+class JEPAMasked(Method):
+    defaults = dict(mask_ratio=0.5, mask_patch=4, pred_hidden_dim=512, predictor=True, ema_tau=0.99,
+                    ema_cosine=True)
+
+    def __init__(self, backbone, hp=None, spec=None):
+        super().__init__(backbone, hp, spec)
+        d = backbone.out_dim
+        self.predictor = MLPHead(d, self.hp.pred_hidden_dim, d) if self.hp.predictor else nn.Identity()
+        self.target_backbone = frozen_copy(self.backbone)
+
+    def make_views(self, spec, overrides=None):
+        h = self.hp
+        if spec.kind == "image":
+            mask = partial(patch_mask, ratio=h.mask_ratio, patch=h.mask_patch)
+        else:
+            mask = partial(coordinate_mask, ratio=h.mask_ratio)
+        return MaskedPair(default_augment(spec.kind, overrides), mask)
+
+    def training_step(self, views):
+        masked, full = views
+        pred = self.predictor(self.backbone(masked)).float()
+        with torch.no_grad():
+            t = self.target_backbone(full).float()
+            t = F.layer_norm(t, t.shape[-1:])
+        return F.mse_loss(pred, t), {}
+
+    def on_step_end(self, progress):
+        h = self.hp
+        ema_update_(self.target_backbone, self.backbone, cosine_tau(h.ema_tau, progress) if h.ema_cosine else h.ema_tau)

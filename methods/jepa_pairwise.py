@@ -1,0 +1,28 @@
+"""Global pairwise JEPA — the "global pairwise" variant of the JEA tutorial: every embedding of
+the first views is compared with every embedding of the second views,
+L = mean_{i,j} ||f(x_i) - f(x'_j)||^2 (LeCun 2022, openreview BZ5a1r-kVsf, for the energy view).
+
+Like ``jepa`` this has no regulariser, and it collapses even more directly: the loss equals
+Var(f(x)) + Var(f(x')) + ||mean f(x) - mean f(x')||^2 (summed over dimensions), so it only
+shrinks the spread of the embeddings and never looks at which pairs are positives. It is kept
+as the tutorial states it, as a second collapse reference. Defaults: no projector
+(``proj_dim=0``; > 0 adds a linear one).
+"""
+from torch import nn
+
+from ssl_bench import losses
+from ssl_bench.method import Method
+from ssl_bench.registry import register_method
+
+
+@register_method("jepa-pairwise")
+class JEPAPairwise(Method):
+    defaults = dict(proj_dim=0)
+
+    def __init__(self, backbone, hp=None, spec=None):
+        super().__init__(backbone, hp, spec)
+        self.projector = nn.Linear(backbone.out_dim, self.hp.proj_dim) if self.hp.proj_dim > 0 else nn.Identity()
+
+    def training_step(self, views):
+        z1, z2 = (self.projector(self.backbone(v)).float() for v in views)
+        return losses.pairwise_squared_distance(z1, z2), {}

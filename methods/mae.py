@@ -1,0 +1,61 @@
+"""MAE — He, Chen, Xie, Li, Dollár & Girshick, "Masked Autoencoders Are Scalable Vision
+Learners", CVPR 2022 (arXiv:2111.06377). The reconstruction counterpart of the JEPAs.
+
+A ViT encoder sees only a random ``1 - mask_ratio`` of the patches; a lightweight transformer
+decoder (mask tokens at the hidden positions, fixed 2-D sin-cos positions) reconstructs the
+pixels of the hidden patches; loss = mean squared error on the hidden patches only, against
+per-patch normalised pixels (``norm_pix_loss``, the paper's better variant). ``encode`` = the
+backbone's average-pooled patch tokens of the full image. Defaults (sized for 2-core CPUs): mask
+ratio 0.75 (paper), the ViT of ``ijepa`` (4 x 4 patches, width 96, depth 4), decoder width 64,
+depth 2 (paper 512 x 8); random resized crop (0.2-1) + flip. Needs image data.
+"""
+import torch.nn.functional as F
+
+from ssl_bench import losses
+from ssl_bench.heads import MaskedTokenPredictor, gather_tokens, timm_vit, vit_encode_tokens, vit_patch_tokens
+from ssl_bench.method import Method
+from ssl_bench.registry import register_method
+from ssl_bench.views import MultiView, default_augment, random_token_split
+
+from .ijepa import VIT_SMALL_CPU
+
+
+def patchify(x, p):
+    """(B, C, H, W) -> (B, (H/p)(W/p), p*p*C), patches in row-major order like the ViT's tokens."""
+    b, c, h, w = x.shape
+    x = x.reshape(b, c, h // p, p, w // p, p)
+    return x.permute(0, 2, 4, 3, 5, 1).reshape(b, (h // p) * (w // p), p * p * c)
+
+
+@register_method("mae")
+class MAE(Method):
+    defaults = dict(mask_ratio=0.75, dec_dim=64, dec_depth=2, dec_heads=2, norm_pix_loss=True)
+    n_views = 1
+    default_backbone = {"image": VIT_SMALL_CPU}
+
+    def __init__(self, backbone, hp=None, spec=None):
+        super().__init__(backbone, hp, spec)
+        h = self.hp
+        self.vit = timm_vit(backbone, "mae")
+        p = self.vit.patch_embed.patch_size
+        self.patch = int(p[0] if isinstance(p, (tuple, list)) else p)
+        c = spec.input_shape[0] if spec is not None else 1
+        self.decoder = MaskedTokenPredictor(backbone.out_dim, h.dec_dim, self.patch * self.patch * c,
+                                            depth=h.dec_depth, num_heads=h.dec_heads)
+
+    def make_views(self, spec, overrides=None):
+        aug = default_augment(spec.kind, {"crop_scale": (0.2, 1.0), "jitter": 0.0, **(overrides or {})})
+        return MultiView(aug, n=1)
+
+    def training_step(self, views):
+        x = views[0]
+        tokens, grid = vit_patch_tokens(self.vit, x)
+        keep, hidden = random_token_split(x.shape[0], tokens.shape[1], self.hp.mask_ratio, device=x.device)
+        latent = vit_encode_tokens(self.vit, gather_tokens(tokens, keep))
+        pred = self.decoder(latent, keep, hidden, grid).float()
+        target = gather_tokens(patchify(x.float(), self.patch), hidden)
+        if self.hp.norm_pix_loss:
+            target = (target - target.mean(-1, keepdim=True)) / (target.var(-1, keepdim=True) + 1e-6).sqrt()
+        return losses.masked_mse(pred, target, pred.new_ones(pred.shape[:2])), {}
+
+

@@ -1,0 +1,61 @@
+"""MoCo v2 — He, Fan, Wu, Xie & Girshick, "Momentum Contrast for Unsupervised Visual Representation
+Learning", CVPR 2020 (arXiv:1911.05722), with the v2 improvements of Chen, Fan, Girshick & He,
+"Improved Baselines with Momentum Contrastive Learning" (arXiv:2003.04297): MLP head, stronger
+augmentation, cosine schedule.
+
+Query encoder (backbone + 2-layer MLP head) vs key encoder (its EMA copy, no gradient); InfoNCE
+with the positive key and ``queue_size`` negatives from a FIFO queue of past keys, temperature
+0.2. Both views serve as queries (symmetrised loss, as solo-learn does). Defaults: head 512 -> 128
+(paper 2048 -> 128), queue 4096 (paper 65536), ``ema_tau`` 0.99 (paper 0.999; our runs are short).
+Single-device runs use no shuffle-BN.
+"""
+import torch
+import torch.nn.functional as F
+
+from ssl_bench import losses
+from ssl_bench.errors import ConfigError
+from ssl_bench.heads import MLPHead, cosine_tau, ema_update_, frozen_copy
+from ssl_bench.method import Method
+from ssl_bench.registry import register_method
+
+
+@register_method("moco-v2")
+class MoCoV2(Method):
+    defaults = dict(proj_hidden_dim=512, proj_dim=128, temperature=0.2, queue_size=4096, ema_tau=0.99,
+                    ema_cosine=False)
+
+    def __init__(self, backbone, hp=None, spec=None):
+        super().__init__(backbone, hp, spec)
+        h = self.hp
+        if h.queue_size < 1:
+            raise ConfigError("moco-v2: queue_size must be >= 1")
+        self.projector = MLPHead(backbone.out_dim, h.proj_hidden_dim, h.proj_dim, num_layers=2)
+        self.key_backbone = frozen_copy(self.backbone)
+        self.key_projector = frozen_copy(self.projector)
+        self.register_buffer("queue", F.normalize(torch.randn(h.queue_size, h.proj_dim), dim=1))
+        self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.long))
+        self._keys = None
+
+    def training_step(self, views):
+        x1, x2 = views
+        q1, q2 = (self.projector(self.backbone(x)) for x in (x1, x2))
+        with torch.no_grad():
+            k1, k2 = (F.normalize(self.key_projector(self.key_backbone(x)).float(), dim=1) for x in (x1, x2))
+        queue = self.queue.clone()  # enqueued after the step: the loss sees only past keys
+        loss = (losses.info_nce_queue(q1, k2, queue, self.hp.temperature)
+                + losses.info_nce_queue(q2, k1, queue, self.hp.temperature)) / 2
+        self._keys = torch.cat([k1, k2])
+        return loss, {}
+
+    @torch.no_grad()
+    def on_step_end(self, progress):
+        h = self.hp
+        tau = cosine_tau(h.ema_tau, progress) if h.ema_cosine else h.ema_tau
+        ema_update_(self.key_backbone, self.backbone, tau)
+        ema_update_(self.key_projector, self.projector, tau)
+        if self._keys is not None:
+            keys = self._keys[-h.queue_size:]
+            idx = (self.queue_ptr + torch.arange(len(keys), device=keys.device)) % h.queue_size
+            self.queue[idx] = keys.to(self.queue.dtype)
+            self.queue_ptr.copy_((self.queue_ptr + len(keys)) % h.queue_size)
+            self._keys = None

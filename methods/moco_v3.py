@@ -1,0 +1,49 @@
+"""MoCo v3 — Chen, Xie & He, "An Empirical Study of Training Self-Supervised Vision Transformers",
+ICCV 2021 (arXiv:2104.02057).
+
+Backbone + projector (3 layers, BN, last BN without affine) + predictor (2 layers) against a
+momentum encoder (EMA of backbone + projector); in-batch InfoNCE between the query of one view
+and the momentum keys of the other, symmetrised and scaled by 2T as in the paper's pseudo-code.
+No queue. Defaults: projector 512 -> 128, predictor 512 -> 128 (paper 4096 -> 256),
+temperature 0.2 (paper: 0.2 for ViT, 1.0 for ResNet), momentum 0.99 -> 1 cosine (paper 0.99
+ViT / 0.996 ResNet). ``predictor=False`` is the ablation without predictor.
+"""
+import torch
+
+from ssl_bench import losses
+from ssl_bench.heads import MLPHead, cosine_tau, ema_update_, frozen_copy
+from ssl_bench.method import Method
+from ssl_bench.registry import register_method
+
+
+@register_method("moco-v3")
+class MoCoV3(Method):
+    defaults = dict(proj_hidden_dim=512, proj_dim=128, pred_hidden_dim=512, predictor=True, temperature=0.2,
+                    ema_tau=0.99, ema_cosine=True)
+
+    def __init__(self, backbone, hp=None, spec=None):
+        super().__init__(backbone, hp, spec)
+        h = self.hp
+        self.projector = MLPHead(backbone.out_dim, h.proj_hidden_dim, h.proj_dim, num_layers=3, last_bn=True)
+        self.predictor = MLPHead(h.proj_dim, h.pred_hidden_dim, h.proj_dim, num_layers=2) if h.predictor else None
+        self.momentum_backbone = frozen_copy(self.backbone)
+        self.momentum_projector = frozen_copy(self.projector)
+
+    def _query(self, x):
+        z = self.projector(self.backbone(x))
+        return self.predictor(z) if self.predictor is not None else z
+
+    def training_step(self, views):
+        x1, x2 = views
+        q1, q2 = self._query(x1), self._query(x2)
+        with torch.no_grad():
+            k1, k2 = (self.momentum_projector(self.momentum_backbone(x)) for x in (x1, x2))
+        t = self.hp.temperature
+        loss = 2 * t * (losses.cross_view_info_nce(q1, k2, t) + losses.cross_view_info_nce(q2, k1, t))
+        return loss, {}
+
+    def on_step_end(self, progress):
+        h = self.hp
+        tau = cosine_tau(h.ema_tau, progress) if h.ema_cosine else h.ema_tau
+        ema_update_(self.momentum_backbone, self.backbone, tau)
+        ema_update_(self.momentum_projector, self.projector, tau)

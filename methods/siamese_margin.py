@@ -1,0 +1,29 @@
+"""Siamese margin loss — Chopra, Hadsell & LeCun, "Learning a Similarity Metric Discriminatively,
+with Application to Face Verification", CVPR 2005; Hadsell, Chopra & LeCun, "Dimensionality
+Reduction by Learning an Invariant Mapping", CVPR 2006. The pairwise hinge of the JEA tutorial.
+
+Energy F(x, y) = ||g(x) - g(y)|| (Euclidean distance of embeddings). Positive pairs (two views of
+one sample) are pulled together, F^2; every other pairing in the batch is a negative pushed
+beyond the margin, [m - F]_+^2. Defaults: projector 512 -> 64 (``proj_dim=0``: the backbone's
+embedding directly), margin 1.
+"""
+from torch import nn
+
+from ssl_bench import losses
+from ssl_bench.heads import MLPHead
+from ssl_bench.method import Method
+from ssl_bench.registry import register_method
+
+
+@register_method("siamese-margin")
+class SiameseMargin(Method):
+    defaults = dict(proj_hidden_dim=512, proj_dim=64, margin=1.0)
+
+    def __init__(self, backbone, hp=None, spec=None):
+        super().__init__(backbone, hp, spec)
+        h = self.hp
+        self.projector = MLPHead(backbone.out_dim, h.proj_hidden_dim, h.proj_dim) if h.proj_dim > 0 else nn.Identity()
+
+    def training_step(self, views):
+        z1, z2 = (self.projector(self.backbone(v)).float() for v in views)
+        return losses.margin_contrastive(z1, z2, self.hp.margin), {}

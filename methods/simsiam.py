@@ -1,0 +1,31 @@
+"""SimSiam — Chen & He, "Exploring Simple Siamese Representation Learning", CVPR 2021
+(arXiv:2011.10566).
+
+Two views through backbone + projector (3 layers, BN on the output); a bottleneck predictor maps
+one view's projection to the other's; loss = symmetric negative cosine with a stop-gradient on
+the target branch. Ablation switches (the paper's Table 1 / Fig. 2): ``stop_gradient=False``
+(collapses), ``predictor=False`` (collapses). Defaults: projector 3 x 512 (paper 3 x 2048),
+predictor 512 -> 128 -> 512 (paper 2048 -> 512 -> 2048).
+"""
+from ssl_bench import losses
+from ssl_bench.heads import MLPHead
+from ssl_bench.method import Method
+from ssl_bench.registry import register_method
+
+
+@register_method("simsiam")
+class SimSiam(Method):
+    defaults = dict(proj_hidden_dim=512, proj_dim=512, pred_hidden_dim=128, stop_gradient=True, predictor=True)
+
+    def __init__(self, backbone, hp=None, spec=None):
+        super().__init__(backbone, hp, spec)
+        h = self.hp
+        self.projector = MLPHead(backbone.out_dim, h.proj_hidden_dim, h.proj_dim, num_layers=3, last_bn=True)
+        self.predictor = MLPHead(h.proj_dim, h.pred_hidden_dim, h.proj_dim, num_layers=2) if h.predictor else None
+
+    def training_step(self, views):
+        z1, z2 = (self.projector(self.backbone(v)) for v in views)
+        p1, p2 = (self.predictor(z) if self.predictor is not None else z for z in (z1, z2))
+        t1, t2 = (z1.detach(), z2.detach()) if self.hp.stop_gradient else (z1, z2)
+        loss = (losses.negative_cosine(p1, t2) + losses.negative_cosine(p2, t1)) / 2
+        return loss, {"z_std": z1.detach().float().div(z1.detach().norm(dim=1, keepdim=True)).std(0).mean()}

@@ -1,0 +1,131 @@
+"""The command line: one-line errors with exit 2, list --json, and a whole run on tiny data."""
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from ssl_bench.cli import main
+
+
+def _cli(*args, cwd=None):
+    r = subprocess.run([sys.executable, "-m", "ssl_bench", *args], capture_output=True, text=True, cwd=cwd,
+                       timeout=300)
+    return r.returncode, r.stdout, r.stderr
+
+
+def _one_line_error(stderr: str) -> str:
+    lines = [ln for ln in stderr.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith("ssl-bench: error: ")
+    return lines[0]
+
+
+def test_unknown_method_is_one_line_listing_known(tmp_path):
+    code, _, err = _cli("train", "--method", "simclrr", "--dataset", "mog2d", "--out", str(tmp_path))
+    assert code == 2
+    line = _one_line_error(err)
+    assert "unknown method 'simclrr'" in line and "byol" in line and "vicreg" in line
+
+
+def test_missing_dataset_is_one_line_naming_the_fix(tmp_path):
+    code, _, err = _cli("train", "--dataset", "cifar10", "--data-root", str(tmp_path / "nope"), "--out", str(tmp_path))
+    assert code == 2
+    assert "download=True" in _one_line_error(err)
+
+
+def test_corrupt_checkpoint_is_one_line(tmp_path, capsys):
+    bad = tmp_path / "epoch_0001.safetensors"
+    bad.write_bytes(b"\x00garbage, not a checkpoint" * 10)
+    assert main(["eval", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "corrupt" in _one_line_error(err)
+
+
+def test_truncated_real_checkpoint_is_one_line(tiny, runs, capsys):
+    from ssl_bench.trainer import train
+
+    res = train(tiny(epochs=1), runs)
+    data = res.checkpoint.read_bytes()
+    res.checkpoint.write_bytes(data[: len(data) // 2])
+    assert main(["eval", str(res.checkpoint)]) == 2
+    assert "corrupt" in _one_line_error(capsys.readouterr().err)
+
+
+def test_malformed_config_and_bad_options(tmp_path, capsys):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("method: simclr\nepochs: [oops\n")
+    assert main(["train", "--config", str(cfg), "--out", str(tmp_path)]) == 2
+    assert "not valid yaml" in _one_line_error(capsys.readouterr().err)
+    cfg.write_text("method: simclr\nepochz: 3\n")
+    assert main(["train", "--config", str(cfg), "--out", str(tmp_path)]) == 2
+    assert "unknown config key(s) ['epochz']" in _one_line_error(capsys.readouterr().err)
+    assert main(["train", "--dataset", "mog2d", "--opt", "temprature=0.1", "--out", str(tmp_path)]) == 2
+    assert "no option(s) ['temprature']" in _one_line_error(capsys.readouterr().err)
+    assert main(["train", "--dataset", "mog2d", "--set", "epochs=-1", "--out", str(tmp_path)]) == 2
+    assert ">= 1" in _one_line_error(capsys.readouterr().err)
+
+
+def test_list_json(capsys):
+    for what, expected in [("methods", {"simclr", "byol", "vicreg"}), ("evaluators", {"knn", "rankme"}),
+                           ("datasets", {"fashion-mnist", "digits", "mog2d"})]:
+        assert main(["list", what, "--json"]) == 0
+        names = json.loads(capsys.readouterr().out)
+        assert expected <= set(names) and names == sorted(names)
+
+
+def test_help_everywhere():
+    for sub in ([], ["run"], ["train"], ["eval"], ["list"], ["leaderboard"]):
+        code, out, _ = _cli(*sub, "--help")
+        assert code == 0 and "usage: ssl-bench" in out
+
+
+def test_run_writes_leaderboard_with_baselines_and_provenance(tmp_path):
+    out, lb = tmp_path / "runs", tmp_path / "lb"
+    code, stdout, err = _cli("run", "--methods", "simclr,vicreg", "--dataset", "digits", "--preset", "smoke",
+                             "--epochs", "3", "--seeds", "0,1", "--out", str(out), "--leaderboards", str(lb),
+                             "--no-progress")
+    assert code == 0, err
+    table = pd.read_csv(lb / "digits.csv")
+    assert set(table.method) == {"simclr", "vicreg", "pixels", "random-init"}
+    assert (table.n == 2).all()
+    assert {"knn_top1_mean", "knn_top1_std", "rankme_rank_mean"} <= set(table.columns)
+    assert table.set_index("method").loc["pixels", "knn_top1_std"] == 0.0  # pixels do not depend on the seed
+    md = (lb / "digits.md").read_text()
+    assert "| **simclr** | cnn-small | smoke | 3 | 2 |" in md
+    rows = [json.loads(line) for p in out.glob("*/results.jsonl") for line in p.read_text().splitlines()]
+    need = {"run_id", "method", "dataset", "backbone", "preset", "epochs", "seed", "evaluator", "metric", "value",
+            "config_hash", "config", "ssl_bench_version", "torch_version", "git_commit", "device",
+            "train_seconds", "eval_seconds", "timestamp"}
+    assert rows and all(need <= set(r) for r in rows)
+    # a second run resumes finished runs instead of retraining, and the table is unchanged in shape
+    code, stdout2, _ = _cli("run", "--methods", "simclr", "--dataset", "digits", "--preset", "smoke", "--epochs", "3",
+                            "--seeds", "0", "--out", str(out), "--leaderboards", str(lb), "--no-progress")
+    assert code == 0 and "already trained" in stdout2
+    assert len(pd.read_csv(lb / "digits.csv")) == 4
+
+
+def test_eval_json_prints_metrics(tiny, runs, capsys):
+    from ssl_bench.trainer import train
+
+    res = train(tiny(epochs=1), runs)
+    assert main(["eval", str(res.checkpoint), "--json", "--evaluators", "knn,rankme"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert 0 <= out["knn"]["top1"] <= 100 and 1 <= out["rankme"]["rank"] <= 32
+    # embeddings are cached: a second evaluation reuses them
+    assert len(list((res.run_dir / "embeddings").glob("*.npz"))) == 1
+    assert main(["eval", str(res.checkpoint), "--json"]) == 0
+    assert len(list((res.run_dir / "embeddings").glob("*.npz"))) == 1
+
+
+def test_leaderboard_refreshes_readme_block(tmp_path):
+    out, lb = tmp_path / "runs", tmp_path / "lb"
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n<!-- leaderboard:mog2d -->\nold\n<!-- /leaderboard -->\nrest\n")
+    assert main(["run", "--methods", "simclr", "--dataset", "mog2d", "--preset", "smoke", "--epochs", "1",
+                 "--out", str(out), "--leaderboards", str(lb), "--no-progress"]) == 0
+    assert main(["leaderboard", "--runs", str(out), "--out", str(lb), "--readme", str(readme)]) == 0
+    text = readme.read_text()
+    assert "old" not in text and "| **simclr** | mlp | smoke | 1 | 1 |" in text and text.endswith("rest\n")
+    assert main(["leaderboard", "--runs", str(tmp_path / "none")]) == 2
