@@ -4,10 +4,12 @@ the test split (percent).
 Two modes (option ``mode``):
 
 ``fast`` (default)
-    Full-batch L-BFGS on the whole training set (float32, on ``device``) with an L2 penalty
-    chosen from a small fixed sweep (``weight_decays``) on a held-out ``val_frac`` of the
-    TRAINING set (seeded, class-stratified); the test set is never looked at until the final
-    refit on the whole training set with the chosen penalty is scored. Features are centred and
+    Full-batch L-BFGS (float32, on ``device``) with an L2 penalty chosen from a small fixed
+    sweep (``weight_decays``) on a held-out ``val_frac`` of the TRAINING set (seeded,
+    class-stratified); the sweep fits use at most ``sweep_samples`` of the remaining training
+    samples (seeded) and ``sweep_iter`` L-BFGS iterations each. The test set is never looked at
+    until the final refit on the whole training set (``max_iter`` iterations) with the chosen
+    penalty is scored. Features are centred and
     divided by one global scale (their RMS) so the sweep is scale-free. Objective:
     mean cross-entropy + wd/2 · ‖W‖² (bias unpenalised). The fit is preconditioned: the weights
     are written W = U diag((e + wd)^-1/2) V with U, e the eigenvectors/eigenvalues of the feature
@@ -125,7 +127,8 @@ def fit_logreg(x: torch.Tensor, y: torch.Tensor, num_classes: int, wd: float, pr
 
 
 def linear_fast(train_x, train_y, test_x, test_y, weight_decays=WEIGHT_DECAYS, val_frac: float = 0.1,
-                seed: int = 0, max_iter: int = 100, device: str = "cpu") -> tuple[dict[str, float], dict]:
+                seed: int = 0, max_iter: int = 100, device: str = "cpu", sweep_samples: int = 10_000,
+                sweep_iter: int = 40) -> tuple[dict[str, float], dict]:
     ytr_np, yte_np, c = encode_labels(train_y, test_y)
     dev = torch.device(device)
     xtr = torch.as_tensor(np.asarray(train_x, dtype=np.float32), device=dev)
@@ -134,6 +137,8 @@ def linear_fast(train_x, train_y, test_x, test_y, weight_decays=WEIGHT_DECAYS, v
     xtr = (xtr - mean) / rms
     ytr = torch.as_tensor(ytr_np, device=dev)
     fit_idx, val_idx = stratified_split(ytr_np, val_frac, seed)
+    if sweep_samples and len(fit_idx) > sweep_samples:  # the sweep runs on a seeded subset of the fit part
+        fit_idx = np.sort(np.random.default_rng(seed + 1).choice(fit_idx, sweep_samples, replace=False))
     fi, vi = torch.as_tensor(fit_idx, device=dev), torch.as_tensor(val_idx, device=dev)
     xf, yf = xtr[fi], ytr[fi]
     pre = Preconditioner(xtr, seed=seed)
@@ -142,7 +147,7 @@ def linear_fast(train_x, train_y, test_x, test_y, weight_decays=WEIGHT_DECAYS, v
         raise ConfigError("linear: weight_decays is empty")
     val_acc, sols, init = {}, {}, None
     for wd in wds:  # strongest penalty first; each fit starts from the previous solution
-        init = fit_logreg(xf, yf, c, wd, pre, init, max_iter)
+        init = fit_logreg(xf, yf, c, wd, pre, init, sweep_iter)
         sols[wd] = init
         if len(vi):
             with torch.no_grad():
@@ -196,14 +201,14 @@ def linear_protocol(train_x, train_y, test_x, test_y, epochs: int = 100, batch_s
 @register_evaluator("linear")
 class Linear(Evaluator):
     defaults = dict(mode="fast", weight_decays=list(WEIGHT_DECAYS), val_frac=0.1, max_iter=100, seed=0,
-                    epochs=100, batch_size=256, lr=0.1, device="cpu")
+                    sweep_samples=10_000, sweep_iter=40, epochs=100, batch_size=256, lr=0.1, device="cpu")
 
     def evaluate(self, emb):
         o = self.options
         if o["mode"] == "fast":
             metrics, self.details = linear_fast(emb.train_x, emb.train_y, emb.test_x, emb.test_y,
                                                 o["weight_decays"], o["val_frac"], o["seed"], o["max_iter"],
-                                                o["device"])
+                                                o["device"], o["sweep_samples"], o["sweep_iter"])
         elif o["mode"] == "protocol":
             metrics, self.details = linear_protocol(emb.train_x, emb.train_y, emb.test_x, emb.test_y, o["epochs"],
                                                     o["batch_size"], o["lr"], seed=o["seed"], device=o["device"])
