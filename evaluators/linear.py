@@ -37,7 +37,7 @@ from ssl_bench.errors import ConfigError
 from ssl_bench.evaluator import Evaluator
 from ssl_bench.registry import register_evaluator
 
-WEIGHT_DECAYS = (1e-2, 1e-3, 1e-4, 1e-5, 1e-6)
+WEIGHT_DECAYS = (1e-1, 1e-2, 1e-3, 1e-4, 1e-5)
 
 
 def encode_labels(train_y, test_y) -> tuple[np.ndarray, np.ndarray, int]:

@@ -46,7 +46,8 @@ def _add_common(p: argparse.ArgumentParser, method: bool = True) -> None:
     p.add_argument("--lr", type=float, default=None, help="learning rate (default: per optimiser/method)")
     p.add_argument("--device", default=None, help="auto (CUDA when present) | cpu | cuda[:N]")
     p.add_argument("--data-root", default=None, help="where datasets live (default: $SSL_BENCH_DATA, system paths)")
-    p.add_argument("--evaluators", default=None, help="comma-separated evaluators (default: knn,rankme)")
+    p.add_argument("--evaluators", default=None,
+                   help="comma-separated evaluators (default: every evaluator that fits the preset budget)")
     p.add_argument("--config", default=None, help="YAML/JSON file with RunConfig keys; flags override it")
     p.add_argument("--set", dest="sets", action="append", metavar="KEY=VALUE",
                    help="any RunConfig key, e.g. --set train_subset=5000 (repeatable)")

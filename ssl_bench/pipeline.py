@@ -17,6 +17,29 @@ from .results import append_rows, make_rows
 from .trainer import load_data, resolve_device, seed_everything, train
 
 
+#: Evaluator budgets per preset, under the config's ``eval_kwargs`` (which win). ``quick`` uses
+#: each evaluator's defaults (sized for <= ~15 s per FMNIST checkpoint on 2 CPU cores).
+EVAL_PRESETS: dict[str, dict[str, dict]] = {
+    "smoke": {"linear": dict(weight_decays=[1e-2, 1e-3, 1e-4], max_iter=50, sweep_iter=20),
+              "lowshot": dict(weight_decays=[1e-2, 1e-3], max_iter=30, sweep_iter=20),
+              "lidar": dict(n_samples=128, n_views=4),
+              "reconstruction": dict(n_train=512, n_test=256, hidden=128, batch_size=64)},
+    "quick": {},
+    "full": {"lidar": dict(n_samples=2000, n_views=16),
+             "reconstruction": dict(n_train=20_000, n_test=5000, epochs_frozen=5, epochs_finetune=5),
+             "collapse": dict(max_samples=20_000), "linear": dict(sweep_samples=30_000)},
+}
+
+
+def eval_options(preset: str, *kwargs: dict | None) -> dict[str, dict]:
+    """Evaluator options: the preset's budgets, then each ``kwargs`` in turn ({evaluator: {option: value}})."""
+    out: dict[str, dict] = {k: dict(v) for k, v in EVAL_PRESETS.get(preset, {}).items()}
+    for kw in kwargs:
+        for ev, opts in (kw or {}).items():
+            out.setdefault(ev, {}).update(opts)
+    return out
+
+
 def run_evaluators(emb: Embeddings, names: list[str], eval_kwargs: dict | None = None, model=None,
                    data: Data | None = None, device: torch.device | None = None, artifact_dir: Path | None = None,
                    artifact_prefix: str = "") -> dict[str, tuple[dict, float]]:
@@ -60,7 +83,7 @@ def evaluate_checkpoint(ckpt: Path, evaluators: list[str] | None = None, eval_kw
 
         model = load_method_from_checkpoint(ckpt, dev)[0]
     rows = []
-    results_ev = run_evaluators(emb, names, {**cfg.eval_kwargs, **(eval_kwargs or {})}, model=model, data=ev_data,
+    results_ev = run_evaluators(emb, names, eval_options(cfg.preset, cfg.eval_kwargs, eval_kwargs), model=model, data=ev_data,
                                 device=dev, artifact_dir=ckpt.parent / "artifacts",
                                 artifact_prefix=f"{ckpt.stem}-")
     for name, (metrics, secs) in results_ev.items():
@@ -93,7 +116,7 @@ def evaluate_baselines(cfg: RunConfig, out: Path, data: Data, evaluators: list[s
             model = Method(net).to(dev).eval()  # encode = the untrained backbone
         bcfg = RunConfig(**{**cfg.to_dict(), "method": name})
         run_id = f"{cfg.dataset}-{name}-{backbone.replace(':', '-')}-{cfg.preset}-s{cfg.seed}"
-        results_ev = run_evaluators(emb, evaluators, cfg.eval_kwargs, model=model, data=ev_data, device=dev,
+        results_ev = run_evaluators(emb, evaluators, eval_options(cfg.preset, cfg.eval_kwargs), model=model, data=ev_data, device=dev,
                                     artifact_dir=Path(out) / run_id / "artifacts")
         for ev, (metrics, secs) in results_ev.items():
             rows += make_rows(metrics, evaluator=ev, run_id=run_id, method=name, dataset=cfg.dataset,
