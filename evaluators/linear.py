@@ -200,8 +200,8 @@ def linear_protocol(train_x, train_y, test_x, test_y, epochs: int = 100, batch_s
 
 @register_evaluator("linear")
 class Linear(Evaluator):
-    defaults = dict(mode="fast", weight_decays=list(WEIGHT_DECAYS), val_frac=0.1, max_iter=100, seed=0,
-                    sweep_samples=10_000, sweep_iter=40, epochs=100, batch_size=256, lr=0.1, device="cpu")
+    defaults = dict(mode="fast", weight_decays=list(WEIGHT_DECAYS), val_frac=0.1, max_iter=40, seed=0,
+                    sweep_samples=5000, sweep_iter=25, epochs=100, batch_size=256, lr=0.1, device="cpu")
 
     def evaluate(self, emb):
         o = self.options

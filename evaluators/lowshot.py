@@ -34,8 +34,8 @@ def metric_name(fraction: float) -> str:
 
 @register_evaluator("lowshot")
 class LowShot(Evaluator):
-    defaults = dict(fractions=[0.01, 0.1], seed=0, weight_decays=list(WEIGHT_DECAYS), val_frac=0.2, max_iter=60,
-                    device="cpu")
+    defaults = dict(fractions=[0.01, 0.1], seed=0, weight_decays=list(WEIGHT_DECAYS), val_frac=0.2, max_iter=30,
+                    sweep_iter=25, device="cpu")
 
     def evaluate(self, emb):
         o = self.options
@@ -45,7 +45,8 @@ class LowShot(Evaluator):
                 raise ConfigError(f"lowshot: fractions must lie in (0, 1], got {f}")
             idx = balanced_subset(emb.train_y, float(f), o["seed"])
             m, det = linear_fast(emb.train_x[idx], emb.train_y[idx], emb.test_x, emb.test_y, o["weight_decays"],
-                                 o["val_frac"], o["seed"], o["max_iter"], o["device"])
+                                 o["val_frac"], o["seed"], o["max_iter"], o["device"],
+                                 sweep_iter=o["sweep_iter"])
             out[metric_name(float(f))] = m["top1"]
             self.details[metric_name(float(f))] = {"n_train": int(len(idx)), **det}
         return out
