@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from ssl_bench.errors import ConfigError
 from ssl_bench.evaluator import Evaluator
 from ssl_bench.registry import register_evaluator
+from ssl_bench.stats import small_work_threads
 
 WEIGHT_DECAYS = (1e-1, 1e-2, 1e-3, 1e-4, 1e-5)
 
@@ -129,6 +130,14 @@ def fit_logreg(x: torch.Tensor, y: torch.Tensor, num_classes: int, wd: float, pr
 def linear_fast(train_x, train_y, test_x, test_y, weight_decays=WEIGHT_DECAYS, val_frac: float = 0.1,
                 seed: int = 0, max_iter: int = 100, device: str = "cpu", sweep_samples: int = 10_000,
                 sweep_iter: int = 40) -> tuple[dict[str, float], dict]:
+    n, d = np.shape(train_x)
+    with small_work_threads(n * d * 10 if device == "cpu" else float("inf")):
+        return _linear_fast(train_x, train_y, test_x, test_y, weight_decays, val_frac, seed, max_iter, device,
+                            sweep_samples, sweep_iter)
+
+
+def _linear_fast(train_x, train_y, test_x, test_y, weight_decays, val_frac, seed, max_iter, device,
+                 sweep_samples, sweep_iter):
     ytr_np, yte_np, c = encode_labels(train_y, test_y)
     dev = torch.device(device)
     xtr = torch.as_tensor(np.asarray(train_x, dtype=np.float32), device=dev)

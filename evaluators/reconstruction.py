@@ -34,6 +34,7 @@ from torch import nn
 
 from ssl_bench.evaluator import Evaluator
 from ssl_bench.registry import register_evaluator
+from ssl_bench.stats import small_work_threads
 from ssl_bench.views import gaussian_noise, patch_mask
 
 
@@ -126,14 +127,8 @@ class Reconstruction(Evaluator):
             dim = model.encode(data.normalize(xtr_n[:2])).flatten(1).shape[1]
         decoder = Decoder(dim, tuple(xtr.shape[1:]), o["hidden"], image).to(device)
         out, recs = {}, {}
-        for phase, epochs, finetune in (("frozen", o["epochs_frozen"], False), ("finetune", o["epochs_finetune"], True)):
-            train_phase(model, decoder, xtr, xtr_n, data, epochs, o["batch_size"], o["lr"], finetune,
-                        o["finetune_lr"], o["seed"] + 2)
-            with torch.no_grad():
-                rec = reconstruct(model, decoder, xte_n, data)
-            mse = float(F.mse_loss(rec, xte))
-            out[f"mse_{phase}"], out[f"psnr_{phase}"] = mse, psnr(mse, peak)
-            recs[phase] = rec[:o["grid"]].cpu()
+        with small_work_threads(o["batch_size"] * xtr[0].numel() * 64 if device.type == "cpu" else float("inf")):
+            self._phases(model, decoder, xtr, xtr_n, xte, xte_n, data, o, peak, out, recs)
         path = self.artifact_path("reconstruction.png") if image and o["grid"] > 0 else None
         if path is not None:
             from torchvision.utils import save_image
@@ -143,3 +138,14 @@ class Reconstruction(Evaluator):
             save_image(rows.clamp(0, 1), path, nrow=k, padding=1)
             self.artifacts["grid"] = path
         return out
+
+    @staticmethod
+    def _phases(model, decoder, xtr, xtr_n, xte, xte_n, data, o, peak, out, recs):
+        for phase, epochs, finetune in (("frozen", o["epochs_frozen"], False), ("finetune", o["epochs_finetune"], True)):
+            train_phase(model, decoder, xtr, xtr_n, data, epochs, o["batch_size"], o["lr"], finetune,
+                        o["finetune_lr"], o["seed"] + 2)
+            with torch.no_grad():
+                rec = reconstruct(model, decoder, xte_n, data)
+            mse = float(F.mse_loss(rec, xte))
+            out[f"mse_{phase}"], out[f"psnr_{phase}"] = mse, psnr(mse, peak)
+            recs[phase] = rec[:o["grid"]].cpu()
