@@ -5,9 +5,11 @@ Two views through backbone + projector; the cross-correlation matrix of the batc
 projections is pushed to the identity: sum_i (1 - C_ii)^2 + lambd * sum_{i != j} C_ij^2.
 Defaults: projector 3 x 512 (paper 3 x 8192), lambd 5e-3 (paper), ``scale_loss`` 1 (solo-learn
 uses 0.1 on CIFAR; the loss is multiplied by it). ``lambd=0`` is the paper's "no redundancy
-reduction" ablation.
+reduction" ablation. Under DDP the cross-correlation covers the global batch (all-gather
+with gradients).
 """
 from ssl_bench import losses
+from ssl_bench.distributed import gather
 from ssl_bench.heads import MLPHead
 from ssl_bench.method import Method
 from ssl_bench.registry import register_method
@@ -23,6 +25,6 @@ class BarlowTwins(Method):
         self.projector = MLPHead(backbone.out_dim, h.proj_hidden_dim, h.proj_dim, num_layers=h.proj_layers)
 
     def training_step(self, views):
-        z1, z2 = (self.projector(self.backbone(v)) for v in views)
+        z1, z2 = (gather(self.projector(self.backbone(v))) for v in views)  # global batch under DDP
         loss = self.hp.scale_loss * losses.barlow_twins_loss(z1.float(), z2.float(), self.hp.lambd)
         return loss, {}

@@ -12,6 +12,7 @@ CPU budgets).
 import torch
 
 from ssl_bench import losses
+from ssl_bench.distributed import mean_over_ranks
 from ssl_bench.heads import DINOHead, cosine_tau, ema_update_, frozen_copy
 from ssl_bench.method import Method
 from ssl_bench.registry import register_method
@@ -48,5 +49,6 @@ class DINO(Method):
         ema_update_(self.teacher_backbone, self.backbone, tau)
         ema_update_(self.teacher_head, self.head, tau)
         if self._teacher_mean is not None:
-            self.center.mul_(h.center_momentum).add_(self._teacher_mean, alpha=1 - h.center_momentum)
+            mean = mean_over_ranks(self._teacher_mean)  # the global batch's under DDP
+            self.center.mul_(h.center_momentum).add_(mean, alpha=1 - h.center_momentum)
             self._teacher_mean = None

@@ -16,6 +16,7 @@ import math
 import torch
 
 from ssl_bench import losses
+from ssl_bench.distributed import shard, world_size
 from ssl_bench.errors import ConfigError
 from ssl_bench.heads import MLPHead
 from ssl_bench.method import Method
@@ -47,9 +48,12 @@ class DSM(Method):
         x = views[0]
         b, h = x.shape[0], self.hp
         lo, hi = math.log(h.sigma_min), math.log(h.sigma_max)
-        log_sigma = torch.rand(b) * (hi - lo) + lo  # CPU global RNG: reproducible on every device
+        # CPU global RNG, drawn for the global batch and sliced under DDP: reproducible on every
+        # device and for any number of ranks
+        gb = b * world_size()
+        log_sigma = shard(torch.rand(gb) * (hi - lo) + lo)
         sigma = log_sigma.exp().to(x.device, x.dtype)
-        noise = torch.randn(x.shape).to(x.device, x.dtype) * sigma.view(-1, *([1] * (x.dim() - 1)))
+        noise = shard(torch.randn((gb, *x.shape[1:]))).to(x.device, x.dtype) * sigma.view(-1, *([1] * (x.dim() - 1)))
         feats = self.backbone(x + noise)
         score = self.head(torch.cat([feats, log_sigma.to(feats.device, feats.dtype).unsqueeze(1)], 1))
         return losses.dsm_loss(score.float().view(x.shape), noise.float(), sigma.float()), {}

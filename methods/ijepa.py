@@ -15,6 +15,7 @@ tau 0.99 -> 1 cosine (paper 0.996 -> 1). Needs image data (a ConfigError on vect
 import torch
 import torch.nn.functional as F
 
+from ssl_bench.distributed import shard, world_size
 from ssl_bench.heads import (MaskedTokenPredictor, cosine_tau, ema_update_, frozen_copy, gather_tokens, timm_vit,
                              vit_encode_tokens, vit_patch_tokens)
 from ssl_bench.method import Method
@@ -31,6 +32,7 @@ class IJEPA(Method):
     defaults = dict(pred_dim=64, pred_depth=2, pred_heads=2, num_targets=4, ema_tau=0.99, ema_cosine=True)
     n_views = 1
     default_backbone = {"image": VIT_SMALL_CPU}
+    ddp_find_unused_parameters = True  # the ViT's own final norm / head take no part in the loss
 
     def __init__(self, backbone, hp=None, spec=None):
         super().__init__(backbone, hp, spec)
@@ -48,7 +50,9 @@ class IJEPA(Method):
         x = views[0]
         tokens, grid = vit_patch_tokens(self.vit, x)
         b = x.shape[0]
-        ctx_idx, tgt_idx = multiblock_masks(b, grid, num_targets=self.hp.num_targets, device=x.device)
+        # drawn for the global batch and sliced: under DDP every rank gets its own samples' masks
+        ctx_idx, tgt_idx = (shard(t) for t in multiblock_masks(b * world_size(), grid,
+                                                              num_targets=self.hp.num_targets, device=x.device))
         m, nt = tgt_idx.shape[1], tgt_idx.shape[2]
         with torch.no_grad():
             tvit = self.target_backbone.model

@@ -11,6 +11,7 @@ as the tutorial states it, as a second collapse reference. Defaults: no projecto
 from torch import nn
 
 from ssl_bench import losses
+from ssl_bench.distributed import gather
 from ssl_bench.method import Method
 from ssl_bench.registry import register_method
 
@@ -25,4 +26,4 @@ class JEPAPairwise(Method):
 
     def training_step(self, views):
         z1, z2 = (self.projector(self.backbone(v)).float() for v in views)
-        return losses.pairwise_squared_distance(z1, z2), {}
+        return losses.pairwise_squared_distance(z1, gather(z2)), {}  # under DDP: against the global batch

@@ -14,6 +14,7 @@ cost proportionally more here). ``lambd=0`` removes the regulariser (then it col
 import torch
 
 from ssl_bench import losses
+from ssl_bench.distributed import gather
 from ssl_bench.errors import ConfigError
 from ssl_bench.heads import MLPHead
 from ssl_bench.method import Method
@@ -41,6 +42,7 @@ class LeJEPA(Method):
         n = views[0].shape[0]
         z = self.projector(self.backbone(torch.cat(views))).float().reshape(len(views), n, -1)
         inv = losses.lejepa_invariance(z)
-        reg = losses.sigreg(z, num_slices=h.num_slices, t_max=h.t_max, num_points=h.num_points)
+        zg = gather(z.transpose(0, 1).contiguous()).transpose(0, 1)  # (V, global N, D) under DDP
+        reg = losses.sigreg(zg, num_slices=h.num_slices, t_max=h.t_max, num_points=h.num_points)
         loss = h.lambd * reg + (1 - h.lambd) * inv
         return loss, {"inv": inv.detach(), "sigreg": reg.detach()}

@@ -12,6 +12,7 @@ depth 2 (paper 512 x 8); random resized crop (0.2-1) + flip. Needs image data.
 import torch.nn.functional as F
 
 from ssl_bench import losses
+from ssl_bench.distributed import shard, world_size
 from ssl_bench.heads import MaskedTokenPredictor, gather_tokens, timm_vit, vit_encode_tokens, vit_patch_tokens
 from ssl_bench.method import Method
 from ssl_bench.registry import register_method
@@ -32,6 +33,7 @@ class MAE(Method):
     defaults = dict(mask_ratio=0.75, dec_dim=64, dec_depth=2, dec_heads=2, norm_pix_loss=True)
     n_views = 1
     default_backbone = {"image": VIT_SMALL_CPU}
+    ddp_find_unused_parameters = True  # the ViT's own final norm / head take no part in the loss
 
     def __init__(self, backbone, hp=None, spec=None):
         super().__init__(backbone, hp, spec)
@@ -50,7 +52,9 @@ class MAE(Method):
     def training_step(self, views):
         x = views[0]
         tokens, grid = vit_patch_tokens(self.vit, x)
-        keep, hidden = random_token_split(x.shape[0], tokens.shape[1], self.hp.mask_ratio, device=x.device)
+        # drawn for the global batch and sliced: under DDP every rank gets its own samples' masks
+        keep, hidden = (shard(t) for t in random_token_split(x.shape[0] * world_size(), tokens.shape[1],
+                                                             self.hp.mask_ratio, device=x.device))
         latent = vit_encode_tokens(self.vit, gather_tokens(tokens, keep))
         pred = self.decoder(latent, keep, hidden, grid).float()
         target = gather_tokens(patchify(x.float(), self.patch), hidden)

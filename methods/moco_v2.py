@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from ssl_bench import losses
+from ssl_bench.distributed import gather
 from ssl_bench.errors import ConfigError
 from ssl_bench.heads import MLPHead, cosine_tau, ema_update_, frozen_copy
 from ssl_bench.method import Method
@@ -44,7 +45,7 @@ class MoCoV2(Method):
         queue = self.queue.clone()  # enqueued after the step: the loss sees only past keys
         loss = (losses.info_nce_queue(q1, k2, queue, self.hp.temperature)
                 + losses.info_nce_queue(q2, k1, queue, self.hp.temperature)) / 2
-        self._keys = torch.cat([k1, k2])
+        self._keys = torch.cat([gather(k1), gather(k2)])  # under DDP every rank enqueues the global batch
         return loss, {}
 
     @torch.no_grad()

@@ -4,8 +4,10 @@ Self-Supervised Learning", ICLR 2022 (arXiv:2105.04906).
 Two views through backbone + expander; loss = inv_weight * MSE + var_weight * std hinge +
 cov_weight * off-diagonal covariance. Defaults: expander 3 x 512 (paper: 3 x 8192),
 weights 25 / 25 / 1 as in the paper. Setting a weight to 0 is the paper's ablation.
+Under DDP the batch statistics cover the global batch (embeddings all-gathered with gradients).
 """
 from ssl_bench import losses
+from ssl_bench.distributed import gather
 from ssl_bench.heads import MLPHead
 from ssl_bench.method import Method
 from ssl_bench.registry import register_method
@@ -22,7 +24,7 @@ class VICReg(Method):
         self.projector = MLPHead(backbone.out_dim, h.proj_hidden_dim, h.proj_dim, num_layers=h.proj_layers)
 
     def training_step(self, views):
-        z1, z2 = (self.projector(self.backbone(v)) for v in views)
+        z1, z2 = (gather(self.projector(self.backbone(v))) for v in views)  # global batch under DDP
         h = self.hp
         inv, var, cov = losses.vicreg_terms(z1, z2)
         loss = h.inv_weight * inv + h.var_weight * var + h.cov_weight * cov

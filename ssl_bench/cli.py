@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -85,7 +86,20 @@ def cmd_run(a) -> int:
     base = _config_from_args(a, method=methods[0])
     if getattr(a, "opt", None) and len(methods) > 1:
         raise ConfigError("--opt applies to one method; use it with a single --methods name")
-    rows = run_sweep(methods, base, _seeds(a.seeds), Path(a.out), baselines=not a.no_baselines)
+    seeds = _seeds(a.seeds)
+    if a.launcher != "inprocess":
+        from .launch import SlurmOptions, submit_sweep
+
+        slurm = SlurmOptions(partition=a.partition, timeout_min=a.timeout_min, gpus_per_node=a.gpus_per_node,
+                             cpus_per_task=a.cpus_per_task)
+        rows = submit_sweep(methods, base, seeds, Path(a.out), a.launcher, baselines=not a.no_baselines, slurm=slurm)
+    elif int(os.environ.get("WORLD_SIZE", "1")) > 1 and int(os.environ.get("RANK", "0")) != 0:
+        from .launch import train_only  # torchrun: ranks > 0 join the training, rank 0 evaluates and writes
+
+        train_only(methods, base, seeds, Path(a.out))
+        return 0
+    else:
+        rows = run_sweep(methods, base, seeds, Path(a.out), baselines=not a.no_baselines)
     written = write_leaderboards(Path(a.out), Path(a.leaderboards), [base.dataset],
                                  command="ssl-bench leaderboard")
     print(f"{len(rows)} result rows; wrote " + ", ".join(str(p) for p in written))
@@ -93,12 +107,14 @@ def cmd_run(a) -> int:
 
 
 def cmd_train(a) -> int:
+    from .distributed import is_main
     from .trainer import train
 
     cfg = _config_from_args(a, method=a.method)
     res = train(cfg, Path(a.out), resume=a.resume)
     start = f" (resumed after epoch {res.resumed_from})" if res.resumed_from else ""
-    print(f"trained {cfg.method} for {res.epochs} epochs{start} in {res.train_seconds:.1f}s -> {res.checkpoint}")
+    if is_main():  # under torchrun, rank 0 reports
+        print(f"trained {cfg.method} for {res.epochs} epochs{start} in {res.train_seconds:.1f}s -> {res.checkpoint}")
     return 0
 
 
@@ -242,6 +258,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", default="runs", help="runs directory (default: runs/)")
     r.add_argument("--leaderboards", default="leaderboards", help="where tables go (default: leaderboards/)")
     r.add_argument("--no-baselines", action="store_true", help="skip the pixels / random-init rows")
+    r.add_argument("--launcher", default="inprocess", choices=["inprocess", "local", "slurm"],
+                   help="inprocess (default) | local: a submitit process per (method, seed) | slurm: a "
+                   "submitit SLURM job per (method, seed); the driver waits and writes the leaderboards")
+    r.add_argument("--partition", default=None, help="slurm: partition")
+    r.add_argument("--timeout-min", type=int, default=60, help="slurm/local: job time limit in minutes (default: 60)")
+    r.add_argument("--gpus-per-node", type=int, default=0, help="slurm: GPUs per job (default: 0)")
+    r.add_argument("--cpus-per-task", type=int, default=4, help="slurm: CPU cores per job (default: 4)")
     _add_common(r)
     r.set_defaults(func=cmd_run)
 

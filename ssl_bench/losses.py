@@ -18,13 +18,27 @@ def info_nce(z1: Tensor, z2: Tensor, temperature: float = 0.1) -> Tensor:
 
     For each of the 2N embeddings the positive is its other view and the 2N-2 remaining
     embeddings are negatives; similarities are cosines divided by ``temperature``.
+
+    Under data-parallel training (``torch.distributed`` initialised with W > 1 ranks, each
+    holding its N rows of the global batch) the candidates are the 2NW views of the global
+    batch, all-gathered with gradients (:func:`ssl_bench.distributed.gather`); each rank's loss
+    is the mean over its own 2N anchors, so the mean over ranks equals the one-process loss on
+    the global batch and DDP's gradient averaging gives its exact gradient.
     """
+    from .distributed import gather, rank
+
     n = z1.shape[0]
-    z = F.normalize(torch.cat([z1, z2], 0), dim=1)
-    sim = z @ z.t() / temperature
-    sim = sim.masked_fill(torch.eye(2 * n, dtype=torch.bool, device=z.device), float("-inf"))
-    target = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(z.device)
-    return F.cross_entropy(sim, target)
+    a1, a2 = F.normalize(z1, dim=1), F.normalize(z2, dim=1)
+    cand = torch.cat([gather(a1), gather(a2)], 0)  # (2NW, d): the global batch's views
+    big_n = cand.shape[0] // 2
+    sim = torch.cat([a1, a2], 0) @ cand.t() / temperature  # (2N local anchors, 2NW)
+    rows = torch.arange(n, device=sim.device) + rank() * n  # our rows in the global batch
+    own = torch.cat([rows, rows + big_n])  # each anchor's own column
+    pos = torch.cat([rows + big_n, rows])  # and its other view's
+    self_mask = torch.zeros_like(sim, dtype=torch.bool)
+    self_mask[torch.arange(2 * n, device=sim.device), own] = True
+    sim = sim.masked_fill(self_mask, float("-inf"))
+    return F.cross_entropy(sim, pos)
 
 
 # ------------------------------------------------------------------------------ distillation
@@ -141,9 +155,14 @@ def lejepa_invariance(zs: Tensor) -> Tensor:
 # --------------------------------------------------------------------------- contrastive (2)
 def cross_view_info_nce(q: Tensor, k: Tensor, temperature: float = 0.2) -> Tensor:
     """One-directional InfoNCE between two view batches (MoCo v3, CPC): the positive of
-    ``q_i`` is ``k_i``, the negatives are the other ``k_j``; similarities are cosines / T."""
-    logits = F.normalize(q, dim=1) @ F.normalize(k, dim=1).t() / temperature
-    return F.cross_entropy(logits, torch.arange(q.shape[0], device=q.device))
+    ``q_i`` is ``k_i``, the negatives are the other ``k_j``; similarities are cosines / T.
+
+    Under data-parallel training the negatives are the global batch's keys (all-gathered with
+    gradients) and the loss is the mean over this rank's queries, as in :func:`info_nce`."""
+    from .distributed import gather, rank
+
+    logits = F.normalize(q, dim=1) @ gather(F.normalize(k, dim=1)).t() / temperature
+    return F.cross_entropy(logits, torch.arange(q.shape[0], device=q.device) + rank() * q.shape[0])
 
 
 def info_nce_queue(q: Tensor, k: Tensor, queue: Tensor, temperature: float = 0.2) -> Tensor:
@@ -160,11 +179,18 @@ def margin_contrastive(z1: Tensor, z2: Tensor, margin: float = 1.0) -> Tensor:
 
     ``F`` is the Euclidean distance of embeddings; ``(z1_i, z2_i)`` are positive pairs and every
     ``(z1_i, z2_j)``, ``j != i``, is a negative. Returns mean positive term + mean negative term.
+
+    Under data-parallel training the ``z2_j`` are the global batch's (all-gathered with
+    gradients) and the means run over this rank's rows, as in :func:`info_nce`.
     """
-    dist = torch.cdist(z1, z2)
+    from .distributed import gather, rank
+
+    dist = torch.cdist(z1, gather(z2))  # (n local, N global)
     n = dist.shape[0]
-    eye = torch.eye(n, dtype=torch.bool, device=dist.device)
-    pos = torch.diagonal(dist).pow(2).mean()
+    rows = torch.arange(n, device=dist.device)
+    eye = torch.zeros_like(dist, dtype=torch.bool)
+    eye[rows, rows + rank() * n] = True
+    pos = dist[eye].pow(2).mean()
     neg = F.relu(margin - dist[~eye]).pow(2).mean()
     return pos + neg
 
@@ -184,11 +210,14 @@ def sinkhorn_knopp(scores: Tensor, eps: float = 0.05, iters: int = 3) -> Tensor:
     """SwAV's equipartitioned soft assignments: ``Q = diag(u) exp(scores / eps) diag(v)``
     rescaled so that every prototype gets mass 1/K and every sample 1/B; returned per-sample
     normalised (each row sums to 1). ``scores``: ``(B, K)``."""
-    q = torch.exp((scores - scores.max()) / eps).t()  # (K, B); the shift cancels in the scaling
-    k, b = q.shape
-    q = q / q.sum()
+    from .distributed import all_reduce_sum, max_over_ranks, world_size
+
+    # under data-parallel training the batch is the global one: sums over samples are all-reduced
+    q = torch.exp((scores - max_over_ranks(scores.max())) / eps).t()  # (K, B); the shift cancels
+    k, b = q.shape[0], q.shape[1] * world_size()
+    q = q / all_reduce_sum(q.sum())
     for _ in range(iters):
-        q = q / q.sum(dim=1, keepdim=True) / k
+        q = q / all_reduce_sum(q.sum(dim=1, keepdim=True)) / k
         q = q / q.sum(dim=0, keepdim=True) / b
     return (q * b).t()
 

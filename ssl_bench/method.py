@@ -59,6 +59,10 @@ class Method(nn.Module):
     #: ``{"image": ("timm:vit_tiny_patch16_224", {"img_size": 28, "patch_size": 4})}``.
     #: None = the data kind's default (cnn-small for images, mlp for vectors).
     default_backbone: ClassVar[dict[str, tuple[str, dict]] | None] = None
+    #: Under DDP (torchrun), batch norm layers use global-batch statistics; False keeps them per rank.
+    sync_batchnorm: ClassVar[bool] = True
+    #: Under DDP, set True when some trainable parameters get no gradient in ``training_step``.
+    ddp_find_unused_parameters: ClassVar[bool] = False
 
     def __init__(self, backbone: nn.Module, hp: dict[str, Any] | None = None, spec: DataSpec | None = None):
         super().__init__()

@@ -3,6 +3,16 @@
 config -> dataset + views -> method -> optimiser/schedule -> epochs -> checkpoints. CPU and
 CUDA share the code; on CUDA the views are generated on the GPU and the forward runs under bf16
 autocast. CPU runs are deterministic for a seed, including across ``--resume``.
+
+The step never waits for the device: the only host-device synchronisations are one per
+``log_every`` steps (the divergence check) and one per epoch (logs, checkpoint). On CUDA, image
+batches and weights are channels_last (tensor-core friendly convolutions) and the forward runs
+under bf16 autocast; ``compile: true`` runs the step through ``torch.compile`` (any device).
+
+Started by ``torchrun --nproc-per-node N``, the same function trains with DDP (see
+:mod:`ssl_bench.distributed`): each rank takes a disjoint slice of every global batch
+(``batch_size`` is the global batch), batch norm is synchronised unless the method sets
+``sync_batchnorm = False``, and only rank 0 writes logs and checkpoints.
 """
 from __future__ import annotations
 
@@ -17,7 +27,9 @@ from typing import Callable
 
 import numpy as np
 import torch
+from torch import nn
 
+from . import distributed as dist
 from . import provenance
 from .backbones import build_backbone, default_backbone
 from .checkpoint import atomic_write_text, latest_epoch_checkpoint, load_resume, save_encoder, save_resume
@@ -91,6 +103,26 @@ def run_dir_for(cfg: RunConfig, out: Path, kind: str) -> Path:
     return Path(out) / cfg.run_id(backbone_name(cfg, kind))
 
 
+class _Step(nn.Module):
+    """``forward(views) = method.training_step(views)``: what DDP and torch.compile wrap."""
+
+    def __init__(self, method: Method):
+        super().__init__()
+        self.method = method
+
+    def forward(self, views):
+        return self.method.training_step(views)
+
+
+def _normalizer(data: Data, device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``data.normalize`` with the statistics moved to the device once (no copy per step)."""
+    if data.kind != "image" or not data.mean:
+        return lambda x: x
+    mean = torch.tensor(data.mean, device=device).view(1, -1, 1, 1)
+    std = torch.tensor(data.std, device=device).view(1, -1, 1, 1)
+    return lambda x: (x - mean) / std  # the same arithmetic as data.normalize (embeddings use it)
+
+
 def train(cfg: RunConfig, out: str | Path, resume: bool = False, data: Data | None = None,
           callbacks: list[Callable[[int, dict], None]] | None = None) -> TrainResult:
     """Train ``cfg`` into ``out/<run_id>``; returns where the last checkpoint is.
@@ -102,6 +134,9 @@ def train(cfg: RunConfig, out: str | Path, resume: bool = False, data: Data | No
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     device = resolve_device(cfg.device)
+    ddp = dist.init_from_env(device.type)
+    device = dist.local_device(device)
+    world, main = dist.world_size(), dist.is_main()
     full = data if data is not None else load_data(cfg)
     data = full.subset(cfg.train_subset, None, seed=0)
     spec = data_spec(data)
@@ -112,10 +147,14 @@ def train(cfg: RunConfig, out: str | Path, resume: bool = False, data: Data | No
 
     if not resume and latest_epoch_checkpoint(ckpt_dir) is not None:
         raise SSLBenchError(f"{run_dir} already has checkpoints: pass --resume to continue it, or choose another --out")
+    if cfg.batch_size % world:
+        raise SSLBenchError(f"batch_size {cfg.batch_size} (the global batch) is not divisible by the "
+                            f"{world} processes")
 
     seed_everything(cfg.seed)
     method = build_method(cfg, spec).to(device)
-    if device.type == "cuda":
+    channels_last = device.type == "cuda" and data.kind == "image" and len(data.input_shape) == 3
+    if channels_last:
         method = method.to(memory_format=torch.channels_last)
     views = method.make_views(spec, cfg.views)
     steps_per_epoch = len(data.x_train) // cfg.batch_size
@@ -124,6 +163,8 @@ def train(cfg: RunConfig, out: str | Path, resume: bool = False, data: Data | No
     total_steps = steps_per_epoch * cfg.epochs
     lr = cfg.lr if cfg.lr is not None else method.optim_defaults.get("lr")
     wd = cfg.weight_decay if cfg.weight_decay is not None else method.optim_defaults.get("weight_decay")
+    if ddp and method.sync_batchnorm:
+        dist.convert_sync_batchnorm(method)  # same parameter objects: before or after the optimiser
     opt = make_optimizer(cfg.optimizer, method, lr, wd)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(total_steps, cfg.warmup_frac))
 
@@ -138,11 +179,31 @@ def train(cfg: RunConfig, out: str | Path, resume: bool = False, data: Data | No
         sched.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["rng_cpu"])
         start_epoch, step, train_seconds = int(state["epoch"]), int(state["step"]), float(state["train_seconds"])
-        _truncate_log(log_path, start_epoch)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run_dir / "config.json", json.dumps(cfg.to_dict(), indent=2, sort_keys=True) + "\n")
+        if main:
+            _truncate_log(log_path, start_epoch)
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run_dir / "config.json", json.dumps(cfg.to_dict(), indent=2, sort_keys=True) + "\n")
+
+    step_fn: nn.Module = _Step(method)
+    if ddp:
+        from torch.nn.parallel import DistributedDataParallel
+
+        # buffers are equal at start and batch norm statistics are synchronised by the layers
+        # themselves: no buffer broadcast per forward (newer torch names the keyword forward_sync_buffers)
+        import inspect
+
+        no_buf_sync = ({"forward_sync_buffers": False}
+                       if "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters
+                       else {"broadcast_buffers": False})
+        step_fn = DistributedDataParallel(
+            step_fn, device_ids=[device.index] if device.type == "cuda" else None,
+            find_unused_parameters=bool(method.ddp_find_unused_parameters), **no_buf_sync)
+    if cfg.compile:
+        step_fn = torch.compile(step_fn)
 
     x_all = data.x_train.to(device)
+    normalize = _normalizer(data, device)
     bb_name = backbone_name(cfg, data.kind)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else _nullcontext()
     for epoch in range(start_epoch, cfg.epochs):
@@ -151,15 +212,17 @@ def train(cfg: RunConfig, out: str | Path, resume: bool = False, data: Data | No
         perm = torch.randperm(len(x_all), generator=torch.Generator().manual_seed(cfg.seed * 100_003 + epoch))
         perm = perm.to(device)
         sums: dict[str, torch.Tensor] = {}
-        bar = _progress(steps_per_epoch, f"{cfg.method} ep {epoch + 1}/{cfg.epochs}", cfg.progress)
+        bar = _progress(steps_per_epoch, f"{cfg.method} ep {epoch + 1}/{cfg.epochs}", cfg.progress and main)
         for i in range(steps_per_epoch):
+            # every rank draws the same global batch and views, then keeps its own slice: the
+            # result does not depend on the number of processes
             xb = data.to_float(x_all[perm[i * cfg.batch_size:(i + 1) * cfg.batch_size]])
             g = view_generator(cfg.seed, step, device)
-            vs = [data.normalize(v) for v in views(xb, g)]
-            if device.type == "cuda" and vs[0].dim() == 4:
-                vs = [v.contiguous(memory_format=torch.channels_last) for v in vs]
+            vs = [normalize(dist.shard(v)) for v in views(xb, g)]
+            if channels_last:
+                vs = [v.contiguous(memory_format=torch.channels_last) if v.dim() == 4 else v for v in vs]
             with autocast:
-                loss, logs = method.training_step(vs)
+                loss, logs = step_fn(vs)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -170,35 +233,38 @@ def train(cfg: RunConfig, out: str | Path, resume: bool = False, data: Data | No
                 v = torch.as_tensor(v, device=device).detach().float()
                 sums[k] = sums[k] + v if k in sums else v
             if (i + 1) % cfg.log_every == 0 or i + 1 == steps_per_epoch:
-                cur = float(loss.detach())  # one sync per log interval, not per step
+                cur = float(dist.mean_over_ranks(loss.detach().float()))  # one sync per log interval
                 if not np.isfinite(cur):
                     raise TrainingDivergedError(_diverged_msg(cfg, epoch, step, cur, ckpt_dir))
                 bar.set_postfix(loss=f"{cur:.4f}")
             bar.update(1)
         bar.close()
-        means = {k: float(v) / steps_per_epoch for k, v in sums.items()}
+        means = {k: float(dist.mean_over_ranks(v)) / steps_per_epoch for k, v in sums.items()}
         if not all(np.isfinite(v) for v in means.values()):
             raise TrainingDivergedError(_diverged_msg(cfg, epoch, step, means.get("loss", float("nan")), ckpt_dir))
         train_seconds += time.perf_counter() - t0
-        meta = {
-            "method": cfg.method, "dataset": cfg.dataset, "backbone": bb_name, "epoch": epoch + 1,
-            "epochs": cfg.epochs, "step": step, "config": cfg.to_dict(), "config_hash": cfg.hash(),
-            "kind": data.kind, "input_shape": list(data.input_shape), "out_dim": method.out_dim,
-            "train_seconds": train_seconds, "versions": provenance.versions(), "git_commit": provenance.git_commit(),
-            "hardware": provenance.hardware(device), "run_id": run_dir.name,
-        }
-        _append_log(log_path, {"epoch": epoch + 1, "step": step, "lr": sched.get_last_lr()[0],
-                               "seconds": round(train_seconds, 3), **means})
-        ckpt = ckpt_dir / f"epoch_{epoch + 1:04d}.safetensors"
-        save_encoder(ckpt, method.backbone, meta)
-        save_resume(resume_path, {
-            "method": method.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-            "rng_cpu": torch.get_rng_state(), "epoch": epoch + 1, "step": step,
-            "train_seconds": train_seconds, "config_hash": cfg.hash(),
-        })
+        if main:
+            meta = {
+                "method": cfg.method, "dataset": cfg.dataset, "backbone": bb_name, "epoch": epoch + 1,
+                "epochs": cfg.epochs, "step": step, "config": cfg.to_dict(), "config_hash": cfg.hash(),
+                "kind": data.kind, "input_shape": list(data.input_shape), "out_dim": method.out_dim,
+                "train_seconds": train_seconds, "versions": provenance.versions(),
+                "git_commit": provenance.git_commit(), "hardware": provenance.hardware(device),
+                "run_id": run_dir.name, "world_size": world,
+            }
+            _append_log(log_path, {"epoch": epoch + 1, "step": step, "lr": sched.get_last_lr()[0],
+                                   "seconds": round(train_seconds, 3), **means})
+            ckpt = ckpt_dir / f"epoch_{epoch + 1:04d}.safetensors"
+            save_encoder(ckpt, method.backbone, meta)
+            save_resume(resume_path, {
+                "method": method.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                "rng_cpu": torch.get_rng_state(), "epoch": epoch + 1, "step": step,
+                "train_seconds": train_seconds, "config_hash": cfg.hash(),
+            })
         for cb in callbacks or []:
             cb(epoch + 1, means)
 
+    dist.barrier()  # the other ranks return once rank 0 has written the last checkpoint
     last = latest_epoch_checkpoint(ckpt_dir)
     if last is None:
         raise CheckpointError(f"{run_dir}: training produced no checkpoint")
