@@ -109,7 +109,7 @@ def mean_random_pair_cosine(z: torch.Tensor, n_pairs: int, seed: int) -> float:
     return float((zn[i] * zn[j]).sum(1).mean())
 
 
-def collapse_report(z, max_samples: int = 20_000, n_pairs: int = 10_000, sigreg_samples: int = 10_000,
+def collapse_report(z, max_samples: int = 10_000, n_pairs: int = 10_000, sigreg_samples: int = 10_000,
                     sigreg_directions: int = 128, seed: int = 0, complete_std_ratio: float = 0.05,
                     dimensional_ratio: float = 0.1) -> CollapseReport:
     z = np.asarray(z)
@@ -137,7 +137,7 @@ def collapse_report(z, max_samples: int = 20_000, n_pairs: int = 10_000, sigreg_
 
 @register_evaluator("collapse")
 class Collapse(Evaluator):
-    defaults = dict(max_samples=20_000, n_pairs=10_000, sigreg_samples=10_000, sigreg_directions=128, seed=0,
+    defaults = dict(max_samples=10_000, n_pairs=10_000, sigreg_samples=10_000, sigreg_directions=128, seed=0,
                     complete_std_ratio=0.05, dimensional_ratio=0.1)
     needs_labels = False
 

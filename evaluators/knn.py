@@ -2,6 +2,10 @@
 solo-learn): cosine similarities to the k nearest training embeddings vote for their labels with
 weight exp(s / T). Defaults k=20, T=0.07. Reports top-1 and top-5 accuracy in percent.
 
+Sweeps (opt-in): ``ks=[10, 50, 200]`` adds ``top1_k10``, ``top1_k50``, ... (each at the default
+T) and ``temperatures=[0.02, 0.1]`` adds ``top1_T0.02``, ``top1_T0.1`` (each at the default k);
+the neighbours are searched once, for the largest k, and every entry of a sweep reuses them.
+
 Search: FAISS ``IndexFlatIP`` (exact) when faiss imports, else chunked torch matmul; both give
 the same neighbours up to float ties. ``index="ivf"`` (FAISS only) uses an inverted-file index
 (``IndexIVFFlat``, ``nlist`` k-means cells, ``nprobe`` of them searched per query) for train sets
@@ -102,24 +106,36 @@ def knn_scores(sims: np.ndarray, idx: np.ndarray, train_y: np.ndarray, num_class
     return scores
 
 
-def knn_accuracy(train_x, train_y, test_x, test_y, k: int = 20, temperature: float = 0.07,
-                 backend: str = "auto", index: str = "flat", nlist: int = 0, nprobe: int = 0) -> dict[str, float]:
-    train_y, test_y = np.asarray(train_y).astype(np.int64), np.asarray(test_y).astype(np.int64)
-    num_classes = int(max(train_y.max(), test_y.max())) + 1
-    sims, idx = nearest(train_x, test_x, k, backend, index=index, nlist=nlist, nprobe=nprobe)
+def _topk(sims, idx, train_y, test_y, num_classes, temperature) -> tuple[float, float]:
     scores = knn_scores(sims, idx, train_y, num_classes, temperature)
     order = np.argsort(-scores, axis=1, kind="stable")
     top1 = float((order[:, 0] == test_y).mean() * 100)
     k5 = min(5, num_classes)
     top5 = float((order[:, :k5] == test_y[:, None]).any(1).mean() * 100)
-    return {"top1": top1, "top5": top5}
+    return top1, top5
+
+
+def knn_accuracy(train_x, train_y, test_x, test_y, k: int = 20, temperature: float = 0.07,
+                 backend: str = "auto", ks=(), temperatures=(), index: str = "flat", nlist: int = 0,
+                 nprobe: int = 0) -> dict[str, float]:
+    train_y, test_y = np.asarray(train_y).astype(np.int64), np.asarray(test_y).astype(np.int64)
+    num_classes = int(max(train_y.max(), test_y.max())) + 1
+    ks = [int(v) for v in ks or ()]
+    sims, idx = nearest(train_x, test_x, max([k, *ks]), backend, index=index, nlist=nlist, nprobe=nprobe)
+    top1, top5 = _topk(sims[:, :k], idx[:, :k], train_y, test_y, num_classes, temperature)
+    out = {"top1": top1, "top5": top5}
+    for kk in ks:
+        out[f"top1_k{kk}"] = _topk(sims[:, :kk], idx[:, :kk], train_y, test_y, num_classes, temperature)[0]
+    for t in temperatures or ():
+        out[f"top1_T{float(t):g}"] = _topk(sims[:, :k], idx[:, :k], train_y, test_y, num_classes, float(t))[0]
+    return out
 
 
 @register_evaluator("knn")
 class KNN(Evaluator):
-    defaults = dict(k=20, temperature=0.07, backend="auto", index="flat", nlist=0, nprobe=0)
+    defaults = dict(k=20, temperature=0.07, backend="auto", ks=[], temperatures=[], index="flat", nlist=0, nprobe=0)
 
     def evaluate(self, emb):
         o = self.options
         return knn_accuracy(emb.train_x, emb.train_y, emb.test_x, emb.test_y, o["k"], o["temperature"], o["backend"],
-                            index=o["index"], nlist=o["nlist"], nprobe=o["nprobe"])
+                            o["ks"], o["temperatures"], index=o["index"], nlist=o["nlist"], nprobe=o["nprobe"])

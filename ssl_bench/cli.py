@@ -1,4 +1,4 @@
-"""Command line: ``ssl-bench run|train|eval|list|leaderboard|check-collapse`` (also ``python -m ssl_bench``)."""
+"""Command line: ``ssl-bench run|train|eval|eval-embeddings|list|leaderboard|check-collapse`` (also ``python -m ssl_bench``)."""
 from __future__ import annotations
 
 import argparse
@@ -47,7 +47,8 @@ def _add_common(p: argparse.ArgumentParser, method: bool = True) -> None:
     p.add_argument("--lr", type=float, default=None, help="learning rate (default: per optimiser/method)")
     p.add_argument("--device", default=None, help="auto (CUDA when present) | cpu | cuda[:N]")
     p.add_argument("--data-root", default=None, help="where datasets live (default: $SSL_BENCH_DATA, system paths)")
-    p.add_argument("--evaluators", default=None, help="comma-separated evaluators (default: knn,rankme)")
+    p.add_argument("--evaluators", default=None,
+                   help="comma-separated evaluators (default: every evaluator that fits the preset budget)")
     p.add_argument("--config", default=None, help="YAML/JSON file with RunConfig keys; flags override it")
     p.add_argument("--set", dest="sets", action="append", metavar="KEY=VALUE",
                    help="any RunConfig key, e.g. --set train_subset=5000 (repeatable)")
@@ -130,6 +131,80 @@ def cmd_eval(a) -> int:
     else:
         for ev, metrics in result.items():
             print(f"{ev}: " + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
+    return 0
+
+
+def load_embeddings_file(path: Path, need_labels: bool):
+    """An :class:`Embeddings` from a user's .npz, checked; bad input raises a one-line ConfigError."""
+    import numpy as np
+
+    from .embeddings import Embeddings
+
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such file")
+    try:
+        z = np.load(path, allow_pickle=False)
+        arrays = {k: z[k] for k in z.files}
+    except Exception as exc:  # not a zip / not npz / object arrays
+        raise ConfigError(f"{path}: not a readable .npz file ({type(exc).__name__}: {str(exc).splitlines()[0]})") from None
+    for k in ("train_x", "test_x") + (("train_y", "test_y") if need_labels else ()):
+        if k not in arrays:
+            raise ConfigError(f"{path}: missing array {k!r} (has: {', '.join(sorted(arrays)) or 'nothing'})")
+    x = {}
+    for k in ("train_x", "test_x"):
+        a = arrays[k]
+        if a.ndim != 2 or len(a) < 2 or a.shape[1] < 1 or not np.issubdtype(a.dtype, np.number):
+            raise ConfigError(f"{path}: {k} must be a numeric (N >= 2, D >= 1) matrix, got shape {a.shape} "
+                              f"dtype {a.dtype}")
+        if not np.isfinite(a).all():
+            raise ConfigError(f"{path}: {k} holds NaN or inf values")
+        x[k] = np.ascontiguousarray(a, dtype=np.float32)
+    if x["train_x"].shape[1] != x["test_x"].shape[1]:
+        raise ConfigError(f"{path}: train_x has {x['train_x'].shape[1]} columns but test_x has {x['test_x'].shape[1]}")
+    y = {}
+    for k, xk in (("train_y", "train_x"), ("test_y", "test_x")):
+        if k not in arrays:
+            y[k] = None
+            continue
+        a = arrays[k]
+        if a.ndim != 1 or len(a) != len(x[xk]):
+            raise ConfigError(f"{path}: {k} must be a vector of {len(x[xk])} labels (one per row of {xk}), "
+                              f"got shape {a.shape}")
+        if not (np.issubdtype(a.dtype, np.integer) or (np.issubdtype(a.dtype, np.floating) and np.isfinite(a).all()
+                                                         and (a == np.round(a)).all())):
+            raise ConfigError(f"{path}: {k} must hold integer class labels, got dtype {a.dtype}")
+        y[k] = a.astype(np.int64)
+    if (y["train_y"] is None) != (y["test_y"] is None):
+        raise ConfigError(f"{path}: give both train_y and test_y, or neither")
+    return Embeddings(x["train_x"], y["train_y"], x["test_x"], y["test_y"], str(path))
+
+
+def cmd_eval_embeddings(a) -> int:
+    from .pipeline import run_evaluators
+    from .registry import EVALUATORS
+
+    names = EVALUATORS.resolve([s.strip() for s in a.evaluators.split(",") if s.strip()])
+    model_evs = [n for n in names if EVALUATORS.get(n).needs_model]
+    if model_evs:
+        raise ConfigError(f"evaluator(s) {', '.join(model_evs)} need a model, not embeddings: "
+                          "use `ssl-bench eval CHECKPOINT`")
+    emb = load_embeddings_file(Path(a.file), any(EVALUATORS.get(n).needs_labels for n in names))
+    kwargs: dict = {}
+    for k, v in _parse_kv(a.eval_opt, "--eval-opt").items():
+        if "." not in k:
+            raise ConfigError(f"--eval-opt keys look like evaluator.option, got {k!r}")
+        ev, opt = k.split(".", 1)
+        kwargs.setdefault(ev, {})[opt] = v
+    res = run_evaluators(emb, names, kwargs, artifact_dir=Path(a.artifacts) if a.artifacts else None)
+    result = {name: metrics for name, (metrics, _secs) in res.items()}
+    if a.json:  # strict JSON: a non-finite value (e.g. alpha of a constant output) is null
+        import math
+
+        clean = {ev: {k: (v if math.isfinite(v) else None) for k, v in m.items()} for ev, m in result.items()}
+        print(json.dumps(clean, sort_keys=True))
+    else:
+        for ev, metrics in result.items():
+            print(f"{ev}: " + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()) + f"  ({res[ev][1]:.1f}s)")
     return 0
 
 
@@ -232,6 +307,19 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--device", default=None)
     e.add_argument("--json", action="store_true", help="print one JSON object {evaluator: {metric: value}}")
     e.set_defaults(func=cmd_eval)
+
+    ee = sub.add_parser("eval-embeddings", help="evaluate embeddings from any model (.npz)", epilog=EPILOG,
+                        description="Evaluate FILE.npz holding train_x, test_x (N x D) and train_y, test_y "
+                        "(integer labels; optional for label-free evaluators such as rankme, collapse, "
+                        "alpha-req).")
+    ee.add_argument("file")
+    ee.add_argument("--evaluators", default="knn,linear,rankme,collapse",
+                    help="comma-separated embedding evaluators (default: knn,linear,rankme,collapse)")
+    ee.add_argument("--eval-opt", action="append", metavar="EVALUATOR.KEY=VALUE",
+                    help="evaluator option, e.g. --eval-opt knn.k=10 --eval-opt linear.mode=protocol (repeatable)")
+    ee.add_argument("--artifacts", default=None, help="folder for files evaluators write (collapse spectrum)")
+    ee.add_argument("--json", action="store_true", help="print one JSON object {evaluator: {metric: value}}")
+    ee.set_defaults(func=cmd_eval_embeddings)
 
     li = sub.add_parser("list", help="list registered methods, evaluators or datasets", epilog=EPILOG)
     li.add_argument("what", choices=["methods", "evaluators", "datasets"])

@@ -50,7 +50,8 @@ class RunConfig:
     backbone_kwargs: dict = field(default_factory=dict)
     dataset_kwargs: dict = field(default_factory=dict)
     views: dict = field(default_factory=dict)
-    evaluators: list = field(default_factory=lambda: ["knn", "rankme"])
+    evaluators: list = field(default_factory=lambda: ["knn", "linear", "lowshot", "rankme", "alpha-req", "collapse",
+                                                      "lidar", "reconstruction"])
     eval_kwargs: dict = field(default_factory=dict)
     device: str = "auto"
     num_threads: int | None = None

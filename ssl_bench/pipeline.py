@@ -10,19 +10,56 @@ from . import provenance
 from .backbones import build_backbone, default_backbone
 from .config import RunConfig
 from .datasets import Data
+from .method import Method
 from .embeddings import Embeddings, checkpoint_embeddings, embed_data, eval_split, pixel_embeddings
 from .registry import EVALUATORS
 from .results import append_rows, make_rows
 from .trainer import load_data, resolve_device, seed_everything, train
 
 
-def run_evaluators(emb: Embeddings, names: list[str], eval_kwargs: dict | None = None) -> dict[str, tuple[dict, float]]:
-    """{evaluator: (metrics, seconds)} for each name; evaluator options from ``eval_kwargs``."""
+#: Evaluator budgets per preset, under the config's ``eval_kwargs`` (which win). ``quick`` uses
+#: each evaluator's defaults (sized for <= ~15 s per FMNIST checkpoint on 2 CPU cores).
+EVAL_PRESETS: dict[str, dict[str, dict]] = {
+    "smoke": {"linear": dict(weight_decays=[1e-2, 1e-3, 1e-4], max_iter=50, sweep_iter=20),
+              "lowshot": dict(weight_decays=[1e-2, 1e-3], max_iter=30, sweep_iter=20),
+              "lidar": dict(n_samples=128, n_views=4),
+              "reconstruction": dict(n_train=512, n_test=256, hidden=128, batch_size=64)},
+    "quick": {},
+    "full": {"lidar": dict(n_samples=2000, n_views=16),
+             "reconstruction": dict(n_train=20_000, n_test=5000, epochs_frozen=5, epochs_finetune=5),
+             "collapse": dict(max_samples=20_000), "linear": dict(sweep_samples=30_000)},
+}
+
+
+def eval_options(preset: str, *kwargs: dict | None) -> dict[str, dict]:
+    """Evaluator options: the preset's budgets, then each ``kwargs`` in turn ({evaluator: {option: value}})."""
+    out: dict[str, dict] = {k: dict(v) for k, v in EVAL_PRESETS.get(preset, {}).items()}
+    for kw in kwargs:
+        for ev, opts in (kw or {}).items():
+            out.setdefault(ev, {}).update(opts)
+    return out
+
+
+def run_evaluators(emb: Embeddings, names: list[str], eval_kwargs: dict | None = None, model=None,
+                   data: Data | None = None, device: torch.device | None = None, artifact_dir: Path | None = None,
+                   artifact_prefix: str = "") -> dict[str, tuple[dict, float]]:
+    """{evaluator: (metrics, seconds)} for each name; evaluator options from ``eval_kwargs``.
+
+    Model evaluators (``needs_model``) get ``model`` (a Method in eval mode), the evaluation
+    ``data`` and ``device``; without a model (the ``pixels`` baseline, bare embeddings) they are
+    skipped and give no entry. Evaluators that write files write them under ``artifact_dir``.
+    """
     out = {}
     for name in names:
         ev = EVALUATORS.get(name)(**(eval_kwargs or {}).get(name, {}))
+        ev.artifact_dir, ev.artifact_prefix = artifact_dir, artifact_prefix
+        if ev.needs_model and model is None:
+            continue
         t0 = time.perf_counter()
-        metrics = ev(emb)
+        if ev.needs_model:
+            metrics = ev.run_model(model, data, device or torch.device("cpu"))
+        else:
+            metrics = ev(emb)
         out[name] = (metrics, time.perf_counter() - t0)
     return out
 
@@ -38,9 +75,18 @@ def evaluate_checkpoint(ckpt: Path, evaluators: list[str] | None = None, eval_kw
     cfg = RunConfig.from_dict(meta["config"]).with_preset()
     names = EVALUATORS.resolve(evaluators or cfg.evaluators)
     full = data if data is not None else load_data(cfg)
-    emb, cfg, meta, _cached = checkpoint_embeddings(ckpt, eval_split(cfg, full), dev)
+    ev_data = eval_split(cfg, full)
+    emb, cfg, meta, _cached = checkpoint_embeddings(ckpt, ev_data, dev)
+    model = None
+    if any(EVALUATORS.get(n).needs_model for n in names):
+        from .embeddings import load_method_from_checkpoint
+
+        model = load_method_from_checkpoint(ckpt, dev)[0]
     rows = []
-    for name, (metrics, secs) in run_evaluators(emb, names, {**cfg.eval_kwargs, **(eval_kwargs or {})}).items():
+    results_ev = run_evaluators(emb, names, eval_options(cfg.preset, cfg.eval_kwargs, eval_kwargs), model=model, data=ev_data,
+                                device=dev, artifact_dir=ckpt.parent / "artifacts",
+                                artifact_prefix=f"{ckpt.stem}-")
+    for name, (metrics, secs) in results_ev.items():
         rows += make_rows(metrics, evaluator=name, run_id=meta["run_id"], method=cfg.method, dataset=cfg.dataset,
                           backbone=meta["backbone"], preset=cfg.preset, epochs=int(meta["epoch"]), seed=cfg.seed,
                           config_hash=meta["config_hash"], config=meta["config"], device=provenance.hardware(dev),
@@ -59,6 +105,7 @@ def evaluate_baselines(cfg: RunConfig, out: Path, data: Data, evaluators: list[s
         bb = cfg.backbone
     rows = []
     for name in ("pixels", "random-init"):
+        model = None  # pixels: no model, so model evaluators (lidar, reconstruction) are skipped
         if name == "pixels":
             emb, backbone = pixel_embeddings(ev_data), "-"
         else:
@@ -66,9 +113,12 @@ def evaluate_baselines(cfg: RunConfig, out: Path, data: Data, evaluators: list[s
             torch.manual_seed(cfg.seed)  # the same initial weights the SSL methods start from
             net = build_backbone(bb, data.input_shape, data.kind, **bb_kwargs).to(dev).eval()
             emb, backbone = embed_data(net, ev_data, dev, source="random-init"), bb
+            model = Method(net).to(dev).eval()  # encode = the untrained backbone
         bcfg = RunConfig(**{**cfg.to_dict(), "method": name})
         run_id = f"{cfg.dataset}-{name}-{backbone.replace(':', '-')}-{cfg.preset}-s{cfg.seed}"
-        for ev, (metrics, secs) in run_evaluators(emb, evaluators, cfg.eval_kwargs).items():
+        results_ev = run_evaluators(emb, evaluators, eval_options(cfg.preset, cfg.eval_kwargs), model=model, data=ev_data, device=dev,
+                                    artifact_dir=Path(out) / run_id / "artifacts")
+        for ev, (metrics, secs) in results_ev.items():
             rows += make_rows(metrics, evaluator=ev, run_id=run_id, method=name, dataset=cfg.dataset,
                               backbone=backbone, preset=cfg.preset, epochs=0, seed=cfg.seed,
                               config_hash=bcfg.hash(), config=bcfg.to_dict(), device=provenance.hardware(dev),

@@ -108,3 +108,25 @@ def sigreg_statistic(z, num_directions: int = 128, t_max: float = 3.0, knots: in
         raise ValueError(f"unknown standardize {standardize!r}; known: scale, center, none")
     proj = (z @ random_directions(z.shape[1], num_directions, seed, z.dtype)).to(dtype)
     return float(epps_pulley(proj, t_max, knots).mean())
+
+
+class small_work_threads:
+    """Context manager: run with ONE torch thread when ``work`` (a rough count of multiply-adds
+    per step) is below ``threshold``. Small problems (L-BFGS on a few thousand samples, a tiny
+    decoder) spend their time in thread synchronisation, and on a shared, oversubscribed CPU
+    that costs 10x (measured: digits linear probe 1.3 s with 1 thread, 13.5 s with 2)."""
+
+    def __init__(self, work: float, threshold: float = 2e7):
+        self.single = work < threshold
+        self.saved = None
+
+    def __enter__(self):
+        if self.single:
+            self.saved = torch.get_num_threads()
+            torch.set_num_threads(1)
+        return self
+
+    def __exit__(self, *exc):
+        if self.saved is not None:
+            torch.set_num_threads(self.saved)
+        return False
