@@ -89,7 +89,7 @@ def submit_sweep(methods: list[str], base: RunConfig, seeds: list[int], out: Pat
         data = load_data(base)
         for s in seeds:
             log(f"[baselines] {base.dataset} seed {s}: pixels, random-init")
-            rows += evaluate_baselines(RunConfig(**{**base.to_dict(), "seed": s}), out, data, evaluators)
+            rows += evaluate_baselines(RunConfig(**{**base.to_dict(), "seed": s}), out, data, evaluators, methods)
     failed = []
     for cfg, job in zip(cfgs, jobs):
         try:

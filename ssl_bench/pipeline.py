@@ -14,7 +14,7 @@ from .method import Method
 from .embeddings import Embeddings, checkpoint_embeddings, embed_data, eval_split, pixel_embeddings
 from .registry import EVALUATORS
 from .results import append_rows, make_rows
-from .trainer import load_data, resolve_device, seed_everything, train
+from .trainer import backbone_choice, load_data, resolve_device, seed_everything, train
 
 
 #: Evaluator budgets per preset, under the config's ``eval_kwargs`` (which win). ``quick`` uses
@@ -95,16 +95,28 @@ def evaluate_checkpoint(ckpt: Path, evaluators: list[str] | None = None, eval_kw
     return rows
 
 
-def evaluate_baselines(cfg: RunConfig, out: Path, data: Data, evaluators: list[str]) -> list[dict]:
-    """The two reference rows: ``pixels`` (raw input) and ``random-init`` (untrained backbone)."""
+def baseline_backbones(cfg: RunConfig, kind: str, methods: list[str] | None = None) -> list[tuple[str, dict]]:
+    """The backbones random-init is measured with: the data's default (or the configured one) plus
+    every other backbone a method of the sweep trains (e.g. the ViT of ijepa/mae), in order."""
+    choices = [backbone_choice(cfg, kind) if cfg.backbone not in ("auto", "") else
+               (default_backbone(kind), dict(cfg.backbone_kwargs))]
+    for m in methods or []:
+        c = backbone_choice(RunConfig(**{**cfg.to_dict(), "method": m}), kind)
+        if c not in choices:
+            choices.append(c)
+    return choices
+
+
+def evaluate_baselines(cfg: RunConfig, out: Path, data: Data, evaluators: list[str],
+                       methods: list[str] | None = None) -> list[dict]:
+    """The reference rows: ``pixels`` (raw input) and ``random-init`` (untrained backbone), the
+    latter once per backbone the sweep's ``methods`` train, so every SSL row has its own."""
     cfg = cfg.with_preset()
     dev = resolve_device(cfg.device)
     ev_data = eval_split(cfg, data)
-    bb, bb_kwargs = default_backbone(data.kind), dict(cfg.backbone_kwargs)
-    if cfg.backbone not in ("auto", ""):
-        bb = cfg.backbone
     rows = []
-    for name in ("pixels", "random-init"):
+    jobs = [("pixels", None, None)] + [("random-init", bb, kw) for bb, kw in baseline_backbones(cfg, data.kind, methods)]
+    for name, bb, bb_kwargs in jobs:
         model = None  # pixels: no model, so model evaluators (lidar, reconstruction) are skipped
         if name == "pixels":
             emb, backbone = pixel_embeddings(ev_data), "-"
@@ -115,7 +127,8 @@ def evaluate_baselines(cfg: RunConfig, out: Path, data: Data, evaluators: list[s
             emb, backbone = embed_data(net, ev_data, dev, source="random-init"), bb
             model = Method(net).to(dev).eval()  # encode = the untrained backbone
         bcfg = RunConfig(**{**cfg.to_dict(), "method": name})
-        run_id = f"{cfg.dataset}-{name}-{backbone.replace(':', '-')}-{cfg.preset}-s{cfg.seed}"
+        bb_tag = "" if backbone == "-" else "-" + backbone.replace(":", "-").replace("/", "-")
+        run_id = f"{cfg.dataset}-{name}{bb_tag}-{cfg.preset}-s{cfg.seed}"
         results_ev = run_evaluators(emb, evaluators, eval_options(cfg.preset, cfg.eval_kwargs), model=model, data=ev_data, device=dev,
                                     artifact_dir=Path(out) / run_id / "artifacts")
         for ev, (metrics, secs) in results_ev.items():
@@ -139,7 +152,7 @@ def run_sweep(methods: list[str], base: RunConfig, seeds: list[int], out: Path, 
         if baselines:
             cfg = RunConfig(**{**base.to_dict(), "seed": seed})
             log(f"[baselines] {base.dataset} seed {seed}: pixels, random-init")
-            rows += evaluate_baselines(cfg, out, data, evaluators)
+            rows += evaluate_baselines(cfg, out, data, evaluators, methods)
         for m in methods:
             cfg = RunConfig(**{**base.to_dict(), "method": m, "seed": seed})
             t0 = time.perf_counter()
