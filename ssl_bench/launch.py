@@ -43,7 +43,10 @@ def run_one(cfg_dict: dict, out: str) -> list[dict]:
 
 
 def make_executor(launcher: str, folder: Path, slurm: SlurmOptions | None = None):
-    import submitit
+    try:
+        import submitit
+    except ImportError as exc:
+        raise SSLBenchError(f"--launcher {launcher} needs submitit: pip install 'ssl-bench[slurm]'") from exc
 
     if launcher == "local":
         ex = submitit.LocalExecutor(folder=folder)

@@ -4,6 +4,7 @@ The local launcher (submitit.LocalExecutor) must produce the same result rows an
 as the in-process sweep on the same config, since every job runs the same deterministic code.
 """
 import json
+import sys
 
 import pandas as pd
 import pytest
@@ -55,3 +56,10 @@ def test_slurm_launcher_without_sbatch_is_a_clear_error(tmp_path, capsys, monkey
     monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch here
     code = main(["run", *SMOKE, "--launcher", "slurm", "--partition", "gpu", "--out", str(tmp_path / "r")])
     assert code == 2 and "needs SLURM's sbatch" in capsys.readouterr().err
+
+
+def test_launcher_without_submitit_is_a_clear_error(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "submitit", None)  # as if not installed
+    code = main(["run", *SMOKE, "--launcher", "local", "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "pip install 'ssl-bench[slurm]'" in err
