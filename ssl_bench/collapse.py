@@ -271,7 +271,7 @@ def run_case_seed(case: Case, seed: int, workdir: Path, data_cache: dict | None 
     cfg = case_config(case, seed, len(data.x_train))
     res = train(cfg, workdir / case.name, data=data)
     if case.represent == "backbone":
-        emb, cfg, _meta, _ = checkpoint_embeddings(res.checkpoint, eval_split(cfg, data), torch_device(cfg.device))
+        emb, cfg, _meta, _, _method = checkpoint_embeddings(res.checkpoint, eval_split(cfg, data), torch_device(cfg.device))
     else:
         emb = head_embeddings(cfg, data, res.run_dir, case.represent)
     metrics = {}

@@ -101,7 +101,9 @@ def load_method_from_checkpoint(path: Path, device: torch.device):
 
 
 def checkpoint_embeddings(path: Path, data: Data, device: torch.device, cache_dir: Path | None = None):
-    """Embeddings of a checkpoint on ``data``; cached by checkpoint digest + split sizes."""
+    """(embeddings, config, metadata, from_cache, method) of a checkpoint on ``data``; the
+    embeddings are cached by checkpoint digest + split sizes, the rebuilt method (eval mode) is
+    returned for model evaluators so that nobody loads the checkpoint twice."""
     path = Path(path)
     digest = file_digest(path)
     cache_dir = Path(cache_dir) if cache_dir else path.parent.parent / "embeddings"
@@ -110,10 +112,10 @@ def checkpoint_embeddings(path: Path, data: Data, device: torch.device, cache_di
     method, cfg, meta = load_method_from_checkpoint(path, device)
     if cache.is_file():
         try:
-            return Embeddings.load(cache, source=str(path)), cfg, meta, True
+            return Embeddings.load(cache, source=str(path)), cfg, meta, True, method
         except Exception:  # a damaged cache is recomputed, never trusted
             cache.unlink()
     emb = embed_data(method.encode, data, device, source=str(path))
     emb.save(cache)
     (cache_dir / f"{key}.json").write_text(json.dumps({"checkpoint": str(path), "digest": digest}) + "\n")
-    return emb, cfg, meta, False
+    return emb, cfg, meta, False, method

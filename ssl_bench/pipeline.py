@@ -76,12 +76,8 @@ def evaluate_checkpoint(ckpt: Path, evaluators: list[str] | None = None, eval_kw
     names = EVALUATORS.resolve(evaluators or cfg.evaluators)
     full = data if data is not None else load_data(cfg)
     ev_data = eval_split(cfg, full)
-    emb, cfg, meta, _cached = checkpoint_embeddings(ckpt, ev_data, dev)
-    model = None
-    if any(EVALUATORS.get(n).needs_model for n in names):
-        from .embeddings import load_method_from_checkpoint
-
-        model = load_method_from_checkpoint(ckpt, dev)[0]
+    emb, cfg, meta, _cached, method = checkpoint_embeddings(ckpt, ev_data, dev)
+    model = method if any(EVALUATORS.get(n).needs_model for n in names) else None
     rows = []
     results_ev = run_evaluators(emb, names, eval_options(cfg.preset, cfg.eval_kwargs, eval_kwargs), model=model, data=ev_data,
                                 device=dev, artifact_dir=ckpt.parent / "artifacts",
