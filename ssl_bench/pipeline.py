@@ -117,8 +117,7 @@ def evaluate_baselines(cfg: RunConfig, out: Path, data: Data, evaluators: list[s
         if name == "pixels":
             emb, backbone = pixel_embeddings(ev_data), "-"
         else:
-            seed_everything(cfg.seed)
-            torch.manual_seed(cfg.seed)  # the same initial weights the SSL methods start from
+            seed_everything(cfg.seed)  # the same initial weights the SSL methods start from
             net = build_backbone(bb, data.input_shape, data.kind, **bb_kwargs).to(dev).eval()
             emb, backbone = embed_data(net, ev_data, dev, source="random-init"), bb
             model = Method(net).to(dev).eval()  # encode = the untrained backbone

@@ -57,7 +57,7 @@ def seed_everything(seed: int) -> None:
 
 
 def load_data(cfg: RunConfig) -> Data:
-    """The dataset of a config, cut to the preset's training subset (seeded, method-independent)."""
+    """The full dataset of a config (the training subset is drawn later, seeded and method-independent)."""
     data = load_dataset(cfg.dataset, root=cfg.data_root, **cfg.dataset_kwargs)
     return data
 
