@@ -225,8 +225,10 @@ def case_config(case: Case, seed: int, n_train: int):
     """The RunConfig of one case x seed: the step budget becomes whole epochs."""
     from .config import RunConfig
 
-    # tiny models: one thread is the fastest (and leaves the other cores to other jobs)
-    d = {"preset": "smoke", "progress": False, "device": "cpu", "log_every": 10**9, "num_threads": 1, **case.config,
+    # tiny models: one thread is the fastest (and leaves the other cores to other jobs); fp32 so a
+    # verdict does not depend on whether the CPU has bf16 arithmetic (a case's config may override)
+    d = {"preset": "smoke", "progress": False, "device": "cpu", "log_every": 10**9, "num_threads": 1,
+         "precision": "fp32", **case.config,
          "method": case.method, "method_kwargs": dict(case.options), "dataset": case.dataset, "seed": seed,
          "evaluators": case.evaluators}
     cfg = RunConfig.from_dict(d).with_preset()

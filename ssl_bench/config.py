@@ -59,6 +59,7 @@ class RunConfig:
     log_every: int = 50
     progress: bool = True
     compile: bool = False
+    precision: str = "auto"  # auto | fp32 | bf16 (ssl_bench.precision)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -131,6 +132,8 @@ class RunConfig:
             raise ConfigError("batch_size must be >= 2 (SSL losses compare samples within a batch)")
         if self.optimizer not in ("adamw", "sgd", "lars"):
             raise ConfigError(f"unknown optimizer {self.optimizer!r}; known: adamw, sgd, lars")
+        if self.precision not in ("auto", "fp32", "bf16"):
+            raise ConfigError(f"unknown precision {self.precision!r}; known: auto, fp32, bf16")
         if not 0 <= self.warmup_frac < 1:
             raise ConfigError("warmup_frac must be in [0, 1)")
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import precision as prec
 from .checkpoint import atomic_write, file_digest, read_encoder
 from .config import RunConfig
 from .datasets import Data
@@ -50,23 +51,25 @@ class Embeddings:
                        z["test_y"] if "test_y" in z else None, source or str(path))
 
 
-@torch.no_grad()
-def embed_tensor(encode, data: Data, x: torch.Tensor, device: torch.device, batch_size: int = 1024) -> np.ndarray:
+@torch.inference_mode()
+def embed_tensor(encode, data: Data, x: torch.Tensor, device: torch.device, batch_size: int = 1024,
+                 precision: str = "fp32") -> np.ndarray:
+    """``encode`` over ``x`` in batches; images go channels_last, the forward runs under the
+    (resolved) ``precision`` of :mod:`ssl_bench.precision`, the result is float32."""
+    cl = prec.wants_channels_last(data.kind, data.input_shape)
     out = []
     for i in range(0, len(x), batch_size):
-        xb = data.normalize(data.to_float(x[i:i + batch_size].to(device)))
-        if device.type == "cuda":
-            with torch.autocast("cuda", dtype=torch.bfloat16):
-                z = encode(xb)
-        else:
+        xb = prec.to_layout(data.normalize(data.to_float(x[i:i + batch_size].to(device))), cl)
+        with prec.autocast(device, precision):
             z = encode(xb)
         out.append(z.float().flatten(1).cpu())
     return torch.cat(out).numpy().astype(np.float32, copy=False)
 
 
-def embed_data(encode, data: Data, device: torch.device, source: str = "") -> Embeddings:
-    return Embeddings(embed_tensor(encode, data, data.x_train, device), data.y_train.numpy(),
-                      embed_tensor(encode, data, data.x_test, device), data.y_test.numpy(), source)
+def embed_data(encode, data: Data, device: torch.device, source: str = "", precision: str = "fp32") -> Embeddings:
+    return Embeddings(embed_tensor(encode, data, data.x_train, device, precision=precision), data.y_train.numpy(),
+                      embed_tensor(encode, data, data.x_test, device, precision=precision), data.y_test.numpy(),
+                      source)
 
 
 def pixel_embeddings(data: Data) -> Embeddings:
@@ -97,7 +100,8 @@ def load_method_from_checkpoint(path: Path, device: torch.device):
     except RuntimeError as exc:
         raise CheckpointError(f"checkpoint {path} does not match its configured backbone: "
                               f"{str(exc).splitlines()[0]}") from exc
-    return method.to(device).eval(), cfg, meta
+    method = prec.model_to_layout(method.to(device), prec.wants_channels_last(spec.kind, spec.input_shape))
+    return method.eval(), cfg, meta
 
 
 def checkpoint_embeddings(path: Path, data: Data, device: torch.device, cache_dir: Path | None = None):
@@ -107,15 +111,16 @@ def checkpoint_embeddings(path: Path, data: Data, device: torch.device, cache_di
     path = Path(path)
     digest = file_digest(path)
     cache_dir = Path(cache_dir) if cache_dir else path.parent.parent / "embeddings"
-    key = f"{path.stem}-{digest}-{data.name}-{len(data.x_train)}-{len(data.x_test)}"
-    cache = cache_dir / f"{key}.npz"
     method, cfg, meta = load_method_from_checkpoint(path, device)
+    precision = prec.resolve_precision(cfg.precision, device)
+    key = f"{path.stem}-{digest}-{data.name}-{len(data.x_train)}-{len(data.x_test)}-{precision}"
+    cache = cache_dir / f"{key}.npz"
     if cache.is_file():
         try:
             return Embeddings.load(cache, source=str(path)), cfg, meta, True, method
         except Exception:  # a damaged cache is recomputed, never trusted
             cache.unlink()
-    emb = embed_data(method.encode, data, device, source=str(path))
+    emb = embed_data(method.encode, data, device, source=str(path), precision=precision)
     emb.save(cache)
     (cache_dir / f"{key}.json").write_text(json.dumps({"checkpoint": str(path), "digest": digest}) + "\n")
     return emb, cfg, meta, False, method

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from . import provenance
+from . import precision, provenance
 from .backbones import build_backbone, default_backbone
 from .config import RunConfig
 from .datasets import Data
@@ -119,7 +119,10 @@ def evaluate_baselines(cfg: RunConfig, out: Path, data: Data, evaluators: list[s
         else:
             seed_everything(cfg.seed)  # the same initial weights the SSL methods start from
             net = build_backbone(bb, data.input_shape, data.kind, **bb_kwargs).to(dev).eval()
-            emb, backbone = embed_data(net, ev_data, dev, source="random-init"), bb
+            net = precision.model_to_layout(net, precision.wants_channels_last(data.kind, data.input_shape))
+            emb = embed_data(net, ev_data, dev, source="random-init",
+                             precision=precision.resolve_precision(cfg.precision, dev))
+            backbone = bb
             model = Method(net).to(dev).eval()  # encode = the untrained backbone
         bcfg = RunConfig(**{**cfg.to_dict(), "method": name})
         bb_tag = "" if backbone == "-" else "-" + backbone.replace(":", "-").replace("/", "-")

@@ -1,13 +1,14 @@
 """The one training harness every method goes through.
 
 config -> dataset + views -> method -> optimiser/schedule -> epochs -> checkpoints. CPU and
-CUDA share the code; on CUDA the views are generated on the GPU and the forward runs under bf16
-autocast. CPU runs are deterministic for a seed, including across ``--resume``.
+CUDA share the code; on CUDA the views are generated on the GPU. The forward runs under bf16
+autocast where the device has native bf16 (CUDA, recent CPUs; config ``precision``, see
+:mod:`ssl_bench.precision`). CPU runs are deterministic for a seed, including across ``--resume``.
 
 The step never waits for the device: the only host-device synchronisations are one per
-``log_every`` steps (the divergence check) and one per epoch (logs, checkpoint). On CUDA, image
-batches and weights are channels_last (tensor-core friendly convolutions) and the forward runs
-under bf16 autocast; ``compile: true`` runs the step through ``torch.compile`` (any device).
+``log_every`` steps (the divergence check) and one per epoch (logs, checkpoint). Image batches
+and weights are channels_last on every device (oneDNN and cuDNN convolutions prefer it);
+``compile: true`` runs the step through ``torch.compile`` (any device).
 
 Started by ``torchrun --nproc-per-node N``, the same function trains with DDP (see
 :mod:`ssl_bench.distributed`): each rank takes a disjoint slice of every global batch
@@ -30,7 +31,7 @@ import torch
 from torch import nn
 
 from . import distributed as dist
-from . import provenance
+from . import precision, provenance
 from .backbones import build_backbone, default_backbone
 from .checkpoint import atomic_write_text, latest_epoch_checkpoint, load_resume, save_encoder, save_resume
 from .config import RunConfig
@@ -153,9 +154,9 @@ def train(cfg: RunConfig, out: str | Path, resume: bool = False, data: Data | No
 
     seed_everything(cfg.seed)
     method = build_method(cfg, spec).to(device)
-    channels_last = device.type == "cuda" and data.kind == "image" and len(data.input_shape) == 3
-    if channels_last:
-        method = method.to(memory_format=torch.channels_last)
+    channels_last = precision.wants_channels_last(data.kind, data.input_shape)
+    method = precision.model_to_layout(method, channels_last)
+    prec = precision.resolve_precision(cfg.precision, device)
     views = method.make_views(spec, cfg.views)
     steps_per_epoch = len(data.x_train) // cfg.batch_size
     if steps_per_epoch < 1:
@@ -205,7 +206,7 @@ def train(cfg: RunConfig, out: str | Path, resume: bool = False, data: Data | No
     x_all = data.x_train.to(device)
     normalize = _normalizer(data, device)
     bb_name = backbone_name(cfg, data.kind)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else _nullcontext()
+    autocast = precision.autocast(device, prec)
     for epoch in range(start_epoch, cfg.epochs):
         t0 = time.perf_counter()
         method.train()
@@ -219,8 +220,7 @@ def train(cfg: RunConfig, out: str | Path, resume: bool = False, data: Data | No
             xb = data.to_float(x_all[perm[i * cfg.batch_size:(i + 1) * cfg.batch_size]])
             g = view_generator(cfg.seed, step, device)
             vs = [normalize(dist.shard(v)) for v in views(xb, g)]
-            if channels_last:
-                vs = [v.contiguous(memory_format=torch.channels_last) if v.dim() == 4 else v for v in vs]
+            vs = [precision.to_layout(v, channels_last) for v in vs]
             with autocast:
                 loss, logs = step_fn(vs)
             opt.zero_grad(set_to_none=True)
@@ -250,7 +250,7 @@ def train(cfg: RunConfig, out: str | Path, resume: bool = False, data: Data | No
                 "kind": data.kind, "input_shape": list(data.input_shape), "out_dim": method.out_dim,
                 "train_seconds": train_seconds, "versions": provenance.versions(),
                 "git_commit": provenance.git_commit(), "hardware": provenance.hardware(device),
-                "run_id": run_dir.name, "world_size": world,
+                "run_id": run_dir.name, "world_size": world, "precision": prec,
             }
             _append_log(log_path, {"epoch": epoch + 1, "step": step, "lr": sched.get_last_lr()[0],
                                    "seconds": round(train_seconds, 3), **means})
@@ -276,14 +276,6 @@ def _diverged_msg(cfg, epoch, step, value, ckpt_dir) -> str:
     keep = f"last good checkpoint kept: {last}" if last else "no checkpoint was written yet"
     return (f"{cfg.method}: loss became {value} at epoch {epoch + 1}, step {step}; {keep} "
             f"(try a lower --lr or check the method's options)")
-
-
-class _nullcontext:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *a):
-        return False
 
 
 def _progress(total: int, desc: str, enabled: bool):

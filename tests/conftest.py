@@ -23,7 +23,8 @@ def tiny_config(**kw):
     from ssl_bench.config import RunConfig
 
     base = dict(method="simclr", dataset="mog2d", preset="smoke", epochs=2, batch_size=64, train_subset=512,
-                eval_train_subset=512, eval_test_subset=256, progress=False, device="cpu")
+                eval_train_subset=512, eval_test_subset=256, progress=False, device="cpu",
+                precision="fp32")  # hardware-independent numbers; bf16 has its own tests
     base.update(kw)
     return RunConfig(**base)
 
