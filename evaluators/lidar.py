@@ -18,6 +18,8 @@ the harness skips it there.
 """
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import torch
 
@@ -49,7 +51,7 @@ def lidar_score(e, delta: float = 1e-4, eps: float = 1e-8) -> float:
 
 @torch.no_grad()
 def surrogate_embeddings(method, data, device, n_samples: int, n_views: int, seed: int,
-                         batch_size: int = 512) -> np.ndarray:
+                         batch_size: int = 512, autocast=None) -> np.ndarray:
     """(n, q, d) embeddings of q default-recipe views of n seeded training samples."""
     g_pick = torch.Generator().manual_seed(seed)
     n = min(n_samples, len(data.x_train))
@@ -61,7 +63,9 @@ def surrogate_embeddings(method, data, device, n_samples: int, n_views: int, see
     for _ in range(n_views):
         zs = []
         for i in range(0, n, batch_size):
-            zs.append(method.encode(data.normalize(aug(x[i:i + batch_size], g))).float().flatten(1).cpu())
+            xb = data.normalize(aug(x[i:i + batch_size], g))
+            with autocast if autocast is not None else contextlib.nullcontext():
+                zs.append(method.encode(xb).float().flatten(1).cpu())
         views.append(torch.cat(zs))
     return torch.stack(views, 1).numpy()
 
@@ -76,6 +80,7 @@ class LiDAR(Evaluator):
         o = self.options
         if o["n_views"] < 2 or o["n_samples"] < 2:
             raise ConfigError("lidar: n_samples and n_views must be >= 2")
-        e = surrogate_embeddings(method, data, device, o["n_samples"], o["n_views"], o["seed"])
+        e = surrogate_embeddings(method, data, device, o["n_samples"], o["n_views"], o["seed"],
+                                 autocast=self.autocast(device))
         score = lidar_score(e, o["delta"], o["eps"])
         return {"lidar": score, "lidar_ratio": score / e.shape[2]}

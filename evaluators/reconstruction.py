@@ -25,6 +25,7 @@ fine-tuned reconstructions (bottom row).
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 
@@ -69,8 +70,10 @@ def _batches(n: int, batch_size: int, g: torch.Generator):
 
 
 def train_phase(model, decoder: Decoder, x: torch.Tensor, x_noisy: torch.Tensor, data, epochs: int,
-                batch_size: int, lr: float, finetune: bool, finetune_lr: float, seed: int) -> None:
-    """Fit the decoder (and the encoder when ``finetune``) on (perturbed -> clean) pairs."""
+                batch_size: int, lr: float, finetune: bool, finetune_lr: float, seed: int,
+                autocast=contextlib.nullcontext) -> None:
+    """Fit the decoder (and the encoder when ``finetune``) on (perturbed -> clean) pairs;
+    ``autocast()`` gives the context of each forward (a fresh one per step)."""
     model.train(finetune)
     for p in model.parameters():
         p.requires_grad_(finetune)
@@ -83,8 +86,9 @@ def train_phase(model, decoder: Decoder, x: torch.Tensor, x_noisy: torch.Tensor,
         for idx in _batches(len(x), batch_size, g):
             if len(idx) < 2 and finetune:
                 continue  # batch norm needs two samples in train mode
-            rec = decoder(model.encode(data.normalize(x_noisy[idx])))
-            loss = F.mse_loss(rec, x[idx])
+            with autocast():
+                rec = decoder(model.encode(data.normalize(x_noisy[idx])))
+            loss = F.mse_loss(rec.float(), x[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -94,10 +98,13 @@ def train_phase(model, decoder: Decoder, x: torch.Tensor, x_noisy: torch.Tensor,
 
 
 @torch.no_grad()
-def reconstruct(model, decoder, x_noisy, data, batch_size: int = 512) -> torch.Tensor:
+def reconstruct(model, decoder, x_noisy, data, batch_size: int = 512, autocast=contextlib.nullcontext) -> torch.Tensor:
     model.eval()
-    return torch.cat([decoder(model.encode(data.normalize(x_noisy[i:i + batch_size])))
-                      for i in range(0, len(x_noisy), batch_size)])
+    out = []
+    for i in range(0, len(x_noisy), batch_size):
+        with autocast():
+            out.append(decoder(model.encode(data.normalize(x_noisy[i:i + batch_size]))).float())
+    return torch.cat(out)
 
 
 @register_evaluator("reconstruction")
@@ -128,7 +135,8 @@ class Reconstruction(Evaluator):
         decoder = Decoder(dim, tuple(xtr.shape[1:]), o["hidden"], image).to(device)
         out, recs = {}, {}
         with small_work_threads(o["batch_size"] * xtr[0].numel() * 64 if device.type == "cpu" else float("inf")):
-            self._phases(model, decoder, xtr, xtr_n, xte, xte_n, data, o, peak, out, recs)
+            self._phases(model, decoder, xtr, xtr_n, xte, xte_n, data, o, peak, out, recs,
+                         lambda: self.autocast(device))
         path = self.artifact_path("reconstruction.png") if image and o["grid"] > 0 else None
         if path is not None:
             from torchvision.utils import save_image
@@ -140,12 +148,12 @@ class Reconstruction(Evaluator):
         return out
 
     @staticmethod
-    def _phases(model, decoder, xtr, xtr_n, xte, xte_n, data, o, peak, out, recs):
+    def _phases(model, decoder, xtr, xtr_n, xte, xte_n, data, o, peak, out, recs, autocast):
         for phase, epochs, finetune in (("frozen", o["epochs_frozen"], False), ("finetune", o["epochs_finetune"], True)):
             train_phase(model, decoder, xtr, xtr_n, data, epochs, o["batch_size"], o["lr"], finetune,
-                        o["finetune_lr"], o["seed"] + 2)
+                        o["finetune_lr"], o["seed"] + 2, autocast)
             with torch.no_grad():
-                rec = reconstruct(model, decoder, xte_n, data)
+                rec = reconstruct(model, decoder, xte_n, data, autocast=autocast)
             mse = float(F.mse_loss(rec, xte))
             out[f"mse_{phase}"], out[f"psnr_{phase}"] = mse, psnr(mse, peak)
             recs[phase] = rec[:o["grid"]].cpu()

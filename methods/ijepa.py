@@ -8,7 +8,7 @@ predicts the target encoder's (EMA of the context encoder) layer-normalised patc
 representations of ``num_targets`` target blocks; mean squared error (the paper's L2).
 Multi-block masking as in the paper: targets of scale 0.15-0.2 and aspect 0.75-1.5, context of
 scale 0.85-1.0; one view, random resized crop only. ``encode`` = the backbone's average-pooled
-patch tokens. Defaults (sized for 2-core CPUs): timm ViT with 4 x 4 patches, width 96, depth 4,
+patch tokens. Defaults (sized for 2-core CPUs): timm ViT with ~16 patches (7 x 7 on 28 x 28), width 96, depth 4,
 3 heads, no class token (paper: ViT-H/14); predictor width 64, depth 2 (paper 384 x 12);
 tau 0.99 -> 1 cosine (paper 0.996 -> 1). Needs image data (a ConfigError on vectors).
 """
@@ -22,7 +22,10 @@ from ssl_bench.method import Method
 from ssl_bench.registry import register_method
 from ssl_bench.views import MultiView, default_augment, multiblock_masks
 
-VIT_SMALL_CPU = ("timm:vit_tiny_patch16_224", {"img_size": 28, "patch_size": 4, "embed_dim": 96, "depth": 4,
+#: patch size and image size follow the data (``ssl_bench.backbones.auto_patch_size``): 7 x 7 patches
+#: (16 tokens) on 28 x 28. On Fashion-MNIST's quick preset 4 x 4 patches (49 tokens) trained I-JEPA
+#: 4.7x slower (112 s vs 24 s) for a lower k-NN top-1 (65.9 vs 69.8); MAE 70 s vs 21 s, 75.9 vs 75.4.
+VIT_SMALL_CPU = ("timm:vit_tiny_patch16_224", {"img_size": "auto", "patch_size": "auto", "embed_dim": 96, "depth": 4,
                                                "num_heads": 3, "class_token": False, "global_pool": "avg",
                                                "dynamic_img_size": True})
 

@@ -75,6 +75,17 @@ def default_backbone(kind: str) -> str:
     return "cnn-small" if kind == "image" else "mlp"
 
 
+def auto_patch_size(hw: tuple[int, ...], tokens: int = 16) -> int:
+    """The ViT patch size for ``img_size``/``patch_size = "auto"``: the common divisor p >= 2 of
+    H and W whose (H/p)(W/p) patch grid is closest to ``tokens`` (28 -> 7, 32 -> 8, 96 -> 24), so
+    a CPU-sized ViT sees ~16 tokens whatever the image size (compute grows with tokens)."""
+    h, w = int(hw[0]), int(hw[-1])
+    cands = [p for p in range(2, min(h, w) + 1) if h % p == 0 and w % p == 0]
+    if not cands:
+        raise ConfigError(f"patch_size 'auto': {h}x{w} images have no common patch size >= 2; set patch_size")
+    return min(cands, key=lambda p: (abs((h // p) * (w // p) - tokens), p))
+
+
 def build_backbone(name: str, input_shape: tuple[int, ...], kind: str, **kwargs) -> nn.Module:
     """Build a backbone by name for data of ``input_shape`` (C,H,W for images, D for vectors)."""
     if name in ("auto", "", None):
@@ -91,5 +102,9 @@ def build_backbone(name: str, input_shape: tuple[int, ...], kind: str, **kwargs)
     if name.startswith("timm:"):
         if kind != "image":
             raise ConfigError("timm backbones need image data")
+        if kwargs.get("img_size") == "auto":
+            kwargs["img_size"] = tuple(input_shape[1:])
+        if kwargs.get("patch_size") == "auto":
+            kwargs["patch_size"] = auto_patch_size(tuple(input_shape[1:]))
         return TimmBackbone(name[len("timm:"):], in_channels=input_shape[0], **kwargs)
     raise ConfigError(f"unknown backbone {name!r}; known backbones: {', '.join(BUILTIN_BACKBONES)}")

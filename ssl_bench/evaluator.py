@@ -19,6 +19,11 @@ Evaluators return floats only. Arrays and images go to files: when the harness s
 ``artifact_dir`` (``<run>/artifacts/``) and ``artifact_prefix`` (e.g. ``epoch_0010-``),
 :meth:`Evaluator.artifact_path` gives a path there and the evaluator records what it wrote in
 ``self.artifacts`` ({name: path}).
+
+The harness also sets ``precision`` (``"fp32"`` or ``"bf16"``: the precision the model was
+trained in, :mod:`ssl_bench.precision`); a model evaluator runs its forward passes under
+``with self.autocast(device):``, one forward (+ backward) per context: an autocast context
+kept open across optimiser steps would keep serving the bf16 copies of the weights it cast first.
 """
 from __future__ import annotations
 
@@ -44,12 +49,19 @@ class Evaluator:
         self.artifact_dir: Path | None = None
         self.artifact_prefix: str = ""
         self.artifacts: dict[str, Path] = {}
+        self.precision: str = "fp32"
 
     def evaluate(self, emb: Embeddings) -> dict[str, float]:
         raise NotImplementedError
 
     def evaluate_model(self, method, data, device) -> dict[str, float]:
         raise NotImplementedError
+
+    def autocast(self, device):
+        """The forward context for ``self.precision`` on ``device`` (a no-op for fp32)."""
+        from .precision import autocast
+
+        return autocast(device, self.precision)
 
     def artifact_path(self, name: str) -> Path | None:
         """``<artifact_dir>/<artifact_prefix><name>`` (directory created), or None if no artifact dir."""

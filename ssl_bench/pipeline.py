@@ -6,7 +6,8 @@ from pathlib import Path
 
 import torch
 
-from . import precision, provenance
+from . import precision as precision_mod
+from . import provenance
 from .backbones import build_backbone, default_backbone
 from .config import RunConfig
 from .datasets import Data
@@ -42,17 +43,19 @@ def eval_options(preset: str, *kwargs: dict | None) -> dict[str, dict]:
 
 def run_evaluators(emb: Embeddings, names: list[str], eval_kwargs: dict | None = None, model=None,
                    data: Data | None = None, device: torch.device | None = None, artifact_dir: Path | None = None,
-                   artifact_prefix: str = "") -> dict[str, tuple[dict, float]]:
+                   artifact_prefix: str = "", precision: str = "fp32") -> dict[str, tuple[dict, float]]:
     """{evaluator: (metrics, seconds)} for each name; evaluator options from ``eval_kwargs``.
 
     Model evaluators (``needs_model``) get ``model`` (a Method in eval mode), the evaluation
     ``data`` and ``device``; without a model (the ``pixels`` baseline, bare embeddings) they are
-    skipped and give no entry. Evaluators that write files write them under ``artifact_dir``.
+    skipped and give no entry; they run the model under ``precision`` (resolved, see
+    :mod:`ssl_bench.precision`: the one the model was trained with). Evaluators that write files
+    write them under ``artifact_dir``.
     """
     out = {}
     for name in names:
         ev = EVALUATORS.get(name)(**(eval_kwargs or {}).get(name, {}))
-        ev.artifact_dir, ev.artifact_prefix = artifact_dir, artifact_prefix
+        ev.artifact_dir, ev.artifact_prefix, ev.precision = artifact_dir, artifact_prefix, precision
         if ev.needs_model and model is None:
             continue
         t0 = time.perf_counter()
@@ -81,7 +84,8 @@ def evaluate_checkpoint(ckpt: Path, evaluators: list[str] | None = None, eval_kw
     rows = []
     results_ev = run_evaluators(emb, names, eval_options(cfg.preset, cfg.eval_kwargs, eval_kwargs), model=model, data=ev_data,
                                 device=dev, artifact_dir=ckpt.parent / "artifacts",
-                                artifact_prefix=f"{ckpt.stem}-")
+                                artifact_prefix=f"{ckpt.stem}-",
+                                precision=precision_mod.resolve_precision(cfg.precision, dev))
     for name, (metrics, secs) in results_ev.items():
         rows += make_rows(metrics, evaluator=name, run_id=meta["run_id"], method=cfg.method, dataset=cfg.dataset,
                           backbone=meta["backbone"], preset=cfg.preset, epochs=int(meta["epoch"]), seed=cfg.seed,
@@ -110,6 +114,7 @@ def evaluate_baselines(cfg: RunConfig, out: Path, data: Data, evaluators: list[s
     cfg = cfg.with_preset()
     dev = resolve_device(cfg.device)
     ev_data = eval_split(cfg, data)
+    prec = precision_mod.resolve_precision(cfg.precision, dev)
     rows = []
     jobs = [("pixels", None, None)] + [("random-init", bb, kw) for bb, kw in baseline_backbones(cfg, data.kind, methods)]
     for name, bb, bb_kwargs in jobs:
@@ -119,16 +124,15 @@ def evaluate_baselines(cfg: RunConfig, out: Path, data: Data, evaluators: list[s
         else:
             seed_everything(cfg.seed)  # the same initial weights the SSL methods start from
             net = build_backbone(bb, data.input_shape, data.kind, **bb_kwargs).to(dev).eval()
-            net = precision.model_to_layout(net, precision.wants_channels_last(data.kind, data.input_shape))
-            emb = embed_data(net, ev_data, dev, source="random-init",
-                             precision=precision.resolve_precision(cfg.precision, dev))
+            net = precision_mod.model_to_layout(net, precision_mod.wants_channels_last(data.kind, data.input_shape))
+            emb = embed_data(net, ev_data, dev, source="random-init", precision=prec)
             backbone = bb
             model = Method(net).to(dev).eval()  # encode = the untrained backbone
         bcfg = RunConfig(**{**cfg.to_dict(), "method": name})
         bb_tag = "" if backbone == "-" else "-" + backbone.replace(":", "-").replace("/", "-")
         run_id = f"{cfg.dataset}-{name}{bb_tag}-{cfg.preset}-s{cfg.seed}"
         results_ev = run_evaluators(emb, evaluators, eval_options(cfg.preset, cfg.eval_kwargs), model=model, data=ev_data, device=dev,
-                                    artifact_dir=Path(out) / run_id / "artifacts")
+                                    artifact_dir=Path(out) / run_id / "artifacts", precision=prec)
         for ev, (metrics, secs) in results_ev.items():
             rows += make_rows(metrics, evaluator=ev, run_id=run_id, method=name, dataset=cfg.dataset,
                               backbone=backbone, preset=cfg.preset, epochs=0, seed=cfg.seed,

@@ -21,6 +21,7 @@ from ssl_bench.config import RunConfig
 from ssl_bench.datasets import load_dataset
 from ssl_bench.embeddings import load_method_from_checkpoint
 from ssl_bench.errors import ConfigError
+from ssl_bench.precision import model_to_layout, wants_channels_last
 from ssl_bench.registry import METHODS
 from ssl_bench.trainer import build_method, data_spec, seed_everything, train
 from ssl_bench.views import view_generator
@@ -106,6 +107,8 @@ def check_determinism_and_roundtrip(method, tmp_path):
     # ... and the method rebuilt from the backbone-only checkpoint encode identically
     reloaded, rcfg, meta = load_method_from_checkpoint(a.checkpoint, CPU)
     assert meta["method"] == method and rcfg.method == method
+    # the same memory layout as the reloaded one (channels_last for images): bitwise comparable
+    full = model_to_layout(full, wants_channels_last(d.kind, d.input_shape))
     x = d.normalize(batch(d, 16, "test"))
     with torch.no_grad():
         assert torch.equal(full.eval().encode(x), reloaded.encode(x)), f"{method}: encode changed after reload"
