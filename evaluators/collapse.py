@@ -43,11 +43,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ssl_bench.collapse import VERDICTS
 from ssl_bench.evaluator import Evaluator
 from ssl_bench.registry import register_evaluator
 from ssl_bench.stats import sigreg_statistic
 
-VERDICTS = ("ok", "dimensional", "complete")
 
 
 @dataclass

@@ -51,8 +51,9 @@ def lidar_score(e, delta: float = 1e-4, eps: float = 1e-8) -> float:
 
 @torch.no_grad()
 def surrogate_embeddings(method, data, device, n_samples: int, n_views: int, seed: int,
-                         batch_size: int = 512, autocast=None) -> np.ndarray:
-    """(n, q, d) embeddings of q default-recipe views of n seeded training samples."""
+                         batch_size: int = 512, autocast=contextlib.nullcontext) -> np.ndarray:
+    """(n, q, d) embeddings of q default-recipe views of n seeded training samples; ``autocast()``
+    gives the context of each forward."""
     g_pick = torch.Generator().manual_seed(seed)
     n = min(n_samples, len(data.x_train))
     idx = torch.randperm(len(data.x_train), generator=g_pick)[:n].sort().values
@@ -64,7 +65,7 @@ def surrogate_embeddings(method, data, device, n_samples: int, n_views: int, see
         zs = []
         for i in range(0, n, batch_size):
             xb = data.normalize(aug(x[i:i + batch_size], g))
-            with autocast if autocast is not None else contextlib.nullcontext():
+            with autocast():
                 zs.append(method.encode(xb).float().flatten(1).cpu())
         views.append(torch.cat(zs))
     return torch.stack(views, 1).numpy()
@@ -81,6 +82,6 @@ class LiDAR(Evaluator):
         if o["n_views"] < 2 or o["n_samples"] < 2:
             raise ConfigError("lidar: n_samples and n_views must be >= 2")
         e = surrogate_embeddings(method, data, device, o["n_samples"], o["n_views"], o["seed"],
-                                 autocast=self.autocast(device))
+                                 autocast=lambda: self.autocast(device))
         score = lidar_score(e, o["delta"], o["eps"])
         return {"lidar": score, "lidar_ratio": score / e.shape[2]}

@@ -42,6 +42,7 @@ from typing import Any, Callable
 
 from .errors import ConfigError
 
+#: Collapse verdicts, in the order of the collapse evaluator's ``verdict_code`` (0, 1, 2).
 VERDICTS = ("ok", "dimensional", "complete")
 CASE_KEYS = {"name", "method", "options", "config", "dataset", "steps", "seeds", "expect", "bounds", "note",
              "represent", "xfail"}

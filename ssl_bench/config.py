@@ -25,6 +25,10 @@ PRESETS: dict[str, dict[str, Any]] = {
     "full": dict(epochs=100, batch_size=256, train_subset=None, eval_train_subset=None, eval_test_subset=None),
 }
 
+#: Values of the ``precision`` key (see :mod:`ssl_bench.precision`; defined here so that reading a
+#: config does not import torch).
+PRECISIONS = ("auto", "fp32", "bf16")
+
 #: Keys that do not change what is trained: left out of the config hash.
 NON_TRAINING_KEYS = {"device", "data_root", "num_threads", "evaluators", "eval_kwargs", "log_every",
                      "progress", "compile"}
@@ -132,8 +136,8 @@ class RunConfig:
             raise ConfigError("batch_size must be >= 2 (SSL losses compare samples within a batch)")
         if self.optimizer not in ("adamw", "sgd", "lars"):
             raise ConfigError(f"unknown optimizer {self.optimizer!r}; known: adamw, sgd, lars")
-        if self.precision not in ("auto", "fp32", "bf16"):
-            raise ConfigError(f"unknown precision {self.precision!r}; known: auto, fp32, bf16")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"unknown precision {self.precision!r}; known: {', '.join(PRECISIONS)}")
         if not 0 <= self.warmup_frac < 1:
             raise ConfigError("warmup_frac must be in [0, 1)")
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from .checkpoint import atomic_write_text
+from .collapse import VERDICTS
 from .results import find_result_files, read_rows
 
 KEY = ["method", "backbone", "preset", "epochs"]
@@ -21,7 +22,6 @@ HEADLINE = {"knn_top1": "k-NN top1", "linear_top1": "linear top1", "lowshot_top1
             "lowshot_top1_10pct": "10% top1", "rankme_rank": "RankMe", "lidar_lidar": "LiDAR",
             "alpha-req_alpha": "α-ReQ", "collapse_std_ratio": "std·√d", "collapse_verdict_code": "collapse",
             "reconstruction_psnr_finetune": "recon PSNR dB"}
-VERDICTS = ("ok", "dimensional", "complete")
 
 
 def load_frame(runs_dir: Path) -> pd.DataFrame:

@@ -20,9 +20,8 @@ import contextlib
 import torch
 from torch import nn
 
+from .config import PRECISIONS
 from .errors import ConfigError
-
-PRECISIONS = ("auto", "fp32", "bf16")
 
 
 def cpu_has_native_bf16() -> bool:

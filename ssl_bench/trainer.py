@@ -219,8 +219,7 @@ def train(cfg: RunConfig, out: str | Path, resume: bool = False, data: Data | No
             # result does not depend on the number of processes
             xb = data.to_float(x_all[perm[i * cfg.batch_size:(i + 1) * cfg.batch_size]])
             g = view_generator(cfg.seed, step, device)
-            vs = [normalize(dist.shard(v)) for v in views(xb, g)]
-            vs = [precision.to_layout(v, channels_last) for v in vs]
+            vs = [precision.to_layout(normalize(dist.shard(v)), channels_last) for v in views(xb, g)]
             with autocast:
                 loss, logs = step_fn(vs)
             opt.zero_grad(set_to_none=True)
