@@ -4,7 +4,9 @@ Learning", NeurIPS 2020 (arXiv:2006.07733).
 Online network (backbone + projector + predictor) regresses the EMA target network's
 projection of the other view; symmetric loss 2 - 2 cos. tau follows a cosine from
 ``ema_tau`` to 1 over training. Ablation switches: ``predictor=False`` (the online projection
-is compared directly; collapses in the paper), ``ema_tau=0`` (target = online copy each step).
+is compared directly; collapses in the paper), ``ema_tau=0`` (target = online copy each step),
+``pred_lr_scale`` (the predictor's learning rate relative to the rest, the lambda of the paper's
+Appendix ablation: with tau = 0 a slow predictor collapses, a fast one learns).
 Defaults: projector 512 -> 128, predictor 512 -> 128, tau 0.99 (paper: 4096 -> 256, 0.996).
 """
 import torch
@@ -18,7 +20,7 @@ from ssl_bench.registry import register_method
 @register_method("byol")
 class BYOL(Method):
     defaults = dict(proj_hidden_dim=512, proj_dim=128, pred_hidden_dim=512, predictor=True,
-                    ema_tau=0.99, ema_cosine=True)
+                    ema_tau=0.99, ema_cosine=True, pred_lr_scale=1.0)
 
     def __init__(self, backbone, hp=None, spec=None):
         super().__init__(backbone, hp, spec)
@@ -39,6 +41,9 @@ class BYOL(Method):
             t1, t2 = (self.target_projector(self.target_backbone(x)) for x in (x1, x2))
         loss = (losses.byol_loss(p1, t2) + losses.byol_loss(p2, t1)) / 2
         return loss, {}
+
+    def lr_scales(self):
+        return {"predictor": self.hp.pred_lr_scale} if self.predictor is not None else {}
 
     def on_step_end(self, progress):
         h = self.hp

@@ -103,6 +103,11 @@ class Method(nn.Module):
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return self.backbone(x)
 
+    def lr_scales(self) -> dict[str, float]:
+        """Learning-rate multipliers by sub-module name (e.g. ``{"predictor": 10.0}``); the
+        optimiser gives those parameters ``lr * multiplier``. Default: none."""
+        return {}
+
     @property
     def out_dim(self) -> int:
         return int(self.backbone.out_dim)

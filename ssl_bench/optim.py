@@ -41,19 +41,35 @@ class LARS(torch.optim.Optimizer):
         return loss
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """No weight decay on biases and normalisation parameters (1-D tensors)."""
-    decay, no_decay = [], []
-    for p in model.parameters():
+def param_groups(model: nn.Module, weight_decay: float, lr: float | None = None) -> list[dict]:
+    """No weight decay on biases and normalisation parameters (1-D tensors); a module listed in
+    ``model.lr_scales()`` (name prefix -> multiplier, e.g. ``{"predictor": 10.0}``) gets its own
+    groups with ``lr * multiplier`` (the schedule then scales every group alike)."""
+    scales = model.lr_scales() if callable(getattr(model, "lr_scales", None)) else {}
+    names = sorted(scales, key=len, reverse=True)  # the longest matching prefix wins
+    bad = [n for n in names if not isinstance(scales[n], (int, float)) or not scales[n] > 0]
+    if bad:
+        raise ConfigError(f"learning-rate multipliers must be > 0, got {', '.join(f'{n}={scales[n]!r}' for n in bad)}")
+    groups: dict[tuple[bool, float], list] = {(True, 1.0): [], (False, 1.0): []}
+    for name, p in model.named_parameters():
         if p.requires_grad:
-            (no_decay if p.ndim <= 1 else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+            scale = next((float(scales[n]) for n in names if name == n or name.startswith(n + ".")), 1.0)
+            groups.setdefault((p.ndim > 1, scale), []).append(p)
+    out = []
+    for (decay, scale), params in groups.items():
+        g = {"params": params, "weight_decay": weight_decay if decay else 0.0}
+        if scale != 1.0:
+            if lr is None:
+                raise ConfigError("a learning-rate multiplier needs a base learning rate")
+            g["lr"] = lr * scale
+        out.append(g)
+    return out
 
 
 def make_optimizer(name: str, model: nn.Module, lr: float | None, weight_decay: float | None) -> torch.optim.Optimizer:
     lr = DEFAULT_LR[name] if lr is None else lr
     wd = DEFAULT_WD[name] if weight_decay is None else weight_decay
-    groups = param_groups(model, wd)
+    groups = param_groups(model, wd, lr)
     if not any(g["params"] for g in groups):
         raise ConfigError("the method has no trainable parameters")
     if name == "adamw":

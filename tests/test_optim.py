@@ -1,0 +1,62 @@
+"""Optimiser groups: no weight decay on 1-D parameters, per-module learning-rate multipliers."""
+import pytest
+import torch
+
+from ssl_bench.errors import ConfigError
+from ssl_bench.optim import make_optimizer, param_groups, warmup_cosine
+from ssl_bench.method import DataSpec
+from ssl_bench.trainer import build_method
+
+from conftest import tiny_config
+
+
+def _byol(**opts):
+    cfg = tiny_config(method="byol", method_kwargs=dict(proj_hidden_dim=16, proj_dim=8, pred_hidden_dim=16, **opts))
+    return build_method(cfg, DataSpec(kind="vector", input_shape=(2,)))
+
+
+def _lr_of(opt, param):
+    (g,) = [g for g in opt.param_groups if any(p is param for p in g["params"])]
+    return g["lr"], g["weight_decay"]
+
+
+def test_groups_split_decay_and_scale_the_predictor():
+    m = _byol(pred_lr_scale=0.1)
+    opt = make_optimizer("adamw", m, 0.01, 1e-4)
+    w_pred, b_pred = m.predictor.net[0].weight, m.predictor.net[-1].bias
+    assert _lr_of(opt, w_pred) == (pytest.approx(0.001), 1e-4)
+    assert _lr_of(opt, b_pred) == (pytest.approx(0.001), 0.0)
+    assert _lr_of(opt, m.projector.net[0].weight) == (0.01, 1e-4)
+    assert _lr_of(opt, m.backbone.net[0].bias) == (0.01, 0.0)
+    # every trainable parameter in exactly one group; the EMA target in none
+    grouped = [p for g in opt.param_groups for p in g["params"]]
+    assert len(grouped) == len({id(p) for p in grouped}) == sum(p.requires_grad for p in m.parameters())
+    # the schedule scales every group alike: the ratio stays
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(10, 0.0))
+    for _ in range(3):
+        opt.step()
+        sched.step()
+    assert _lr_of(opt, w_pred)[0] / _lr_of(opt, m.projector.net[0].weight)[0] == pytest.approx(0.1)
+
+
+def test_a_scaled_module_moves_by_the_scaled_step():
+    """Adam's first step moves each weight by ~lr (sign of the gradient): the predictor by lr * scale."""
+    torch.manual_seed(0)
+    m = _byol(pred_lr_scale=0.25)
+    opt = make_optimizer("adamw", m, 1e-3, 0.0)
+    before = {n: p.detach().clone() for n, p in m.named_parameters() if p.requires_grad}
+    x = torch.randn(32, 2)
+    loss, _ = m.training_step([x, x + 0.1 * torch.randn_like(x)])
+    loss.backward()
+    opt.step()
+    step = {n: (p.detach() - before[n]).abs() for n, p in m.named_parameters() if n in before}
+    moved = lambda prefix: torch.cat([s[s > 0] for n, s in step.items() if n.startswith(prefix)])  # noqa: E731
+    assert moved("predictor.").median().item() == pytest.approx(0.25e-3, rel=0.05)
+    assert moved("projector.").median().item() == pytest.approx(1e-3, rel=0.05)
+
+
+def test_default_has_one_rate_and_bad_multipliers_fail():
+    opt = make_optimizer("sgd", _byol(), 0.05, 5e-4)
+    assert {g["lr"] for g in opt.param_groups} == {0.05}
+    with pytest.raises(ConfigError, match="multipliers must be > 0"):
+        param_groups(_byol(pred_lr_scale=0.0), 0.0, 0.01)
