@@ -20,7 +20,8 @@ evaluator (plus ``rankme`` / ``knn`` when the case bounds their metrics)::
                                     # ["dimensional", "complete"]); optional if bounds are given
     bounds = { "collapse.std_ratio" = { max = 0.05 }, "rankme.rank" = { min = 2 } }
     represent = "backbone"          # what is judged: the backbone (default: what users keep) or a
-                                    # head module of the method applied after it, e.g. "projector"
+                                    # head module of the method applied after it, e.g. "projector",
+                                    # or a layer inside that head, e.g. "projector.net.6"
 
 A case *agrees* on a seed when the verdict is (one of) ``expect`` and every bound holds; it passes
 when it agrees on every seed. ``xfail = "why"`` marks a literature fact known not to reproduce at
@@ -31,6 +32,7 @@ table ``ssl-bench check-collapse`` prints.
 from __future__ import annotations
 
 import math
+import re
 import shutil
 import tempfile
 import time
@@ -200,8 +202,9 @@ def _check_case(c: Case, label: str) -> None:
     if (not isinstance(c.seeds, list) or not c.seeds
             or not all(isinstance(s, int) and not isinstance(s, bool) for s in c.seeds)):
         raise ConfigError(f"{label}: seeds must be a non-empty list of integers, got {c.seeds!r}")
-    if not isinstance(c.represent, str) or not c.represent.isidentifier():
-        raise ConfigError(f"{label}: represent must be 'backbone' or the name of a head module, got {c.represent!r}")
+    if not isinstance(c.represent, str) or not re.fullmatch(r"[A-Za-z_]\w*(\.\w+)*", c.represent):
+        raise ConfigError(f"{label}: represent must be 'backbone', the name of a head module or a dotted path "
+                          f"inside one (e.g. 'projector.net.5'), got {c.represent!r}")
     if not isinstance(c.dataset, str):
         raise ConfigError(f"{label}: dataset must be a string")
     for k in ("options", "config", "bounds"):
@@ -286,20 +289,38 @@ def run_case_seed(case: Case, seed: int, workdir: Path, data_cache: dict | None 
 
 def head_embeddings(cfg, data, run_dir: Path, head: str):
     """Embeddings of ``method.<head>(method.backbone(x))`` from the run's full training state
-    (``checkpoints/resume.pt``): the output the loss sees, e.g. ``projector``."""
+    (``checkpoints/resume.pt``): the output the loss sees, e.g. ``projector``. A dotted path
+    (``projector.net.5``) runs the same forward and takes the output of that sub-module of the
+    head, e.g. a projection before its output normalisation."""
     from .checkpoint import load_resume
     from .embeddings import embed_data, eval_split
     from .trainer import build_method, data_spec
 
     method = build_method(cfg, data_spec(data.subset(cfg.train_subset, None, seed=0)))
-    module = getattr(method, head, None)
+    top, _, inner = head.partition(".")
+    module = getattr(method, top, None)
     if not callable(module):
-        raise ConfigError(f"method {cfg.method!r} has no head module {head!r} to represent "
+        raise ConfigError(f"method {cfg.method!r} has no head module {top!r} to represent "
                           f"(use 'backbone' or one of its sub-modules: {', '.join(n for n, _ in method.named_children())})")
+    try:
+        target = module.get_submodule(inner) if inner else module
+    except AttributeError:
+        names = ", ".join(f"{top}.{n}" for n, _ in module.named_modules() if n)
+        raise ConfigError(f"head {top!r} of method {cfg.method!r} has no sub-module {inner!r} (known: {names})") from None
     method.load_state_dict(load_resume(Path(run_dir) / "checkpoints" / "resume.pt")["method"])
     method.eval()
-    return embed_data(lambda x: module(method.backbone(x)), eval_split(cfg, data), torch_device(cfg.device),
-                      source=f"{run_dir}:{head}")
+    captured: list = []
+    hook = target.register_forward_hook(lambda _m, _inp, out: captured.append(out))
+
+    def embed(x):
+        captured.clear()
+        out = module(method.backbone(x))
+        return captured[-1] if inner else out
+
+    try:
+        return embed_data(embed, eval_split(cfg, data), torch_device(cfg.device), source=f"{run_dir}:{head}")
+    finally:
+        hook.remove()
 
 
 def torch_device(name: str):

@@ -9,7 +9,9 @@ import sys
 import textwrap
 import tomllib
 
+import numpy as np
 import pytest
+import torch
 
 from ssl_bench.cli import main
 from ssl_bench.collapse import Case, builtin_cases_path, judge, load_cases, run_suite
@@ -174,6 +176,26 @@ def test_represent_a_head_and_config_overrides(tmp_path):
     f.write_text(f.read_text().replace('represent = "projector"', 'represent = "nohead"'))
     with pytest.raises(ConfigError, match="has no head module 'nohead'"):
         run_suite(load_cases(f), workdir=tmp_path / "runs2")
+
+
+def test_represent_a_sub_module_of_a_head(tiny, runs):
+    """``represent = "projector.net.N"`` judges that layer's output inside the head's forward."""
+    from ssl_bench.collapse import head_embeddings
+    from ssl_bench.trainer import load_data, train
+
+    cfg = tiny(method="simsiam", epochs=1, method_kwargs=dict(proj_hidden_dim=16, proj_dim=12, pred_hidden_dim=4))
+    data = load_data(cfg)
+    res = train(cfg, runs, data=data)
+    full = head_embeddings(cfg, data, res.run_dir, "projector")
+    pre_bn = head_embeddings(cfg, data, res.run_dir, "projector.net.6")  # last Linear, before the output BN
+    hidden = head_embeddings(cfg, data, res.run_dir, "projector.net.0")
+    assert full.train_x.shape[1] == pre_bn.train_x.shape[1] == 12 and hidden.train_x.shape[1] == 16
+    # the affine-free output BN (eval mode) is (x - running_mean) / sqrt(running_var + eps) of the captured layer
+    bn = torch.load(res.run_dir / "checkpoints" / "resume.pt", weights_only=True)["method"]
+    mean, var = bn["projector.net.7.running_mean"].numpy(), bn["projector.net.7.running_var"].numpy()
+    assert np.allclose((pre_bn.test_x - mean) / np.sqrt(var + 1e-5), full.test_x, atol=1e-4)
+    with pytest.raises(ConfigError, match="has no sub-module 'net.9'.*projector.net.6"):
+        head_embeddings(cfg, data, res.run_dir, "projector.net.9")
 
 
 def test_judge_verdicts_and_bounds():
