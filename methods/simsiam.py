@@ -4,8 +4,10 @@
 Two views through backbone + projector (3 layers, BN on the output); a bottleneck predictor maps
 one view's projection to the other's; loss = symmetric negative cosine with a stop-gradient on
 the target branch. Ablation switches (the paper's Table 1 / Fig. 2): ``stop_gradient=False``
-(collapses), ``predictor=False`` (collapses). Defaults: projector 3 x 512 (paper 3 x 2048),
-predictor 512 -> 128 -> 512 (paper 2048 -> 512 -> 2048).
+(collapses), ``predictor=False`` (collapses). ``out_bn_affine=True`` lets the projector's output BN
+learn a scale and shift (the paper says "BN on the output fc"; the official code, and the default
+here, use an affine-free BN, under which no constant output is reachable in training mode).
+Defaults: projector 3 x 512 (paper 3 x 2048), predictor 512 -> 128 -> 512 (paper 2048 -> 512 -> 2048).
 """
 from ssl_bench import losses
 from ssl_bench.heads import MLPHead
@@ -15,12 +17,14 @@ from ssl_bench.registry import register_method
 
 @register_method("simsiam")
 class SimSiam(Method):
-    defaults = dict(proj_hidden_dim=512, proj_dim=512, pred_hidden_dim=128, stop_gradient=True, predictor=True)
+    defaults = dict(proj_hidden_dim=512, proj_dim=512, pred_hidden_dim=128, stop_gradient=True, predictor=True,
+                    out_bn_affine=False)
 
     def __init__(self, backbone, hp=None, spec=None):
         super().__init__(backbone, hp, spec)
         h = self.hp
-        self.projector = MLPHead(backbone.out_dim, h.proj_hidden_dim, h.proj_dim, num_layers=3, last_bn=True)
+        self.projector = MLPHead(backbone.out_dim, h.proj_hidden_dim, h.proj_dim, num_layers=3, last_bn=True,
+                                 last_bn_affine=h.out_bn_affine)
         self.predictor = MLPHead(h.proj_dim, h.pred_hidden_dim, h.proj_dim, num_layers=2) if h.predictor else None
 
     def training_step(self, views):

@@ -9,14 +9,16 @@ from torch import nn
 
 
 class MLPHead(nn.Module):
-    """``num_layers`` Linear layers; BN + ReLU between them, optional BN after the last.
+    """``num_layers`` Linear layers; BN + ReLU between them, optional BN after the last (affine-free
+    unless ``last_bn_affine``).
 
     SimCLR projector: ``MLPHead(d, 2048, 128, num_layers=2)``; BYOL predictor:
     ``MLPHead(256, 4096, 256, num_layers=2)``; VICReg expander: ``MLPHead(d, 8192, 8192, 3)``.
     """
 
     def __init__(self, in_dim: int, hidden_dim: int, out_dim: int, num_layers: int = 2,
-                 batch_norm: bool = True, last_bn: bool = False, bias_last: bool = True):
+                 batch_norm: bool = True, last_bn: bool = False, bias_last: bool = True,
+                 last_bn_affine: bool = False):
         super().__init__()
         if num_layers < 1:
             raise ValueError("num_layers must be >= 1")
@@ -30,7 +32,7 @@ class MLPHead(nn.Module):
             d = hidden_dim
         layers.append(nn.Linear(d, out_dim, bias=bias_last and not last_bn))
         if last_bn:
-            layers.append(nn.BatchNorm1d(out_dim, affine=False))
+            layers.append(nn.BatchNorm1d(out_dim, affine=last_bn_affine))
         self.net = nn.Sequential(*layers)
         self.out_dim = out_dim
 

@@ -1,4 +1,5 @@
-"""Optimiser groups: no weight decay on 1-D parameters, per-module learning-rate multipliers."""
+"""Optimiser groups (no weight decay on 1-D parameters, per-module learning-rate multipliers) and
+the head switches the collapse cases rely on."""
 import pytest
 import torch
 
@@ -60,3 +61,21 @@ def test_default_has_one_rate_and_bad_multipliers_fail():
     assert {g["lr"] for g in opt.param_groups} == {0.05}
     with pytest.raises(ConfigError, match="multipliers must be > 0"):
         param_groups(_byol(pred_lr_scale=0.0), 0.0, 0.01)
+
+
+def test_simsiam_output_bn_switch_makes_a_constant_output_reachable():
+    """Affine-free output BN (default): zero mean, unit variance per dimension in training, so never a
+    constant; out_bn_affine=True: scale 0 and shift c give the point collapse the paper reports."""
+    spec = DataSpec(kind="vector", input_shape=(2,))
+    kw = dict(proj_hidden_dim=16, proj_dim=8, pred_hidden_dim=4)
+    plain = build_method(tiny_config(method="simsiam", method_kwargs=kw), spec)
+    assert plain.projector.net[-1].weight is None
+    z = plain.projector(plain.backbone(torch.randn(64, 2)))
+    assert torch.allclose(z.std(0, unbiased=False), torch.ones(8), atol=1e-3)
+    affine = build_method(tiny_config(method="simsiam", method_kwargs=dict(kw, out_bn_affine=True)), spec)
+    bn = affine.projector.net[-1]
+    with torch.no_grad():
+        bn.weight.zero_()
+        bn.bias.copy_(torch.arange(8.0))
+    z = affine.projector(affine.backbone(torch.randn(64, 2)))
+    assert torch.allclose(z, torch.arange(8.0).expand(64, 8))
