@@ -49,7 +49,6 @@ from ssl_bench.registry import register_evaluator
 from ssl_bench.stats import sigreg_statistic
 
 
-
 @dataclass
 class CollapseReport:
     metrics: dict[str, float]

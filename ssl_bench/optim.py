@@ -41,7 +41,7 @@ class LARS(torch.optim.Optimizer):
         return loss
 
 
-def param_groups(model: nn.Module, weight_decay: float, lr: float | None = None) -> list[dict]:
+def param_groups(model: nn.Module, weight_decay: float, lr: float) -> list[dict]:
     """No weight decay on biases and normalisation parameters (1-D tensors); a module listed in
     ``model.lr_scales()`` (name prefix -> multiplier, e.g. ``{"predictor": 10.0}``) gets its own
     groups with ``lr * multiplier`` (the schedule then scales every group alike)."""
@@ -59,8 +59,6 @@ def param_groups(model: nn.Module, weight_decay: float, lr: float | None = None)
     for (decay, scale), params in groups.items():
         g = {"params": params, "weight_decay": weight_decay if decay else 0.0}
         if scale != 1.0:
-            if lr is None:
-                raise ConfigError("a learning-rate multiplier needs a base learning rate")
             g["lr"] = lr * scale
         out.append(g)
     return out
