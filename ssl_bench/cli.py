@@ -122,7 +122,8 @@ def cmd_eval(a) -> int:
     from .pipeline import evaluate_checkpoint
 
     evaluators = [s.strip() for s in a.evaluators.split(",")] if a.evaluators else None
-    rows = evaluate_checkpoint(Path(a.checkpoint), evaluators, device=a.device or "auto")
+    rows = evaluate_checkpoint(Path(a.checkpoint), evaluators, device=a.device or "auto", dataset=a.dataset,
+                               data_root=a.data_root)
     result: dict = {}
     for r in rows:
         result.setdefault(r["evaluator"], {})[r["metric"]] = r["value"]
@@ -305,6 +306,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("checkpoint")
     e.add_argument("--evaluators", default=None, help="comma-separated (default: those of the run's config)")
     e.add_argument("--device", default=None)
+    e.add_argument("--dataset", default=None, help="dataset to evaluate on (default: the checkpoint's, if it is "
+                   "a registered name)")
+    e.add_argument("--data-root", default=None, help="where the dataset lives (default: $SSL_BENCH_DATA, system "
+                   "paths; a data root recorded in the checkpoint is never used)")
     e.add_argument("--json", action="store_true", help="print one JSON object {evaluator: {metric: value}}")
     e.set_defaults(func=cmd_eval)
 

@@ -1,6 +1,7 @@
 """Glue for the one-way data flow: checkpoint -> embeddings (cached) -> evaluators -> rows."""
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -67,9 +68,26 @@ def run_evaluators(emb: Embeddings, names: list[str], eval_kwargs: dict | None =
     return out
 
 
+def evaluation_data_config(cfg: RunConfig, dataset: str | None = None, data_root: str | None = None) -> RunConfig:
+    """The config that says which data a checkpoint is evaluated on. A checkpoint's metadata is
+    data from a file, not an instruction: its dataset is used only when it names a registered
+    dataset (or the caller names one), and its data root is never used, so a run bundle cannot
+    point ssl-bench at a folder of its choosing. The root comes from ``data_root``, else
+    ``$SSL_BENCH_DATA``, else the dataset's default location."""
+    from .registry import DATASETS
+
+    name = dataset or cfg.dataset
+    if not isinstance(name, str) or name not in DATASETS.names():
+        DATASETS.get(str(name))  # raises the one-line "unknown dataset ... (have: ...)" error
+    return dataclasses.replace(cfg, dataset=name, data_root=data_root)
+
+
 def evaluate_checkpoint(ckpt: Path, evaluators: list[str] | None = None, eval_kwargs: dict | None = None,
-                        device: str = "auto", data: Data | None = None, results: Path | None = None) -> list[dict]:
-    """Evaluate a checkpoint and append the rows to its run's ``results.jsonl``."""
+                        device: str = "auto", data: Data | None = None, results: Path | None = None,
+                        dataset: str | None = None, data_root: str | None = None) -> list[dict]:
+    """Evaluate a checkpoint and append the rows to its run's ``results.jsonl``. The data is
+    ``data`` if given, else ``dataset`` (default: the checkpoint's, validated against the registry)
+    under ``data_root`` (never the checkpoint's recorded root)."""
     ckpt = Path(ckpt)
     dev = resolve_device(device)
     from .checkpoint import read_encoder
@@ -77,7 +95,7 @@ def evaluate_checkpoint(ckpt: Path, evaluators: list[str] | None = None, eval_kw
     _, meta = read_encoder(ckpt)  # fail fast, with a clear message, on a damaged file
     cfg = RunConfig.from_dict(meta["config"]).with_preset()
     names = EVALUATORS.resolve(evaluators or cfg.evaluators)
-    full = data if data is not None else load_data(cfg)
+    full = data if data is not None else load_data(evaluation_data_config(cfg, dataset, data_root))
     ev_data = eval_split(cfg, full)
     emb, cfg, meta, _cached, method = checkpoint_embeddings(ckpt, ev_data, dev)
     model = method if any(EVALUATORS.get(n).needs_model for n in names) else None
