@@ -39,7 +39,7 @@ def _seeds(text: str) -> list[int]:
 
 def _add_common(p: argparse.ArgumentParser, method: bool = True) -> None:
     p.add_argument("--dataset", default=None, help="dataset name (default: fashion-mnist; see `list datasets`)")
-    p.add_argument("--preset", default=None, choices=["smoke", "quick", "full"],
+    p.add_argument("--preset", default=None, choices=["smoke", "quick", "standard", "full"],
                    help="training budget (default: quick)")
     p.add_argument("--backbone", default=None, help="cnn-small | mlp | timm:<name> (default: auto for the data)")
     p.add_argument("--epochs", type=int, default=None, help="override the preset's epochs")
