@@ -242,7 +242,8 @@ def build_backbone(name: str, input_shape: tuple[int, ...], kind: str, **kwargs)
     kinds = getattr(builder, "data_kinds", None)
     if kinds is not None and kind not in kinds:
         alt = default_backbone(kind)
-        raise ConfigError(f"backbone {name!r} needs {' or '.join(kinds)} data, not {kind}; use {alt!r} for {kind} datasets")
+        raise ConfigError(f"backbone {name!r} needs {' or '.join(kinds)} data, not {kind}; "
+                          f"use {alt!r} for {kind} datasets")
     args = (tuple(input_shape),) if model_name is None else (tuple(input_shape), model_name)
     try:
         net = builder(*args, **kwargs)

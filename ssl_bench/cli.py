@@ -41,7 +41,7 @@ def _add_common(p: argparse.ArgumentParser, method: bool = True) -> None:
     p.add_argument("--dataset", default=None, help="dataset name (default: fashion-mnist; see `list datasets`)")
     p.add_argument("--preset", default=None, choices=["smoke", "quick", "full"],
                    help="training budget (default: quick)")
-    p.add_argument("--backbone", default=None, help="a registered backbone (see `list backbones`) or timm:<name> (default: auto for the data)")
+    p.add_argument("--backbone", default=None, help="see `list backbones`, e.g. cnn-wide, timm:<name> (default: auto)")
     p.add_argument("--epochs", type=int, default=None, help="override the preset's epochs")
     p.add_argument("--batch-size", type=int, default=None, help="override the preset's batch size")
     p.add_argument("--lr", type=float, default=None, help="learning rate (default: per optimiser/method)")
