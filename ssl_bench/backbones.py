@@ -1,14 +1,19 @@
-"""Backbones: a small CNN for 28x28-ish images, an MLP for low-dimensional data, any timm model.
+"""Backbones, registered by name (``ssl-bench list backbones``): small and wide CNNs for
+28x28-ish images, CIFAR-style ResNets, an MLP for low-dimensional data, any timm model.
 
 Every backbone is an ``nn.Module`` with an ``out_dim`` attribute: the size of the representation
-that ``encode`` returns and the evaluators judge.
+that ``encode`` returns and the evaluators judge. A registered builder is called as
+``builder(input_shape, **backbone_kwargs)`` (C, H, W for images, D for vectors); the ``timm``
+family as ``builder(input_shape, model_name, **backbone_kwargs)``. Third-party packages add
+backbones with ``@register_backbone`` or the ``ssl_bench.backbones`` entry-point group.
 """
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from .errors import ConfigError
+from .errors import ConfigError, UnknownNameError
+from .registry import BACKBONES, FAMILY_SUFFIX, register_backbone
 
 
 class SmallCNN(nn.Module):
@@ -29,8 +34,86 @@ class SmallCNN(nn.Module):
         self.features = nn.Sequential(*layers)
         self.out_dim = c
 
+    def feature_map(self, x: torch.Tensor) -> torch.Tensor:
+        """The last map before global average pooling, (B, out_dim, h, w)."""
+        return self.features(x)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x).mean(dim=(2, 3))
+
+
+class WideCNN(nn.Module):
+    """Four 3x3 conv stages (64-128-256-512) with BN+ReLU, three 2x2 max-pools (ceil), GAP.
+
+    A CPU-sized compromise between ``cnn-small`` and a ResNet: about 1.55M parameters for grey
+    input; 28x28 -> 28, 14, 7, 4x4 map before pooling (32x32 -> 4x4); 512-d output.
+    """
+
+    def __init__(self, in_channels: int = 1, widths: tuple[int, ...] = (64, 128, 256, 512)):
+        super().__init__()
+        layers: list[nn.Module] = []
+        c = in_channels
+        for i, w in enumerate(widths):
+            if i > 0:
+                layers.append(nn.MaxPool2d(2, ceil_mode=True))
+            layers += [nn.Conv2d(c, w, 3, padding=1, bias=False), nn.BatchNorm2d(w), nn.ReLU(inplace=True)]
+            c = w
+        self.features = nn.Sequential(*layers)
+        self.out_dim = c
+
+    def feature_map(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x).mean(dim=(2, 3))
+
+
+class CifarResNet(nn.Module):
+    """A ResNet with the CIFAR stem: one 3x3 conv at stride 1 (no 7x7 stride-2 conv, no max-pool),
+    then four stages of ``block`` (torchvision's BasicBlock or Bottleneck) at strides 1, 2, 2, 2.
+
+    A 28x28 input keeps a 4x4 map before global average pooling (32x32 -> 4x4); an ImageNet
+    stem (timm/torchvision ``resnet18``) shrinks 28x28 to 1x1. Output: GAP, ``512 * expansion``-d.
+    """
+
+    def __init__(self, block: type[nn.Module], layers: tuple[int, ...], in_channels: int = 3,
+                 widths: tuple[int, ...] = (64, 128, 256, 512), zero_init_residual: bool = False):
+        super().__init__()
+        if len(layers) != len(widths):
+            raise ConfigError(f"CifarResNet: {len(layers)} stage depths for {len(widths)} widths")
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, widths[0], 3, stride=1, padding=1, bias=False),
+                                  nn.BatchNorm2d(widths[0]), nn.ReLU(inplace=True))
+        expansion = getattr(block, "expansion", 1)
+        stages: list[nn.Module] = []
+        c = widths[0]
+        for i, (w, n) in enumerate(zip(widths, layers)):
+            stride = 1 if i == 0 else 2
+            down = None
+            if stride != 1 or c != w * expansion:
+                down = nn.Sequential(nn.Conv2d(c, w * expansion, 1, stride=stride, bias=False),
+                                     nn.BatchNorm2d(w * expansion))
+            blocks = [block(c, w, stride, down)]
+            c = w * expansion
+            blocks += [block(c, w) for _ in range(n - 1)]
+            stages.append(nn.Sequential(*blocks))
+        self.stages = nn.Sequential(*stages)
+        self.out_dim = c
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+        if zero_init_residual:  # each block starts as the identity (Goyal et al. 2017)
+            for m in self.modules():
+                if isinstance(m, block):
+                    nn.init.zeros_((m.bn3 if hasattr(m, "bn3") else m.bn2).weight)
+
+    def feature_map(self, x: torch.Tensor) -> torch.Tensor:
+        return self.stages(self.stem(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.feature_map(x).mean(dim=(2, 3))
 
 
 class MLP(nn.Module):
@@ -64,11 +147,65 @@ class TimmBackbone(nn.Module):
             raise ConfigError(f"timm backbone {name!r} rejected options {kwargs}: {exc}") from exc
         self.out_dim = int(self.model.num_features)
 
+    def feature_map(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.forward_features(x)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
 
 
-BUILTIN_BACKBONES = ("cnn-small", "mlp", "timm:<model name>")
+# -- registered builders -------------------------------------------------------------------------
+def _channels(input_shape: tuple[int, ...], name: str) -> int:
+    if len(input_shape) != 3:
+        raise ConfigError(f"backbone {name!r} needs image data (C, H, W); use 'mlp' for vector datasets")
+    return int(input_shape[0])
+
+
+@register_backbone("cnn-small", kinds=("image",))
+def cnn_small(input_shape: tuple[int, ...], **kwargs) -> nn.Module:
+    """3 conv blocks 32-64-128, BN, 2 max-pools, GAP: 128-d, 93k params (the default for images)."""
+    return SmallCNN(in_channels=_channels(input_shape, "cnn-small"), **kwargs)
+
+
+@register_backbone("cnn-wide", kinds=("image",))
+def cnn_wide(input_shape: tuple[int, ...], **kwargs) -> nn.Module:
+    """4 conv stages 64-128-256-512, BN, 3 max-pools (28px -> 4x4), GAP: 512-d, 1.55M params."""
+    return WideCNN(in_channels=_channels(input_shape, "cnn-wide"), **kwargs)
+
+
+@register_backbone("resnet18-cifar", kinds=("image",))
+def resnet18_cifar(input_shape: tuple[int, ...], **kwargs) -> nn.Module:
+    """ResNet-18, CIFAR stem (3x3 conv stride 1, no max-pool), BasicBlock: 512-d, 11.2M params."""
+    from torchvision.models.resnet import BasicBlock
+
+    return CifarResNet(BasicBlock, (2, 2, 2, 2), in_channels=_channels(input_shape, "resnet18-cifar"), **kwargs)
+
+
+@register_backbone("resnet50-cifar", kinds=("image",))
+def resnet50_cifar(input_shape: tuple[int, ...], **kwargs) -> nn.Module:
+    """ResNet-50, CIFAR stem (3x3 conv stride 1, no max-pool), Bottleneck: 2048-d, 23.5M params."""
+    from torchvision.models.resnet import Bottleneck
+
+    return CifarResNet(Bottleneck, (3, 4, 6, 3), in_channels=_channels(input_shape, "resnet50-cifar"), **kwargs)
+
+
+@register_backbone("mlp")
+def mlp(input_shape: tuple[int, ...], **kwargs) -> nn.Module:
+    """Linear-BN-ReLU x2 on the flattened input, 32-d (the default for vector data)."""
+    dim = 1
+    for s in input_shape:
+        dim *= int(s)
+    return MLP(dim, **kwargs)
+
+
+@register_backbone("timm" + FAMILY_SUFFIX, kinds=("image",))
+def timm_model(input_shape: tuple[int, ...], model_name: str, **kwargs) -> nn.Module:
+    """Any timm model by name, e.g. timm:resnet18 (input channels adapted, no classifier)."""
+    if kwargs.get("img_size") == "auto":
+        kwargs["img_size"] = tuple(input_shape[1:])
+    if kwargs.get("patch_size") == "auto":
+        kwargs["patch_size"] = auto_patch_size(tuple(input_shape[1:]))
+    return TimmBackbone(model_name, in_channels=_channels(input_shape, "timm:" + model_name), **kwargs)
 
 
 def default_backbone(kind: str) -> str:
@@ -86,25 +223,35 @@ def auto_patch_size(hw: tuple[int, ...], tokens: int = 16) -> int:
     return min(cands, key=lambda p: (abs((h // p) * (w // p) - tokens), p))
 
 
+def check_backbone_name(name: str) -> None:
+    """Raise a one-line :class:`ConfigError` unless ``name`` is "auto" or a registered backbone."""
+    if name in ("auto", "", None):
+        return
+    try:
+        BACKBONES.lookup(name)
+    except UnknownNameError as exc:
+        raise ConfigError(str(exc)) from None
+
+
 def build_backbone(name: str, input_shape: tuple[int, ...], kind: str, **kwargs) -> nn.Module:
-    """Build a backbone by name for data of ``input_shape`` (C,H,W for images, D for vectors)."""
+    """Build a registered backbone by name for data of ``input_shape`` (C,H,W for images, D for vectors)."""
     if name in ("auto", "", None):
         name = default_backbone(kind)
-    if name == "cnn-small":
-        if kind != "image":
-            raise ConfigError("backbone 'cnn-small' needs image data; use 'mlp' for vector datasets")
-        return SmallCNN(in_channels=input_shape[0], **kwargs)
-    if name == "mlp":
-        dim = 1
-        for s in input_shape:
-            dim *= s
-        return MLP(dim, **kwargs)
-    if name.startswith("timm:"):
-        if kind != "image":
-            raise ConfigError("timm backbones need image data")
-        if kwargs.get("img_size") == "auto":
-            kwargs["img_size"] = tuple(input_shape[1:])
-        if kwargs.get("patch_size") == "auto":
-            kwargs["patch_size"] = auto_patch_size(tuple(input_shape[1:]))
-        return TimmBackbone(name[len("timm:"):], in_channels=input_shape[0], **kwargs)
-    raise ConfigError(f"unknown backbone {name!r}; known backbones: {', '.join(BUILTIN_BACKBONES)}")
+    check_backbone_name(name)
+    builder, model_name = BACKBONES.lookup(name)
+    kinds = getattr(builder, "data_kinds", None)
+    if kinds is not None and kind not in kinds:
+        alt = default_backbone(kind)
+        raise ConfigError(f"backbone {name!r} needs {' or '.join(kinds)} data, not {kind}; "
+                          f"use {alt!r} for {kind} datasets")
+    args = (tuple(input_shape),) if model_name is None else (tuple(input_shape), model_name)
+    try:
+        net = builder(*args, **kwargs)
+    except TypeError as exc:
+        if "unexpected keyword argument" not in str(exc):
+            raise
+        raise ConfigError(f"backbone {name!r} rejected backbone_kwargs {kwargs}: {exc}") from exc
+    if not isinstance(net, nn.Module) or not isinstance(getattr(net, "out_dim", None), int):
+        raise ConfigError(f"backbone {name!r} ({getattr(builder, '__module__', '?')}) must return an nn.Module with "
+                          f"an integer out_dim, got {type(net).__name__}")
+    return net

@@ -41,7 +41,7 @@ def _add_common(p: argparse.ArgumentParser, method: bool = True) -> None:
     p.add_argument("--dataset", default=None, help="dataset name (default: fashion-mnist; see `list datasets`)")
     p.add_argument("--preset", default=None, choices=["smoke", "quick", "standard", "full"],
                    help="training budget (default: quick)")
-    p.add_argument("--backbone", default=None, help="cnn-small | mlp | timm:<name> (default: auto for the data)")
+    p.add_argument("--backbone", default=None, help="see `list backbones`, e.g. cnn-wide, timm:<name> (default: auto)")
     p.add_argument("--epochs", type=int, default=None, help="override the preset's epochs")
     p.add_argument("--batch-size", type=int, default=None, help="override the preset's batch size")
     p.add_argument("--lr", type=float, default=None, help="learning rate (default: per optimiser/method)")
@@ -210,9 +210,9 @@ def cmd_eval_embeddings(a) -> int:
 
 
 def cmd_list(a) -> int:
-    from .registry import DATASETS, EVALUATORS, METHODS
+    from .registry import BACKBONES, DATASETS, EVALUATORS, METHODS
 
-    reg = {"methods": METHODS, "evaluators": EVALUATORS, "datasets": DATASETS}[a.what]
+    reg = {"methods": METHODS, "evaluators": EVALUATORS, "datasets": DATASETS, "backbones": BACKBONES}[a.what]
     names = reg.names()
     if a.json:
         print(json.dumps(names))
@@ -326,8 +326,8 @@ def build_parser() -> argparse.ArgumentParser:
     ee.add_argument("--json", action="store_true", help="print one JSON object {evaluator: {metric: value}}")
     ee.set_defaults(func=cmd_eval_embeddings)
 
-    li = sub.add_parser("list", help="list registered methods, evaluators or datasets", epilog=EPILOG)
-    li.add_argument("what", choices=["methods", "evaluators", "datasets"])
+    li = sub.add_parser("list", help="list registered methods, evaluators, datasets or backbones", epilog=EPILOG)
+    li.add_argument("what", choices=["methods", "evaluators", "datasets", "backbones"])
     li.add_argument("--json", action="store_true", help="print a JSON list of names")
     li.set_defaults(func=cmd_list)
 

@@ -145,6 +145,10 @@ class RunConfig:
             raise ConfigError(f"unknown precision {self.precision!r}; known: {', '.join(PRECISIONS)}")
         if not 0 <= self.warmup_frac < 1:
             raise ConfigError("warmup_frac must be in [0, 1)")
+        if self.backbone not in ("auto", ""):  # a registered name (imports torch; "auto" does not)
+            from .backbones import check_backbone_name
+
+            check_backbone_name(self.backbone)
 
     # -- identity -----------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

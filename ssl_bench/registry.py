@@ -1,9 +1,9 @@
 """Name -> object registries with lazy discovery of built-ins and entry points.
 
-Three registries exist: methods, evaluators and datasets. Each is filled from
+Four registries exist: methods, evaluators, datasets and backbones. Each is filled from
 
-* the built-in plugin package (``ssl_bench.methods`` etc.), imported module by module on the
-  first lookup, so that ``import ssl_bench`` stays cheap;
+* the built-in plugin package or module (``ssl_bench.methods``, ``ssl_bench.backbones``...),
+  imported module by module on the first lookup, so that ``import ssl_bench`` stays cheap;
 * the entry-point group of the same name (``ssl_bench.methods``...), so a third-party package
   adds a plugin by declaring ``[project.entry-points."ssl_bench.methods"] mymethod = "pkg.mod"``
   without touching this repository. The entry point may name a module (whose import registers
@@ -130,9 +130,58 @@ def _qualname(o: Any) -> str:
     return f"{getattr(o, '__module__', '?')}.{getattr(o, '__qualname__', repr(o))}"
 
 
+#: The suffix of a backbone *family* name: ``"timm:<model>"`` registers a builder that makes any
+#: ``timm:<name>`` (the part after the colon is handed to the builder).
+FAMILY_SUFFIX = ":<model>"
+
+
+class BackboneRegistry(Registry):
+    """Backbone builders by name, plus prefix families (``timm:<model>`` builds ``timm:resnet18``).
+
+    A builder is a callable ``builder(input_shape, **kwargs) -> nn.Module`` (a family builder:
+    ``builder(input_shape, model_name, **kwargs)``) whose module has an ``out_dim`` attribute.
+    It may carry ``data_kinds`` (e.g. ``("image",)``), the data kinds it accepts.
+    """
+
+    def register(self, name: str, obj: Any = None, *, source: str | None = None):
+        if isinstance(name, str) and ":" in name and not (
+                name.endswith(FAMILY_SUFFIX) and name.count(":") == 1 and len(name) > len(FAMILY_SUFFIX)):
+            raise ValueError(f"backbone names have no ':' except a family 'prefix{FAMILY_SUFFIX}', got {name!r}")
+        return super().register(name, obj, source=source)
+
+    def lookup(self, name: str) -> tuple[Any, str | None]:
+        """(builder, model name) for ``name``: model name None for a plain name, the part after
+        the prefix for a family member (``"timm:resnet18"`` -> (timm builder, ``"resnet18"``))."""
+        self._load()
+        key = name.strip() if isinstance(name, str) else name
+        if isinstance(key, str) and key.lower() in self._items and not key.endswith(FAMILY_SUFFIX):
+            return self._items[key.lower()], None
+        if isinstance(key, str) and ":" in key:
+            prefix, _, model = key.partition(":")
+            family = prefix.lower() + FAMILY_SUFFIX
+            if model and family in self._items:
+                return self._items[family], model
+        known = ", ".join(self.names()) or "(none)"
+        raise UnknownNameError(f"unknown {self.kind} {name!r}; known {self.kind}s: {known}")
+
+    def get(self, name: str) -> Any:
+        self._load()
+        if isinstance(name, str) and name.strip().lower() in self._items:  # incl. "timm:<model>" itself
+            return self._items[name.strip().lower()]
+        return self.lookup(name)[0]
+
+    def __contains__(self, name: str) -> bool:
+        try:
+            self.get(name)
+        except UnknownNameError:
+            return False
+        return True
+
+
 METHODS: Registry = Registry("method", "ssl_bench.methods", "ssl_bench.methods")
 EVALUATORS: Registry = Registry("evaluator", "ssl_bench.evaluators", "ssl_bench.evaluators")
 DATASETS: Registry = Registry("dataset", "ssl_bench.datasets", "ssl_bench.datasets")
+BACKBONES: BackboneRegistry = BackboneRegistry("backbone", "ssl_bench.backbones", "ssl_bench.backbones")
 
 
 def register_method(name: str) -> Callable[[T], T]:
@@ -145,3 +194,15 @@ def register_evaluator(name: str) -> Callable[[T], T]:
 
 def register_dataset(name: str) -> Callable[[T], T]:
     return DATASETS.register(name)
+
+
+def register_backbone(name: str, *, kinds: tuple[str, ...] | None = None) -> Callable[[T], T]:
+    """Register a backbone builder; ``kinds`` = the data kinds it accepts (default: any)."""
+    reg = BACKBONES.register(name)
+
+    def deco(builder: T) -> T:
+        if kinds is not None:
+            builder.data_kinds = tuple(kinds)  # type: ignore[attr-defined]
+        return reg(builder)
+
+    return deco
