@@ -138,9 +138,9 @@ def load_frame(runs_dir: Path) -> pd.DataFrame:
     return df
 
 
-def _run_status(g: pd.DataFrame) -> str:
+def _run_status(status: pd.Series) -> str:
     """A run is ok when it has ok rows; otherwise the status of its last row."""
-    return "ok" if (g["status"] == "ok").any() else str(g["status"].iloc[-1])
+    return "ok" if (status == "ok").any() else str(status.iloc[-1])
 
 
 def aggregate(df: pd.DataFrame) -> pd.DataFrame:
@@ -152,7 +152,7 @@ def aggregate(df: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(columns=["label"] + KEY + ["n", "status"])
     runs = df.groupby("run_id", sort=False)
     run_info = pd.DataFrame({
-        "status": runs.apply(_run_status, include_groups=False),
+        "status": runs["status"].agg(_run_status),
         **{k: runs[k].first() for k in KEY + ["seed", "train_seconds"]},
         "config": runs["config"].first(),
     })

@@ -329,3 +329,14 @@ def test_run_seeds_count_or_list():
     for bad in ("0", "-1", "x", "1,x"):
         with pytest.raises(ConfigError):
             _run_seeds(bad)
+
+
+def test_compare_names_one_configuration_by_label_or_train_hash(tmp_path, capsys):
+    _knn_runs(tmp_path, "simclr", [80.0, 81.0])
+    _knn_runs(tmp_path, "simclr", [82.0, 84.0], opts={"temperature": 0.5})
+    df = load_frame(tmp_path)
+    assert main(["compare", "simclr", "simclr [temperature=0.5]", "--runs", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "2 configurations for one seed" in err[0] and "'simclr [temperature=0.5]'" in err[0]
+    res = compare(df, "simclr [temperature=0.5]", aggregate(df).set_index("label").loc["simclr", "train_hash"][:6])
+    assert res["metrics"][0]["diff"] == pytest.approx(2.5)
