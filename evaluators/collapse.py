@@ -151,6 +151,7 @@ class Collapse(Evaluator):
         Metric("sigreg", "SIGReg", "", False, "SIGReg statistic (about 1 for an isotropic Gaussian)"),
     )
     order = 70
+    preset_options = {"full": dict(max_samples=20_000)}
     needs_labels = False
 
     def evaluate(self, emb):

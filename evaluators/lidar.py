@@ -81,6 +81,7 @@ class LiDAR(Evaluator):
     )
     order = 50
     legend_options = ("n_samples", "n_views")
+    preset_options = {"smoke": dict(n_samples=128, n_views=4), "full": dict(n_samples=2000, n_views=16)}
     needs_labels = False
     needs_model = True
 

@@ -218,6 +218,8 @@ class Linear(Evaluator):
     )
     order = 20
     legend_options = ("mode",)
+    preset_options = {"smoke": dict(weight_decays=[1e-2, 1e-3, 1e-4], max_iter=50, sweep_iter=20),
+                      "full": dict(sweep_samples=30_000)}
 
     def evaluate(self, emb):
         o = self.options

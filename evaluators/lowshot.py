@@ -46,6 +46,7 @@ class LowShot(Evaluator):
     )
     order = 30
     legend_options = ("fractions",)
+    preset_options = {"smoke": dict(weight_decays=[1e-2, 1e-3], max_iter=30, sweep_iter=20)}
 
     def evaluate(self, emb):
         o = self.options

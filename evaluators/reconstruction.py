@@ -120,6 +120,8 @@ class Reconstruction(Evaluator):
     )
     order = 80
     legend_options = ("n_train", "epochs_frozen", "epochs_finetune")
+    preset_options = {"smoke": dict(n_train=512, n_test=256, hidden=128, batch_size=64),
+                      "full": dict(n_train=20_000, n_test=5000, epochs_frozen=5, epochs_finetune=5)}
     needs_labels = False
     needs_model = True
 

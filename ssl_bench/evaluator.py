@@ -77,6 +77,9 @@ class Evaluator:
     default: ClassVar[bool] = True
     #: options printed in the leaderboard legend (all options are stored in every result row)
     legend_options: ClassVar[tuple[str, ...]] = ()
+    #: option overrides per training preset ({"smoke": {...}, "full": {...}}); a config's
+    #: ``eval_kwargs`` win over them (ssl_bench.pipeline.eval_options)
+    preset_options: ClassVar[dict[str, dict[str, Any]]] = {}
 
     @classmethod
     def metric(cls, name: str) -> Metric:

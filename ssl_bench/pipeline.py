@@ -19,23 +19,15 @@ from .results import append_rows, make_rows
 from .trainer import backbone_choice, load_data, resolve_device, seed_everything, train
 
 
-#: Evaluator budgets per preset, under the config's ``eval_kwargs`` (which win). ``quick`` uses
-#: each evaluator's defaults (sized for <= ~15 s per FMNIST checkpoint on 2 CPU cores).
-EVAL_PRESETS: dict[str, dict[str, dict]] = {
-    "smoke": {"linear": dict(weight_decays=[1e-2, 1e-3, 1e-4], max_iter=50, sweep_iter=20),
-              "lowshot": dict(weight_decays=[1e-2, 1e-3], max_iter=30, sweep_iter=20),
-              "lidar": dict(n_samples=128, n_views=4),
-              "reconstruction": dict(n_train=512, n_test=256, hidden=128, batch_size=64)},
-    "quick": {},
-    "full": {"lidar": dict(n_samples=2000, n_views=16),
-             "reconstruction": dict(n_train=20_000, n_test=5000, epochs_frozen=5, epochs_finetune=5),
-             "collapse": dict(max_samples=20_000), "linear": dict(sweep_samples=30_000)},
-}
-
-
 def eval_options(preset: str, *kwargs: dict | None) -> dict[str, dict]:
-    """Evaluator options: the preset's budgets, then each ``kwargs`` in turn ({evaluator: {option: value}})."""
-    out: dict[str, dict] = {k: dict(v) for k, v in EVAL_PRESETS.get(preset, {}).items()}
+    """Evaluator options: the budgets each evaluator declares for ``preset``
+    (``Evaluator.preset_options``; ``quick`` uses the defaults), then each ``kwargs`` in turn
+    ({evaluator: {option: value}}), which win."""
+    out: dict[str, dict] = {}
+    for name in EVALUATORS.names():
+        budget = getattr(EVALUATORS.get(name), "preset_options", {}).get(preset)
+        if budget:
+            out[name] = dict(budget)
     for kw in kwargs:
         for ev, opts in (kw or {}).items():
             out.setdefault(ev, {}).update(opts)

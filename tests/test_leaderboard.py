@@ -213,6 +213,7 @@ def outside_evaluator(tmp_path, monkeypatch):
             needs_labels = False
             defaults = dict(scale=2.0)
             legend_options = ("scale",)
+            preset_options = {"smoke": {"scale": 5.0}}
             metrics = (Metric("spread", "centroid spread", "", True, "mean distance to the centroid x scale",
                               headline=True),)
 
@@ -235,7 +236,11 @@ def test_outside_evaluator_gets_a_column_and_a_legend_entry(outside_evaluator, t
     from ssl_bench.pipeline import evaluate_checkpoint
     from ssl_bench.trainer import train
 
+    from ssl_bench.pipeline import eval_options
+
     assert "spread" in EVALUATORS.resolve("default")  # default list built from the registry
+    assert eval_options("smoke")["spread"] == {"scale": 5.0} and "spread" not in eval_options("quick")
+    assert eval_options("smoke", {"spread": {"scale": 3.0}})["spread"] == {"scale": 3.0}
     runs, lb = tmp_path / "runs", tmp_path / "lb"
     res = train(tiny(epochs=1, train_subset=256), runs)
     evaluate_checkpoint(res.checkpoint, ["knn", "spread"], eval_kwargs={"spread": {"scale": 3.0}})
