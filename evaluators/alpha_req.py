@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from ssl_bench.errors import ConfigError
-from ssl_bench.evaluator import Evaluator
+from ssl_bench.evaluator import Evaluator, Metric
 from ssl_bench.registry import register_evaluator
 
 
@@ -56,6 +56,12 @@ def power_law_fit(eigenvalues: np.ndarray, fit_start: int = 1, fit_stop: int = 0
 @register_evaluator("alpha-req")
 class AlphaReQ(Evaluator):
     defaults = dict(max_samples=20_000, seed=0, fit_start=1, fit_stop=0)
+    metrics = (
+        Metric("alpha", "α-ReQ", "", None, "α-ReQ: power-law decay of the covariance spectrum (no "
+               "better direction: about 1 is reported as best for downstream accuracy)", headline=True),
+        Metric("fit_r2", "α-ReQ fit R²", "", None, "R² of the power-law fit"),
+    )
+    order = 60
     needs_labels = False
 
     def evaluate(self, emb):

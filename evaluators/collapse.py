@@ -44,7 +44,7 @@ import numpy as np
 import torch
 
 from ssl_bench.collapse import VERDICTS
-from ssl_bench.evaluator import Evaluator
+from ssl_bench.evaluator import Evaluator, Metric
 from ssl_bench.registry import register_evaluator
 from ssl_bench.stats import sigreg_statistic
 
@@ -138,6 +138,20 @@ def collapse_report(z, max_samples: int = 10_000, n_pairs: int = 10_000, sigreg_
 class Collapse(Evaluator):
     defaults = dict(max_samples=10_000, n_pairs=10_000, sigreg_samples=10_000, sigreg_directions=128, seed=0,
                     complete_std_ratio=0.05, dimensional_ratio=0.1)
+    metrics = (
+        Metric("std_ratio", "std·√d", "", True, "std·√d: std of the L2-normalised embeddings times √d "
+               "(1 = isotropic, 0 = collapsed)", headline=True),
+        Metric("verdict_code", "collapse", "", None, "collapse verdict (ok / dimensional / complete; over "
+               "seeds: the word of the rounded mean code)", headline=True,
+               categorical={0: "ok", 1: "dimensional", 2: "complete"}),
+        Metric("norm_std", "normalised std", "", True, "std of the L2-normalised embeddings"),
+        Metric("dims99", "dims 99%", "", True, "dimensions holding 99% of the variance"),
+        Metric("dims99_ratio", "dims 99% / d", "", True, "dims99 divided by the embedding dimension"),
+        Metric("mean_cos", "mean cosine", "", False, "mean cosine similarity of random pairs"),
+        Metric("sigreg", "SIGReg", "", False, "SIGReg statistic (about 1 for an isotropic Gaussian)"),
+    )
+    order = 70
+    preset_options = {"full": dict(max_samples=20_000)}
     needs_labels = False
 
     def evaluate(self, emb):

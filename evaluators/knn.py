@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from ssl_bench.errors import ConfigError
-from ssl_bench.evaluator import Evaluator
+from ssl_bench.evaluator import Evaluator, Metric
 from ssl_bench.registry import register_evaluator
 
 
@@ -134,6 +134,15 @@ def knn_accuracy(train_x, train_y, test_x, test_y, k: int = 20, temperature: flo
 @register_evaluator("knn")
 class KNN(Evaluator):
     defaults = dict(k=20, temperature=0.07, backend="auto", ks=[], temperatures=[], index="flat", nlist=0, nprobe=0)
+    metrics = (
+        Metric("top1", "k-NN top1", "%", True, "weighted k-NN (cosine, vote weight exp(s/T)) top-1 accuracy",
+               headline=True),
+        Metric("top5", "k-NN top5", "%", True, "weighted k-NN top-5 accuracy"),
+        Metric("top1_k*", "k-NN top1", "%", True, "k-NN top-1 at another k (sweep)", pattern=True),
+        Metric("top1_T*", "k-NN top1", "%", True, "k-NN top-1 at another temperature (sweep)", pattern=True),
+    )
+    order = 10
+    legend_options = ("k", "temperature", "index")
 
     def evaluate(self, emb):
         o = self.options

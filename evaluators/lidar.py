@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from ssl_bench.errors import ConfigError
-from ssl_bench.evaluator import Evaluator
+from ssl_bench.evaluator import Evaluator, Metric
 from ssl_bench.registry import register_evaluator
 from ssl_bench.views import default_augment
 
@@ -74,6 +74,14 @@ def surrogate_embeddings(method, data, device, n_samples: int, n_views: int, see
 @register_evaluator("lidar")
 class LiDAR(Evaluator):
     defaults = dict(n_samples=500, n_views=8, delta=1e-4, eps=1e-8, seed=0)
+    metrics = (
+        Metric("lidar", "LiDAR", "", True, "LiDAR: effective rank of the LDA matrix of augmented views "
+               "(model evaluator: no value for pixels)", headline=True),
+        Metric("lidar_ratio", "LiDAR / d", "", True, "LiDAR divided by the embedding dimension"),
+    )
+    order = 50
+    legend_options = ("n_samples", "n_views")
+    preset_options = {"smoke": dict(n_samples=128, n_views=4), "full": dict(n_samples=2000, n_views=16)}
     needs_labels = False
     needs_model = True
 

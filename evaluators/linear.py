@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from ssl_bench.errors import ConfigError
-from ssl_bench.evaluator import Evaluator
+from ssl_bench.evaluator import Evaluator, Metric
 from ssl_bench.registry import register_evaluator
 from ssl_bench.stats import small_work_threads
 
@@ -211,6 +211,15 @@ def linear_protocol(train_x, train_y, test_x, test_y, epochs: int = 100, batch_s
 class Linear(Evaluator):
     defaults = dict(mode="fast", weight_decays=list(WEIGHT_DECAYS), val_frac=0.1, max_iter=40, seed=0,
                     sweep_samples=5000, sweep_iter=25, epochs=100, batch_size=256, lr=0.1, device="cpu")
+    metrics = (
+        Metric("top1", "linear top1", "%", True, "linear probe on frozen features (fast: L-BFGS logistic "
+               "regression, L2 chosen on a held-out train split; protocol: SGD), top-1 accuracy", headline=True),
+        Metric("top5", "linear top5", "%", True, "linear probe top-5 accuracy"),
+    )
+    order = 20
+    legend_options = ("mode",)
+    preset_options = {"smoke": dict(weight_decays=[1e-2, 1e-3, 1e-4], max_iter=50, sweep_iter=20),
+                      "full": dict(sweep_samples=30_000)}
 
     def evaluate(self, emb):
         o = self.options

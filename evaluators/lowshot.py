@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ssl_bench.errors import ConfigError
-from ssl_bench.evaluator import Evaluator
+from ssl_bench.evaluator import Evaluator, Metric
 from ssl_bench.evaluators.linear import WEIGHT_DECAYS, linear_fast
 from ssl_bench.registry import register_evaluator
 
@@ -36,6 +36,17 @@ def metric_name(fraction: float) -> str:
 class LowShot(Evaluator):
     defaults = dict(fractions=[0.01, 0.1], seed=0, weight_decays=list(WEIGHT_DECAYS), val_frac=0.2, max_iter=30,
                     sweep_iter=25, device="cpu")
+    metrics = (
+        Metric("top1_1pct", "1% top1", "%", True, "the fast linear probe trained on 1% of the train labels "
+               "(class-balanced), top-1 accuracy", headline=True),
+        Metric("top1_10pct", "10% top1", "%", True, "the fast linear probe on 10% of the train labels, top-1",
+               headline=True),
+        Metric("top1_*pct", "low-shot top1", "%", True, "the fast linear probe on another label fraction",
+               pattern=True),
+    )
+    order = 30
+    legend_options = ("fractions",)
+    preset_options = {"smoke": dict(weight_decays=[1e-2, 1e-3], max_iter=30, sweep_iter=20)}
 
     def evaluate(self, emb):
         o = self.options

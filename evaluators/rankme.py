@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ssl_bench.evaluator import Evaluator
+from ssl_bench.evaluator import Evaluator, Metric
 from ssl_bench.registry import register_evaluator
 
 
@@ -38,6 +38,12 @@ def rankme(z, max_samples: int = 25_600, seed: int = 0) -> float:
 @register_evaluator("rankme")
 class RankMe(Evaluator):
     defaults = dict(max_samples=25_600, seed=0)
+    metrics = (
+        Metric("rank", "RankMe", "", True, "RankMe: effective rank of the train embeddings (exp entropy of "
+               "the normalised singular values)", headline=True),
+        Metric("rank_ratio", "RankMe / d", "", True, "RankMe divided by the embedding dimension"),
+    )
+    order = 40
     needs_labels = False
 
     def evaluate(self, emb):

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ssl_bench.evaluator import Evaluator
+from ssl_bench.evaluator import Evaluator, Metric
 from ssl_bench.registry import register_evaluator
 from ssl_bench.stats import small_work_threads
 from ssl_bench.views import gaussian_noise, patch_mask
@@ -111,6 +111,17 @@ def reconstruct(model, decoder, x_noisy, data, batch_size: int = 512, autocast=c
 class Reconstruction(Evaluator):
     defaults = dict(n_train=4000, n_test=1000, epochs_frozen=1, epochs_finetune=1, batch_size=128, lr=1e-3,
                     finetune_lr=1e-4, noise_std=0.3, mask_ratio=0.25, hidden=512, grid=8, seed=0)
+    metrics = (
+        Metric("psnr_finetune", "recon PSNR", "dB", True, "denoising reconstruction PSNR after fine-tuning "
+               "the encoder with the decoder (model evaluator)", headline=True),
+        Metric("psnr_frozen", "recon PSNR frozen", "dB", True, "denoising reconstruction PSNR, frozen encoder"),
+        Metric("mse_finetune", "recon MSE", "", False, "reconstruction MSE after fine-tuning"),
+        Metric("mse_frozen", "recon MSE frozen", "", False, "reconstruction MSE, frozen encoder"),
+    )
+    order = 80
+    legend_options = ("n_train", "epochs_frozen", "epochs_finetune")
+    preset_options = {"smoke": dict(n_train=512, n_test=256, hidden=128, batch_size=64),
+                      "full": dict(n_train=20_000, n_test=5000, epochs_frozen=5, epochs_finetune=5)}
     needs_labels = False
     needs_model = True
 

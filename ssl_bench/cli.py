@@ -1,4 +1,4 @@
-"""Command line: ``ssl-bench run|train|eval|eval-embeddings|list|leaderboard|check-collapse`` (also ``python -m ssl_bench``)."""
+"""Command line: ``ssl-bench run|train|eval|eval-embeddings|list|leaderboard|compare|check-collapse`` (also ``python -m ssl_bench``)."""
 from __future__ import annotations
 
 import argparse
@@ -35,6 +35,21 @@ def _seeds(text: str) -> list[int]:
     if not seeds:
         raise ConfigError("--seeds is empty")
     return seeds
+
+
+def _run_seeds(text: str) -> list[int]:
+    """``run --seeds``: a count N means seeds 0..N-1 (``3`` -> 0, 1, 2); a comma-separated list is
+    taken as it is (``0,1,2``; ``5,`` is the single seed 5)."""
+    t = str(text).strip()
+    if "," in t:
+        return _seeds(t)
+    try:
+        count = int(t)
+    except ValueError:
+        raise ConfigError(f"--seeds takes a count (3 = seeds 0,1,2) or a comma-separated list, got {text!r}") from None
+    if count < 1:
+        raise ConfigError(f"--seeds {count}: a count must be >= 1 (a single seed S is written 'S,')")
+    return list(range(count))
 
 
 def _add_common(p: argparse.ArgumentParser, method: bool = True) -> None:
@@ -86,7 +101,7 @@ def cmd_run(a) -> int:
     base = _config_from_args(a, method=methods[0])
     if getattr(a, "opt", None) and len(methods) > 1:
         raise ConfigError("--opt applies to one method; use it with a single --methods name")
-    seeds = _seeds(a.seeds)
+    seeds = _run_seeds(a.seeds)
     if a.launcher != "inprocess":
         from .launch import SlurmOptions, submit_sweep
 
@@ -241,6 +256,33 @@ def cmd_leaderboard(a) -> int:
     return 0
 
 
+def cmd_compare(a) -> int:
+    from .leaderboard import compare, format_compare, load_frame
+
+    df = load_frame(Path(a.runs))
+    if df.empty:
+        raise SSLBenchError(f"no result rows under {a.runs}: run `ssl-bench run` first")
+    if a.dataset:
+        df = df[df["dataset"] == a.dataset]
+    res = compare(df, a.a, a.b)
+    if a.json:  # strict JSON: NaN -> null
+        import math
+
+        def clean(v):
+            if isinstance(v, float) and not math.isfinite(v):
+                return None
+            if isinstance(v, dict):
+                return {k: clean(x) for k, x in v.items()}
+            if isinstance(v, list):
+                return [clean(x) for x in v]
+            return v
+
+        print(json.dumps(clean(res), sort_keys=True))
+    else:
+        print(format_compare(res, all_metrics=a.all))
+    return 0
+
+
 def cmd_check_collapse(a) -> int:
     from .collapse import builtin_cases_path, format_table, load_cases, run_suite
 
@@ -277,7 +319,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "with the evaluators, add the pixels and random-init reference rows, and write "
                        "leaderboards/<dataset>.csv and .md.", epilog=EPILOG)
     r.add_argument("--methods", default="all", help="'all' or comma-separated names (default: all)")
-    r.add_argument("--seeds", default="0", help="comma-separated seeds (default: 0)")
+    r.add_argument("--seeds", default="1", help="a count N (seeds 0..N-1: 3 = 0,1,2) or a comma-separated list "
+                   "(5, = seed 5 only) (default: 1, i.e. seed 0)")
     r.add_argument("--out", default="runs", help="runs directory (default: runs/)")
     r.add_argument("--leaderboards", default="leaderboards", help="where tables go (default: leaderboards/)")
     r.add_argument("--no-baselines", action="store_true", help="skip the pixels / random-init rows")
@@ -338,6 +381,19 @@ def build_parser() -> argparse.ArgumentParser:
     lb.add_argument("--dataset", default=None, help="only this dataset")
     lb.add_argument("--readme", default=None, help="also refresh the <!-- leaderboard:DATASET --> block of this file")
     lb.set_defaults(func=cmd_leaderboard)
+    cp = sub.add_parser("compare", help="seed-paired comparison of two methods or run-id prefixes: "
+                        "difference, 95%% CI and p-value per metric", epilog=EPILOG,
+                        description="Pair the seeds that A and B share and print, for every metric both have, "
+                        "the mean difference A - B, its 95% Student-t confidence interval and the paired t-test "
+                        "p-value. Refuses runs of different datasets or evaluator settings.")
+    cp.add_argument("a", help="a method name or a run-id prefix")
+    cp.add_argument("b", help="a method name or a run-id prefix")
+    cp.add_argument("--runs", default="runs", help="runs directory (default: runs/)")
+    cp.add_argument("--dataset", default=None, help="only rows of this dataset")
+    cp.add_argument("--all", action="store_true", help="every metric, not only the headline ones")
+    cp.add_argument("--json", action="store_true", help="print one JSON object")
+    cp.set_defaults(func=cmd_compare)
+
     cc = sub.add_parser("check-collapse", help="collapse regression suite: train tiny cases, compare the "
                         "collapse verdicts with the expected ones", epilog=EPILOG,
                         description="Run every case x seed of a cases file (default: the built-in facts from "

@@ -59,8 +59,9 @@ class RunConfig:
     backbone_kwargs: dict = field(default_factory=dict)
     dataset_kwargs: dict = field(default_factory=dict)
     views: dict = field(default_factory=dict)
-    evaluators: list = field(default_factory=lambda: ["knn", "linear", "lowshot", "rankme", "alpha-req", "collapse",
-                                                      "lidar", "reconstruction"])
+    # "default": every registered evaluator that declares itself part of the default list
+    # (``Evaluator.default``), in their declared ``order`` (ssl_bench.registry.Registry.resolve)
+    evaluators: list = field(default_factory=lambda: ["default"])
     eval_kwargs: dict = field(default_factory=dict)
     device: str = "auto"
     num_threads: int | None = None

@@ -24,9 +24,22 @@ The harness also sets ``precision`` (``"fp32"`` or ``"bf16"``: the precision the
 trained in, :mod:`ssl_bench.precision`); a model evaluator runs its forward passes under
 ``with self.autocast(device):``, one forward (+ backward) per context: an autocast context
 kept open across optimiser steps would keep serving the bf16 copies of the weights it cast first.
+
+Evaluators describe their own metrics, as lm-eval and MTEB tasks do: ``metrics`` is a tuple of
+:class:`Metric` (name, label, unit, ``higher_is_better``, a one-line description, ``headline``).
+The leaderboard builds its columns, legend and sort order from these declarations, so an
+evaluator from another package (entry point ``ssl_bench.evaluators``) gets its own columns
+without any change to ``ssl_bench/``. ``order`` places an evaluator's columns (lower = further
+left), ``default`` says whether it is in the default evaluator list of a run (``evaluators:
+["default"]``), ``legend_options`` names the options the legend prints (every option used is
+stored in each result row anyway). A metric name the evaluator did not declare (e.g. a k-NN
+sweep entry ``top1_k50``) may match a declared ``pattern`` (``fnmatch`` syntax); anything else
+gets a neutral description: no direction, not headline.
 """
 from __future__ import annotations
 
+import fnmatch
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -34,11 +47,57 @@ from .embeddings import Embeddings
 from .errors import ConfigError
 
 
+@dataclass(frozen=True)
+class Metric:
+    """What one metric of an evaluator means."""
+
+    name: str  # the key in the evaluator's result dict, e.g. "top1" (or an fnmatch pattern, see ``pattern``)
+    label: str  # column header, e.g. "k-NN top1"
+    unit: str = ""  # "%", "dB", "" (dimensionless)
+    higher_is_better: bool | None = True  # None: no direction (a diagnostic, not a score)
+    description: str = ""  # one line, printed in the legend
+    headline: bool = False  # shown in the Markdown table (the CSV has every metric)
+    pattern: bool = False  # ``name`` is an fnmatch pattern covering a family of metrics
+    categorical: dict | None = None  # code -> word (e.g. the collapse verdict); shown as the word
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
 class Evaluator:
     defaults: ClassVar[dict[str, Any]] = {}
     needs_labels: ClassVar[bool] = True
     needs_model: ClassVar[bool] = False
     registry_name: ClassVar[str] = "?"
+    #: the metrics this evaluator returns (see :class:`Metric`)
+    metrics: ClassVar[tuple[Metric, ...]] = ()
+    #: column position of the evaluator's metrics in tables (lower = further left)
+    order: ClassVar[int] = 100
+    #: part of the default evaluator list (``evaluators: ["default"]``)
+    default: ClassVar[bool] = True
+    #: options printed in the leaderboard legend (all options are stored in every result row)
+    legend_options: ClassVar[tuple[str, ...]] = ()
+    #: option overrides per training preset ({"smoke": {...}, "full": {...}}); a config's
+    #: ``eval_kwargs`` win over them (ssl_bench.pipeline.eval_options)
+    preset_options: ClassVar[dict[str, dict[str, Any]]] = {}
+
+    @classmethod
+    def metric(cls, name: str) -> Metric:
+        """The declaration of metric ``name``: exact, else the first matching pattern, else neutral."""
+        for m in cls.metrics:
+            if not m.pattern and m.name == name:
+                return m
+        for m in cls.metrics:
+            if m.pattern and fnmatch.fnmatchcase(name, m.name):
+                return Metric(name, f"{m.label} ({name})", m.unit, m.higher_is_better, m.description, False,
+                              categorical=m.categorical)
+        return Metric(name, f"{cls.registry_name} {name}", higher_is_better=None,
+                      description=f"{cls.registry_name} metric {name!r} (not declared by the evaluator)")
+
+    @classmethod
+    def resolved_options(cls, options: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The options an instance built with ``options`` runs with (defaults filled in)."""
+        return {**cls.defaults, **(options or {})}
 
     def __init__(self, **options: Any):
         unknown = sorted(set(options) - set(self.defaults))

@@ -1,85 +1,304 @@
 """Aggregate result rows into ``leaderboards/<dataset>.csv`` and ``.md`` with pandas.
 
-One row per (method, backbone, preset, epochs); every metric as mean, std over seeds and n.
-When a run was evaluated more than once, its latest value counts.
+* **Identity.** One row per training configuration: (method, backbone, preset, epochs) and the
+  hash of every other training key except the seed (:func:`ssl_bench.results.training_hash`).
+  Runs that differ only in the seed aggregate; any other training difference is another row,
+  labelled with what differs from the method's defaults (``byol [ema_tau=0.996]``). When a run
+  was evaluated more than once, its latest value counts.
+* **Uncertainty.** n = 1: the value alone. n >= 2: mean ± the half-width of the 95% Student-t
+  confidence interval of the mean. The CSV keeps mean, std, n and the half-width of every metric.
+* **Ties.** In each column of a metric with a direction, the best row (among rows with n >= 2)
+  and every row a two-sided Welch t-test at 5% cannot tell apart from it are marked (bold in the
+  Markdown, ``best`` / ``tied`` in the CSV). Welch rather than a bootstrap: with 3-5 seeds a
+  bootstrap has too few distinct resamples to give a usable interval. Rows with n = 1 are never
+  marked: one seed says nothing about noise. No correction for multiple comparisons.
+* **Columns, legend, sort order** come from the evaluators' metric declarations
+  (:class:`ssl_bench.evaluator.Metric`): an evaluator from another package adds columns without
+  any change here.
+* **Status.** A row ``status`` other than ``"ok"`` (a sweep's failure rows: ``diverged``,
+  ``failed``) is shown instead of numbers.
 """
 from __future__ import annotations
 
+import json
+import math
 from pathlib import Path
 
 import pandas as pd
 
 from .checkpoint import atomic_write_text
-from .collapse import VERDICTS
+from .errors import ConfigError
+from .evaluator import Metric
 from .results import find_result_files, read_rows
+from .stats import ALPHA, t_half_width, welch_p
 
-KEY = ["method", "backbone", "preset", "epochs"]
+KEY = ["method", "backbone", "preset", "epochs", "train_hash"]
 BASELINES = ("pixels", "random-init")
-#: The Markdown table shows these metrics (when present), in this order, with these headers; the
-#: CSV keeps every metric. ``collapse_verdict_code`` is shown as the verdict word of the rounded
-#: mean code over seeds (ok / dimensional / complete).
-HEADLINE = {"knn_top1": "k-NN top1", "linear_top1": "linear top1", "lowshot_top1_1pct": "1% top1",
-            "lowshot_top1_10pct": "10% top1", "rankme_rank": "RankMe", "lidar_lidar": "LiDAR",
-            "alpha-req_alpha": "α-ReQ", "collapse_std_ratio": "std·√d", "collapse_verdict_code": "collapse",
-            "reconstruction_psnr_finetune": "recon PSNR dB"}
+#: Config keys not listed in a row label: shown in their own columns, or the row's identity itself.
+LABEL_SKIP = {"method", "dataset", "seed", "preset", "epochs", "backbone", "method_kwargs"}
 
 
+# -- metric metadata --------------------------------------------------------------------------------
+def metric_info(evaluator: str, metric: str) -> Metric:
+    """The evaluator's declaration of a metric; a neutral one when the evaluator is not installed."""
+    from .registry import EVALUATORS
+
+    try:
+        cls = EVALUATORS.get(evaluator)
+    except Exception:  # rows of an evaluator not installed here: still shown, without a direction
+        return Metric(metric, f"{evaluator} {metric}", higher_is_better=None,
+                      description=f"{evaluator} metric {metric!r} (evaluator not installed)")
+    return cls.metric(metric)
+
+
+def _evaluator_order(evaluator: str) -> int:
+    from .registry import EVALUATORS
+
+    try:
+        return int(getattr(EVALUATORS.get(evaluator), "order", 100))
+    except Exception:
+        return 100
+
+
+def _legend_options(evaluator: str) -> tuple[str, ...]:
+    from .registry import EVALUATORS
+
+    try:
+        return tuple(getattr(EVALUATORS.get(evaluator), "legend_options", ()))
+    except Exception:
+        return ()
+
+
+def ordered_columns(df: pd.DataFrame) -> list[tuple[str, str, str, Metric]]:
+    """(column, evaluator, metric, declaration) of every metric in ``df``, in table order: by the
+    evaluator's ``order``, then its declaration order, then name."""
+    pairs = df[["evaluator", "metric"]].dropna().drop_duplicates()
+    out = []
+    for ev, m in pairs.itertuples(index=False):
+        info = metric_info(ev, m)
+        from .registry import EVALUATORS
+
+        try:
+            decl = [d.name for d in EVALUATORS.get(ev).metrics]
+            pos = decl.index(m) if m in decl else len(decl)
+        except Exception:
+            pos = 0
+        out.append(((_evaluator_order(ev), ev, pos, m), f"{ev}_{m}", ev, m, info))
+    return [(c, ev, m, info) for _, c, ev, m, info in sorted(out, key=lambda t: t[0])]
+
+
+# -- labels -----------------------------------------------------------------------------------------
+def _fmt_value(v) -> str:
+    return json.dumps(v, sort_keys=True, default=str) if isinstance(v, (dict, list)) else str(v)
+
+
+def config_label(method: str, config: dict | None) -> str:
+    """``method [key=value, ...]``: the method options that differ from the method's defaults, then
+    the other training keys that differ from a default config of the same method, dataset and
+    preset (epochs and backbone have their own columns)."""
+    from .config import NON_TRAINING_KEYS, RunConfig
+    from .registry import METHODS
+
+    config = config or {}
+    diffs = []
+    try:
+        mdefaults = dict(METHODS.get(method).defaults)
+    except Exception:  # baselines, or a method not installed here: every option given is listed
+        mdefaults = {}
+    for k, v in sorted((config.get("method_kwargs") or {}).items()):
+        if k not in mdefaults or mdefaults[k] != v:
+            diffs.append(f"{k}={_fmt_value(v)}")
+    try:
+        base = RunConfig(method=str(method), dataset=str(config.get("dataset", "fashion-mnist")),
+                         preset=str(config.get("preset", "quick"))).with_preset().to_dict()
+    except Exception:
+        base = {}
+    for k in sorted(config):
+        if k in LABEL_SKIP or k in NON_TRAINING_KEYS or k not in base:
+            continue
+        if config[k] != base[k]:
+            diffs.append(f"{k}={_fmt_value(config[k])}")
+    return f"{method} [{', '.join(diffs)}]" if diffs else str(method)
+
+
+# -- loading and aggregation ------------------------------------------------------------------------
 def load_frame(runs_dir: Path) -> pd.DataFrame:
     rows = read_rows(find_result_files(runs_dir))
     if not rows:
-        return pd.DataFrame(columns=KEY + ["dataset", "seed", "evaluator", "metric", "value"])
+        return pd.DataFrame(columns=KEY + ["dataset", "seed", "evaluator", "metric", "value", "status", "run_id"])
     df = pd.DataFrame(rows)
-    df = df.sort_values("timestamp").drop_duplicates(["run_id", "evaluator", "metric"], keep="last")
-    df["column"] = df["evaluator"] + "_" + df["metric"]
+    df["status"] = df["status"].fillna("ok")
+    df = df.sort_values("timestamp", na_position="first", kind="stable")
+    ok = df[df["status"] == "ok"].drop_duplicates(["run_id", "evaluator", "metric"], keep="last")
+    df = pd.concat([ok, df[df["status"] != "ok"]], ignore_index=True)
+    df["column"] = df["evaluator"].astype(str) + "_" + df["metric"].astype(str)
+    for k, fill in (("backbone", "-"), ("preset", "-"), ("epochs", 0), ("train_hash", "-")):
+        df[k] = df[k].fillna(fill)
+    df["epochs"] = df["epochs"].astype(int)
     return df
 
 
+def _run_status(status: pd.Series) -> str:
+    """A run is ok when it has ok rows; otherwise the status of its last row."""
+    return "ok" if (status == "ok").any() else str(status.iloc[-1])
+
+
 def aggregate(df: pd.DataFrame) -> pd.DataFrame:
-    """Wide table: one row per KEY, columns <metric>_mean / _std, n (seeds), train_seconds_mean."""
+    """Wide table: one row per training configuration (KEY) with ``label``, ``n`` (ok seeds),
+    ``status``, and for every metric column ``<col>_mean``, ``_std``, ``_n``, ``_ci95`` (the
+    half-width of the 95% Student-t interval) and ``_mark`` (best / tied / ""), then
+    ``train_seconds_mean``; sorted by the first headline metric that has a direction."""
     if df.empty:
-        return pd.DataFrame(columns=KEY + ["n"])
-    per_seed = df.pivot_table(index=KEY + ["seed"], columns="column", values="value", aggfunc="last")
-    g = per_seed.groupby(level=KEY)
-    mean, std = g.mean(), g.std(ddof=1).fillna(0.0)
-    out = pd.concat([mean.add_suffix("_mean"), std.add_suffix("_std")], axis=1)
-    out["n"] = g.size()
-    secs = df.drop_duplicates("run_id").groupby(KEY)["train_seconds"].mean()
-    out["train_seconds_mean"] = secs.reindex(out.index)
-    out = out.reset_index()
-    cols = KEY + ["n"] + sorted(c for c in out.columns if c.endswith(("_mean", "_std")) and c != "train_seconds_mean")
-    out = out[cols + ["train_seconds_mean"]]
-    sort_col = "knn_top1_mean" if "knn_top1_mean" in out.columns else cols[-1]
-    return out.sort_values(sort_col, ascending=False, kind="stable").reset_index(drop=True)
+        return pd.DataFrame(columns=["label"] + KEY + ["n", "status"])
+    runs = df.groupby("run_id", sort=False)
+    run_info = pd.DataFrame({
+        "status": runs["status"].agg(_run_status),
+        **{k: runs[k].first() for k in KEY + ["seed", "train_seconds"]},
+        "config": runs["config"].first(),
+    })
+    groups = []
+    for key, g in run_info.groupby(KEY, sort=False, dropna=False):
+        statuses = g["status"].value_counts()
+        n_ok = int(statuses.get("ok", 0))
+        bad = {s: int(c) for s, c in statuses.items() if s != "ok"}
+        status = "ok" if not bad else ", ".join(f"{s} {c}/{len(g)}" for s, c in sorted(bad.items()))
+        cfg = next((c for c in g["config"] if isinstance(c, dict)), None)
+        secs = pd.to_numeric(g.loc[g["status"] == "ok", "train_seconds"], errors="coerce")
+        groups.append({**dict(zip(KEY, key)), "label": config_label(key[0], cfg), "n": n_ok, "status": status,
+                       "train_seconds_mean": float(secs.mean()) if len(secs.dropna()) else float("nan"),
+                       "_runs": set(g.index[g["status"] == "ok"])})
+    table = pd.DataFrame(groups)
+    # two configurations that the label cannot tell apart get their hash appended
+    dup = table.duplicated(["label", "backbone", "preset", "epochs"], keep=False)
+    table.loc[dup, "label"] = table.loc[dup, "label"] + " #" + table.loc[dup, "train_hash"].astype(str).str[:6]
+
+    ok = df[(df["status"] == "ok") & df["value"].notna()]
+    per_run = ok.pivot_table(index="run_id", columns="column", values="value", aggfunc="last")
+    cols = ordered_columns(ok)
+    for col, _ev, _m, info in cols:
+        stats = {"mean": [], "std": [], "n": [], "ci95": []}
+        for runs_ok in table["_runs"]:
+            v = per_run.reindex(sorted(runs_ok))[col].dropna() if col in per_run.columns else pd.Series([], dtype=float)
+            v = v[v.map(lambda x: math.isfinite(x))]
+            n = len(v)
+            sd = float(v.std(ddof=1)) if n >= 2 else float("nan")
+            stats["mean"].append(float(v.mean()) if n else float("nan"))
+            stats["std"].append(sd)
+            stats["n"].append(n)
+            stats["ci95"].append(t_half_width(sd, n))
+        for s, vals in stats.items():
+            table[f"{col}_{s}"] = vals
+        table[f"{col}_mark"] = mark_ties(table, col, info.higher_is_better)
+    table = table.drop(columns="_runs")
+    metric_cols = [f"{c}_{s}" for c, *_ in cols for s in ("mean", "std", "n", "ci95", "mark")]
+    table = table[["label"] + KEY + ["n", "status"] + metric_cols + ["train_seconds_mean"]]
+    sort = next(((c, info) for c, _ev, _m, info in cols if info.headline and info.higher_is_better is not None), None)
+    if sort is None:
+        sort = next(((c, info) for c, _ev, _m, info in cols if info.higher_is_better is not None), None)
+    if sort is not None:
+        table = table.sort_values(f"{sort[0]}_mean", ascending=not sort[1].higher_is_better, kind="stable",
+                                  na_position="last")
+    table.attrs["sort"] = sort[0] if sort else None
+    return table.reset_index(drop=True)
 
 
-def to_markdown(table: pd.DataFrame, dataset: str, command: str) -> str:
-    present = {c[:-5] for c in table.columns if c.endswith("_mean") and c != "train_seconds_mean"}
-    metrics = [m for m in HEADLINE if m in present]
-    if not metrics:  # only non-headline metrics (custom evaluators): show them all
-        metrics = sorted(present)
-    head = ["method", "backbone", "preset", "epochs", "n"] + [HEADLINE.get(m, m) for m in metrics] + ["train s"]
-    lines = [f"# Leaderboard: {dataset}", "",
-             f"Generated by `{command}` from the result rows under the runs directory; do not edit by hand.",
-             "Values are mean ± std over seeds (n = number of seeds). k-NN: cosine, weighted vote, "
-             "top-1 accuracy in %; linear: logistic-regression probe on frozen features (L2 chosen on a "
-             "held-out train split), top-1 %; 1%/10%: the same probe on 1%/10% of the train labels; "
-             "RankMe, LiDAR: effective rank; α-ReQ: power-law decay of the covariance spectrum; std·√d: "
-             "normalised-embedding std (1 = isotropic, 0 = collapsed) and the collapse verdict; recon PSNR: "
-             "denoising reconstruction after fine-tuning. The CSV has every metric. `pixels` and "
-             "`random-init` are reference rows: an SSL row means something only next to them "
-             "(model evaluators — LiDAR, reconstruction — have no value for `pixels`).", "",
+def mark_ties(table: pd.DataFrame, col: str, higher_is_better: bool | None) -> list[str]:
+    """"best" for the best row among those with n >= 2, "tied" for each other n >= 2 row that
+    Welch's t-test (two-sided, ALPHA) cannot tell apart from it, "" otherwise (n = 1: always "")."""
+    marks = [""] * len(table)
+    if higher_is_better is None:
+        return marks
+    mean, std, n = table[f"{col}_mean"], table[f"{col}_std"], table[f"{col}_n"]
+    cand = [i for i in range(len(table)) if n.iloc[i] >= 2 and math.isfinite(mean.iloc[i])]
+    if not cand:
+        return marks
+    best = max(cand, key=lambda i: mean.iloc[i]) if higher_is_better else min(cand, key=lambda i: mean.iloc[i])
+    marks[best] = "best"
+    for i in cand:
+        if i != best and welch_p(mean.iloc[best], std.iloc[best], int(n.iloc[best]),
+                                 mean.iloc[i], std.iloc[i], int(n.iloc[i])) >= ALPHA:
+            marks[i] = "tied"
+    return marks
+
+
+# -- Markdown ---------------------------------------------------------------------------------------
+def format_cell(mean: float, ci95: float, n: int, info: Metric, mark: str = "") -> str:
+    if n == 0 or not math.isfinite(mean):
+        return "—"
+    if info.categorical:
+        return str(info.categorical.get(int(round(mean)), f"{mean:.2f}"))
+    text = f"{mean:.2f}" if n < 2 or not math.isfinite(ci95) else f"{mean:.2f} ± {ci95:.2f}"
+    return f"**{text}**" if mark in ("best", "tied") else text
+
+
+def _options_text(df: pd.DataFrame, evaluator: str) -> str | None:
+    names = _legend_options(evaluator)
+    sub = df[(df["evaluator"] == evaluator) & (df["status"] == "ok")]
+    if sub.empty:
+        return None
+    seen = []
+    for opts in sub["eval_options"] if "eval_options" in sub.columns else []:
+        if not isinstance(opts, dict) or not opts:
+            continue
+        shown = {k: opts[k] for k in names if k in opts} if names else {}
+        text = ", ".join(f"{k}={_fmt_value(v)}" for k, v in shown.items())
+        if text and text not in seen:
+            seen.append(text)
+    if not seen:
+        return None
+    return seen[0] if len(seen) == 1 else " | ".join(seen) + " (differs between rows: not comparable)"
+
+
+def legend(df: pd.DataFrame, table: pd.DataFrame, headline: list[tuple[str, str, str, Metric]], command: str) -> list[str]:
+    sort = table.attrs.get("sort")
+    sort_info = next((info for c, _e, _m, info in ordered_columns(df) if c == sort), None)
+    lines = [f"Generated by `{command}` from the result rows under the runs directory; do not edit by hand.", "",
+             "A row is one training configuration (every training key except the seed); runs that differ only "
+             "in the seed are aggregated, n = number of seeds. A label's brackets list what differs from the "
+             "method's defaults. n = 1: the value of the one seed, no uncertainty shown. n ≥ 2: mean ± "
+             "half-width of the 95% confidence interval of the mean (Student t, n − 1 degrees of freedom). "
+             f"**Bold**: the best row of the column and every row that a two-sided Welch t-test at {ALPHA:.0%} "
+             "cannot tell apart from it; only rows with n ≥ 2 take part, so a one-seed row is never marked "
+             "(no correction for multiple comparisons)."
+             + (f" Sorted by {sort_info.label} ({'higher' if sort_info.higher_is_better else 'lower'} is better)."
+                if sort_info else ""), ""]
+    for _c, ev, _m, info in headline:
+        unit = f"{info.unit}, " if info.unit else ""
+        direction = {True: "higher is better", False: "lower is better", None: "no better direction"}[
+            info.higher_is_better]
+        lines.append(f"- **{info.label}** ({unit}{direction}; `{ev}`): {info.description}")
+    evs = list(dict.fromkeys(ev for _c, ev, _m, _i in headline))
+    opts = [(ev, _options_text(df, ev)) for ev in evs]
+    opts = [f"`{ev}`: {t}" for ev, t in opts if t]
+    if opts:
+        lines += ["", "Evaluator options used: " + "; ".join(opts) + " (every option is in each result row)."]
+    lines += ["", "`pixels` and `random-init` are reference rows: an SSL row means something only next to "
+              "them (model evaluators have no value for `pixels`). A status other than ok (a diverged or failed "
+              "run) replaces the numbers when no seed of the row succeeded. The CSV has every metric with its "
+              "mean, std, n, 95% half-width and tie mark."]
+    return lines
+
+
+def to_markdown(table: pd.DataFrame, dataset: str, command: str, df: pd.DataFrame | None = None) -> str:
+    df = df if df is not None else pd.DataFrame(columns=["evaluator", "metric", "status", "eval_options"])
+    cols = ordered_columns(df) if not df.empty else []
+    headline = [c for c in cols if c[3].headline] or cols  # only undeclared metrics: show them all
+    show_status = (table["status"] != "ok").any() if "status" in table else False
+    head = ["method", "backbone", "preset", "epochs", "n"] + (["status"] if show_status else []) + \
+        [f"{info.label} {info.unit}".strip() if info.unit not in ("", "%") else info.label
+         for _c, _e, _m, info in headline] + ["train s"]
+    lines = [f"# Leaderboard: {dataset}", ""] + legend(df, table, headline, command) + ["",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for _, r in table.iterrows():
-        cells = [f"**{r.method}**" if r.method not in BASELINES else f"_{r.method}_", str(r.backbone),
-                 str(r.preset), str(int(r.epochs)), str(int(r.n))]
-        for m in metrics:
-            mu, sd = r.get(f"{m}_mean"), r.get(f"{m}_std")
-            if pd.isna(mu):
-                cells.append("—")
-            elif m == "collapse_verdict_code":
-                cells.append(VERDICTS[min(max(int(round(mu)), 0), 2)])
-            else:
-                cells.append(f"{mu:.2f} ± {sd:.2f}")
+        name = f"_{r.label}_" if r.method in BASELINES else str(r.label)
+        cells = [name, str(r.backbone), str(r.preset), str(int(r.epochs)), str(int(r.n))]
+        if show_status:
+            cells.append(str(r.status))
+        for c, _e, _m, info in headline:
+            if int(r.n) == 0:
+                cells.append(str(r.status))
+                continue
+            cells.append(format_cell(r[f"{c}_mean"], r[f"{c}_ci95"], int(r[f"{c}_n"]), info, r[f"{c}_mark"]))
         ts = r.get("train_seconds_mean")
         cells.append("—" if ts is None or pd.isna(ts) else f"{ts:.0f}")
         lines.append("| " + " | ".join(cells) + " |")
@@ -92,16 +311,119 @@ def write_leaderboards(runs_dir: Path, out_dir: Path, datasets: list[str] | None
     written = []
     if df.empty:
         return written
-    for ds in sorted(df["dataset"].unique()):
+    for ds in sorted(df["dataset"].dropna().unique()):
         if datasets and ds not in datasets:
             continue
-        table = aggregate(df[df["dataset"] == ds])
+        sub = df[df["dataset"] == ds]
+        table = aggregate(sub)
         out_dir.mkdir(parents=True, exist_ok=True)
         csv_path, md_path = out_dir / f"{ds}.csv", out_dir / f"{ds}.md"
         atomic_write_text(csv_path, table.to_csv(index=False, float_format="%.4f"))
-        atomic_write_text(md_path, to_markdown(table, ds, command))
+        atomic_write_text(md_path, to_markdown(table, ds, command, sub))
         written += [csv_path, md_path]
     return written
+
+
+# -- compare ----------------------------------------------------------------------------------------
+def _labels(df: pd.DataFrame) -> dict[str, str]:
+    """{train_hash: row label} of the configurations in ``df``."""
+    out = {}
+    for h, g in df.groupby("train_hash", sort=False):
+        cfg = next((c for c in g["config"] if isinstance(c, dict)), None)
+        out[h] = config_label(str(g["method"].iloc[0]), cfg)
+    return out
+
+
+def _select(df: pd.DataFrame, spec: str) -> pd.DataFrame:
+    """Rows of ``spec``, tried in turn: a method name, a leaderboard row label
+    (``simclr [temperature=0.5]``), a prefix (>= 4 characters) of a configuration's ``train_hash``
+    (the CSV's column), a run-id prefix."""
+    ok = df[(df["status"] == "ok") & df["value"].notna()]
+    sel = ok[ok["method"] == spec]
+    if sel.empty:
+        labels = _labels(ok)
+        sel = ok[ok["train_hash"].isin([h for h, lab in labels.items() if lab == spec])]
+    if sel.empty and len(spec) >= 4:
+        sel = ok[ok["train_hash"].astype(str).str.startswith(spec)]
+    if sel.empty:
+        sel = ok[ok["run_id"].astype(str).str.startswith(spec)]
+    if sel.empty:
+        raise ConfigError(f"compare: no result rows for {spec!r} (not a method, row label, train hash or "
+                          "run-id prefix)")
+    return sel
+
+
+def _eval_settings(sel: pd.DataFrame) -> dict[str, set[str]]:
+    """{evaluator: set of its option sets (JSON)} plus the evaluation subsets under "eval subsets"."""
+    out: dict[str, set[str]] = {}
+    for ev, opts in zip(sel["evaluator"], sel["eval_options"]):
+        out.setdefault(ev, set()).add(json.dumps(opts or {}, sort_keys=True, default=str))
+    subsets = {json.dumps([(c or {}).get("eval_train_subset"), (c or {}).get("eval_test_subset")])
+               for c in sel["config"] if isinstance(c, dict)}
+    if subsets:
+        out["eval subsets"] = subsets
+    return out
+
+
+def compare(df: pd.DataFrame, a: str, b: str) -> dict:
+    """Seed-paired comparison of A and B (method names or run-id prefixes): for every metric both
+    have, the mean difference A - B over the seeds they share, its 95% Student-t interval and the
+    paired t-test p-value. Refuses (ConfigError) runs of different datasets or evaluator settings,
+    and a side that holds several configurations for one seed."""
+    sides = {}
+    for name in (a, b):
+        sel = _select(df, name)
+        per_seed = sel.groupby("seed")["train_hash"].nunique()
+        if (per_seed > 1).any():
+            labels = sorted(f"{lab!r} (train hash {h[:8]})" for h, lab in _labels(sel).items())
+            raise ConfigError(f"compare: {name!r} holds {int(per_seed.max())} configurations for one seed; "
+                              f"name one by its row label or train hash: {'; '.join(labels)}")
+        sides[name] = sel
+    da, db = (sorted(sides[x]["dataset"].unique()) for x in (a, b))
+    if da != db:
+        raise ConfigError(f"compare: different datasets ({a}: {', '.join(da)}; {b}: {', '.join(db)})")
+    sa, sb = _eval_settings(sides[a]), _eval_settings(sides[b])
+    for ev in sorted(set(sa) & set(sb)):
+        if len(sa[ev]) > 1 or len(sb[ev]) > 1 or sa[ev] != sb[ev]:
+            raise ConfigError(f"compare: different {ev if ev == 'eval subsets' else 'evaluator settings of ' + ev} "
+                              f"({a}: {' | '.join(sorted(sa[ev]))}; {b}: {' | '.join(sorted(sb[ev]))})")
+    pa = sides[a].pivot_table(index="seed", columns="column", values="value", aggfunc="last")
+    pb = sides[b].pivot_table(index="seed", columns="column", values="value", aggfunc="last")
+    seeds = sorted(set(pa.index) & set(pb.index))
+    if not seeds:
+        raise ConfigError(f"compare: {a} (seeds {sorted(pa.index)}) and {b} (seeds {sorted(pb.index)}) "
+                          "share no seed")
+    from .stats import paired_difference
+
+    metrics = []
+    both = pd.concat([sides[a], sides[b]])
+    for col, ev, m, info in ordered_columns(both):
+        if col not in pa.columns or col not in pb.columns:
+            continue
+        x, y = pa.loc[seeds, col], pb.loc[seeds, col]
+        keep = x.notna() & y.notna() & x.map(math.isfinite) & y.map(math.isfinite)
+        if not keep.any():
+            continue
+        res = paired_difference(x[keep].to_numpy(), y[keep].to_numpy())
+        metrics.append({"column": col, "evaluator": ev, "metric": m, "label": info.label, "unit": info.unit,
+                        "higher_is_better": info.higher_is_better, "headline": info.headline,
+                        "a_mean": float(x[keep].mean()), "b_mean": float(y[keep].mean()),
+                        "seeds": [int(s) for s in x[keep].index], **res})
+    return {"a": a, "b": b, "dataset": da[0], "seeds": [int(s) for s in seeds], "confidence": 0.95,
+            "test": "paired t-test (two-sided) over the shared seeds; interval: Student t", "metrics": metrics}
+
+
+def format_compare(res: dict, all_metrics: bool = False) -> str:
+    rows = [m for m in res["metrics"] if all_metrics or m["headline"]] or res["metrics"]
+    head = ["metric", res["a"], res["b"], "diff (A - B)", "95% CI", "p", "n"]
+    lines = [f"{res['a']} vs {res['b']} on {res['dataset']}, seeds {', '.join(map(str, res['seeds']))} "
+             "(paired t-test; n = 1: no interval)", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for m in rows:
+        ci = "—" if m["ci_low"] is None else f"[{m['ci_low']:+.2f}, {m['ci_high']:+.2f}]"
+        p = "—" if m["p_value"] is None else f"{m['p_value']:.3g}"
+        lines.append(f"| {m['label']} | {m['a_mean']:.2f} | {m['b_mean']:.2f} | {m['diff']:+.2f} | {ci} | {p} | "
+                     f"{m['n']} |")
+    return "\n".join(lines)
 
 
 def update_readme(readme: Path, dataset: str, table_md: str) -> bool:

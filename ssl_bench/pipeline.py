@@ -19,23 +19,15 @@ from .results import append_rows, make_rows
 from .trainer import backbone_choice, load_data, resolve_device, seed_everything, train
 
 
-#: Evaluator budgets per preset, under the config's ``eval_kwargs`` (which win). ``quick`` uses
-#: each evaluator's defaults (sized for <= ~15 s per FMNIST checkpoint on 2 CPU cores).
-EVAL_PRESETS: dict[str, dict[str, dict]] = {
-    "smoke": {"linear": dict(weight_decays=[1e-2, 1e-3, 1e-4], max_iter=50, sweep_iter=20),
-              "lowshot": dict(weight_decays=[1e-2, 1e-3], max_iter=30, sweep_iter=20),
-              "lidar": dict(n_samples=128, n_views=4),
-              "reconstruction": dict(n_train=512, n_test=256, hidden=128, batch_size=64)},
-    "quick": {},
-    "full": {"lidar": dict(n_samples=2000, n_views=16),
-             "reconstruction": dict(n_train=20_000, n_test=5000, epochs_frozen=5, epochs_finetune=5),
-             "collapse": dict(max_samples=20_000), "linear": dict(sweep_samples=30_000)},
-}
-
-
 def eval_options(preset: str, *kwargs: dict | None) -> dict[str, dict]:
-    """Evaluator options: the preset's budgets, then each ``kwargs`` in turn ({evaluator: {option: value}})."""
-    out: dict[str, dict] = {k: dict(v) for k, v in EVAL_PRESETS.get(preset, {}).items()}
+    """Evaluator options: the budgets each evaluator declares for ``preset``
+    (``Evaluator.preset_options``; ``quick`` uses the defaults), then each ``kwargs`` in turn
+    ({evaluator: {option: value}}), which win."""
+    out: dict[str, dict] = {}
+    for name in EVALUATORS.names():
+        budget = getattr(EVALUATORS.get(name), "preset_options", {}).get(preset)
+        if budget:
+            out[name] = dict(budget)
     for kw in kwargs:
         for ev, opts in (kw or {}).items():
             out.setdefault(ev, {}).update(opts)
@@ -100,7 +92,8 @@ def evaluate_checkpoint(ckpt: Path, evaluators: list[str] | None = None, eval_kw
     emb, cfg, meta, _cached, method = checkpoint_embeddings(ckpt, ev_data, dev)
     model = method if any(EVALUATORS.get(n).needs_model for n in names) else None
     rows = []
-    results_ev = run_evaluators(emb, names, eval_options(cfg.preset, cfg.eval_kwargs, eval_kwargs), model=model, data=ev_data,
+    options = eval_options(cfg.preset, cfg.eval_kwargs, eval_kwargs)
+    results_ev = run_evaluators(emb, names, options, model=model, data=ev_data,
                                 device=dev, artifact_dir=ckpt.parent / "artifacts",
                                 artifact_prefix=f"{ckpt.stem}-",
                                 precision=precision_mod.resolve_precision(cfg.precision, dev))
@@ -108,7 +101,8 @@ def evaluate_checkpoint(ckpt: Path, evaluators: list[str] | None = None, eval_kw
         rows += make_rows(metrics, evaluator=name, run_id=meta["run_id"], method=cfg.method, dataset=cfg.dataset,
                           backbone=meta["backbone"], preset=cfg.preset, epochs=int(meta["epoch"]), seed=cfg.seed,
                           config_hash=meta["config_hash"], config=meta["config"], device=provenance.hardware(dev),
-                          train_seconds=meta.get("train_seconds"), eval_seconds=secs, checkpoint=str(ckpt))
+                          train_seconds=meta.get("train_seconds"), eval_seconds=secs, checkpoint=str(ckpt),
+                          eval_options=EVALUATORS.get(name).resolved_options(options.get(name)), train_meta=meta)
     append_rows(results or ckpt.parent.parent / "results.jsonl", rows)
     return rows
 
@@ -130,6 +124,7 @@ def evaluate_baselines(cfg: RunConfig, out: Path, data: Data, evaluators: list[s
     """The reference rows: ``pixels`` (raw input) and ``random-init`` (untrained backbone), the
     latter once per backbone the sweep's ``methods`` train, so every SSL row has its own."""
     cfg = cfg.with_preset()
+    evaluators = EVALUATORS.resolve(evaluators)
     dev = resolve_device(cfg.device)
     ev_data = eval_split(cfg, data)
     prec = precision_mod.resolve_precision(cfg.precision, dev)
@@ -149,13 +144,15 @@ def evaluate_baselines(cfg: RunConfig, out: Path, data: Data, evaluators: list[s
         bcfg = RunConfig(**{**cfg.to_dict(), "method": name})
         bb_tag = "" if backbone == "-" else "-" + backbone.replace(":", "-").replace("/", "-")
         run_id = f"{cfg.dataset}-{name}{bb_tag}-{cfg.preset}-s{cfg.seed}"
-        results_ev = run_evaluators(emb, evaluators, eval_options(cfg.preset, cfg.eval_kwargs), model=model, data=ev_data, device=dev,
+        options = eval_options(cfg.preset, cfg.eval_kwargs)
+        results_ev = run_evaluators(emb, evaluators, options, model=model, data=ev_data, device=dev,
                                     artifact_dir=Path(out) / run_id / "artifacts", precision=prec)
         for ev, (metrics, secs) in results_ev.items():
             rows += make_rows(metrics, evaluator=ev, run_id=run_id, method=name, dataset=cfg.dataset,
                               backbone=backbone, preset=cfg.preset, epochs=0, seed=cfg.seed,
                               config_hash=bcfg.hash(), config=bcfg.to_dict(), device=provenance.hardware(dev),
-                              train_seconds=0.0, eval_seconds=secs)
+                              train_seconds=0.0, eval_seconds=secs,
+                              eval_options=EVALUATORS.get(ev).resolved_options(options.get(ev)))
         append_rows(Path(out) / run_id / "results.jsonl", [r for r in rows if r["run_id"] == run_id])
     return rows
 

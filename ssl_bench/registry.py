@@ -111,10 +111,15 @@ class Registry(Generic[T]):
         return iter(self.names())
 
     def resolve(self, spec: str | list[str]) -> list[str]:
-        """``"all"`` -> every name, ``"a,b"`` -> [a, b] (each checked)."""
+        """``"all"`` -> every name, ``"default"`` -> the plugins whose class attribute ``default``
+        is true (unset counts as true), ordered by their ``order`` attribute, then name;
+        ``"a,b"`` -> [a, b] (each checked)."""
         items = spec if isinstance(spec, list) else [s.strip() for s in str(spec).split(",") if s.strip()]
         if items == ["all"]:
             return self.names()
+        if items == ["default"] and "default" not in self:
+            chosen = [n for n in self.names() if getattr(self._items[n], "default", True) is not False]
+            return sorted(chosen, key=lambda n: (getattr(self._items[n], "order", 100), n))
         for n in items:
             self.get(n)
         return [n.strip().lower() for n in items]

@@ -4,6 +4,9 @@ Epps & Pulley (1983), "A test of normality based on the empirical characteristic
 Biometrika 70(3); SIGReg: Balestriero & LeCun, "LeJEPA: Provable and Scalable Self-Supervised
 Learning Without the Heuristics", arXiv:2511.08544 (2025).
 
+Also the uncertainty helpers of the leaderboard and `ssl-bench compare` (Student-t intervals,
+Welch and paired t-tests; scipy), at the end of this module.
+
 For samples x_1..x_N of one variable,
 
     EP(x) = N * ∫_{-∞}^{∞} |φ_N(t) - φ(t)|² w(t) dt,   φ_N(t) = (1/N) Σ_n exp(i t x_n),
@@ -130,3 +133,55 @@ class small_work_threads:
         if self.saved is not None:
             torch.set_num_threads(self.saved)
         return False
+
+
+# -- uncertainty of aggregated results (leaderboard, compare) ---------------------------------------
+#: Confidence level of every interval the leaderboard and ``ssl-bench compare`` print.
+CONFIDENCE = 0.95
+#: Significance level of the tie test (Welch) and of ``compare``'s verdict.
+ALPHA = 0.05
+
+
+def t_half_width(std: float, n: int, confidence: float = CONFIDENCE) -> float:
+    """Half-width of the Student-t confidence interval of a mean of ``n`` values with sample std
+    ``std`` (ddof = 1): t_{(1+c)/2, n-1} · std / √n. NaN when n < 2 (no interval from one value)."""
+    from scipy import stats as st
+
+    if n is None or n < 2 or std is None or not math.isfinite(std):
+        return float("nan")
+    return float(st.t.ppf(0.5 + confidence / 2, n - 1) * std / math.sqrt(n))
+
+
+def welch_p(m1: float, s1: float, n1: int, m2: float, s2: float, n2: int) -> float:
+    """Two-sided p-value of Welch's t-test (unequal variances) from summary statistics. NaN when a
+    side has n < 2. Both stds zero: 1.0 if the means are equal, else 0.0 (no noise, any gap is real)."""
+    from scipy import stats as st
+
+    if n1 < 2 or n2 < 2:
+        return float("nan")
+    if s1 == 0 and s2 == 0:
+        return 1.0 if m1 == m2 else 0.0
+    return float(st.ttest_ind_from_stats(m1, s1, n1, m2, s2, n2, equal_var=False).pvalue)
+
+
+def paired_difference(a, b, confidence: float = CONFIDENCE) -> dict:
+    """Paired comparison of two equal-length samples (same seeds): mean difference a - b, its
+    Student-t confidence interval and the paired t-test p-value (two-sided). With one pair only
+    the difference is defined (ci and p are None); with zero spread the interval has width 0
+    and p is 0 (a nonzero difference) or 1 (none)."""
+    from scipy import stats as st
+
+    d = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
+    n = len(d)
+    out = {"n": n, "diff": float(d.mean()) if n else float("nan"), "ci_low": None, "ci_high": None,
+           "ci_half_width": None, "p_value": None}
+    if n < 2:
+        return out
+    sd = float(d.std(ddof=1))
+    hw = t_half_width(sd, n, confidence)
+    out.update(ci_low=out["diff"] - hw, ci_high=out["diff"] + hw, ci_half_width=hw)
+    if sd == 0:
+        out["p_value"] = 0.0 if out["diff"] != 0 else 1.0
+    else:
+        out["p_value"] = float(st.ttest_1samp(d, 0.0).pvalue)
+    return out

@@ -40,6 +40,7 @@ from .errors import CheckpointError, SSLBenchError, TrainingDivergedError
 from .method import DataSpec, Method
 from .optim import make_optimizer, warmup_cosine
 from .registry import METHODS
+from .results import CHECKPOINT_SCHEMA_VERSION
 from .views import view_generator
 
 
@@ -244,7 +245,7 @@ def train(cfg: RunConfig, out: str | Path, resume: bool = False, data: Data | No
         train_seconds += time.perf_counter() - t0
         if main:
             meta = {
-                "method": cfg.method, "dataset": cfg.dataset, "backbone": bb_name, "epoch": epoch + 1,
+                "schema_version": CHECKPOINT_SCHEMA_VERSION, "method": cfg.method, "dataset": cfg.dataset, "backbone": bb_name, "epoch": epoch + 1,
                 "epochs": cfg.epochs, "step": step, "config": cfg.to_dict(), "config_hash": cfg.hash(),
                 "kind": data.kind, "input_shape": list(data.input_shape), "out_dim": method.out_dim,
                 "train_seconds": train_seconds, "versions": provenance.versions(),
