@@ -16,13 +16,16 @@ from .errors import ConfigError
 #: Training budgets. ``None`` = the whole split. ``quick`` is the default of ``ssl-bench run``.
 PRESETS: dict[str, dict[str, Any]] = {
     # seconds: for tests and for trying a new plugin
-    "smoke": dict(epochs=1, batch_size=128, train_subset=2048, eval_train_subset=2048, eval_test_subset=1000),
+    "smoke": dict(epochs=1, batch_size=128, train_subset=2048, eval_train_subset=2048, eval_test_subset=1000,
+                  knn_monitor_every=0),
     # minutes on 2 CPU cores for the default dataset: the README's leaderboard. Batch 128 (312
     # steps) rather than 256 (156): EMA-target methods need steps; at 156 BYOL stayed below
     # random-init (79.5 vs 80.6 k-NN top-1) and reached 81.1 at 312 steps, SimCLR 83.5 -> 83.9.
-    "quick": dict(epochs=2, batch_size=128, train_subset=20000, eval_train_subset=None, eval_test_subset=None),
+    "quick": dict(epochs=2, batch_size=128, train_subset=20000, eval_train_subset=None, eval_test_subset=None,
+                  knn_monitor_every=1),
     # the real thing (a GPU is advised)
-    "full": dict(epochs=100, batch_size=256, train_subset=None, eval_train_subset=None, eval_test_subset=None),
+    "full": dict(epochs=100, batch_size=256, train_subset=None, eval_train_subset=None, eval_test_subset=None,
+                 knn_monitor_every=5),
 }
 
 #: Values of the ``precision`` key (see :mod:`ssl_bench.precision`; defined here so that reading a
@@ -31,7 +34,7 @@ PRECISIONS = ("auto", "fp32", "bf16")
 
 #: Keys that do not change what is trained: left out of the config hash.
 NON_TRAINING_KEYS = {"device", "data_root", "num_threads", "evaluators", "eval_kwargs", "log_every",
-                     "progress", "compile"}
+                     "progress", "compile", "knn_monitor_every"}
 
 
 @dataclass
@@ -64,6 +67,7 @@ class RunConfig:
     progress: bool = True
     compile: bool = False
     precision: str = "auto"  # auto | fp32 | bf16 (ssl_bench.precision)
+    knn_monitor_every: int | None = None  # online k-NN monitor every N epochs, 0 = off (ssl_bench.monitor)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -128,6 +132,8 @@ class RunConfig:
                 raise ConfigError(f"config key {f.name!r} must be a list, got {v!r}")
             if t == "bool" and not isinstance(v, bool):
                 raise ConfigError(f"config key {f.name!r} must be true/false, got {v!r}")
+        if self.knn_monitor_every is not None and self.knn_monitor_every < 0:
+            raise ConfigError(f"config key 'knn_monitor_every' must be >= 0, got {self.knn_monitor_every}")
         for k in ("epochs", "batch_size", "train_subset", "eval_train_subset", "eval_test_subset"):
             v = getattr(self, k)
             if v is not None and v < 1:
