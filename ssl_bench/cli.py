@@ -105,7 +105,8 @@ def cmd_run(a) -> int:
     if not a.no_report:
         from .report import write_report
 
-        written.append(write_report(Path(a.out), Path(a.report_out)))
+        report_dir = Path(a.report_out) if a.report_out else Path(a.out).parent / "report"
+        written.append(write_report(Path(a.out), report_dir))
     print(f"{len(rows)} result rows; wrote " + ", ".join(str(p) for p in written))
     return 0
 
@@ -294,7 +295,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--leaderboards", default="leaderboards", help="where tables go (default: leaderboards/)")
     r.add_argument("--no-baselines", action="store_true", help="skip the pixels / random-init rows")
     r.add_argument("--no-report", action="store_true", help="do not write the HTML report at the end")
-    r.add_argument("--report-out", default="report", help="where the HTML report goes (default: report/)")
+    r.add_argument("--report-out", default=None, help="where the HTML report goes (default: report/ next to the "
+                   "runs directory, i.e. report/ for the default --out runs)")
     r.add_argument("--launcher", default="inprocess", choices=["inprocess", "local", "slurm"],
                    help="inprocess (default) | local: a submitit process per (method, seed) | slurm: a "
                    "submitit SLURM job per (method, seed); the driver waits and writes the leaderboards")

@@ -52,7 +52,7 @@ def learning_curves(curves: dict[str, dict[str, list]]) -> bytes:
         ax.tick_params(labelsize=7)
         if c.get("knn"):
             ax2 = ax.twinx()
-            ax2.plot(c["knn_epoch"], c["knn"], "s-", color="tab:orange", ms=3)
+            ax2.plot(c["knn_epoch"], c["knn"], "s--", color="tab:orange", ms=3, alpha=0.8)
             ax2.set_ylabel("k-NN monitor %", fontsize=8, color="tab:orange")
             ax2.tick_params(labelsize=7)
     fig.tight_layout()

@@ -41,7 +41,7 @@ from .stats import small_work_threads
 #: Figure sections in page order: (anchor id, title, one-line caption).
 SECTIONS = [
     ("curves", "Learning curves", "Training loss per epoch (blue, left axis) and the online k-NN monitor "
-     "(orange, right axis: k-NN top-1 on a fixed 1000/500 labelled subset, config knn_monitor_every)."),
+     "(orange, dashed, right axis: k-NN top-1 on a fixed 1000/500 labelled subset, config knn_monitor_every)."),
     ("monitor", "Online k-NN monitor", "k-NN top-1 on the monitor subset per epoch, every run on one axis."),
     ("spectra", "Eigen-spectra", "Eigenvalues of the embedding covariance (train split, collapse evaluator), "
      "normalised to sum 1, log scale; pixels (dashed) and random-init (dotted) as references. A spectrum that "

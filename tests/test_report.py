@@ -52,20 +52,19 @@ MOG_FIGURES = ["curves", "monitor", "spectra", "rankme", "pca", "knn-prf", "ener
 @pytest.fixture(scope="module")
 def report_dir(tmp_path_factory):
     """A tiny two-dataset runs directory: simclr + dsm on mog2d through `ssl-bench run` (which
-    writes the report by default), then simclr on digits with the reconstruction evaluator, and
-    `ssl-bench report` over both."""
+    writes the report by default, to report/ next to the runs directory), then simclr on digits with
+    the reconstruction evaluator (--no-report), and `ssl-bench report` over both into page/."""
     root = tmp_path_factory.mktemp("report")
     common = ["--preset", "smoke", "--device", "cpu", "--no-progress", "--set", "precision=fp32",
               "--out", str(root / "runs"), "--leaderboards", str(root / "lb")]
     assert main(["run", "--dataset", "mog2d", "--methods", "simclr,dsm", "--epochs", "2", "--batch-size", "64",
                  "--set", "train_subset=512", "--set", "eval_train_subset=512", "--set", "eval_test_subset=256",
-                 "--set", "knn_monitor_every=1", "--evaluators", "knn,rankme,collapse",
-                 "--report-out", str(root / "run-report")] + common) == 0
+                 "--set", "knn_monitor_every=1", "--evaluators", "knn,rankme,collapse"] + common) == 0
     assert main(["run", "--dataset", "digits", "--methods", "simclr", "--epochs", "1", "--batch-size", "64",
                  "--set", "train_subset=512", "--set", "eval_train_subset=512", "--set", "eval_test_subset=128",
                  "--evaluators", "knn,rankme,collapse,reconstruction", "--no-report",
                  "--set", "eval_kwargs={reconstruction: {n_train: 128, n_test: 64, hidden: 32}}"] + common) == 0
-    assert main(["report", "--runs", str(root / "runs"), "--out", str(root / "report"), "--quiet"]) == 0
+    assert main(["report", "--runs", str(root / "runs"), "--out", str(root / "page"), "--quiet"]) == 0
     return root
 
 
@@ -74,13 +73,12 @@ def _sections(page: str) -> dict[str, str]:
 
 
 def test_run_writes_the_report_by_default(report_dir):
-    page = (report_dir / "run-report" / "index.html").read_text()
+    page = (report_dir / "report" / "index.html").read_text()
     assert "mog2d" in page and "digits" not in page  # written at the end of the first run only
-    assert not (report_dir / "lb" / "report").exists()
 
 
 def test_report_is_self_contained(report_dir):
-    page = (report_dir / "report" / "index.html").read_text()
+    page = (report_dir / "page" / "index.html").read_text()
     assert not re.search(r'(src|href)\s*=\s*["\']?\s*(https?:|//)', page, re.I)
     assert "<script" not in page.lower() and "<link" not in page.lower() and "@import" not in page
     srcs = re.findall(r'<img [^>]*src="([^"]+)"', page)
@@ -90,7 +88,7 @@ def test_report_is_self_contained(report_dir):
 
 
 def test_report_has_table_first_then_every_figure(report_dir):
-    page = (report_dir / "report" / "index.html").read_text()
+    page = (report_dir / "page" / "index.html").read_text()
     sec = _sections(page)
     for ds in ("mog2d", "digits"):
         ids = [s for s in re.findall(r'<section id="([^"]+)">', page) if s.startswith(ds + "-")]
@@ -135,7 +133,7 @@ def test_report_renders_in_headless_chromium(report_dir, tmp_path):
     import numpy as np
     from PIL import Image
 
-    page = (report_dir / "report" / "index.html").read_text()
+    page = (report_dir / "page" / "index.html").read_text()
     probe = tmp_path / "probe.html"  # the page plus a script that reports what the browser decoded
     probe.write_text(page.replace("</body>", CHECK_JS + "</body>"))
     flags = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
@@ -149,7 +147,7 @@ def test_report_renders_in_headless_chromium(report_dir, tmp_path):
                                           "simclr", "pixels", "random-init"])  # digits
     shot = tmp_path / "shot.png"
     subprocess.run(flags + ["--window-size=1400,2400", "--hide-scrollbars", f"--screenshot={shot}",
-                            (report_dir / "report" / "index.html").as_uri()],
+                            (report_dir / "page" / "index.html").as_uri()],
                    capture_output=True, timeout=120, check=True)
     px = np.asarray(Image.open(shot).convert("RGB"), dtype=np.float32)
     assert px.shape[:2] == (2400, 1400)
