@@ -1,7 +1,7 @@
 """Online k-NN monitor: k-NN top-1 on a fixed small labelled subset during training.
 
 Every ``knn_monitor_every`` epochs (config key; 0 = off, the ``smoke`` default; on in ``quick``
-and ``full``) the trainer embeds a seeded, fixed subset of the training split (the memory bank,
+and ``full``, and in any preset that does not set it) the trainer embeds a seeded, fixed subset of the training split (the memory bank,
 ``bank`` samples with their labels) and of the test split (``queries`` samples) with the current
 encoder in eval mode, and logs the weighted k-NN top-1 accuracy in % (cosine, k = 20, T = 0.07,
 the ``knn`` evaluator's defaults) as ``knn_monitor`` in ``train_log.csv``. The subset is drawn
@@ -36,6 +36,12 @@ class KNNMonitor:
         finally:
             method.train(was_training)
         return knn_accuracy(bank, self.bank_y, query, self.query_y, k=20, temperature=0.07, backend="torch")["top1"]
+
+
+def every(cfg) -> int:
+    """The config's ``knn_monitor_every``; a preset that does not set it (None) gets 1: the
+    monitor is on unless a preset (``smoke``) or the user turns it off with 0."""
+    return 1 if cfg.knn_monitor_every is None else int(cfg.knn_monitor_every)
 
 
 def due(epoch: int, every: int, epochs: int) -> bool:
