@@ -117,6 +117,11 @@ def cmd_run(a) -> int:
         rows = run_sweep(methods, base, seeds, Path(a.out), baselines=not a.no_baselines)
     written = write_leaderboards(Path(a.out), Path(a.leaderboards), [base.dataset],
                                  command="ssl-bench leaderboard")
+    if not a.no_report:
+        from .report import write_report
+
+        report_dir = Path(a.report_out) if a.report_out else Path(a.out).parent / "report"
+        written.append(write_report(Path(a.out), report_dir))
     print(f"{len(rows)} result rows; wrote " + ", ".join(str(p) for p in written))
     return 0
 
@@ -283,6 +288,14 @@ def cmd_compare(a) -> int:
     return 0
 
 
+def cmd_report(a) -> int:
+    from .report import write_report
+
+    log = None if a.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
+    print(f"wrote {write_report(Path(a.runs), Path(a.out), log=log)}")
+    return 0
+
+
 def cmd_check_collapse(a) -> int:
     from .collapse import builtin_cases_path, format_table, load_cases, run_suite
 
@@ -324,6 +337,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", default="runs", help="runs directory (default: runs/)")
     r.add_argument("--leaderboards", default="leaderboards", help="where tables go (default: leaderboards/)")
     r.add_argument("--no-baselines", action="store_true", help="skip the pixels / random-init rows")
+    r.add_argument("--no-report", action="store_true", help="do not write the HTML report at the end")
+    r.add_argument("--report-out", default=None, help="where the HTML report goes (default: report/ next to the "
+                   "runs directory, i.e. report/ for the default --out runs)")
     r.add_argument("--launcher", default="inprocess", choices=["inprocess", "local", "slurm"],
                    help="inprocess (default) | local: a submitit process per (method, seed) | slurm: a "
                    "submitit SLURM job per (method, seed); the driver waits and writes the leaderboards")
@@ -394,6 +410,16 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("--json", action="store_true", help="print one JSON object")
     cp.set_defaults(func=cmd_compare)
 
+    rp = sub.add_parser("report", help="one self-contained HTML page: leaderboard + figures", epilog=EPILOG,
+                        description="Write OUT/index.html from the runs under RUNS: the leaderboard table, then "
+                        "learning curves (with the online k-NN monitor), eigen-spectra, RankMe vs k-NN, PCA "
+                        "scatters, k-NN precision/recall/F1, reconstruction grids and, for mog2d runs, energy "
+                        "landscapes and the DSM field with Langevin samples. Images are embedded (no network). "
+                        "See docs/report.md.")
+    rp.add_argument("--runs", default="runs", help="runs directory (default: runs/)")
+    rp.add_argument("--out", default="report", help="output directory (default: report/)")
+    rp.add_argument("--quiet", action="store_true", help="no per-figure timing on stderr")
+    rp.set_defaults(func=cmd_report)
     cc = sub.add_parser("check-collapse", help="collapse regression suite: train tiny cases, compare the "
                         "collapse verdicts with the expected ones", epilog=EPILOG,
                         description="Run every case x seed of a cases file (default: the built-in facts from "

@@ -16,18 +16,22 @@ from .errors import ConfigError
 #: Training budgets. ``None`` = the whole split. ``quick`` is the default of ``ssl-bench run``.
 PRESETS: dict[str, dict[str, Any]] = {
     # seconds: for tests and for trying a new plugin
-    "smoke": dict(epochs=1, batch_size=128, train_subset=2048, eval_train_subset=2048, eval_test_subset=1000),
+    "smoke": dict(epochs=1, batch_size=128, train_subset=2048, eval_train_subset=2048, eval_test_subset=1000,
+                  knn_monitor_every=0),
     # minutes on 2 CPU cores for the default dataset: the README's leaderboard. Batch 128 (312
     # steps) rather than 256 (156): EMA-target methods need steps; at 156 BYOL stayed below
     # random-init (79.5 vs 80.6 k-NN top-1) and reached 81.1 at 312 steps, SimCLR 83.5 -> 83.9.
-    "quick": dict(epochs=2, batch_size=128, train_subset=20000, eval_train_subset=None, eval_test_subset=None),
+    "quick": dict(epochs=2, batch_size=128, train_subset=20000, eval_train_subset=None, eval_test_subset=None,
+                  knn_monitor_every=1),
     # the reference leaderboard (leaderboards/fashion-mnist-standard.md): the whole training set,
     # each method's own recipe, 20 epochs at batch 256 (4,680 steps, 15x quick's 312). On 2 CPU
     # cores one method takes about 1-2.5 h (bf16 / fp32), so the board grows one run at a time
-    # (scripts/standard-board.sh, resumable); on one GPU the whole board takes minutes.
-    "standard": dict(epochs=20, batch_size=256, train_subset=None, eval_train_subset=None, eval_test_subset=None),
+    # (scripts/standard_board.py, resumable); on one GPU the whole board takes minutes.
+    "standard": dict(epochs=20, batch_size=256, train_subset=None, eval_train_subset=None, eval_test_subset=None,
+                     knn_monitor_every=2),
     # the real thing (a GPU is advised)
-    "full": dict(epochs=100, batch_size=256, train_subset=None, eval_train_subset=None, eval_test_subset=None),
+    "full": dict(epochs=100, batch_size=256, train_subset=None, eval_train_subset=None, eval_test_subset=None,
+                 knn_monitor_every=5),
 }
 
 #: Values of the ``precision`` key (see :mod:`ssl_bench.precision`; defined here so that reading a
@@ -36,7 +40,7 @@ PRECISIONS = ("auto", "fp32", "bf16")
 
 #: Keys that do not change what is trained: left out of the config hash.
 NON_TRAINING_KEYS = {"device", "data_root", "num_threads", "evaluators", "eval_kwargs", "log_every",
-                     "progress", "compile"}
+                     "progress", "compile", "knn_monitor_every"}
 
 
 @dataclass
@@ -70,6 +74,7 @@ class RunConfig:
     progress: bool = True
     compile: bool = False
     precision: str = "auto"  # auto | fp32 | bf16 (ssl_bench.precision)
+    knn_monitor_every: int | None = None  # online k-NN monitor every N epochs, 0 = off (ssl_bench.monitor)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -134,6 +139,8 @@ class RunConfig:
                 raise ConfigError(f"config key {f.name!r} must be a list, got {v!r}")
             if t == "bool" and not isinstance(v, bool):
                 raise ConfigError(f"config key {f.name!r} must be true/false, got {v!r}")
+        if self.knn_monitor_every is not None and self.knn_monitor_every < 0:
+            raise ConfigError(f"config key 'knn_monitor_every' must be >= 0, got {self.knn_monitor_every}")
         for k in ("epochs", "batch_size", "train_subset", "eval_train_subset", "eval_test_subset"):
             v = getattr(self, k)
             if v is not None and v < 1:

@@ -38,6 +38,7 @@ from .config import RunConfig
 from .datasets import Data, load_dataset
 from .errors import CheckpointError, SSLBenchError, TrainingDivergedError
 from .method import DataSpec, Method
+from .monitor import KNNMonitor, due, every as monitor_every_of
 from .optim import make_optimizer, warmup_cosine
 from .registry import METHODS
 from .results import CHECKPOINT_SCHEMA_VERSION
@@ -208,6 +209,8 @@ def train(cfg: RunConfig, out: str | Path, resume: bool = False, data: Data | No
     normalize = _normalizer(data, device)
     bb_name = backbone_name(cfg, data.kind)
     autocast = precision.autocast(device, prec)
+    monitor_every = monitor_every_of(cfg)
+    monitor = KNNMonitor(full) if monitor_every and main and full.num_classes else None
     for epoch in range(start_epoch, cfg.epochs):
         t0 = time.perf_counter()
         method.train()
@@ -243,6 +246,8 @@ def train(cfg: RunConfig, out: str | Path, resume: bool = False, data: Data | No
         if not all(np.isfinite(v) for v in means.values()):
             raise TrainingDivergedError(_diverged_msg(cfg, epoch, step, means.get("loss", float("nan")), ckpt_dir))
         train_seconds += time.perf_counter() - t0
+        if monitor is not None and due(epoch + 1, monitor_every, cfg.epochs):  # not in train_seconds
+            means["knn_monitor"] = monitor(method, device, prec)
         if main:
             meta = {
                 "schema_version": CHECKPOINT_SCHEMA_VERSION, "method": cfg.method, "dataset": cfg.dataset, "backbone": bb_name, "epoch": epoch + 1,

@@ -1,0 +1,433 @@
+"""``ssl-bench report``: one self-contained HTML page from a runs directory.
+
+The page holds, per dataset, the leaderboard table (rendered from
+:func:`ssl_bench.leaderboard.to_markdown`, so it follows whatever the leaderboard shows), then
+one section per figure. Images are PNGs drawn by matplotlib (Agg, :mod:`ssl_bench.figures`) and
+embedded as base64 ``data:`` URIs: no network, no CDN, no script; the file reads offline.
+
+Every figure comes from what runs already store:
+
+=====================  ==================================================================
+learning curves        ``train_log.csv`` (loss per epoch; ``knn_monitor``, the online k-NN)
+eigen-spectra          ``artifacts/*collapse-spectrum.npy`` (collapse evaluator), references too
+RankMe vs k-NN         the result rows (``rankme.rank``, ``knn.top1``), mean over seeds
+PCA scatters           ``embeddings/<last checkpoint>-*.npz`` (the cached test embeddings)
+k-NN P/R/F1            the same cached embeddings, the ``knn`` evaluator's vote (k = 20, T = 0.07)
+reconstruction grids   ``artifacts/*reconstruction.png`` (reconstruction evaluator)
+energy landscapes      ``mog2d`` runs: the last checkpoint's encoder on a grid of the plane
+DSM field + Langevin   ``mog2d`` ``dsm`` runs: score head from ``checkpoints/resume.pt``
+=====================  ==================================================================
+
+Per-run figures use one run per (method, backbone): the lowest seed. A section without data says
+so in one line instead of showing an image.
+"""
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import json
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import figures
+from .checkpoint import atomic_write_text, latest_epoch_checkpoint
+from .stats import small_work_threads
+
+#: Figure sections in page order: (anchor id, title, one-line caption).
+SECTIONS = [
+    ("curves", "Learning curves", "Training loss per epoch (blue, left axis) and the online k-NN monitor "
+     "(orange, dashed, right axis: k-NN top-1 on a fixed 1000/500 labelled subset, config knn_monitor_every)."),
+    ("monitor", "Online k-NN monitor", "k-NN top-1 on the monitor subset per epoch, every run on one axis."),
+    ("spectra", "Eigen-spectra", "Eigenvalues of the embedding covariance (train split, collapse evaluator), "
+     "normalised to sum 1, log scale; pixels (dashed) and random-init (dotted) as references. A spectrum that "
+     "falls off a cliff is dimensional collapse."),
+    ("rankme", "RankMe vs k-NN", "Effective rank of the embeddings against k-NN top-1, one point per "
+     "(method, backbone), mean over seeds; references as grey squares."),
+    ("pca", "Embeddings (PCA)", "Test embeddings projected on their first two principal components, "
+     "coloured by class (up to 2000 points per panel)."),
+    ("knn-prf", "k-NN precision, recall, F1", "The k-NN evaluator's weighted vote (cosine, k = 20, T = 0.07) "
+     "on the cached embeddings: per-class F1 (heat map) and macro averages (table)."),
+    ("reconstruction", "Reconstruction grids", "Test images after the reconstruction evaluator: originals "
+     "(top row), perturbed inputs (noise + masked patches), frozen-encoder reconstructions, fine-tuned "
+     "reconstructions (bottom row)."),
+    ("energy", "Energy landscapes (mog2d)", "E(x) = −cos(f(x), f(anchor)) over the plane for every method "
+     "trained on mog2d; blue = low energy (similar to the anchor, red star), grey dots = test points."),
+    ("dsm", "Denoising score matching (mog2d)", "The learned score as a vector field at the smallest noise "
+     "level, and samples drawn from it by annealed Langevin dynamics next to the true mixture."),
+]
+
+CSS = """body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px auto;
+max-width:1400px;color:#222;padding:0 16px}h1{font-size:26px}h2{border-bottom:1px solid #ccc;padding-bottom:4px;
+margin-top:36px}table{border-collapse:collapse;font-size:12px;margin:8px 0}th,td{border:1px solid #ccc;
+padding:3px 6px;text-align:right}th{background:#f0f0f0}td:first-child,td:nth-child(2),td:nth-child(3)
+{text-align:left}img{max-width:100%;height:auto;border:0}figure{margin:12px 0}figcaption,.note{color:#555;
+font-size:13px}.grid{display:flex;flex-wrap:wrap;gap:16px}.grid figure{margin:0}.missing{color:#a33}"""
+
+
+@dataclass
+class Run:
+    """A trained run (``config.json`` + checkpoints) or a baseline (results only)."""
+
+    path: Path
+    method: str
+    dataset: str
+    backbone: str
+    seed: int
+    config: dict = field(default_factory=dict)
+    checkpoint: Path | None = None
+
+    @property
+    def label(self) -> str:
+        return self.method if self.backbone in ("-", "cnn-small", "mlp", "") else f"{self.method} ({self.backbone})"
+
+    @property
+    def is_baseline(self) -> bool:
+        return self.checkpoint is None
+
+
+def find_runs(runs_dir: Path) -> list[Run]:
+    out = []
+    for d in sorted(p for p in Path(runs_dir).iterdir() if p.is_dir()) if Path(runs_dir).is_dir() else []:
+        ckpt = latest_epoch_checkpoint(d / "checkpoints")
+        if ckpt is not None and (d / "config.json").is_file():
+            meta = json.loads(ckpt.with_suffix(".json").read_text()) if ckpt.with_suffix(".json").is_file() else {}
+            cfg = json.loads((d / "config.json").read_text())
+            out.append(Run(d, cfg["method"], cfg["dataset"], meta.get("backbone", cfg.get("backbone", "?")),
+                           int(cfg.get("seed", 0)), cfg, ckpt))
+        elif (d / "results.jsonl").is_file():
+            with open(d / "results.jsonl") as f:
+                first = next((json.loads(line) for line in f if line.strip()), None)
+            if first:
+                out.append(Run(d, first["method"], first["dataset"], first.get("backbone", "-"),
+                               int(first.get("seed", 0))))
+    return out
+
+
+def one_per_key(runs: list[Run]) -> list[Run]:
+    """The lowest-seed run of each (method, backbone), references first, then by method name."""
+    best: dict[tuple, Run] = {}
+    for r in runs:
+        k = (r.method, r.backbone)
+        if k not in best or r.seed < best[k].seed:
+            best[k] = r
+    return sorted(best.values(), key=lambda r: (not r.is_baseline, r.method, r.backbone))
+
+
+# -- data readers --------------------------------------------------------------------------------
+def read_curve(run: Run) -> dict | None:
+    p = run.path / "train_log.csv"
+    if not p.is_file():
+        return None
+    with open(p, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        return None
+    c = {"epoch": [int(r["epoch"]) for r in rows], "loss": [float(r["loss"]) for r in rows]}
+    mon = [(int(r["epoch"]), float(r["knn_monitor"])) for r in rows if r.get("knn_monitor")]
+    c["knn_epoch"], c["knn"] = [e for e, _ in mon], [v for _, v in mon]
+    return c
+
+
+def latest_artifact(run: Run, name: str) -> Path | None:
+    """``checkpoints/artifacts/<prefix><name>`` of the run's last checkpoint (prefix
+    ``epoch_NNNN-``, where ``ssl-bench eval`` writes them), or ``artifacts/<name>`` of a baseline."""
+    if run.checkpoint is not None:
+        p = run.checkpoint.parent / "artifacts" / f"{run.checkpoint.stem}-{name}"
+        return p if p.is_file() else None
+    p = run.path / "artifacts" / name
+    return p if p.is_file() else None
+
+
+def cached_embeddings(run: Run):
+    """The cached embeddings of the run's last checkpoint (largest split if several), or None."""
+    from .embeddings import Embeddings
+
+    if run.checkpoint is None:
+        return None
+    files = sorted((run.path / "embeddings").glob(f"{run.checkpoint.stem}-*.npz"), key=lambda p: p.stat().st_size)
+    return Embeddings.load(files[-1]) if files else None
+
+
+def pca2(x: np.ndarray) -> np.ndarray:
+    x = x - x.mean(0, keepdims=True)
+    _, _, vt = np.linalg.svd(x, full_matrices=False)
+    return x @ vt[:2].T
+
+
+def knn_prf(emb) -> dict:
+    """Per-class and macro precision / recall / F1 of the knn evaluator's weighted vote."""
+    from sklearn.metrics import precision_recall_fscore_support
+
+    from ssl_bench.evaluators.knn import knn_scores, nearest
+
+    ytr, yte = emb.train_y.astype(np.int64), emb.test_y.astype(np.int64)
+    c = int(max(ytr.max(), yte.max())) + 1
+    sims, idx = nearest(emb.train_x, emb.test_x, 20)
+    pred = np.argmax(knn_scores(sims, idx, ytr, c, 0.07), axis=1)
+    p, r, f, _ = precision_recall_fscore_support(yte, pred, labels=list(range(c)), zero_division=0)
+    return {"precision": p, "recall": r, "f1": f, "accuracy": float((pred == yte).mean())}
+
+
+def _mog_grid(data, n: int = 120, pad: float = 1.5):
+    lo = float(min(data.x_train.min(), data.x_test.min())) - pad
+    hi = float(max(data.x_train.max(), data.x_test.max())) + pad
+    xs = np.linspace(lo, hi, n, dtype=np.float32)
+    gx, gy = np.meshgrid(xs, xs)
+    return xs, xs, np.stack([gx.ravel(), gy.ravel()], 1)
+
+
+def energy_panel(run: Run, data) -> dict:
+    """E(x) = -cos(f(x), f(anchor)) on a grid; the anchor is the test point nearest the first
+    mixture centre (or the first test point)."""
+    import torch
+
+    from .embeddings import load_method_from_checkpoint
+
+    method, _, _ = load_method_from_checkpoint(run.checkpoint, torch.device("cpu"))
+    xs, ys, pts = _mog_grid(data)
+    xte = data.x_test.numpy()
+    centre = np.asarray(data.info.get("centers", [xte[0]])[0], dtype=np.float32)
+    anchor = xte[np.argmin(((xte - centre) ** 2).sum(1))]
+    with torch.no_grad():
+        f = method.encode(torch.from_numpy(pts)).float()
+        fa = method.encode(torch.from_numpy(anchor[None])).float()
+        e = -torch.nn.functional.cosine_similarity(f, fa, dim=1).numpy()
+    return {"xs": xs, "ys": ys, "energy": e.reshape(len(ys), len(xs)), "data": xte, "anchor": anchor}
+
+
+def dsm_panel(run: Run, data, n_samples: int = 1000, levels: int = 8, steps: int = 50, step: float = 0.1,
+              seed: int = 0):
+    """(xs, ys, score grid at sigma_min, Langevin samples, sigma_min): the full DSM method (trunk +
+    score head) from ``checkpoints/resume.pt``; annealed Langevin dynamics (Song & Ermon 2019, Alg. 1)
+    over ``levels`` noise levels from sigma_max to sigma_min, ``steps`` steps of size ``step`` · σ² each."""
+    import torch
+
+    from .checkpoint import load_resume
+    from .config import RunConfig
+    from .method import DataSpec
+    from .trainer import build_method
+
+    resume = run.path / "checkpoints" / "resume.pt"
+    if not resume.is_file():
+        return None
+    cfg = RunConfig.from_dict(run.config)
+    method = build_method(cfg, DataSpec("vector", tuple(data.input_shape)))
+    method.load_state_dict(load_resume(resume)["method"])
+    method.eval()
+    h = method.hp
+
+    def score(x, sigma):
+        ls = torch.full((len(x), 1), float(np.log(sigma)))
+        return method.head(torch.cat([method.backbone(x), ls], 1)).view(x.shape)
+
+    xs, ys, pts = _mog_grid(data, n=25)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        field_ = score(torch.from_numpy(pts), h.sigma_min).numpy().reshape(len(ys), len(xs), 2)
+        spread = float(data.x_train.std()) * 1.5
+        x = torch.randn(n_samples, 2, generator=g) * spread
+        for sigma in np.geomspace(h.sigma_max, h.sigma_min, levels):
+            a = step * float(sigma) ** 2
+            for _ in range(steps):
+                x = x + a / 2 * score(x, sigma) + (a ** 0.5) * torch.randn(x.shape, generator=g)
+    return xs, ys, field_, x.numpy(), h.sigma_min
+
+
+# -- HTML ----------------------------------------------------------------------------------------
+def _img(png: bytes, alt: str, min_width: int = 0) -> str:
+    """An embedded PNG; small images (e.g. 8x8-pixel digit grids) are shown scaled up by an integer
+    factor to at least ``min_width`` CSS pixels, pixelated rather than blurred."""
+    style = ""
+    w = int.from_bytes(png[16:20], "big") if png[12:16] == b"IHDR" else 0
+    if 0 < w < min_width:
+        style = f' style="width:{w * -(-min_width // w)}px;image-rendering:pixelated"'
+    return f'<img alt="{html.escape(alt)}"{style} src="data:image/png;base64,{base64.b64encode(png).decode()}">'
+
+
+def _md_inline(text: str) -> str:
+    t = html.escape(text)
+    t = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", t)
+    t = re.sub(r"(?<![\w])_(.+?)_(?![\w])", r"<i>\1</i>", t)
+    return re.sub(r"`(.+?)`", r"<code>\1</code>", t)
+
+
+def markdown_table_html(md: str) -> str:
+    """The leaderboard markdown (paragraphs + one pipe table) as HTML; the heading is dropped."""
+    out, rows = [], []
+    for line in md.splitlines():
+        if line.startswith("|"):
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            if not all(set(c) <= set("-: ") for c in cells):
+                rows.append(cells)
+        elif line.strip() and not line.startswith("#"):
+            out.append(f'<p class="note">{_md_inline(line)}</p>')
+    if rows:
+        head = "".join(f"<th>{_md_inline(c)}</th>" for c in rows[0])
+        body = "".join("<tr>" + "".join(f"<td>{_md_inline(c)}</td>" for c in r) + "</tr>" for r in rows[1:])
+        out.append(f'<table class="leaderboard"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>')
+    return "\n".join(out)
+
+
+def _section(sid: str, title: str, caption: str, body: str) -> str:
+    return (f'<section id="{sid}"><h2>{html.escape(title)}</h2><p class="note">{html.escape(caption)}</p>'
+            f"{body}</section>")
+
+
+def _missing(why: str) -> str:
+    return f'<p class="missing">No figure: {html.escape(why)}</p>'
+
+
+def dataset_sections(ds: str, runs: list[Run], frame, log=None) -> tuple[str, dict[str, str]]:
+    """(leaderboard HTML, {section id: body HTML}) for one dataset."""
+    from .leaderboard import aggregate, to_markdown
+
+    log = log or (lambda msg: None)
+    sub = frame[frame["dataset"] == ds] if len(frame) else frame
+    table = aggregate(sub) if len(sub) else None
+    lb = markdown_table_html(to_markdown(table, ds, "ssl-bench report")) if table is not None else \
+        _missing("no result rows for this dataset")
+    picked = one_per_key([r for r in runs if r.dataset == ds])
+    trained = [r for r in picked if not r.is_baseline]
+    body: dict[str, str] = {}
+
+    def timed(sid, fn):
+        t0 = time.perf_counter()
+        try:
+            body[sid] = fn()
+        finally:
+            log(f"[report] {ds} {sid}: {time.perf_counter() - t0:.1f}s")
+
+    def curves():
+        cs = {r.label: c for r in trained if (c := read_curve(r))}
+        if not cs:
+            return _missing("no train_log.csv"), _missing("no train_log.csv")
+        mon = {k: c for k, c in cs.items() if c["knn"]}
+        return (_img(figures.learning_curves(cs), f"{ds} learning curves"),
+                _img(figures.monitor_overlay(mon), f"{ds} k-NN monitor") if mon else
+                _missing("no run logged knn_monitor (set knn_monitor_every, on by default in quick and full)"))
+
+    t0 = time.perf_counter()
+    body["curves"], body["monitor"] = curves()
+    log(f"[report] {ds} curves: {time.perf_counter() - t0:.1f}s")
+
+    def spectra():
+        sp = {r.label: np.load(p) for r in picked if (p := latest_artifact(r, "collapse-spectrum.npy"))}
+        return _img(figures.eigen_spectra(sp), f"{ds} eigen-spectra") if sp else \
+            _missing("no collapse-spectrum.npy artifacts (collapse evaluator)")
+    timed("spectra", spectra)
+
+    def rankme():
+        if table is None or "rankme_rank_mean" not in table or "knn_top1_mean" not in table:
+            return _missing("no rankme and knn rows")
+        pts = {}
+        for _, r in table.iterrows():
+            if np.isfinite(r["rankme_rank_mean"]) and np.isfinite(r["knn_top1_mean"]):
+                name = r["method"] if r["backbone"] in ("-", "cnn-small", "mlp") else f"{r['method']} ({r['backbone']})"
+                pts[name] = (float(r["rankme_rank_mean"]), float(r["knn_top1_mean"]))
+        return _img(figures.rankme_vs_knn(pts), f"{ds} RankMe vs k-NN") if pts else _missing("no finite values")
+    timed("rankme", rankme)
+
+    embs = {r.label: e for r in trained if (e := cached_embeddings(r)) is not None}
+
+    def pca():
+        if not embs:
+            return _missing("no cached embeddings (run an evaluator on the checkpoints)")
+        panels = {}
+        for k, e in embs.items():
+            sel = np.random.default_rng(0).permutation(len(e.test_x))[:2000]
+            panels[k] = (pca2(e.test_x[sel].astype(np.float64)), e.test_y[sel])
+        return _img(figures.pca_scatters(panels), f"{ds} PCA scatters")
+    timed("pca", pca)
+
+    def prf():
+        labelled = {k: e for k, e in embs.items() if e.train_y is not None and e.test_y is not None}
+        if not labelled:
+            return _missing("no cached labelled embeddings")
+        res = {k: knn_prf(e) for k, e in labelled.items()}
+        rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{100 * v['accuracy']:.2f}</td>"
+                       f"<td>{100 * v['precision'].mean():.2f}</td><td>{100 * v['recall'].mean():.2f}</td>"
+                       f"<td>{100 * v['f1'].mean():.2f}</td></tr>" for k, v in res.items())
+        tab = ('<table class="prf"><thead><tr><th>method</th><th>top-1 %</th><th>macro precision %</th>'
+               f"<th>macro recall %</th><th>macro F1 %</th></tr></thead><tbody>{rows}</tbody></table>")
+        return _img(figures.f1_heatmap({k: v["f1"] for k, v in res.items()}), f"{ds} per-class F1") + tab
+    timed("knn-prf", prf)
+
+    def recon():
+        items = [(r.label, p) for r in trained if (p := latest_artifact(r, "reconstruction.png"))]
+        if not items:
+            return _missing("no reconstruction.png artifacts (reconstruction evaluator, image datasets)")
+        return '<div class="grid">' + "".join(
+            f"<figure>{_img(p.read_bytes(), f'{ds} {k} reconstruction', min_width=320)}<figcaption>{html.escape(k)}</figcaption>"
+            "</figure>" for k, p in items) + "</div>"
+    timed("reconstruction", recon)
+
+    mog = [r for r in trained if r.dataset == "mog2d"]
+    if mog:
+        from .datasets import load_dataset
+
+        data = load_dataset("mog2d", **mog[0].config.get("dataset_kwargs", {}))
+
+        def energy():  # small MLPs: one thread (ssl_bench.stats.small_work_threads), 10x faster when loaded
+            with small_work_threads(0):
+                return _img(figures.energy_landscapes({r.label: energy_panel(r, data) for r in mog}),
+                            f"{ds} energy landscapes")
+        timed("energy", energy)
+
+        def dsm():
+            parts = []
+            for r in (r for r in mog if r.method == "dsm"):
+                with small_work_threads(0):
+                    res = dsm_panel(r, data)
+                if res is not None:
+                    xs, ys, sc, samples, sigma = res
+                    parts.append(_img(figures.dsm_field(xs, ys, sc, samples, data.x_test.numpy(), sigma, r.label),
+                                      f"{ds} {r.label} DSM field and Langevin samples"))
+            return "".join(parts) or _missing("no dsm run with checkpoints/resume.pt")
+        timed("dsm", dsm)
+    else:
+        body["energy"] = _missing("energy landscapes are drawn for mog2d runs only")
+        body["dsm"] = _missing("the DSM field is drawn for mog2d dsm runs only")
+    return lb, body
+
+
+def build_html(runs_dir: Path, log=None) -> str:
+    from .leaderboard import load_frame
+
+    runs_dir = Path(runs_dir)
+    frame = load_frame(runs_dir)
+    runs = find_runs(runs_dir)
+    datasets = sorted((set(frame["dataset"]) if len(frame) else set()) | {r.dataset for r in runs})
+    parts = [f"<h1>ssl-bench report</h1><p class=\"note\">From <code>{html.escape(str(runs_dir))}</code>, "
+             f"{len(runs)} runs, generated {time.strftime('%Y-%m-%d %H:%M:%S %Z')} by "
+             "<code>ssl-bench report</code>. Self-contained: every image is embedded.</p>"]
+    if len(datasets) > 1:
+        parts.append("<p>Datasets: " + ", ".join(f'<a href="#{html.escape(d)}">{html.escape(d)}</a>'
+                                                  for d in datasets) + "</p>")
+    for ds in datasets:
+        lb, body = dataset_sections(ds, runs, frame, log)
+        prefix = "" if len(datasets) == 1 else f"{ds}-"
+        parts.append(f'<h1 id="{html.escape(ds)}">{html.escape(ds)}</h1>')
+        parts.append(_section(f"{prefix}leaderboard", f"Leaderboard: {ds}", "The leaderboard table "
+                              "(ssl-bench leaderboard), mean ± std over seeds.", lb))
+        for sid, title, caption in SECTIONS:
+            parts.append(_section(prefix + sid, title, caption, body[sid]))
+    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>ssl-bench report</title>"
+            f"<style>{CSS}</style></head><body>\n" + "\n".join(parts) + "\n</body></html>\n")
+
+
+def write_report(runs_dir: Path, out_dir: Path, log=None) -> Path:
+    """Write ``out_dir/index.html`` from ``runs_dir``; returns its path."""
+    from .errors import SSLBenchError
+
+    if not Path(runs_dir).is_dir() or not find_runs(Path(runs_dir)):
+        raise SSLBenchError(f"no runs under {runs_dir}: run `ssl-bench run` first")
+    page = build_html(Path(runs_dir), log)
+    out = Path(out_dir) / "index.html"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out, page)
+    return out

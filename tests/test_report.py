@@ -1,0 +1,157 @@
+"""ssl-bench report: the online k-NN monitor, the figures, the self-contained HTML page, and the
+page rendered in headless Chromium."""
+import csv
+import time
+
+import torch
+
+from ssl_bench.checkpoint import read_encoder
+from ssl_bench.trainer import train
+
+
+def _log(run_dir):
+    with open(run_dir / "train_log.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_knn_monitor_logs_accuracy_and_leaves_training_unchanged(tiny, runs, tmp_path):
+    on = train(tiny(method="vicreg", epochs=3, knn_monitor_every=2), runs)
+    off = train(tiny(method="vicreg", epochs=3), tmp_path / "off")  # smoke preset: monitor off
+    assert on.run_dir.name == off.run_dir.name  # a monitoring key is not part of the config hash
+    rows = _log(on.run_dir)
+    # every 2 epochs and at the last one; 8 mog2d components, chance = 12.5 %
+    assert [bool(r["knn_monitor"]) for r in rows] == [False, True, True]
+    assert all(30 < float(r["knn_monitor"]) <= 100 for r in rows if r["knn_monitor"])
+    assert "knn_monitor" not in _log(off.run_dir)[0]
+    a, _ = read_encoder(on.checkpoint)
+    b, _ = read_encoder(off.checkpoint)
+    assert all(torch.equal(v, b[k]) for k, v in a.items())
+
+
+def test_knn_monitor_presets():
+    from ssl_bench.config import RunConfig
+
+    from ssl_bench.config import PRESETS
+    from ssl_bench.monitor import every
+
+    got = {p: every(RunConfig(preset=p).with_preset()) for p in PRESETS}
+    assert got.pop("smoke") == 0 and all(v >= 1 for v in got.values())  # on in quick, full (and any other)
+
+
+# -- the report --------------------------------------------------------------------------------
+import base64  # noqa: E402
+import re  # noqa: E402
+import shutil  # noqa: E402
+import subprocess  # noqa: E402
+
+import pytest  # noqa: E402
+
+from ssl_bench.cli import main  # noqa: E402
+from ssl_bench.report import SECTIONS  # noqa: E402
+
+MOG_FIGURES = ["curves", "monitor", "spectra", "rankme", "pca", "knn-prf", "energy", "dsm"]
+
+
+@pytest.fixture(scope="module")
+def report_dir(tmp_path_factory):
+    """A tiny two-dataset runs directory: simclr + dsm on mog2d through `ssl-bench run` (which
+    writes the report by default, to report/ next to the runs directory), then simclr on digits with
+    the reconstruction evaluator (--no-report), and `ssl-bench report` over both into page/."""
+    root = tmp_path_factory.mktemp("report")
+    common = ["--preset", "smoke", "--device", "cpu", "--no-progress", "--set", "precision=fp32",
+              "--out", str(root / "runs"), "--leaderboards", str(root / "lb")]
+    assert main(["run", "--dataset", "mog2d", "--methods", "simclr,dsm", "--epochs", "2", "--batch-size", "64",
+                 "--set", "train_subset=512", "--set", "eval_train_subset=512", "--set", "eval_test_subset=256",
+                 "--set", "knn_monitor_every=1", "--evaluators", "knn,rankme,collapse"] + common) == 0
+    assert main(["run", "--dataset", "digits", "--methods", "simclr", "--epochs", "1", "--batch-size", "64",
+                 "--set", "train_subset=512", "--set", "eval_train_subset=512", "--set", "eval_test_subset=128",
+                 "--evaluators", "knn,rankme,collapse,reconstruction", "--no-report",
+                 "--set", "eval_kwargs={reconstruction: {n_train: 128, n_test: 64, hidden: 32}}"] + common) == 0
+    assert main(["report", "--runs", str(root / "runs"), "--out", str(root / "page"), "--quiet"]) == 0
+    return root
+
+
+def _sections(page: str) -> dict[str, str]:
+    return dict(re.findall(r'<section id="([^"]+)">(.*?)</section>', page, re.S))
+
+
+def test_run_writes_the_report_by_default(report_dir):
+    page = (report_dir / "report" / "index.html").read_text()
+    assert "mog2d" in page and "digits" not in page  # written at the end of the first run only
+
+
+def test_report_is_self_contained(report_dir):
+    page = (report_dir / "page" / "index.html").read_text()
+    assert not re.search(r'(src|href)\s*=\s*["\']?\s*(https?:|//)', page, re.I)
+    assert "<script" not in page.lower() and "<link" not in page.lower() and "@import" not in page
+    srcs = re.findall(r'<img [^>]*src="([^"]+)"', page)
+    assert srcs and all(s.startswith("data:image/png;base64,") for s in srcs)
+    for s in srcs:
+        assert base64.b64decode(s.split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_report_has_table_first_then_every_figure(report_dir):
+    page = (report_dir / "page" / "index.html").read_text()
+    sec = _sections(page)
+    for ds in ("mog2d", "digits"):
+        ids = [s for s in re.findall(r'<section id="([^"]+)">', page) if s.startswith(ds + "-")]
+        assert ids == [f"{ds}-leaderboard"] + [f"{ds}-{sid}" for sid, _, _ in SECTIONS]
+    table = sec["mog2d-leaderboard"]
+    for m in ("<b>simclr</b>", "<b>dsm</b>", "<i>pixels</i>", "<i>random-init</i>"):
+        assert m in table
+    assert "±" in table  # the leaderboard's uncertainty
+    for sid in MOG_FIGURES:
+        assert "<img " in sec[f"mog2d-{sid}"], sid
+    assert "No figure" in sec["mog2d-reconstruction"]  # vectors: no image grid
+    for sid in ("curves", "spectra", "rankme", "pca", "knn-prf", "reconstruction"):
+        assert "<img " in sec[f"digits-{sid}"], sid
+    assert "No figure" in sec["digits-monitor"]  # smoke preset: monitor off
+    # one energy landscape per mog2d method, the macro F1 table has both methods
+    assert sec["mog2d-knn-prf"].count("<tr><td>") == 2
+
+
+def test_report_without_runs_is_a_one_line_error(tmp_path, capsys):
+    assert main(["report", "--runs", str(tmp_path / "nothing"), "--out", str(tmp_path / "r")]) == 2
+    assert "no runs under" in capsys.readouterr().err
+
+
+CHECK_JS = """<script>window.addEventListener('load', () => {
+  const imgs = [...document.images];
+  const r = {images: imgs.length, decoded: imgs.filter(i => i.complete && i.naturalWidth > 0).length,
+             rows: [...document.querySelectorAll('section[id$="leaderboard"] table.leaderboard tbody tr')]
+                   .map(tr => tr.cells[0].textContent)};
+  const pre = document.createElement('pre'); pre.id = 'check'; pre.textContent = JSON.stringify(r);
+  document.body.appendChild(pre);
+});</script>"""
+
+
+def _chromium():
+    return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+@pytest.mark.skipif(_chromium() is None, reason="Chromium not installed (apt-get install chromium; .ci/run does)")
+def test_report_renders_in_headless_chromium(report_dir, tmp_path):
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    page = (report_dir / "page" / "index.html").read_text()
+    probe = tmp_path / "probe.html"  # the page plus a script that reports what the browser decoded
+    probe.write_text(page.replace("</body>", CHECK_JS + "</body>"))
+    flags = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+             "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=10000"]
+    dom = subprocess.run(flags + ["--dump-dom", probe.as_uri()], capture_output=True, text=True, timeout=120)
+    m = re.search(r'<pre id="check">(.*?)</pre>', dom.stdout)
+    assert m, dom.stderr[-2000:]
+    got = json.loads(m.group(1).replace("&quot;", '"'))
+    assert got["images"] == page.count("<img ") and got["decoded"] == got["images"]
+    assert sorted(got["rows"]) == sorted(["simclr", "dsm", "pixels", "random-init",  # mog2d
+                                          "simclr", "pixels", "random-init"])  # digits
+    shot = tmp_path / "shot.png"
+    subprocess.run(flags + ["--window-size=1400,2400", "--hide-scrollbars", f"--screenshot={shot}",
+                            (report_dir / "page" / "index.html").as_uri()],
+                   capture_output=True, timeout=120, check=True)
+    px = np.asarray(Image.open(shot).convert("RGB"), dtype=np.float32)
+    assert px.shape[:2] == (2400, 1400)
+    assert px.std() > 20 and len(np.unique(px.reshape(-1, 3)[::97], axis=0)) > 50  # not blank
