@@ -102,12 +102,15 @@ def tensors_digest(state: dict[str, torch.Tensor]) -> str:
 
 
 def save_encoder(path: Path, backbone: torch.nn.Module, meta: dict[str, Any]) -> None:
-    from safetensors.torch import save_file
-
     state = {k: v.detach().to("cpu").contiguous() for k, v in backbone.state_dict().items()}
     meta = {**meta, DIGEST_KEY: tensors_digest(state)}
     blob = json.dumps(meta, sort_keys=True, default=str)
-    atomic_write(path, lambda tmp: save_file(state, tmp, metadata={META_KEY: blob}))
+    from safetensors.torch import save as save_bytes
+
+    # serialised in memory, written with plain file I/O: a full disk or a file-size limit is an
+    # OSError (ENOSPC, EFBIG), never a library error halfway through a file
+    data = save_bytes(state, metadata={META_KEY: blob})
+    atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
     atomic_write_text(path.with_suffix(".json"), json.dumps(meta, indent=2, sort_keys=True, default=str) + "\n")
 
 
@@ -179,7 +182,12 @@ def check_meta(p: Path, meta: Any) -> None:
 
 
 def save_resume(path: Path, state: dict[str, Any]) -> None:
-    atomic_write(path, lambda tmp: torch.save(state, tmp))
+    import io
+
+    buf = io.BytesIO()  # see save_encoder: file errors stay OSErrors
+    torch.save(state, buf)
+    data = buf.getbuffer()
+    atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
 
 
 def load_resume(path: Path) -> dict[str, Any]:

@@ -33,6 +33,9 @@ def _names(text: str | None, what: str) -> list[str] | None:
     return names
 
 
+_SCI = __import__("re").compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
+
+
 def _parse_kv(items: list[str] | None, what: str) -> dict:
     import yaml
 
@@ -42,9 +45,15 @@ def _parse_kv(items: list[str] | None, what: str) -> dict:
             raise ConfigError(f"{what} must look like key=value, got {item!r}")
         k, v = item.split("=", 1)
         try:
-            out[k.strip()] = yaml.safe_load(v)
+            val = yaml.safe_load(v)
         except yaml.YAMLError as exc:
-            raise ConfigError(f"{what} {item!r}: cannot parse the value ({exc})") from exc
+            first = " ".join(str(exc).split())
+            raise ConfigError(f"{what} {item!r}: cannot parse the value ({first})") from None
+        if isinstance(val, str) and _SCI.match(val.strip()):  # YAML 1.1 reads 1e30 as a string
+            val = float(val)
+        if not k.strip():
+            raise ConfigError(f"{what} {item!r}: the key is empty")
+        out[k.strip()] = val
     return out
 
 
