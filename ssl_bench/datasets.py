@@ -72,7 +72,18 @@ class Data:
 
 
 def load_dataset(name: str, root: str | os.PathLike | None = None, **kwargs) -> Data:
-    return DATASETS.get(name)(root=root, **kwargs)
+    import inspect
+
+    loader = DATASETS.get(name)
+    try:
+        params = inspect.signature(loader).parameters
+    except (TypeError, ValueError):
+        params = {}
+    known = [p for p, v in params.items() if p != "root" and v.kind in (v.POSITIONAL_OR_KEYWORD, v.KEYWORD_ONLY)]
+    unknown = sorted(set(kwargs) - set(known))
+    if params and unknown:
+        raise ConfigError(f"dataset {name!r} has no option(s) {unknown}; known: {', '.join(known) or '(none)'}")
+    return loader(root=root, **kwargs)
 
 
 def data_root(root: str | os.PathLike | None, default: str | None = None) -> Path | None:

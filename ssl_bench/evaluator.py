@@ -48,8 +48,14 @@ _OPTION_RANGES: dict[str, tuple[float, float, bool, bool]] = {
     "complete_std_ratio": (0, math.inf, False, False), "dimensional_ratio": (0, math.inf, False, False),
     "n_views": (2, 1e4, True, True), "nlist": (0, 1e7, True, True), "nprobe": (0, 1e7, True, True),
     "fit_start": (0, 1e9, True, True), "fit_stop": (0, 1e9, True, True),
-    "epochs_frozen": (0, 1e5, True, True), "epochs_finetune": (0, 1e5, True, True),
+    "epochs_frozen": (0, 1e4, True, True), "epochs_finetune": (0, 1e4, True, True),
+    "n_pairs": (1, 1e6, True, True), "sigreg_directions": (1, 4096, True, True), "grid": (1, 64, True, True),
+    "hidden": (1, 1 << 16, True, True), "max_iter": (1, 1e5, True, True), "sweep_iter": (1, 1e5, True, True),
+    "epochs": (1, 1e4, True, True),
 }
+#: Counts that only cap a subsample (larger than the data = all of it) may be large; other
+#: integer counts stay below 1e6 (each unit costs time or memory).
+_CAP_NAMES = ("max_samples", "sweep_samples", "sigreg_samples", "n_train", "n_test", "n_samples")
 #: List options: (entry low, entry high, low inclusive, may be empty).
 _LIST_RANGES: dict[str, tuple[float, float, bool, bool]] = {
     "ks": (1, 1e6, True, True), "temperatures": (0, math.inf, False, True),
@@ -71,7 +77,8 @@ def check_option(evaluator: str, key: str, default: Any, v: Any) -> Any:
             raise ConfigError(f"{where} must be an integer, got {v!r}")
         v = type(default)(v)
         lo, hi, lo_inc, hi_inc = _OPTION_RANGES.get(
-            key, (1, 2**31, True, True) if isinstance(default, int) and default >= 1 else (-math.inf, math.inf, True, True))
+            key, ((1, 1e8 if key in _CAP_NAMES else 1e6, True, True) if isinstance(default, int) and default >= 1
+                  else (-math.inf, math.inf, True, True)))
         if not ((lo <= v if lo_inc else lo < v) and (v <= hi if hi_inc else v < hi)):
             raise ConfigError(f"{where} must lie in {'[' if lo_inc else '('}{lo:g}, {hi:g}{']' if hi_inc else ')'}, "
                               f"got {v!r}")

@@ -89,6 +89,8 @@ class Method(nn.Module):
                     raise ConfigError(f"method option {k!r} must be a finite number, got {v!r}")
                 if isinstance(d, int) and not float(v).is_integer():
                     raise ConfigError(f"method option {k!r} must be an integer, got {v!r}")
+                if "temp" in k and d > 0 and not v > 0:
+                    raise ConfigError(f"method option {k!r} is a temperature and must be > 0, got {v!r}")
                 if isinstance(d, int) and d >= 1 and (k.endswith("dim") or k.startswith(("n_", "num_"))) and not 1 <= v <= 1 << 20:
                     raise ConfigError(f"method option {k!r} is a size and must be in [1, {1 << 20}], got {v!r}")
             elif isinstance(d, str) and not isinstance(v, str):
