@@ -919,3 +919,30 @@ def test_data_faults_reach_the_cli_as_one_line(tmp_path, capsys, monkeypatch):
     code, _, err = _main(["train", "--dataset", "fashion-mnist", "--data-root", str(tmp_path), "--preset", "smoke",
                           "--out", str(tmp_path / "runs"), "--device", "cpu"], capsys)
     _assert_one_line_error(code, err)
+
+
+@pytest.mark.parametrize("exc", [np.linalg.LinAlgError("SVD did not converge"),
+                                 torch.linalg.LinAlgError("cholesky: the input is not positive-definite"),
+                                 EOFError("Ran out of input"), UnicodeDecodeError("utf-8", b"\xff", 0, 1, "bad")])
+def test_library_errors_reach_the_user_as_one_line(exc, bad_files, capsys, monkeypatch):
+    import ssl_bench.pipeline as pl
+
+    def boom(*a, **k):
+        raise exc
+
+    monkeypatch.setattr(pl, "run_evaluators", boom)
+    code, _, err = _main(["eval-embeddings", str(bad_files["good_npz"]), "--evaluators", "rankme"], capsys)
+    _assert_one_line_error(code, err)
+    assert type(exc).__name__ in err
+
+
+def test_an_unexpected_bug_still_shows_its_traceback(bad_files, capsys, monkeypatch):
+    """Only user-facing faults become one line: a programming error keeps its trace."""
+    import ssl_bench.pipeline as pl
+
+    def bug(*a, **k):
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(pl, "run_evaluators", bug)
+    with pytest.raises(ZeroDivisionError):
+        cli.main(["eval-embeddings", str(bad_files["good_npz"]), "--evaluators", "rankme"])
