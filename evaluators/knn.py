@@ -146,5 +146,11 @@ class KNN(Evaluator):
 
     def evaluate(self, emb):
         o = self.options
+        if o["backend"] not in ("auto", "faiss", "torch"):
+            raise ConfigError(f"unknown k-NN backend {o['backend']!r}; known: auto, faiss, torch")
+        if o["index"] not in ("flat", "ivf"):
+            raise ConfigError(f"unknown k-NN index {o['index']!r}; known: flat, ivf")
+        if max([o["k"], *o["ks"]]) > len(emb.train_x):
+            raise ConfigError(f"k-NN k = {max([o['k'], *o['ks']])} exceeds the {len(emb.train_x)} training embeddings")
         return knn_accuracy(emb.train_x, emb.train_y, emb.test_x, emb.test_y, o["k"], o["temperature"], o["backend"],
                             o["ks"], o["temperatures"], index=o["index"], nlist=o["nlist"], nprobe=o["nprobe"])

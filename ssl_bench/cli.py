@@ -9,7 +9,31 @@ from pathlib import Path
 
 from .errors import ConfigError, SSLBenchError
 
-EPILOG = "Errors print one line and exit with status 2. Docs: README.md and docs/."
+EPILOG = ("Errors print one line and exit with status 2 (--traceback or SSL_BENCH_TRACEBACK=1 shows the "
+          "full trace). Docs: README.md and docs/.")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with errors on one line (``ssl-bench: error: ...``, status 2), like every other error."""
+
+    def error(self, message: str):  # noqa: D401
+        msg = " ".join(message.split())
+        self.exit(2, f"ssl-bench: error: {self.prog}: {msg} (see `{self.prog} --help`)\n")
+
+
+def _names(text: str | None, what: str) -> list[str] | None:
+    """``"a, b"`` -> ["a", "b"]; an empty list or an empty name is an error."""
+    if text is None:
+        return None
+    names = [s.strip() for s in text.split(",")]
+    if not any(names):
+        raise ConfigError(f"{what} is empty: name at least one")
+    if not all(names):
+        raise ConfigError(f"{what} {text!r} holds an empty name")
+    return names
+
+
+_SCI = __import__("re").compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
 
 
 def _parse_kv(items: list[str] | None, what: str) -> dict:
@@ -21,9 +45,15 @@ def _parse_kv(items: list[str] | None, what: str) -> dict:
             raise ConfigError(f"{what} must look like key=value, got {item!r}")
         k, v = item.split("=", 1)
         try:
-            out[k.strip()] = yaml.safe_load(v)
+            val = yaml.safe_load(v)
         except yaml.YAMLError as exc:
-            raise ConfigError(f"{what} {item!r}: cannot parse the value ({exc})") from exc
+            first = " ".join(str(exc).split())
+            raise ConfigError(f"{what} {item!r}: cannot parse the value ({first})") from None
+        if isinstance(val, str) and _SCI.match(val.strip()):  # YAML 1.1 reads 1e30 as a string
+            val = float(val)
+        if not k.strip():
+            raise ConfigError(f"{what} {item!r}: the key is empty")
+        out[k.strip()] = val
     return out
 
 
@@ -85,36 +115,70 @@ def _config_from_args(a: argparse.Namespace, method: str | None = None):
         d["method"] = method
     if getattr(a, "opt", None):
         d["method_kwargs"] = {**d.get("method_kwargs", {}), **_parse_kv(a.opt, "--opt")}
-    if a.evaluators:
-        d["evaluators"] = [s.strip() for s in a.evaluators.split(",") if s.strip()]
+    if a.evaluators is not None:
+        d["evaluators"] = _names(a.evaluators, "--evaluators")
     if a.no_progress:
         d["progress"] = False
     return RunConfig.from_dict(d)
 
 
+def _method_opts(a, methods_text: str) -> tuple[dict, dict]:
+    """(options for every method, {method: options}) from ``--opt KEY=VALUE`` / ``--opt METHOD.KEY=VALUE``."""
+    common: dict = {}
+    scoped: dict = {}
+    for k, v in _parse_kv(getattr(a, "opt", None), "--opt").items():
+        if "." in k:
+            m, opt = k.split(".", 1)
+            if not m or not opt:
+                raise ConfigError(f"--opt keys look like KEY or METHOD.KEY, got {k!r}")
+            scoped.setdefault(m.strip().lower(), {})[opt.strip()] = v
+        else:
+            common[k] = v
+    several = methods_text.strip() == "all" or len([m for m in methods_text.split(",") if m.strip()]) > 1
+    if common and several:
+        raise ConfigError("--opt KEY=VALUE applies to one method; with several --methods write --opt METHOD.KEY=VALUE")
+    return common, scoped
+
+
 def cmd_run(a) -> int:
+    _names(a.methods, "--methods")
+    seeds = _run_seeds(a.seeds)
+    common, scoped = _method_opts(a, a.methods)
+    opt, a.opt = a.opt, None
+    base = _config_from_args(a)  # config errors before torch is imported
+    a.opt = opt
+    if common:
+        base = base.__class__.from_dict({**base.to_dict(), "method_kwargs": {**base.method_kwargs, **common}})
+
     from .leaderboard import write_leaderboards
-    from .pipeline import run_sweep
-    from .registry import METHODS
+    from .pipeline import SweepFailed, run_sweep
+    from .registry import EVALUATORS, METHODS
 
     methods = METHODS.resolve(a.methods)
-    base = _config_from_args(a, method=methods[0])
-    if getattr(a, "opt", None) and len(methods) > 1:
-        raise ConfigError("--opt applies to one method; use it with a single --methods name")
-    seeds = _run_seeds(a.seeds)
+    EVALUATORS.resolve(base.evaluators)
+    stray = sorted(set(scoped) - set(methods))
+    if stray:
+        raise ConfigError(f"--opt names method(s) {stray} that are not in --methods ({', '.join(methods)})")
+    base = base.__class__.from_dict({**base.to_dict(), "method": methods[0]})
     if a.launcher != "inprocess":
+        if scoped:
+            raise ConfigError("--opt METHOD.KEY=VALUE works with --launcher inprocess only")
         from .launch import SlurmOptions, submit_sweep
 
         slurm = SlurmOptions(partition=a.partition, timeout_min=a.timeout_min, gpus_per_node=a.gpus_per_node,
                              cpus_per_task=a.cpus_per_task)
         rows = submit_sweep(methods, base, seeds, Path(a.out), a.launcher, baselines=not a.no_baselines, slurm=slurm)
+        failures: list = []
     elif int(os.environ.get("WORLD_SIZE", "1")) > 1 and int(os.environ.get("RANK", "0")) != 0:
         from .launch import train_only  # torchrun: ranks > 0 join the training, rank 0 evaluates and writes
 
         train_only(methods, base, seeds, Path(a.out))
         return 0
     else:
-        rows = run_sweep(methods, base, seeds, Path(a.out), baselines=not a.no_baselines)
+        rows, failures = run_sweep(methods, base, seeds, Path(a.out), baselines=not a.no_baselines,
+                                   method_opts=scoped, return_failures=True)
+    if failures and len(failures) == len(methods) * len(seeds) and not any(r.get("status", "ok") == "ok" for r in rows):
+        raise SweepFailed(failures)
     written = write_leaderboards(Path(a.out), Path(a.leaderboards), [base.dataset],
                                  command="ssl-bench leaderboard")
     if not a.no_report:
@@ -122,15 +186,21 @@ def cmd_run(a) -> int:
 
         report_dir = Path(a.report_out) if a.report_out else Path(a.out).parent / "report"
         written.append(write_report(Path(a.out), report_dir))
-    print(f"{len(rows)} result rows; wrote " + ", ".join(str(p) for p in written))
+    ok_rows = [r for r in rows if r.get("status", "ok") == "ok"]
+    print(f"{len(ok_rows)} result rows; wrote " + ", ".join(str(p) for p in written))
+    if failures:
+        raise SweepFailed(failures)
     return 0
 
 
 def cmd_train(a) -> int:
+    cfg = _config_from_args(a, method=a.method)  # config errors before torch is imported
+
     from .distributed import is_main
+    from .registry import EVALUATORS
     from .trainer import train
 
-    cfg = _config_from_args(a, method=a.method)
+    EVALUATORS.resolve(cfg.evaluators)  # the evaluators its checkpoints will be judged by must exist
     res = train(cfg, Path(a.out), resume=a.resume)
     start = f" (resumed after epoch {res.resumed_from})" if res.resumed_from else ""
     if is_main():  # under torchrun, rank 0 reports
@@ -139,11 +209,23 @@ def cmd_train(a) -> int:
 
 
 def cmd_eval(a) -> int:
+    evaluators = _names(a.evaluators, "--evaluators")
+    if a.device is not None:
+        from .config import DEVICE_RE
+
+        if not DEVICE_RE.match(a.device.strip()):
+            raise ConfigError(f"unknown device {a.device!r}; use auto, cpu, cuda or cuda:N")
+
     from .pipeline import evaluate_checkpoint
 
-    evaluators = [s.strip() for s in a.evaluators.split(",")] if a.evaluators else None
-    rows = evaluate_checkpoint(Path(a.checkpoint), evaluators, device=a.device or "auto", dataset=a.dataset,
-                               data_root=a.data_root)
+    from .pipeline import ResultsNotSavedError
+
+    unsaved = None
+    try:
+        rows = evaluate_checkpoint(Path(a.checkpoint), evaluators, device=a.device or "auto", dataset=a.dataset,
+                                   data_root=a.data_root)
+    except ResultsNotSavedError as exc:  # the numbers are printed, the error says where the rows went
+        rows, unsaved = exc.rows, exc
     result: dict = {}
     for r in rows:
         result.setdefault(r["evaluator"], {})[r["metric"]] = r["value"]
@@ -152,6 +234,8 @@ def cmd_eval(a) -> int:
     else:
         for ev, metrics in result.items():
             print(f"{ev}: " + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
+    if unsaved is not None:
+        raise unsaved
     return 0
 
 
@@ -174,6 +258,8 @@ def load_embeddings_file(path: Path, need_labels: bool):
     x = {}
     for k in ("train_x", "test_x"):
         a = arrays[k]
+        if np.iscomplexobj(a):
+            raise ConfigError(f"{path}: {k} is complex; embeddings must be real numbers")
         if a.ndim != 2 or len(a) < 2 or a.shape[1] < 1 or not np.issubdtype(a.dtype, np.number):
             raise ConfigError(f"{path}: {k} must be a numeric (N >= 2, D >= 1) matrix, got shape {a.shape} "
                               f"dtype {a.dtype}")
@@ -191,9 +277,13 @@ def load_embeddings_file(path: Path, need_labels: bool):
         if a.ndim != 1 or len(a) != len(x[xk]):
             raise ConfigError(f"{path}: {k} must be a vector of {len(x[xk])} labels (one per row of {xk}), "
                               f"got shape {a.shape}")
+        if np.iscomplexobj(a):
+            raise ConfigError(f"{path}: {k} is complex; labels must be integers")
         if not (np.issubdtype(a.dtype, np.integer) or (np.issubdtype(a.dtype, np.floating) and np.isfinite(a).all()
                                                          and (a == np.round(a)).all())):
             raise ConfigError(f"{path}: {k} must hold integer class labels, got dtype {a.dtype}")
+        if len(a) and (a.min() < 0 or a.max() >= 100_000):
+            raise ConfigError(f"{path}: {k} labels must lie in [0, 100000), found {a.min()}..{a.max()}")
         y[k] = a.astype(np.int64)
     if (y["train_y"] is None) != (y["test_y"] is None):
         raise ConfigError(f"{path}: give both train_y and test_y, or neither")
@@ -201,10 +291,11 @@ def load_embeddings_file(path: Path, need_labels: bool):
 
 
 def cmd_eval_embeddings(a) -> int:
+    wanted = _names(a.evaluators, "--evaluators")
     from .pipeline import run_evaluators
     from .registry import EVALUATORS
 
-    names = EVALUATORS.resolve([s.strip() for s in a.evaluators.split(",") if s.strip()])
+    names = EVALUATORS.resolve(wanted)
     model_evs = [n for n in names if EVALUATORS.get(n).needs_model]
     if model_evs:
         raise ConfigError(f"evaluator(s) {', '.join(model_evs)} need a model, not embeddings: "
@@ -321,10 +412,12 @@ def cmd_check_collapse(a) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
-    p = argparse.ArgumentParser(prog="ssl-bench", description="Train, evaluate and rank self-supervised "
+    p = _Parser(prog="ssl-bench", description="Train, evaluate and rank self-supervised "
                                 "representation learners.", epilog=EPILOG)
     p.add_argument("--version", action="version", version=f"ssl-bench {__version__}")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    p.add_argument("--traceback", action="store_true",
+                   help="show the full Python traceback of an error (also: SSL_BENCH_TRACEBACK=1)")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
     r = sub.add_parser("run", help="train + evaluate methods x seeds, add baselines, write the leaderboard",
@@ -435,19 +528,87 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+#: Exceptions the CLI turns into one line and exit status 2 (besides every SSLBenchError):
+#: file-system faults, truncated and undecodable files, linear algebra on degenerate input.
+def _user_errors() -> tuple[type[BaseException], ...]:
+    import pickle
+    import zlib
+
+    errs: list[type[BaseException]] = [OSError, EOFError, UnicodeError, pickle.UnpicklingError, zlib.error,
+                                       MemoryError]
+    for mod, name in (("numpy.linalg", "LinAlgError"), ("torch._C", "_LinAlgError"),
+                      ("json", "JSONDecodeError"), ("yaml", "YAMLError"), ("gzip", "BadGzipFile"),
+                      ("PIL", "UnidentifiedImageError"), ("safetensors", "SafetensorError")):
+        m = sys.modules.get(mod)  # only what is already imported: an error path must not import torch
+        obj = getattr(m, name, None) if m is not None else None
+        if isinstance(obj, type) and issubclass(obj, BaseException):
+            errs.append(obj)
+    return tuple(errs)
+
+
+def _one_line(exc: BaseException) -> str:
+    """The first non-empty line of an exception's message, with the exception's name when the
+    message alone would not say what went wrong (an OSError names its file)."""
+    text = " ".join(str(exc).split()) if not isinstance(exc, SSLBenchError) else str(exc).strip()
+    if isinstance(exc, OSError) and exc.filename is not None:
+        why = exc.strerror or type(exc).__name__
+        target = f"{exc.filename}" + (f" -> {exc.filename2}" if exc.filename2 else "")
+        text = f"{target}: {why}"
+    elif isinstance(exc, MemoryError):
+        text = "out of memory" + (f" ({text})" if text else "")
+    elif not isinstance(exc, SSLBenchError):
+        text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return " ".join(lines) if lines else type(exc).__name__
+
+
+def _want_traceback(argv: list[str]) -> bool:
+    return "--traceback" in argv or os.environ.get("SSL_BENCH_TRACEBACK", "").strip().lower() in (
+        "1", "true", "yes", "on")
+
+
+def _silence_broken_pipe() -> None:
+    """stdout went to a closed pipe (``| head``): exit quietly, without Python's own complaint
+    about flushing stdout at shutdown."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
+    import signal
+
+    if hasattr(signal, "SIGXFSZ"):  # a file-size limit (ulimit -f) becomes an OSError, not a kill
+        try:
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        except ValueError:  # not the main thread
+            pass
+    argv = list(sys.argv[1:] if argv is None else argv)
+    show_tb = _want_traceback(argv)
+    argv = [x for x in argv if x != "--traceback"]
     parser = build_parser()
     a = parser.parse_args(argv)
     if getattr(a, "seed", None) is not None:
         a.sets = (a.sets or []) + [f"seed={a.seed}"]
     try:
-        return int(a.func(a) or 0)
-    except SSLBenchError as exc:
-        print(f"ssl-bench: error: {exc}", file=sys.stderr)
-        return 2
+        rc = int(a.func(a) or 0)
+        sys.stdout.flush()
+        return rc
     except KeyboardInterrupt:
         print("ssl-bench: interrupted (checkpoints written so far are kept; use --resume)", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        _silence_broken_pipe()
+        return 0
+    except BaseException as exc:  # noqa: BLE001 - the one error boundary
+        if isinstance(exc, SystemExit):
+            raise
+        if show_tb or not isinstance(exc, (SSLBenchError, *_user_errors())):
+            raise
+        print(f"ssl-bench: error: {_one_line(exc)}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import re
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -39,6 +41,15 @@ PRESETS: dict[str, dict[str, Any]] = {
 PRECISIONS = ("auto", "fp32", "bf16")
 
 #: Keys that do not change what is trained: left out of the config hash.
+#: Upper bounds: beyond them a value is a typo (``epochs: 1e20`` would train with lr ~ 0 forever).
+LIMITS = {"epochs": 100_000, "batch_size": 1 << 24, "train_subset": 1 << 40, "eval_train_subset": 1 << 40,
+          "eval_test_subset": 1 << 40, "seed": (1 << 32) - 1, "num_threads": 4096, "log_every": 1 << 30}
+#: ``device`` values: auto, cpu, cuda, cuda:N, mps.
+DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d{1,3})?)$")
+#: View options that are fractions of the image or probabilities.
+_VIEW_UNIT_PAIRS = ("crop_scale", "context_scale", "target_scale")
+_VIEW_POSITIVE_PAIRS = ("crop_ratio", "target_aspect", "scale")
+
 NON_TRAINING_KEYS = {"device", "data_root", "num_threads", "evaluators", "eval_kwargs", "log_every",
                      "progress", "compile", "knn_monitor_every"}
 
@@ -95,7 +106,13 @@ class RunConfig:
         p = Path(path)
         if not p.is_file():
             raise ConfigError(f"config file {p} does not exist")
-        text = p.read_text()
+        try:
+            text = p.read_bytes().decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"config file {p} is not UTF-8 text (byte {exc.start}: "
+                              f"{exc.object[exc.start:exc.start + 1]!r})") from None
+        except OSError as exc:
+            raise ConfigError(f"config file {p} cannot be read: {exc.strerror or exc}") from None
         try:
             if p.suffix in (".yaml", ".yml"):
                 import yaml
@@ -157,6 +174,61 @@ class RunConfig:
             from .backbones import check_backbone_name
 
             check_backbone_name(self.backbone)
+        for k, hi in LIMITS.items():
+            v = getattr(self, k)
+            if v is not None and not 0 <= v <= hi:
+                raise ConfigError(f"config key {k!r} must be in [{0 if k == 'seed' else 1}, {hi}], got {v}")
+        for k in ("num_threads", "log_every"):
+            v = getattr(self, k)
+            if v is not None and v < 1:
+                raise ConfigError(f"config key {k!r} must be >= 1, got {v}")
+        if self.lr is not None and not (math.isfinite(self.lr) and self.lr > 0):
+            raise ConfigError(f"lr must be a finite number > 0, got {self.lr}")
+        if self.weight_decay is not None and not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise ConfigError(f"weight_decay must be a finite number >= 0, got {self.weight_decay}")
+        if not DEVICE_RE.match(self.device.strip()):
+            raise ConfigError(f"unknown device {self.device!r}; use auto, cpu, cuda or cuda:N")
+        for k in ("method", "dataset", "backbone"):
+            if not getattr(self, k).strip():
+                raise ConfigError(f"config key {k!r} may not be empty")
+        if not self.evaluators:
+            raise ConfigError("evaluators is empty: name at least one evaluator (see `ssl-bench list evaluators`)")
+        for e in self.evaluators:
+            if not isinstance(e, str) or not e.strip():
+                raise ConfigError(f"evaluators must be a list of evaluator names, got {self.evaluators!r}")
+        dup = sorted({e for e in self.evaluators if self.evaluators.count(e) > 1})
+        if dup:
+            raise ConfigError(f"evaluator(s) {dup} listed twice")
+        for ev, opts in self.eval_kwargs.items():
+            if not isinstance(opts, dict):
+                raise ConfigError(f"eval_kwargs.{ev} must be a mapping of options, got {opts!r}")
+        for name in ("method_kwargs", "backbone_kwargs", "dataset_kwargs", "views"):
+            for key, v in getattr(self, name).items():
+                if not isinstance(key, str):
+                    raise ConfigError(f"{name} keys must be strings, got {key!r}")
+                _check_finite(f"{name}.{key}", v)
+        self._validate_views()
+
+    def _validate_views(self) -> None:
+        for k, v in self.views.items():
+            if k in _VIEW_UNIT_PAIRS + _VIEW_POSITIVE_PAIRS:
+                if (not isinstance(v, (list, tuple)) or len(v) != 2
+                        or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v)):
+                    raise ConfigError(f"views.{k} must be a pair [low, high] of numbers, got {v!r}")
+                lo, hi = v
+                top = 1.0 if k in _VIEW_UNIT_PAIRS else math.inf
+                if not 0 < lo <= hi <= top:
+                    raise ConfigError(f"views.{k} must satisfy 0 < low <= high" + (" <= 1" if top == 1.0 else "")
+                                      + f", got {list(v)}")
+            elif k.endswith("_p") or k in ("mask_ratio",):
+                if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1:
+                    raise ConfigError(f"views.{k} must be a probability in [0, 1], got {v!r}")
+            elif k in ("noise_std", "jitter", "rotate_deg"):
+                if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
+                    raise ConfigError(f"views.{k} must be a number >= 0, got {v!r}")
+            elif k == "mask_patch":
+                if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                    raise ConfigError(f"views.{k} must be an integer >= 1, got {v!r}")
 
     # -- identity -----------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -172,3 +244,19 @@ class RunConfig:
     def run_id(self, backbone_name: str | None = None) -> str:
         bb = (backbone_name or self.backbone).replace(":", "-").replace("/", "-")
         return f"{self.dataset}-{self.method}-{bb}-{self.preset}-s{self.seed}-{self.hash()}"
+
+
+def _check_finite(where: str, v: Any, depth: int = 0) -> None:
+    """Numbers inside option mappings must be finite (NaN/inf from YAML's .nan/.inf are typos)."""
+    if depth > 20:
+        raise ConfigError(f"{where} is nested too deeply")
+    if isinstance(v, float) and not math.isfinite(v):
+        raise ConfigError(f"{where} must be a finite number, got {v}")
+    if isinstance(v, complex):
+        raise ConfigError(f"{where} must be a real number, got {v}")
+    if isinstance(v, dict):
+        for k, x in v.items():
+            _check_finite(f"{where}.{k}", x, depth + 1)
+    elif isinstance(v, (list, tuple)):
+        for x in v:
+            _check_finite(where, x, depth + 1)

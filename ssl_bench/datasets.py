@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import DatasetNotFoundError
+from .errors import ConfigError, DatasetNotFoundError
 from .registry import DATASETS, register_dataset
 
 
@@ -72,7 +72,18 @@ class Data:
 
 
 def load_dataset(name: str, root: str | os.PathLike | None = None, **kwargs) -> Data:
-    return DATASETS.get(name)(root=root, **kwargs)
+    import inspect
+
+    loader = DATASETS.get(name)
+    try:
+        params = inspect.signature(loader).parameters
+    except (TypeError, ValueError):
+        params = {}
+    known = [p for p, v in params.items() if p != "root" and v.kind in (v.POSITIONAL_OR_KEYWORD, v.KEYWORD_ONLY)]
+    unknown = sorted(set(kwargs) - set(known))
+    if params and unknown:
+        raise ConfigError(f"dataset {name!r} has no option(s) {unknown}; known: {', '.join(known) or '(none)'}")
+    return loader(root=root, **kwargs)
 
 
 def data_root(root: str | os.PathLike | None, default: str | None = None) -> Path | None:
@@ -102,16 +113,32 @@ FMNIST_FILES = {
 }
 
 
+MAX_IDX_BYTES = 1 << 31
+
+
 def read_idx(path: Path) -> np.ndarray:
     """Read an IDX file (optionally gzipped): the MNIST family's format."""
+    import zlib
+
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        raw = f.read()
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read(MAX_IDX_BYTES + 1)
+    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        raise DatasetNotFoundError(f"{path} is truncated or corrupt ({type(exc).__name__}: "
+                                   f"{str(exc).splitlines()[0] if str(exc) else 'unexpected end of data'}); "
+                                   "reinstall or download it again") from None
+    except OSError as exc:
+        raise DatasetNotFoundError(f"{path} cannot be read ({exc.strerror or exc})") from None
+    if len(raw) > MAX_IDX_BYTES:
+        raise DatasetNotFoundError(f"{path} is larger than {MAX_IDX_BYTES >> 20} MiB: not an MNIST-family file")
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
         raise DatasetNotFoundError(f"{path} is not an IDX file (bad magic number)")
     dtype_code, ndim = raw[2], raw[3]
     if dtype_code != 0x08:
         raise DatasetNotFoundError(f"{path}: only uint8 IDX files are supported (type 0x{dtype_code:02x})")
+    if ndim < 1 or len(raw) < 4 + 4 * ndim:
+        raise DatasetNotFoundError(f"{path} is truncated: its header is incomplete")
     shape = struct.unpack(">" + "I" * ndim, raw[4 : 4 + 4 * ndim])
     data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
     if data.size != int(np.prod(shape)):
@@ -141,10 +168,21 @@ def fashion_mnist(root=None, **_) -> Data:
             f"Fashion-MNIST not found (looked in {where}; missing {missing[0]}.gz): "
             f"run `sudo apt-get install dataset-fashion-mnist` or set SSL_BENCH_DATA to a folder with the IDX files"
         )
-    xtr = torch.from_numpy(read_idx(paths["train_x"]).copy()).unsqueeze(1)
-    ytr = torch.from_numpy(read_idx(paths["train_y"]).astype(np.int64))
-    xte = torch.from_numpy(read_idx(paths["test_x"]).copy()).unsqueeze(1)
-    yte = torch.from_numpy(read_idx(paths["test_y"]).astype(np.int64))
+    arrays = {k: read_idx(p) for k, p in paths.items()}
+    for split in ("train", "test"):
+        x, y = arrays[f"{split}_x"], arrays[f"{split}_y"]
+        if x.ndim != 3 or y.ndim != 1:
+            raise DatasetNotFoundError(f"{paths[split + '_x']} / {paths[split + '_y']}: expected N images (N, H, W) "
+                                       f"and N labels, got shapes {x.shape} and {y.shape}")
+        if len(x) != len(y) or not len(x):
+            raise DatasetNotFoundError(f"{paths[split + '_y']} holds {len(y)} labels for the {len(x)} images of "
+                                       f"{paths[split + '_x']}: the files do not belong together (or one is cut)")
+        if y.max() >= 10:
+            raise DatasetNotFoundError(f"{paths[split + '_y']}: labels must lie in [0, 10), found up to {int(y.max())}")
+    xtr = torch.from_numpy(arrays["train_x"].copy()).unsqueeze(1)
+    ytr = torch.from_numpy(arrays["train_y"].astype(np.int64))
+    xte = torch.from_numpy(arrays["test_x"].copy()).unsqueeze(1)
+    yte = torch.from_numpy(arrays["test_y"].astype(np.int64))
     return Data("fashion-mnist", xtr, ytr, xte, yte, 10, "image", (0.2860,), (0.3530,),
                 info={"source": str(paths["train_x"].parent)})
 
@@ -171,6 +209,13 @@ def digits(root=None, **_) -> Data:
 def mog2d(root=None, n_components: int = 8, n_train: int = 4096, n_test: int = 1024,
           radius: float = 4.0, sigma: float = 0.5, seed: int = 0, **_) -> Data:
     """2-D mixture of Gaussians: ``n_components`` on a ring, label = component."""
+    for k, v, lo, hi in (("n_components", n_components, 1, 10_000), ("n_train", n_train, 2, 10_000_000),
+                         ("n_test", n_test, 2, 10_000_000), ("seed", seed, 0, 2**63 - 1)):
+        if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+            raise ConfigError(f"mog2d option {k!r} must be an integer in [{lo}, {hi}], got {v!r}")
+    for k, v in (("radius", radius), ("sigma", sigma)):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < 1e6:
+            raise ConfigError(f"mog2d option {k!r} must be a number in [0, 1e6), got {v!r}")
     g = torch.Generator().manual_seed(seed)
     angles = torch.arange(n_components, dtype=torch.float32) * (2 * torch.pi / n_components)
     centers = radius * torch.stack([angles.cos(), angles.sin()], 1)
@@ -332,15 +377,28 @@ def imagefolder(root=None, image_size: int = 64, **_) -> Data:
     if not (base / "train").is_dir() or test_dir is None:
         raise DatasetNotFoundError(f"imagefolder: expected {base}/train/<class>/ and {base}/test/<class>/ (or val/)")
 
+    if isinstance(image_size, bool) or not isinstance(image_size, int) or not 4 <= image_size <= 4096:
+        raise DatasetNotFoundError(f"imagefolder: image_size must be an integer in [4, 4096], got {image_size!r}")
+
     def load(folder: Path, classes: list[str] | None = None):
-        ds = tvd.ImageFolder(str(folder))
+        try:
+            ds = tvd.ImageFolder(str(folder))
+        except (FileNotFoundError, OSError) as exc:  # no class folder, or a class without images
+            raise DatasetNotFoundError(f"imagefolder {folder}: {' '.join(str(exc).split())}") from None
         if classes is not None and ds.classes != classes:
             raise DatasetNotFoundError(f"imagefolder: class folders differ between train and {folder.name}")
         xs = []
         for path, _ in ds.samples:
-            with Image.open(path) as im:
-                im = im.convert("RGB").resize((image_size, image_size), Image.BILINEAR)
-                xs.append(np.asarray(im))
+            try:
+                with Image.open(path) as im:
+                    im = im.convert("RGB").resize((image_size, image_size), Image.BILINEAR)
+                    xs.append(np.asarray(im))
+            except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+                # PIL.UnidentifiedImageError is an OSError; truncated files raise OSError
+                raise DatasetNotFoundError(f"imagefolder: cannot decode {path} ({type(exc).__name__}: "
+                                           f"{' '.join(str(exc).split())[:200]}); remove or replace it") from None
+        if not xs:
+            raise DatasetNotFoundError(f"imagefolder {folder}: no images")
         return _images_hwc_to_tensor(np.stack(xs)), torch.tensor(ds.targets).long(), ds.classes
 
     xtr, ytr, classes = load(base / "train")

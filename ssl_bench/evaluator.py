@@ -39,6 +39,7 @@ gets a neutral description: no direction, not headline.
 from __future__ import annotations
 
 import fnmatch
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -62,6 +63,78 @@ class Metric:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def _num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+#: Ranges of option names shared by the evaluators: (low, high, low inclusive, high inclusive).
+_OPTION_RANGES: dict[str, tuple[float, float, bool, bool]] = {
+    "k": (1, 1e6, True, True), "temperature": (0, math.inf, False, False), "lr": (0, math.inf, False, False),
+    "finetune_lr": (0, math.inf, False, False), "delta": (0, math.inf, False, False),
+    "eps": (0, math.inf, False, False), "val_frac": (0, 1, False, False), "mask_ratio": (0, 1, True, False),
+    "noise_std": (0, math.inf, True, False), "seed": (0, 2**32 - 1, True, True),
+    "complete_std_ratio": (0, math.inf, False, False), "dimensional_ratio": (0, math.inf, False, False),
+    "n_views": (2, 1e4, True, True), "nlist": (0, 1e7, True, True), "nprobe": (0, 1e7, True, True),
+    "fit_start": (0, 1e9, True, True), "fit_stop": (0, 1e9, True, True),
+    "epochs_frozen": (0, 1e4, True, True), "epochs_finetune": (0, 1e4, True, True),
+    "n_pairs": (1, 1e6, True, True), "sigreg_directions": (1, 4096, True, True), "grid": (1, 64, True, True),
+    "hidden": (1, 1 << 16, True, True), "max_iter": (1, 1e5, True, True), "sweep_iter": (1, 1e5, True, True),
+    "epochs": (1, 1e4, True, True),
+}
+#: Counts that only cap a subsample (larger than the data = all of it) may be large; other
+#: integer counts stay below 1e6 (each unit costs time or memory).
+_CAP_NAMES = ("max_samples", "sweep_samples", "sigreg_samples", "n_train", "n_test", "n_samples")
+#: List options: (entry low, entry high, low inclusive, may be empty).
+_LIST_RANGES: dict[str, tuple[float, float, bool, bool]] = {
+    "ks": (1, 1e6, True, True), "temperatures": (0, math.inf, False, True),
+    "weight_decays": (0, math.inf, True, False), "fractions": (0, 1, False, False),
+}
+
+
+def check_option(evaluator: str, key: str, default: Any, v: Any) -> Any:
+    """An evaluator option checked against its default's type and the known ranges; one-line ConfigError."""
+    where = f"evaluator {evaluator!r} option {key!r}"
+    if isinstance(default, bool):
+        if not isinstance(v, bool):
+            raise ConfigError(f"{where} must be true/false, got {v!r}")
+        return v
+    if _num(default):
+        if not _num(v) or (isinstance(v, float) and not math.isfinite(v)):
+            raise ConfigError(f"{where} must be a finite number, got {v!r}")
+        if isinstance(default, int) and not float(v).is_integer():
+            raise ConfigError(f"{where} must be an integer, got {v!r}")
+        v = type(default)(v)
+        lo, hi, lo_inc, hi_inc = _OPTION_RANGES.get(
+            key, ((1, 1e8 if key in _CAP_NAMES else 1e6, True, True) if isinstance(default, int) and default >= 1
+                  else (-math.inf, math.inf, True, True)))
+        if not ((lo <= v if lo_inc else lo < v) and (v <= hi if hi_inc else v < hi)):
+            raise ConfigError(f"{where} must lie in {'[' if lo_inc else '('}{lo:g}, {hi:g}{']' if hi_inc else ')'}, "
+                              f"got {v!r}")
+        return v
+    if isinstance(default, str):
+        if not isinstance(v, str):
+            raise ConfigError(f"{where} must be a string, got {v!r}")
+        return v
+    if isinstance(default, (list, tuple)):
+        if not isinstance(v, (list, tuple)):
+            raise ConfigError(f"{where} must be a list, got {v!r}")
+        if key in _LIST_RANGES:
+            lo, hi, lo_inc, may_be_empty = _LIST_RANGES[key]
+            if not v and not may_be_empty:
+                raise ConfigError(f"{where} may not be empty")
+            for x in v:
+                if not _num(x) or not math.isfinite(x) or not ((lo <= x if lo_inc else lo < x) and x <= hi) or (
+                        key == "ks" and not float(x).is_integer()):
+                    raise ConfigError(f"{where}: every entry must be a{'n integer' if key == 'ks' else ' number'} in "
+                                      f"{'[' if lo_inc else '('}{lo:g}, {hi:g}], got {x!r}")
+        return list(v)
+    return v
+
+
+#: Class labels beyond this are a mistake (a k-NN vote allocates a score per class).
+MAX_CLASSES = 100_000
 
 
 class Evaluator:
@@ -104,7 +177,8 @@ class Evaluator:
         if unknown:
             raise ConfigError(f"evaluator {self.registry_name!r} has no option(s) {unknown}; "
                               f"known: {', '.join(sorted(self.defaults)) or '(none)'}")
-        self.options = {**self.defaults, **options}
+        checked = {k: check_option(self.registry_name, k, self.defaults[k], v) for k, v in options.items()}
+        self.options = {**self.defaults, **checked}
         self.artifact_dir: Path | None = None
         self.artifact_prefix: str = ""
         self.artifacts: dict[str, Path] = {}
@@ -136,6 +210,11 @@ class Evaluator:
                               "embeddings: use `ssl-bench eval CHECKPOINT`")
         if self.needs_labels and (emb.train_y is None or emb.test_y is None):
             raise ConfigError(f"evaluator {self.registry_name!r} needs labels (train_y and test_y)")
+        if self.needs_labels:
+            for split in ("train_y", "test_y"):
+                y = getattr(emb, split)
+                if len(y) and (int(y.min()) < 0 or int(y.max()) >= MAX_CLASSES):
+                    raise ConfigError(f"{split} labels must lie in [0, {MAX_CLASSES}), found {int(y.min())}..{int(y.max())}")
         return self.evaluate(emb)
 
     def run_model(self, method, data, device) -> dict[str, float]:

@@ -29,6 +29,7 @@ outside methods, on frozen checkpoints.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any, Callable, ClassVar
@@ -84,8 +85,16 @@ class Method(nn.Module):
             if isinstance(d, (int, float)) and not isinstance(d, bool):
                 if isinstance(v, bool) or not isinstance(v, (int, float)):
                     raise ConfigError(f"method option {k!r} must be a number, got {v!r}")
+                if isinstance(v, float) and not math.isfinite(v):
+                    raise ConfigError(f"method option {k!r} must be a finite number, got {v!r}")
                 if isinstance(d, int) and not float(v).is_integer():
                     raise ConfigError(f"method option {k!r} must be an integer, got {v!r}")
+                if "temp" in k and d > 0 and not v > 0:
+                    raise ConfigError(f"method option {k!r} is a temperature and must be > 0, got {v!r}")
+                if isinstance(d, int) and d >= 1 and (k.endswith("dim") or k.startswith(("n_", "num_"))) and not 1 <= v <= 1 << 20:
+                    raise ConfigError(f"method option {k!r} is a size and must be in [1, {1 << 20}], got {v!r}")
+            elif isinstance(d, str) and not isinstance(v, str):
+                raise ConfigError(f"method option {k!r} must be a string, got {v!r}")
                 v = type(d)(v)
             merged[k] = v
         return merged

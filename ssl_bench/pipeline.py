@@ -14,6 +14,7 @@ from .config import RunConfig
 from .datasets import Data
 from .method import Method
 from .embeddings import Embeddings, checkpoint_embeddings, embed_data, eval_split, pixel_embeddings
+from .errors import SSLBenchError, TrainingDivergedError
 from .registry import EVALUATORS
 from .results import append_rows, make_rows
 from .trainer import backbone_choice, load_data, resolve_device, seed_everything, train
@@ -34,6 +35,54 @@ def eval_options(preset: str, *kwargs: dict | None) -> dict[str, dict]:
     return out
 
 
+class NonFiniteEmbeddingsError(SSLBenchError):
+    """Embeddings hold NaN/inf (or absurdly large values): no evaluator judges them."""
+
+
+class ResultsNotSavedError(SSLBenchError):
+    """Rows were computed but could not be appended to results.jsonl; ``rows`` holds them and the
+    message says where they were saved instead (if anywhere)."""
+
+    def __init__(self, msg: str, rows: list[dict], saved_to: Path | None):
+        super().__init__(msg)
+        self.rows, self.saved_to = rows, saved_to
+
+
+class SweepFailed(SSLBenchError):
+    """Some (method, seed) runs of a sweep failed; the others were evaluated and ranked."""
+
+    def __init__(self, failures: list[dict]):
+        self.failures = failures
+        what = "; ".join(f"{f['method']} seed {f['seed']} {f['status']}" for f in failures)
+        super().__init__(f"{len(failures)} run(s) of the sweep failed ({what}); the leaderboard has the others, "
+                         f"the reasons are in each run's results.jsonl and above")
+
+
+#: Embeddings beyond this magnitude are treated as broken (float32 products overflow near 1e19).
+MAX_ABS_EMBEDDING = 1e15
+
+
+def check_embeddings(emb: Embeddings) -> None:
+    """Refuse embeddings no evaluator can judge honestly: non-finite, complex or absurdly large."""
+    import numpy as np
+
+    for split in ("train_x", "test_x"):
+        x = getattr(emb, split)
+        if np.iscomplexobj(x):
+            raise NonFiniteEmbeddingsError(f"{emb.source or 'embeddings'}: {split} is complex; evaluators need "
+                                           f"real embeddings")
+        bad = int(x.size - np.isfinite(x).sum())
+        if bad:
+            raise NonFiniteEmbeddingsError(
+                f"{emb.source or 'embeddings'}: {split} holds {bad} NaN/inf value(s) of {x.size} (non-finite "
+                f"weights? a diverged run?); no evaluator was run and no numbers were written")
+        peak = float(np.abs(x).max()) if x.size else 0.0
+        if peak > MAX_ABS_EMBEDDING:
+            raise NonFiniteEmbeddingsError(
+                f"{emb.source or 'embeddings'}: {split} holds values up to {peak:.3g} (> {MAX_ABS_EMBEDDING:g}); "
+                f"float32 statistics overflow there, so no evaluator was run")
+
+
 def run_evaluators(emb: Embeddings, names: list[str], eval_kwargs: dict | None = None, model=None,
                    data: Data | None = None, device: torch.device | None = None, artifact_dir: Path | None = None,
                    artifact_prefix: str = "", precision: str = "fp32") -> dict[str, tuple[dict, float]]:
@@ -45,9 +94,12 @@ def run_evaluators(emb: Embeddings, names: list[str], eval_kwargs: dict | None =
     :mod:`ssl_bench.precision`: the one the model was trained with). Evaluators that write files
     write them under ``artifact_dir``.
     """
+    check_embeddings(emb)
+    evs = []
+    for name in names:  # every evaluator's options are checked before the first one runs
+        evs.append((name, EVALUATORS.get(name)(**(eval_kwargs or {}).get(name, {}))))
     out = {}
-    for name in names:
-        ev = EVALUATORS.get(name)(**(eval_kwargs or {}).get(name, {}))
+    for name, ev in evs:
         ev.artifact_dir, ev.artifact_prefix, ev.precision = artifact_dir, artifact_prefix, precision
         if ev.needs_model and model is None:
             continue
@@ -82,11 +134,62 @@ def evaluate_checkpoint(ckpt: Path, evaluators: list[str] | None = None, eval_kw
     under ``data_root`` (never the checkpoint's recorded root)."""
     ckpt = Path(ckpt)
     dev = resolve_device(device)
-    from .checkpoint import read_encoder
+    from .checkpoint import read_encoder, run_lock
 
     _, meta = read_encoder(ckpt)  # fail fast, with a clear message, on a damaged file
     cfg = RunConfig.from_dict(meta["config"]).with_preset()
     names = EVALUATORS.resolve(evaluators or cfg.evaluators)
+    results_path = Path(results) if results else ckpt.parent.parent / "results.jsonl"
+    _check_writable(results_path)
+    with run_lock(ckpt.parent.parent, "evaluate"):
+        return _evaluate_locked(ckpt, meta, cfg, names, eval_kwargs, dev, data, results_path, dataset, data_root)
+
+
+def _check_writable(results_path: Path) -> None:
+    """Fail before any work when the results file cannot take rows (a directory, a read-only file,
+    a read-only or missing-and-uncreatable folder): an evaluation is never computed to be lost."""
+    import os
+
+    from .errors import CheckpointError
+
+    if results_path.is_dir():
+        raise CheckpointError(f"{results_path} is a directory, not a results file: move it away")
+    if results_path.exists() and not os.access(results_path, os.W_OK):
+        raise CheckpointError(f"{results_path} is read-only: results could not be saved, so nothing was evaluated")
+    parent = results_path.parent
+    if parent.exists() and not parent.is_dir():
+        raise CheckpointError(f"{parent} is a file, not a folder")
+    if parent.is_dir() and not os.access(parent, os.W_OK | os.X_OK):
+        raise CheckpointError(f"{parent} is read-only: results could not be saved, so nothing was evaluated")
+
+
+def save_rows(path: Path, rows: list[dict]) -> None:
+    """``append_rows``, and when that fails (disk full, permissions changed meanwhile) the rows
+    are written to a fallback file whose name the one-line error gives: nothing computed is lost."""
+    import json
+    import os
+    import tempfile
+
+    try:
+        append_rows(path, rows)
+        return
+    except OSError as exc:
+        why = f"{exc.strerror or type(exc).__name__}"
+    for d in (Path(os.environ.get("SSL_BENCH_RESCUE_DIR", tempfile.gettempdir())), Path.home(), Path.cwd()):
+        try:
+            fd, tmp = tempfile.mkstemp(prefix="ssl-bench-unsaved-", suffix=".jsonl", dir=d)
+            with os.fdopen(fd, "w") as f:
+                f.write("".join(json.dumps(r, sort_keys=True, default=str) + "\n" for r in rows))
+            raise ResultsNotSavedError(f"could not append {len(rows)} result row(s) to {path} ({why}); they were "
+                                       f"saved to {tmp}: append that file to {path} once the fault is fixed",
+                                       rows, Path(tmp))
+        except OSError:
+            continue
+    raise ResultsNotSavedError(f"could not append {len(rows)} result row(s) to {path} ({why}) nor save them "
+                               f"anywhere else", rows, None)
+
+
+def _evaluate_locked(ckpt, meta, cfg, names, eval_kwargs, dev, data, results_path, dataset, data_root) -> list[dict]:
     full = data if data is not None else load_data(evaluation_data_config(cfg, dataset, data_root))
     ev_data = eval_split(cfg, full)
     emb, cfg, meta, _cached, method = checkpoint_embeddings(ckpt, ev_data, dev)
@@ -103,7 +206,7 @@ def evaluate_checkpoint(ckpt: Path, evaluators: list[str] | None = None, eval_kw
                           config_hash=meta["config_hash"], config=meta["config"], device=provenance.hardware(dev),
                           train_seconds=meta.get("train_seconds"), eval_seconds=secs, checkpoint=str(ckpt),
                           eval_options=EVALUATORS.get(name).resolved_options(options.get(name)), train_meta=meta)
-    append_rows(results or ckpt.parent.parent / "results.jsonl", rows)
+    save_rows(results_path, rows)
     return rows
 
 
@@ -153,31 +256,92 @@ def evaluate_baselines(cfg: RunConfig, out: Path, data: Data, evaluators: list[s
                               config_hash=bcfg.hash(), config=bcfg.to_dict(), device=provenance.hardware(dev),
                               train_seconds=0.0, eval_seconds=secs,
                               eval_options=EVALUATORS.get(ev).resolved_options(options.get(ev)))
-        append_rows(Path(out) / run_id / "results.jsonl", [r for r in rows if r["run_id"] == run_id])
+        save_rows(Path(out) / run_id / "results.jsonl", [r for r in rows if r["run_id"] == run_id])
     return rows
 
 
+#: Failures that belong to one (method, seed) run: recorded, and the sweep goes on. File-system
+#: faults (OSError) and interrupts are not among them: they stop the sweep.
+def _run_failure(exc: BaseException) -> str | None:
+    import numpy as np
+
+    if isinstance(exc, TrainingDivergedError):
+        return "diverged"
+    if isinstance(exc, (ResultsNotSavedError, OSError)):
+        return None
+    if isinstance(exc, (SSLBenchError, RuntimeError, ValueError, TypeError, ArithmeticError, IndexError,
+                        KeyError, AssertionError, NotImplementedError, np.linalg.LinAlgError, MemoryError)):
+        return "failed"
+    return None
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    if not isinstance(exc, SSLBenchError):
+        text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return text[:500]
+
+
+def failure_row(cfg: RunConfig, out: Path, kind: str, status: str, reason: str) -> dict:
+    """The result row of a (method, seed) run that diverged or failed: no numbers, a status and a
+    one-line reason (value is null)."""
+    bb = backbone_choice(cfg, kind)[0]
+    row = make_rows({"status": 0.0}, evaluator="-", run_id=cfg.run_id(bb), method=cfg.method, dataset=cfg.dataset,
+                    backbone=bb, preset=cfg.preset, epochs=int(cfg.with_preset().epochs), seed=cfg.seed,
+                    config_hash=cfg.hash(), config=cfg.to_dict(), device=str(cfg.device), train_seconds=None,
+                    eval_seconds=0.0)[0]
+    row.update(value=None, status=status, reason=reason)
+    return row
+
+
 def run_sweep(methods: list[str], base: RunConfig, seeds: list[int], out: Path, baselines: bool = True,
-              log=None) -> list[dict]:
-    """Train (or resume) and evaluate every method x seed, plus the baselines per seed."""
+              log=None, method_opts: dict[str, dict] | None = None, return_failures: bool = False):
+    """Train (or resume) and evaluate every method x seed, plus the baselines per seed.
+
+    A run that diverges or fails for a reason of its own (bad option, NaN weights, an error in the
+    method) gets one result row with ``status`` ``diverged``/``failed`` and a one-line ``reason``
+    in its ``results.jsonl``, and the sweep goes on; file-system faults stop it. ``method_opts``
+    ({method: {option: value}}) adds method options per method. Returns the rows, or
+    ``(rows, failures)`` with ``return_failures``.
+    """
+    import dataclasses as dc
+
+    from .checkpoint import RunLockedError
+
     out = Path(out)
     log = log or (lambda msg: print(msg, flush=True))
     data = load_data(base)
     evaluators = EVALUATORS.resolve(base.evaluators)
     rows: list[dict] = []
+    failures: list[dict] = []
     for seed in seeds:
         if baselines:
             cfg = RunConfig(**{**base.to_dict(), "seed": seed})
             log(f"[baselines] {base.dataset} seed {seed}: pixels, random-init")
             rows += evaluate_baselines(cfg, out, data, evaluators, methods)
         for m in methods:
-            cfg = RunConfig(**{**base.to_dict(), "method": m, "seed": seed})
             t0 = time.perf_counter()
-            res = train(cfg, out, resume=True, data=data)
-            what = "trained" if res.resumed_from < res.epochs else "already trained"
-            new = evaluate_checkpoint(res.checkpoint, evaluators, device=cfg.device, data=data)
+            cfg = None
+            try:
+                kw = {**base.method_kwargs, **(method_opts or {}).get(m, {})}
+                cfg = RunConfig(**{**base.to_dict(), "method": m, "seed": seed, "method_kwargs": kw})
+                res = train(cfg, out, resume=True, data=data)
+                what = "trained" if res.resumed_from < res.epochs else "already trained"
+                new = evaluate_checkpoint(res.checkpoint, evaluators, device=cfg.device, data=data)
+            except BaseException as exc:  # noqa: BLE001 - sorted by _run_failure, the rest re-raised
+                status = _run_failure(exc)
+                if status is None or cfg is None:
+                    raise
+                reason = _one_line(exc)
+                failures.append({"method": m, "seed": seed, "status": status, "reason": reason})
+                log(f"[{m} seed {seed}] {status.upper()}: {reason}")
+                if not isinstance(exc, RunLockedError):  # the run belongs to another process now
+                    row = failure_row(dc.replace(cfg), out, data.kind, status, reason)
+                    save_rows(out / row["run_id"] / "results.jsonl", [row])
+                    rows.append(row)
+                continue
             summary = ", ".join(f"{r['evaluator']}.{r['metric']}={r['value']:.2f}" for r in new)
             log(f"[{m} seed {seed}] {what} in {res.train_seconds:.0f}s; {summary} "
                 f"({time.perf_counter() - t0:.0f}s with eval)")
             rows += new
-    return rows
+    return (rows, failures) if return_failures else rows

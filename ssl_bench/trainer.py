@@ -17,6 +17,7 @@ Started by ``torchrun --nproc-per-node N``, the same function trains with DDP (s
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -33,7 +34,8 @@ from torch import nn
 from . import distributed as dist
 from . import precision, provenance
 from .backbones import build_backbone, default_backbone
-from .checkpoint import atomic_write_text, latest_epoch_checkpoint, load_resume, save_encoder, save_resume
+from .checkpoint import (atomic_write_text, latest_epoch_checkpoint, load_resume, remove_stale_tmp, run_lock,
+                         save_encoder, save_resume)
 from .config import RunConfig
 from .datasets import Data, load_dataset
 from .errors import CheckpointError, SSLBenchError, TrainingDivergedError
@@ -132,7 +134,17 @@ def train(cfg: RunConfig, out: str | Path, resume: bool = False, data: Data | No
 
     ``resume=True`` continues from ``checkpoints/resume.pt`` (and is a no-op on a finished
     run). ``callbacks`` are called as ``cb(epoch, logs)`` after each epoch's checkpoint.
+
+    While it trains, the process holds the run directory's lock (:func:`checkpoint.run_lock`);
+    on every start the temporary files of a killed writer are removed and ``train_log.csv`` is
+    trimmed to the epoch training restarts from (checkpoints after it are removed).
     """
+    with contextlib.ExitStack() as locks:
+        return _train(cfg, out, resume, data, callbacks, locks)
+
+
+def _train(cfg: RunConfig, out: str | Path, resume: bool, data: Data | None,
+           callbacks: list[Callable[[int, dict], None]] | None, locks: contextlib.ExitStack) -> TrainResult:
     cfg = cfg.with_preset()
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
@@ -147,6 +159,9 @@ def train(cfg: RunConfig, out: str | Path, resume: bool = False, data: Data | No
     ckpt_dir = run_dir / "checkpoints"
     resume_path = ckpt_dir / "resume.pt"
     log_path = run_dir / "train_log.csv"
+    if main:
+        locks.enter_context(run_lock(run_dir, "train"))
+        remove_stale_tmp(run_dir, ckpt_dir, run_dir / "embeddings")
 
     if not resume and latest_epoch_checkpoint(ckpt_dir) is not None:
         raise SSLBenchError(f"{run_dir} already has checkpoints: pass --resume to continue it, or choose another --out")
@@ -182,8 +197,12 @@ def train(cfg: RunConfig, out: str | Path, resume: bool = False, data: Data | No
         sched.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["rng_cpu"])
         start_epoch, step, train_seconds = int(state["epoch"]), int(state["step"]), float(state["train_seconds"])
-        if main:
-            _truncate_log(log_path, start_epoch)
+        if start_epoch > cfg.epochs:
+            raise CheckpointError(f"{resume_path} is at epoch {start_epoch}, beyond this run's {cfg.epochs} epochs: "
+                                  f"it belongs to a longer run; delete it to restart from scratch")
+    if main:  # any restart: the log and the checkpoints go back to the epoch training starts from
+        _truncate_log(log_path, start_epoch)
+        _drop_checkpoints_after(ckpt_dir, start_epoch)
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(run_dir / "config.json", json.dumps(cfg.to_dict(), indent=2, sort_keys=True) + "\n")
@@ -289,6 +308,19 @@ def _progress(total: int, desc: str, enabled: bool):
     return tqdm(total=total, desc=desc, leave=False, disable=None if enabled else True, dynamic_ncols=True)
 
 
+def _drop_checkpoints_after(ckpt_dir: Path, epoch: int) -> None:
+    """Remove epoch checkpoints written after the resume state (a kill between an epoch's weights
+    and its resume state): that epoch is trained again."""
+    for p in list(Path(ckpt_dir).glob("epoch_*.safetensors")) if Path(ckpt_dir).is_dir() else []:
+        try:
+            n = int(p.stem.split("_", 1)[1])
+        except ValueError:
+            continue
+        if n > epoch:
+            p.unlink(missing_ok=True)
+            p.with_suffix(".json").unlink(missing_ok=True)
+
+
 def _append_log(path: Path, row: dict) -> None:
     _write_log(path, _read_log(path) + [row])
 
@@ -306,12 +338,36 @@ def _write_log(path: Path, rows: list[dict]) -> None:
 
 
 def _read_log(path: Path) -> list[dict]:
+    """The log's rows with a whole epoch number. A damaged log (torn line, garbage) keeps its
+    readable rows; the original is saved as ``train_log.csv.damaged`` before it is rewritten."""
     if not path.is_file():
         return []
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
+    raw = path.read_bytes()
+    rows, damaged = [], False
+    try:
+        text = raw.decode("utf-8")
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        for r in reader:
+            ep = r.get("epoch")
+            if None in r or any(v is None for v in r.values()) or ep is None or not str(ep).strip().isdigit():
+                damaged = True
+                continue
+            rows.append(r)
+        if raw.strip() and (reader.fieldnames is None or "epoch" not in reader.fieldnames):
+            damaged = True
+    except (UnicodeDecodeError, csv.Error):
+        damaged, rows = True, []
+    if damaged:
+        from .checkpoint import atomic_write
+
+        keep = path.with_name(path.name + ".damaged")
+        atomic_write(keep, lambda tmp: Path(tmp).write_bytes(raw))
+    return rows
 
 
 def _truncate_log(path: Path, epoch: int) -> None:
     if path.is_file():
-        _write_log(path, [r for r in _read_log(path) if int(r["epoch"]) <= epoch])
+        rows = _read_log(path)
+        kept = [r for r in rows if int(r["epoch"]) <= epoch]
+        if len(kept) != len(rows) or path.with_name(path.name + ".damaged").is_file():
+            _write_log(path, kept)
