@@ -7,22 +7,31 @@ Defaults: projector 3 x 512 (paper 3 x 8192), lambd 5e-3 (paper), ``scale_loss``
 uses 0.1 on CIFAR; the loss is multiplied by it). ``lambd=0`` is the paper's "no redundancy
 reduction" ablation. Under DDP the cross-correlation covers the global batch (all-gather
 with gradients).
+Views: the default crop/flip/jitter recipe with asymmetric solarisation, p = ``solarize_p1`` 0 in
+view 1 and ``solarize_p2`` 0.2 in view 2 (the paper's BYOL-style augmentation; applied to [0, 1]
+images before normalisation; blur is not used at 28 px).
 """
 from ssl_bench import losses
 from ssl_bench.distributed import gather
 from ssl_bench.heads import MLPHead
 from ssl_bench.method import Method
 from ssl_bench.registry import register_method
+from ssl_bench.views import asymmetric_views
 
 
 @register_method("barlow-twins")
 class BarlowTwins(Method):
-    defaults = dict(proj_hidden_dim=512, proj_dim=512, proj_layers=3, lambd=5e-3, scale_loss=1.0)
+    defaults = dict(proj_hidden_dim=512, proj_dim=512, proj_layers=3, lambd=5e-3, scale_loss=1.0,
+                    solarize_p1=0.0, solarize_p2=0.2)
 
     def __init__(self, backbone, hp=None, spec=None):
         super().__init__(backbone, hp, spec)
         h = self.hp
         self.projector = MLPHead(backbone.out_dim, h.proj_hidden_dim, h.proj_dim, num_layers=h.proj_layers)
+
+    def make_views(self, spec, overrides=None):
+        # BYOL's asymmetric recipe: solarisation only in the second view (images in [0, 1])
+        return asymmetric_views(spec.kind, overrides, (self.hp.solarize_p1, self.hp.solarize_p2))
 
     def training_step(self, views):
         z1, z2 = (gather(self.projector(self.backbone(v))) for v in views)  # global batch under DDP

@@ -8,6 +8,9 @@ is compared directly; collapses in the paper), ``ema_tau=0`` (target = online co
 ``pred_lr_scale`` (the predictor's learning rate relative to the rest, the lambda of the paper's
 Appendix ablation: with tau = 0 a slow predictor collapses, a fast one learns).
 Defaults: projector 512 -> 128, predictor 512 -> 128, tau 0.99 (paper: 4096 -> 256, 0.996).
+Views: the default crop/flip/jitter recipe with asymmetric solarisation, p = ``solarize_p1`` 0 in
+view 1 and ``solarize_p2`` 0.2 in view 2 (the paper's BYOL-style augmentation; applied to [0, 1]
+images before normalisation; blur is not used at 28 px).
 """
 import torch
 
@@ -15,12 +18,14 @@ from ssl_bench import losses
 from ssl_bench.heads import MLPHead, cosine_tau, ema_update_, frozen_copy
 from ssl_bench.method import Method
 from ssl_bench.registry import register_method
+from ssl_bench.views import asymmetric_views
 
 
 @register_method("byol")
 class BYOL(Method):
     defaults = dict(proj_hidden_dim=512, proj_dim=128, pred_hidden_dim=512, predictor=True,
-                    ema_tau=0.99, ema_cosine=True, pred_lr_scale=1.0)
+                    ema_tau=0.99, ema_cosine=True, pred_lr_scale=1.0, solarize_p1=0.0,
+                    solarize_p2=0.2)
 
     def __init__(self, backbone, hp=None, spec=None):
         super().__init__(backbone, hp, spec)
@@ -33,6 +38,10 @@ class BYOL(Method):
     def _online(self, x):
         z = self.projector(self.backbone(x))
         return self.predictor(z) if self.predictor is not None else z
+
+    def make_views(self, spec, overrides=None):
+        # BYOL's asymmetric recipe: solarisation only in the second view (images in [0, 1])
+        return asymmetric_views(spec.kind, overrides, (self.hp.solarize_p1, self.hp.solarize_p2))
 
     def training_step(self, views):
         x1, x2 = views

@@ -4,43 +4,85 @@ Self-Supervised Vision Transformers", ICCV 2021 (arXiv:2104.14294).
 Self-distillation without labels: a student (backbone + DINO head ending in a weight-normalised
 layer of ``out_dim`` logits) matches the softmax of an EMA teacher's logits on the other view.
 Collapse is avoided by centering (an EMA of the teacher's mean logits, ``center_momentum``) and
-sharpening (teacher temperature below the student's). Defaults: head 512 hidden -> 64 bottleneck
--> 1024 prototypes (paper 2048 -> 256 -> 65536), temperatures 0.1 / 0.04 (paper; no teacher
-temperature warm-up), tau 0.99 -> 1 cosine (paper 0.996), two global views (no multi-crop, for
-CPU budgets).
+sharpening (teacher temperature below the student's). Defaults and the paper:
+
+* multi-crop: the teacher sees the 2 global crops (full size, crop scale from the ``views``
+  config, 0.3-1), the student sees them and ``n_local`` 6 local crops at half size (``local_size``
+  0 = half: 28 -> 14 px, crop scale 0.05-0.3); every student crop predicts every teacher crop but
+  its own (paper 2x224 + 10x96, scales 0.4-1 / 0.05-0.4). ``n_local=0``: two views.
+* asymmetric solarisation: global view 1 p = ``solarize_p1`` 0, view 2 p = ``solarize_p2`` 0.2,
+  local views 0 (paper, with the BYOL augmentations); on [0, 1] images, before normalisation.
+* last layer frozen (no update) during the first ``freeze_last_layer_epochs`` 1 epoch; per-tensor
+  gradient clipping at ``clip_grad`` 3.0; weight decay along a cosine from 0.04 (``optim_defaults``;
+  the config's ``weight_decay`` wins) to ``weight_decay_end`` 0.4 (``wd_cosine``; paper ViT recipe,
+  AdamW; the ResNet-50 recipe uses LARS with 1e-6 constant).
+* head 512 hidden -> 64 bottleneck -> 1024 prototypes (paper 2048 -> 256 -> 65536), temperatures
+  0.1 / 0.04 (paper; no teacher temperature warm-up), tau 0.99 -> 1 cosine (paper 0.996).
 """
 import torch
 
 from ssl_bench import losses
 from ssl_bench.distributed import mean_over_ranks
+from ssl_bench.errors import ConfigError
 from ssl_bench.heads import DINOHead, cosine_tau, ema_update_, frozen_copy
+from ssl_bench.heads import check_accepts_size, forward_by_size
 from ssl_bench.method import Method
 from ssl_bench.registry import register_method
+from ssl_bench.views import local_side, multi_crop
+
+N_GLOBAL = 2
 
 
 @register_method("dino")
 class DINO(Method):
     defaults = dict(hidden_dim=512, bottleneck_dim=64, out_dim=1024, student_temp=0.1, teacher_temp=0.04,
-                    center_momentum=0.9, ema_tau=0.99, ema_cosine=True)
+                    center_momentum=0.9, ema_tau=0.99, ema_cosine=True,
+                    n_local=6, local_size=0, local_scale_min=0.05, local_scale_max=0.3, solarize_p1=0.0,
+                    solarize_p2=0.2, freeze_last_layer_epochs=1.0, clip_grad=3.0, wd_cosine=True,
+                    weight_decay_end=0.4)
+    optim_defaults = dict(weight_decay=0.04)
 
     def __init__(self, backbone, hp=None, spec=None):
         super().__init__(backbone, hp, spec)
         h = self.hp
+        if h.n_local < 0 or h.freeze_last_layer_epochs < 0 or h.clip_grad < 0 or h.weight_decay_end < 0:
+            raise ConfigError("dino: n_local, freeze_last_layer_epochs, clip_grad and weight_decay_end must be >= 0")
         self.head = DINOHead(backbone.out_dim, h.hidden_dim, h.bottleneck_dim, h.out_dim)
         self.teacher_backbone = frozen_copy(self.backbone)
         self.teacher_head = frozen_copy(self.head)
         self.register_buffer("center", torch.zeros(1, h.out_dim))
         self._teacher_mean = None
 
+    def make_views(self, spec, overrides=None):
+        h = self.hp
+        if spec.kind == "image" and h.n_local > 0:
+            check_accepts_size(self.backbone, spec.input_shape, local_side(spec.input_shape, h.local_size),
+                               self.registry_name)
+        return multi_crop(spec.kind, spec.input_shape, overrides, n_global=N_GLOBAL, n_local=h.n_local,
+                          local_size=h.local_size, local_scale=(h.local_scale_min, h.local_scale_max),
+                          solarize_p=(h.solarize_p1, h.solarize_p2))
+
+    # -- recipe pieces the harness applies ---------------------------------------------------------
+    def frozen_parameters(self):
+        c = self.clock
+        return ("head.last",) if c.steps_per_epoch and c.epoch < self.hp.freeze_last_layer_epochs else ()
+
+    def grad_clip(self):
+        return float(self.hp.clip_grad)
+
+    def weight_decay_end(self):
+        return float(self.hp.weight_decay_end) if self.hp.wd_cosine else None
+
     def training_step(self, views):
         h = self.hp
-        s1, s2 = (self.head(self.backbone(x)).float() for x in views)
-        with torch.no_grad():
-            t1, t2 = (self.teacher_head(self.teacher_backbone(x)).float() for x in views)
-        loss = (losses.dino_loss(s1, t2, self.center, h.student_temp, h.teacher_temp)
-                + losses.dino_loss(s2, t1, self.center, h.student_temp, h.teacher_temp)) / 2
-        self._teacher_mean = torch.cat([t1, t2]).mean(0, keepdim=True)
-        return loss, {}
+        n = views[0].shape[0]
+        student = self.head(forward_by_size(self.backbone, views)).float().split(n)  # all crops
+        with torch.no_grad():  # the teacher sees the global crops only
+            teacher = self.teacher_head(self.teacher_backbone(torch.cat(views[:N_GLOBAL]))).float()
+        terms = [losses.dino_loss(student[v], t, self.center, h.student_temp, h.teacher_temp)
+                 for iq, t in enumerate(teacher.split(n)) for v in range(len(views)) if v != iq]
+        self._teacher_mean = teacher.mean(0, keepdim=True)
+        return sum(terms) / len(terms), {}
 
     @torch.no_grad()
     def on_step_end(self, progress):

@@ -7,7 +7,15 @@ Query encoder (backbone + 2-layer MLP head) vs key encoder (its EMA copy, no gra
 with the positive key and ``queue_size`` negatives from a FIFO queue of past keys, temperature
 0.2. Both views serve as queries (symmetrised loss, as solo-learn does). Defaults: head 512 -> 128
 (paper 2048 -> 128), queue 4096 (paper 65536), ``ema_tau`` 0.99 (paper 0.999; our runs are short).
-Single-device runs use no shuffle-BN.
+
+Shuffle-BN (paper Sec. 3.3), single-device form: every batch norm of the query AND key encoders
+(backbone and head) is a ``SplitBatchNorm`` with ``bn_splits`` 8 sub-batches (the official MoCo
+CIFAR demo's ``SplitBatchNorm``, 8 splits), and the key batch is shuffled before the key encoder
+and unshuffled after. So a key is normalised with statistics of a random sub-batch of other
+images, not those of its query's sub-batch, and batch statistics cannot mark the positive.
+The batch (per process under DDP) must be divisible by ``bn_splits``; ``bn_splits=1`` is plain BN
+over the whole batch without shuffle (the leaky variant); under DDP the splits stay per process
+(no synchronised BN).
 """
 import torch
 import torch.nn.functional as F
@@ -16,6 +24,7 @@ from ssl_bench import losses
 from ssl_bench.distributed import gather
 from ssl_bench.errors import ConfigError
 from ssl_bench.heads import MLPHead, cosine_tau, ema_update_, frozen_copy
+from ssl_bench.heads import split_batchnorm_
 from ssl_bench.method import Method
 from ssl_bench.registry import register_method
 
@@ -23,25 +32,47 @@ from ssl_bench.registry import register_method
 @register_method("moco-v2")
 class MoCoV2(Method):
     defaults = dict(proj_hidden_dim=512, proj_dim=128, temperature=0.2, queue_size=4096, ema_tau=0.99,
-                    ema_cosine=False)
+                    ema_cosine=False, bn_splits=8)
 
     def __init__(self, backbone, hp=None, spec=None):
         super().__init__(backbone, hp, spec)
         h = self.hp
         if h.queue_size < 1:
             raise ConfigError("moco-v2: queue_size must be >= 1")
+        if h.bn_splits < 1:
+            raise ConfigError(f"moco-v2: bn_splits must be >= 1, got {h.bn_splits}")
         self.projector = MLPHead(backbone.out_dim, h.proj_hidden_dim, h.proj_dim, num_layers=2)
+        if h.bn_splits > 1:  # before the key encoder is copied: both encoders split their BN
+            split_batchnorm_(self.backbone, h.bn_splits)
+            split_batchnorm_(self.projector, h.bn_splits)
         self.key_backbone = frozen_copy(self.backbone)
         self.key_projector = frozen_copy(self.projector)
         self.register_buffer("queue", F.normalize(torch.randn(h.queue_size, h.proj_dim), dim=1))
         self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.long))
         self._keys = None
 
+    @property
+    def sync_batchnorm(self):  # split BN stays per process under DDP
+        return self.hp.bn_splits <= 1
+
+    @torch.no_grad()
+    def _key_embeddings(self, x):
+        """Key embeddings; with split BN the batch is shuffled before the key encoder and unshuffled
+        after (the single-device shuffle-BN of the official MoCo demo)."""
+        perm = torch.randperm(x.shape[0], device=x.device) if self.hp.bn_splits > 1 else None
+        k = self.key_projector(self.key_backbone(x if perm is None else x[perm]))
+        if perm is not None:
+            k = k[torch.argsort(perm)]
+        return F.normalize(k.float(), dim=1)
+
     def training_step(self, views):
         x1, x2 = views
+        if self.training and self.hp.bn_splits > 1 and x1.shape[0] % self.hp.bn_splits:
+            raise ConfigError(f"moco-v2: the batch ({x1.shape[0]} per process) must be divisible by bn_splits "
+                              f"({self.hp.bn_splits}); change --batch-size or --opt bn_splits")
         q1, q2 = (self.projector(self.backbone(x)) for x in (x1, x2))
         with torch.no_grad():
-            k1, k2 = (F.normalize(self.key_projector(self.key_backbone(x)).float(), dim=1) for x in (x1, x2))
+            k1, k2 = self._key_embeddings(x1), self._key_embeddings(x2)
         queue = self.queue.clone()  # enqueued after the step: the loss sees only past keys
         loss = (losses.info_nce_queue(q1, k2, queue, self.hp.temperature)
                 + losses.info_nce_queue(q2, k1, queue, self.hp.temperature)) / 2

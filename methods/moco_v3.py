@@ -1,16 +1,20 @@
 """MoCo v3 — Chen, Xie & He, "An Empirical Study of Training Self-Supervised Vision Transformers",
 ICCV 2021 (arXiv:2104.02057).
 
-Backbone + projector (3 layers, BN, last BN without affine) + predictor (2 layers) against a
-momentum encoder (EMA of backbone + projector); in-batch InfoNCE between the query of one view
-and the momentum keys of the other, symmetrised and scaled by 2T as in the paper's pseudo-code.
-No queue. Defaults: projector 512 -> 128, predictor 512 -> 128 (paper 4096 -> 256),
-temperature 0.2 (paper: 0.2 for ViT, 1.0 for ResNet), momentum 0.99 -> 1 cosine (paper 0.99
-ViT / 0.996 ResNet). ``predictor=False`` is the ablation without predictor.
+Backbone + projector (``proj_layers`` layers, BN, last BN without affine) + predictor (2 layers)
+against a momentum encoder (EMA of backbone + projector); in-batch InfoNCE between the query of
+one view and the momentum keys of the other, symmetrised and scaled by 2T as in the paper's
+pseudo-code. No queue. Defaults follow the ResNet recipe of the reference code
+(facebookresearch/moco-v3 ``moco/builder.py``: ``T=1.0``, ``_build_mlp(2, ...)`` for the ResNet
+projector, 3 layers only for ViT): temperature 1.0 (``--moco-t`` 1.0; the ViT recipe uses 0.2),
+a 2-layer projector (``proj_layers=3`` is the ViT head); projector 512 -> 128, predictor
+512 -> 128 (paper 4096 -> 256); momentum 0.99 -> 1 cosine (paper 0.99 ViT / 0.996 ResNet).
+``predictor=False`` is the ablation without predictor.
 """
 import torch
 
 from ssl_bench import losses
+from ssl_bench.errors import ConfigError
 from ssl_bench.heads import MLPHead, cosine_tau, ema_update_, frozen_copy
 from ssl_bench.method import Method
 from ssl_bench.registry import register_method
@@ -18,13 +22,16 @@ from ssl_bench.registry import register_method
 
 @register_method("moco-v3")
 class MoCoV3(Method):
-    defaults = dict(proj_hidden_dim=512, proj_dim=128, pred_hidden_dim=512, predictor=True, temperature=0.2,
-                    ema_tau=0.99, ema_cosine=True)
+    defaults = dict(proj_hidden_dim=512, proj_dim=128, pred_hidden_dim=512, predictor=True, temperature=1.0,
+                    ema_tau=0.99, ema_cosine=True, proj_layers=2)
 
     def __init__(self, backbone, hp=None, spec=None):
         super().__init__(backbone, hp, spec)
         h = self.hp
-        self.projector = MLPHead(backbone.out_dim, h.proj_hidden_dim, h.proj_dim, num_layers=3, last_bn=True)
+        if h.proj_layers < 1 or h.temperature <= 0:
+            raise ConfigError("moco-v3: proj_layers must be >= 1 and temperature > 0")
+        self.projector = MLPHead(backbone.out_dim, h.proj_hidden_dim, h.proj_dim, num_layers=h.proj_layers,
+                                 last_bn=True)
         self.predictor = MLPHead(h.proj_dim, h.pred_hidden_dim, h.proj_dim, num_layers=2) if h.predictor else None
         self.momentum_backbone = frozen_copy(self.backbone)
         self.momentum_projector = frozen_copy(self.projector)

@@ -2,42 +2,90 @@
 Features by Contrasting Cluster Assignments", NeurIPS 2020 (arXiv:2006.09882).
 
 Online clustering: projections are scored against learnable prototypes (cosine similarities);
-each view's codes are the Sinkhorn-Knopp equipartitioned assignment of its scores (no gradient),
-and each view predicts the other view's codes (swapped prediction). Defaults: projector 512 ->
-128, 100 prototypes (paper 3000 for ImageNet), temperature 0.1, Sinkhorn epsilon 0.05 and
-3 iterations (paper), two views (no multi-crop), no queue, prototypes trained from the first step
-(``freeze_prototypes_steps`` > 0 freezes them for that many steps, as the paper does for the
-first epoch).
+the codes of each *global* crop are the Sinkhorn-Knopp equipartitioned assignment of its scores
+(no gradient), and every other crop, global or local, predicts them (swapped prediction, averaged
+as in the reference ``main_swav.py``). Defaults and the paper:
+
+* multi-crop: 2 global crops at full size (crop scale from the ``views`` config, 0.3-1) + ``n_local``
+  6 local crops at half size (``local_size`` 0 = half: 28 -> 14 px), crop scale 0.05-0.3 (paper
+  2x224 + 6x96, scales 0.14-1 / 0.05-0.14). ``n_local=0`` gives the two-view version.
+* queue: the last ``queue_length`` 3840 projections of each global crop (per process), used from
+  epoch ``queue_start_epoch`` 1 on, once full (paper: 3840 from epoch 15 of 200-800 for small
+  batches; our runs are a few epochs long). With batch 128 and 100 prototypes the batch alone
+  cannot be equipartitioned sensibly. ``queue_length=0`` turns it off.
+* prototypes frozen (no update) during the first ``freeze_prototypes_epochs`` 1 epoch (paper: the
+  first 313 iterations, one ImageNet epoch at batch 4096).
+* projector 512 -> 128, 100 prototypes (paper 2048 -> 128, 3000 for ImageNet), temperature 0.1,
+  Sinkhorn epsilon 0.05 and 3 iterations (paper).
 """
 import torch
 import torch.nn.functional as F
 
 from ssl_bench import losses
-from ssl_bench.heads import CosineClassifier, MLPHead
+from ssl_bench.errors import ConfigError
+from ssl_bench.heads import CosineClassifier, MLPHead, check_accepts_size, forward_by_size
 from ssl_bench.method import Method
 from ssl_bench.registry import register_method
+from ssl_bench.views import local_side, multi_crop
+
+N_GLOBAL = 2
 
 
 @register_method("swav")
 class SwAV(Method):
     defaults = dict(proj_hidden_dim=512, proj_dim=128, num_prototypes=100, temperature=0.1, sinkhorn_eps=0.05,
-                    sinkhorn_iters=3, freeze_prototypes_steps=0)
+                    sinkhorn_iters=3, freeze_prototypes_epochs=1.0, queue_length=3840, queue_start_epoch=1.0,
+                    n_local=6, local_size=0, local_scale_min=0.05, local_scale_max=0.3)
 
     def __init__(self, backbone, hp=None, spec=None):
         super().__init__(backbone, hp, spec)
         h = self.hp
+        if h.queue_length < 0 or h.n_local < 0 or h.freeze_prototypes_epochs < 0 or h.queue_start_epoch < 0:
+            raise ConfigError("swav: queue_length, n_local, freeze_prototypes_epochs and queue_start_epoch "
+                              "must be >= 0")
         self.projector = MLPHead(backbone.out_dim, h.proj_hidden_dim, h.proj_dim, num_layers=2)
         self.prototypes = CosineClassifier(h.proj_dim, h.num_prototypes)
-        self.register_buffer("step", torch.zeros((), dtype=torch.long))
+        # newest first, as in the reference; zeros until filled
+        self.register_buffer("queue", torch.zeros(N_GLOBAL if h.queue_length else 0, h.queue_length, h.proj_dim))
+
+    def make_views(self, spec, overrides=None):
+        h = self.hp
+        if spec.kind == "image" and h.n_local > 0:
+            check_accepts_size(self.backbone, spec.input_shape, local_side(spec.input_shape, h.local_size),
+                               self.registry_name)
+        return multi_crop(spec.kind, spec.input_shape, overrides, n_global=N_GLOBAL, n_local=h.n_local,
+                          local_size=h.local_size, local_scale=(h.local_scale_min, h.local_scale_max))
+
+    # -- where training is (the harness's clock) -------------------------------------------------
+    def _queue_steps(self) -> int:
+        """Steps since the queue started filling (0 before its start or outside the harness)."""
+        c = self.clock
+        if not self.hp.queue_length or not c.steps_per_epoch:
+            return 0
+        start = int(round(self.hp.queue_start_epoch * c.steps_per_epoch))
+        return max(0, c.step - start + 1) if c.step >= start else 0
+
+    def frozen_parameters(self):
+        c = self.clock
+        return ("prototypes",) if c.steps_per_epoch and c.epoch < self.hp.freeze_prototypes_epochs else ()
 
     def training_step(self, views):
         h = self.hp
-        frozen = int(self.step) < h.freeze_prototypes_steps  # then no gradient reaches the prototypes
-        protos = F.normalize(self.prototypes.weight.detach() if frozen else self.prototypes.weight, dim=1)
-        s1, s2 = (F.normalize(self.projector(self.backbone(x)).float(), dim=1) @ protos.float().t() for x in views)
-        q1 = losses.sinkhorn_knopp(s1.detach(), h.sinkhorn_eps, h.sinkhorn_iters)
-        q2 = losses.sinkhorn_knopp(s2.detach(), h.sinkhorn_eps, h.sinkhorn_iters)
-        return losses.swav_loss(s1, s2, q1, q2, h.temperature), {}
-
-    def on_step_end(self, progress):
-        self.step += 1
+        n = views[0].shape[0]
+        z = F.normalize(self.projector(forward_by_size(self.backbone, views)).float(), dim=1)
+        protos = F.normalize(self.prototypes.weight.float(), dim=1)
+        scores = (z @ protos.t()).split(n)
+        filling = self._queue_steps()
+        loss = 0.0
+        for i in range(N_GLOBAL):
+            with torch.no_grad():
+                out = scores[i].detach()
+                if filling:
+                    if (filling - 1) * n >= h.queue_length:  # full before this step: use it
+                        out = torch.cat([self.queue[i] @ protos.t(), out])
+                    self.queue[i] = torch.cat([z[i * n:(i + 1) * n].detach(), self.queue[i]])[:h.queue_length]
+                q = losses.sinkhorn_knopp(out, h.sinkhorn_eps, h.sinkhorn_iters)[-n:]
+            sub = sum(-(q * F.log_softmax(scores[v] / h.temperature, dim=1)).sum(1).mean()
+                      for v in range(len(views)) if v != i)
+            loss = loss + sub / (len(views) - 1)
+        return loss / N_GLOBAL, {}

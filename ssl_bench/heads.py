@@ -68,6 +68,107 @@ def cosine_tau(base_tau: float, progress: float, final_tau: float = 1.0) -> floa
     return final_tau - (final_tau - base_tau) * (math.cos(math.pi * progress) + 1) / 2
 
 
+class SplitBatchNorm(nn.modules.batchnorm._BatchNorm):
+    """Batch norm whose training statistics are computed over ``num_splits`` contiguous
+    sub-batches (chunk ``i`` = samples ``i*N/s .. (i+1)*N/s - 1``), each normalised with its own
+    mean and variance: MoCo's single-device stand-in for shuffle-BN (the ``SplitBatchNorm`` of
+    the official MoCo CIFAR demo). Running statistics are updated with the mean over chunks;
+    evaluation uses them like ordinary BN. Works for ``(N, C)`` and ``(N, C, *)`` inputs; the
+    parameters and buffers are those of ``nn.BatchNorm*d`` (checkpoints interchange). A batch that
+    ``num_splits`` does not divide (e.g. an evaluator's last fine-tuning batch) uses
+    ``gcd(N, num_splits)`` sub-batches, or one if a sub-batch would hold a single sample; a method
+    that relies on the split checks its training batches itself.
+    """
+
+    def __init__(self, num_features: int, num_splits: int, eps: float = 1e-5, momentum: float | None = 0.1,
+                 affine: bool = True, track_running_stats: bool = True):
+        super().__init__(num_features, eps, momentum, affine, track_running_stats)
+        if num_splits < 1:
+            raise ValueError("num_splits must be >= 1")
+        self.num_splits = int(num_splits)
+
+    def _check_input_dim(self, x: torch.Tensor) -> None:
+        if x.dim() < 2:
+            raise ValueError(f"SplitBatchNorm expects (N, C, ...) input, got {tuple(x.shape)}")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c = x.shape[0], x.shape[1]
+        s = math.gcd(n, self.num_splits)
+        if n // max(s, 1) < 2:
+            s = 1
+        if not self.training or s == 1:
+            return super().forward(x)
+        # (N, C, *) -> (N/s, s*C, *): chunk i of the batch becomes channel block i
+        rest = x.shape[2:]
+        y = x.reshape(s, n // s, c, *rest).transpose(0, 1).reshape(n // s, s * c, *rest)
+        rm = self.running_mean.repeat(s) if self.track_running_stats else None
+        rv = self.running_var.repeat(s) if self.track_running_stats else None
+        w = self.weight.repeat(s) if self.affine else None
+        b = self.bias.repeat(s) if self.affine else None
+        if self.track_running_stats:
+            self.num_batches_tracked.add_(1)
+        m = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
+        y = nn.functional.batch_norm(y, rm, rv, w, b, True, m, self.eps)
+        if self.track_running_stats:
+            with torch.no_grad():
+                self.running_mean.copy_(rm.view(s, c).mean(0))
+                self.running_var.copy_(rv.view(s, c).mean(0))
+        return y.reshape(n // s, s, c, *rest).transpose(0, 1).reshape(x.shape)
+
+
+def split_batchnorm_(module: nn.Module, num_splits: int) -> nn.Module:
+    """Replace every ``BatchNorm{1,2,3}d`` under ``module`` by a :class:`SplitBatchNorm` with the
+    same parameter and buffer objects (in place; returns ``module``)."""
+    for name, child in list(module.named_children()):
+        if isinstance(child, nn.modules.batchnorm._BatchNorm) and not isinstance(child, SplitBatchNorm):
+            new = SplitBatchNorm(child.num_features, num_splits, child.eps, child.momentum, child.affine,
+                                 child.track_running_stats)
+            if child.affine:
+                new.weight, new.bias = child.weight, child.bias
+            if child.track_running_stats:
+                new.running_mean, new.running_var = child.running_mean, child.running_var
+                new.num_batches_tracked = child.num_batches_tracked
+            new.train(child.training)
+            setattr(module, name, new)
+        else:
+            split_batchnorm_(child, num_splits)
+    return module
+
+
+def forward_by_size(backbone: nn.Module, views: list[torch.Tensor]) -> torch.Tensor:
+    """``cat([backbone(v) for v in views])`` with consecutive same-size views run as one batch
+    (multi-crop: the global crops together, the local crops together, as SwAV's and DINO's
+    multi-crop wrappers do; batch norm then sees each resolution group as one batch)."""
+    outs, i = [], 0
+    while i < len(views):
+        j = i + 1
+        while j < len(views) and views[j].shape[1:] == views[i].shape[1:]:
+            j += 1
+        outs.append(backbone(torch.cat(views[i:j]) if j - i > 1 else views[i]))
+        i = j
+    return torch.cat(outs) if len(outs) > 1 else outs[0]
+
+
+@torch.no_grad()
+def check_accepts_size(backbone: nn.Module, input_shape, side: int, method: str) -> None:
+    """A one-line ConfigError unless ``backbone`` encodes ``side x side`` images (multi-crop's
+    local crops): GAP CNNs do, fixed-size ViTs and MLPs on flattened pixels do not. One eval-mode
+    forward of two blank images (no statistics change)."""
+    from .errors import ConfigError
+
+    was = backbone.training
+    p = next(iter(backbone.parameters()), None)
+    x = torch.zeros(2, int(input_shape[0]), side, side, device=p.device if p is not None else None)
+    try:
+        backbone.eval()
+        backbone(x)
+    except Exception as exc:  # noqa: BLE001 - any failure means the same thing here
+        raise ConfigError(f"{method}: the backbone cannot encode the {side}x{side} local crops of multi-crop "
+                          f"({type(exc).__name__}); use --opt n_local=0 or a size-agnostic backbone") from exc
+    finally:
+        backbone.train(was)
+
+
 # ---------------------------------------------------------------------------- method zoo heads
 class CosineClassifier(nn.Module):
     """Cosine similarities of L2-normalised inputs to ``k`` L2-normalised prototype vectors.

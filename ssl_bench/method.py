@@ -21,6 +21,12 @@ What a method declares:
   kind's default recipe);
 * ``training_step(views) -> (loss, logs)``;
 * ``on_step_end(progress)``: per-step updates outside the gradient (EMA targets, queues);
+* recipe pieces the harness applies to every method alike, each off by default:
+  ``frozen_parameters()`` (parameter-name prefixes that get no update this step, e.g. DINO's
+  last layer in epoch 1), ``grad_clip()`` (per-tensor gradient-norm clipping, DINO's 3.0) and
+  ``weight_decay_end()`` (weight decay follows a cosine from its configured value to this one).
+  ``self.clock`` says where training is (step, steps per epoch, total steps); the harness sets
+  it before each step, so these may depend on it;
 * ``encode(x)``: the representation the evaluators judge. It must depend on ``self.backbone``
   only: checkpoints store the backbone weights.
 
@@ -39,6 +45,21 @@ from torch import nn
 
 from .errors import ConfigError
 from .views import MultiView, default_augment
+
+
+@dataclass(frozen=True)
+class TrainClock:
+    """Where training is when a step starts: ``step`` optimiser steps done so far, out of
+    ``total_steps``, ``steps_per_epoch`` per epoch (0 outside the harness: not known)."""
+
+    step: int = 0
+    steps_per_epoch: int = 0
+    total_steps: int = 0
+
+    @property
+    def epoch(self) -> float:
+        """Epochs completed so far (fractional); 0 when the epoch length is not known."""
+        return self.step / self.steps_per_epoch if self.steps_per_epoch else 0.0
 
 
 @dataclass(frozen=True)
@@ -70,6 +91,7 @@ class Method(nn.Module):
         self.backbone = backbone
         self.spec = spec
         self.hp = SimpleNamespace(**self.resolve_hparams(hp or {}))
+        self.clock = TrainClock()
 
     @classmethod
     def resolve_hparams(cls, overrides: dict[str, Any]) -> dict[str, Any]:
@@ -111,6 +133,22 @@ class Method(nn.Module):
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return self.backbone(x)
+
+    # -- recipe pieces the harness applies (all off by default) ----------------------------------
+    def frozen_parameters(self) -> tuple[str, ...]:
+        """Sub-module / parameter name prefixes whose gradients are dropped before this step's
+        optimiser update (no update at all, weight decay included), e.g. ``("head.last",)``."""
+        return ()
+
+    def grad_clip(self) -> float:
+        """> 0: after backward, each parameter tensor's gradient is rescaled to L2 norm at most
+        this value (DINO's ``clip_gradients``). 0: no clipping."""
+        return 0.0
+
+    def weight_decay_end(self) -> float | None:
+        """A float: the weight decay of the decayed parameters follows a cosine, per step, from
+        its configured value to this one (DINO's 0.04 -> 0.4). None: constant."""
+        return None
 
     def lr_scales(self) -> dict[str, float]:
         """Learning-rate multipliers by sub-module name (e.g. ``{"predictor": 10.0}``); the

@@ -90,3 +90,42 @@ def warmup_cosine(total_steps: int, warmup_frac: float):
         return 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
 
     return f
+
+
+# ------------------------------------------------------------ per-step recipe pieces (harness)
+def drop_gradients_(model: nn.Module, prefixes) -> int:
+    """Set ``p.grad = None`` for every parameter whose name is a prefix in ``prefixes`` or lies
+    under one: the optimiser then skips it this step. Returns how many were dropped."""
+    prefixes = tuple(prefixes)
+    n = 0
+    for name, p in model.named_parameters():
+        if p.grad is not None and any(name == q or name.startswith(q + ".") for q in prefixes):
+            p.grad = None
+            n += 1
+    return n
+
+
+@torch.no_grad()
+def clip_gradients_(model: nn.Module, max_norm: float) -> None:
+    """DINO's per-tensor clipping: each gradient g becomes g * min(1, max_norm / (||g|| + 1e-6))
+    (no host sync)."""
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    if not grads:
+        return
+    norms = torch._foreach_norm(grads)
+    coefs = [(max_norm / (n + 1e-6)).clamp(max=1.0) for n in norms]
+    torch._foreach_mul_(grads, coefs)
+
+
+def cosine_value(start: float, end: float, progress: float) -> float:
+    """``start`` at progress 0, ``end`` at progress 1, along a half cosine (DINO's cosine_scheduler)."""
+    progress = min(max(progress, 0.0), 1.0)
+    return end + (start - end) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def set_weight_decay_(opt: torch.optim.Optimizer, base: list[float], end: float, progress: float) -> None:
+    """Groups whose configured weight decay ``base[i]`` is > 0 get ``cosine_value(base[i], end, progress)``;
+    the others (biases, norms) keep 0."""
+    for g, b in zip(opt.param_groups, base):
+        if b > 0:
+            g["weight_decay"] = cosine_value(b, end, progress)

@@ -1,7 +1,10 @@
 """The one training harness every method goes through.
 
-config -> dataset + views -> method -> optimiser/schedule -> epochs -> checkpoints. CPU and
-CUDA share the code; on CUDA the views are generated on the GPU. The forward runs under bf16
+config -> dataset + views -> method -> optimiser/schedule -> epochs -> checkpoints. Before each
+step the method's ``clock`` is set (step, steps per epoch, total steps); after backward the
+harness applies what the method declares, the same way for every method: parameters frozen this
+step (``frozen_parameters``), per-tensor gradient clipping (``grad_clip``) and a cosine weight
+decay schedule (``weight_decay_end``). CPU and CUDA share the code; on CUDA the views are generated on the GPU. The forward runs under bf16
 autocast where the device has native bf16 (CUDA, recent CPUs; config ``precision``, see
 :mod:`ssl_bench.precision`). CPU runs are deterministic for a seed, including across ``--resume``.
 
@@ -39,9 +42,9 @@ from .checkpoint import (atomic_write_text, latest_epoch_checkpoint, load_resume
 from .config import RunConfig
 from .datasets import Data, load_dataset
 from .errors import CheckpointError, SSLBenchError, TrainingDivergedError
-from .method import DataSpec, Method
+from .method import DataSpec, Method, TrainClock
 from .monitor import KNNMonitor, due, every as monitor_every_of
-from .optim import make_optimizer, warmup_cosine
+from .optim import clip_gradients_, drop_gradients_, make_optimizer, set_weight_decay_, warmup_cosine
 from .registry import METHODS
 from .results import CHECKPOINT_SCHEMA_VERSION
 from .views import view_generator
@@ -185,6 +188,8 @@ def _train(cfg: RunConfig, out: str | Path, resume: bool, data: Data | None,
         dist.convert_sync_batchnorm(method)  # same parameter objects: before or after the optimiser
     opt = make_optimizer(cfg.optimizer, method, lr, wd)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(total_steps, cfg.warmup_frac))
+    wd_base = [float(g["weight_decay"]) for g in opt.param_groups]  # before a resume overwrites them
+    wd_end = method.weight_decay_end()
 
     start_epoch, step, train_seconds = 0, 0, 0.0
     if resume and resume_path.is_file():
@@ -243,10 +248,20 @@ def _train(cfg: RunConfig, out: str | Path, resume: bool, data: Data | None,
             xb = data.to_float(x_all[perm[i * cfg.batch_size:(i + 1) * cfg.batch_size]])
             g = view_generator(cfg.seed, step, device)
             vs = [precision.to_layout(normalize(dist.shard(v)), channels_last) for v in views(xb, g)]
+            method.clock = TrainClock(step, steps_per_epoch, total_steps)
             with autocast:
                 loss, logs = step_fn(vs)
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            # the method's declared recipe pieces, the same code for every method
+            frozen = method.frozen_parameters()
+            if frozen:
+                drop_gradients_(method, frozen)
+            clip = method.grad_clip()
+            if clip > 0:
+                clip_gradients_(method, clip)
+            if wd_end is not None:
+                set_weight_decay_(opt, wd_base, wd_end, step / total_steps)
             opt.step()
             sched.step()
             step += 1

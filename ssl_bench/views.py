@@ -6,9 +6,14 @@ They run on the training device (no per-image PIL work) and draw every random nu
     views = MultiView(ImageAugment(crop_scale=(0.3, 1.0), flip_p=0.5), n=2)
     v1, v2 = views(x, generator)          # x: float images in [0, 1], (B, C, H, W)
 
-Image ops: random resized crop, flip, rotation (one fused affine ``grid_sample``), brightness /
-contrast jitter, erosion / dilation (3x3 min / max pooling), inversion, Gaussian noise and patch
-masking. Vector ops (for ``mog2d``): additive Gaussian noise and random scaling.
+Image ops: random resized crop, flip, rotation (one fused affine ``grid_sample``, optionally to
+another output size), brightness / contrast jitter, solarisation, erosion / dilation (3x3 min /
+max pooling), inversion, Gaussian noise and patch masking. Vector ops (for ``mog2d``): additive
+Gaussian noise and random scaling. :class:`MultiCrop` gives the multi-crop view list of SwAV /
+DINO / LeJEPA: global crops at full size plus local crops at a smaller size.
+
+Views work on images in [0, 1]; the harness normalises them (dataset mean / std) afterwards, so
+thresholds such as solarisation's 0.5 are in [0, 1] pixel space.
 """
 from __future__ import annotations
 
@@ -31,8 +36,9 @@ def _coin(n: int, p: float, g: torch.Generator, device) -> Tensor:
 
 
 def random_affine(x: Tensor, g: torch.Generator, crop_scale=(0.3, 1.0), crop_ratio=(3 / 4, 4 / 3),
-                  flip_p: float = 0.5, rotate_deg: float = 0.0) -> Tensor:
-    """Random resized crop + horizontal flip + rotation as one batched affine resampling."""
+                  flip_p: float = 0.5, rotate_deg: float = 0.0, size: int = 0) -> Tensor:
+    """Random resized crop + horizontal flip + rotation as one batched affine resampling; the
+    output is ``size x size`` pixels (``size=0``: the input's size)."""
     b, dev = x.shape[0], x.device
     area = _u(b, crop_scale[0], crop_scale[1], g, dev)
     logr = _u(b, math.log(crop_ratio[0]), math.log(crop_ratio[1]), g, dev)
@@ -48,7 +54,8 @@ def random_affine(x: Tensor, g: torch.Generator, crop_scale=(0.3, 1.0), crop_rat
         torch.stack([w * flip * cos, -h * sin, cx], 1),
         torch.stack([w * flip * sin, h * cos, cy], 1),
     ], 1).to(x.dtype)
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    out = list(x.shape) if size <= 0 else [*x.shape[:2], int(size), int(size)]
+    grid = F.affine_grid(theta, out, align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
@@ -60,6 +67,13 @@ def brightness_contrast(x: Tensor, g: torch.Generator, strength: float, p: float
     mean = x.mean(dim=(1, 2, 3), keepdim=True)
     y = ((x * bright - mean) * contrast + mean).clamp(0, 1)
     return torch.where(on, y, x)
+
+
+def solarize(x: Tensor, g: torch.Generator, p: float, threshold: float = 0.5) -> Tensor:
+    """With probability p per image, every pixel above ``threshold`` becomes ``1 - x`` (BYOL's
+    solarisation, on images in [0, 1]: before normalisation)."""
+    on = _coin(x.shape[0], p, g, x.device).view(-1, *([1] * (x.dim() - 1)))
+    return torch.where(on & (x > threshold), 1.0 - x, x)
 
 
 def morphology(x: Tensor, g: torch.Generator, p: float) -> Tensor:
@@ -105,17 +119,22 @@ class ImageAugment:
     rotate_deg: float = 0.0
     jitter: float = 0.4
     jitter_p: float = 0.8
+    solarize_p: float = 0.0
     morph_p: float = 0.0
     invert_p: float = 0.0
     noise_std: float = 0.0
     noise_p: float = 0.5
     mask_ratio: float = 0.0
     mask_patch: int = 4
+    size: int = 0  # output side in pixels; 0 = the input's
 
     def __call__(self, x: Tensor, g: torch.Generator) -> Tensor:
-        x = random_affine(x, g, tuple(self.crop_scale), tuple(self.crop_ratio), self.flip_p, self.rotate_deg)
+        x = random_affine(x, g, tuple(self.crop_scale), tuple(self.crop_ratio), self.flip_p, self.rotate_deg,
+                          self.size)
         if self.jitter > 0 and self.jitter_p > 0:
             x = brightness_contrast(x, g, self.jitter, self.jitter_p)
+        if self.solarize_p > 0:
+            x = solarize(x, g, self.solarize_p)
         if self.morph_p > 0:
             x = morphology(x, g, self.morph_p)
         if self.invert_p > 0:
@@ -152,6 +171,86 @@ class MultiView:
         return [t(x, g) for t in ts]
 
 
+@dataclass
+class MultiCrop:
+    """Multi-crop (SwAV, Caron et al. 2020; DINO): ``[global_1, .., global_G, local_1, .., local_L]``.
+
+    ``globals_`` are full-size augmentations (one transform per global view, so that e.g. only the
+    second one solarises); ``local`` is applied ``n_local`` times (smaller size, smaller crop scale).
+    Same-size views come first and together, so a method can run each size as one batch.
+    """
+
+    globals_: Sequence[Callable[[Tensor, torch.Generator], Tensor]]
+    local: Callable[[Tensor, torch.Generator], Tensor] | None = None
+    n_local: int = 0
+
+    @property
+    def n_global(self) -> int:
+        return len(self.globals_)
+
+    def __call__(self, x: Tensor, g: torch.Generator) -> list[Tensor]:
+        out = [t(x, g) for t in self.globals_]
+        if self.local is not None:
+            out += [self.local(x, g) for _ in range(self.n_local)]
+        return out
+
+
+def multi_crop(kind: str, input_shape, overrides: dict | None = None, n_global: int = 2, n_local: int = 6,
+               local_size: int = 0, local_scale: tuple[float, float] = (0.05, 0.3),
+               solarize_p: Sequence[float] = ()) -> MultiCrop:
+    """The multi-crop recipe of a data kind.
+
+    Global views: the kind's default augmentation with ``overrides`` (full size; crop scale from
+    the overrides, default 0.3-1); ``solarize_p[i]`` sets global view i's solarisation
+    probability. Local views (images): the same augmentation at ``local_size`` pixels (0 = half
+    the input side, 28 -> 14) with crop scale ``local_scale`` and no solarisation. On vector data
+    there is no size: the local views are further views of the same augmentation.
+    """
+    from .errors import ConfigError
+
+    if n_global < 1 or n_local < 0:
+        raise ConfigError(f"multi-crop needs n_global >= 1 and n_local >= 0, got {n_global} and {n_local}")
+    lo, hi = (float(v) for v in local_scale)
+    if not 0 < lo <= hi <= 1:
+        raise ConfigError(f"multi-crop local crop scale must satisfy 0 < min <= max <= 1, got ({lo}, {hi})")
+    base = default_augment(kind, overrides)
+    own = kind == "image" and "solarize_p" not in (overrides or {})  # a config value applies to every view
+    globals_ = [_with(base, solarize_p=float(solarize_p[i])) if own and i < len(solarize_p) else base
+                for i in range(n_global)]
+    if n_local == 0:
+        return MultiCrop(globals_)
+    if kind != "image":
+        return MultiCrop(globals_, base, n_local)
+    side = local_side(input_shape, local_size)
+    return MultiCrop(globals_, _with(base, size=side, crop_scale=(lo, hi), solarize_p=0.0), n_local)
+
+
+def local_side(input_shape, local_size: int = 0) -> int:
+    """The local crops' side in pixels: ``local_size``, or half the image side when it is 0."""
+    from .errors import ConfigError
+
+    side = int(local_size) if local_size > 0 else max(1, int(input_shape[-1]) // 2)
+    if side > int(input_shape[-1]):
+        raise ConfigError(f"multi-crop local_size {side} is larger than the images ({input_shape[-1]} px)")
+    return side
+
+
+def asymmetric_views(kind: str, overrides: dict | None = None, solarize_p: Sequence[float] = (0.0, 0.2)) -> MultiView:
+    """Two views of the kind's default augmentation that differ only in their solarisation
+    probability (BYOL's asymmetric recipe: 0 for view 1, 0.2 for view 2). A ``solarize_p`` in
+    ``overrides`` (config ``views``) applies to both views instead."""
+    base = default_augment(kind, overrides)
+    if kind != "image" or "solarize_p" in (overrides or {}):
+        return MultiView(base, n=len(solarize_p))
+    return MultiView([_with(base, solarize_p=float(p)) for p in solarize_p], n=len(solarize_p))
+
+
+def _with(aug, **changes):
+    from dataclasses import replace
+
+    return replace(aug, **changes)
+
+
 def default_augment(kind: str, overrides: dict | None = None):
     """The default recipe for a data kind, with config overrides (unknown keys are an error)."""
     from .errors import ConfigError
@@ -176,8 +275,9 @@ def view_generator(seed: int, step: int, device) -> torch.Generator:
 
 
 __all__ = [
-    "ImageAugment", "VectorAugment", "MultiView", "default_augment", "view_generator", "random_affine",
-    "brightness_contrast", "morphology", "invert", "gaussian_noise", "patch_mask",
+    "ImageAugment", "VectorAugment", "MultiView", "MultiCrop", "multi_crop", "asymmetric_views", "default_augment",
+    "view_generator", "random_affine", "brightness_contrast", "solarize", "morphology", "invert", "gaussian_noise",
+    "patch_mask",
 ]
 
 
