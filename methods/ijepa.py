@@ -10,13 +10,16 @@ Multi-block masking as in the paper: targets of scale 0.15-0.2 and aspect 0.75-1
 scale 0.85-1.0; one view, random resized crop only. ``encode`` = the backbone's average-pooled
 patch tokens. Defaults (sized for 2-core CPUs): timm ViT with ~16 patches (7 x 7 on 28 x 28), width 96, depth 4,
 3 heads, no class token (paper: ViT-H/14); predictor width 64, depth 2 (paper 384 x 12);
-tau 0.99 -> 1 cosine (paper 0.996 -> 1). Needs image data (a ConfigError on vectors).
+tau 0.99 -> 1 cosine (paper 0.996 -> 1 linear; raised for short runs to 1 - 10 / total_steps,
+:mod:`ssl_bench.ema`). As in the paper, the target encoder (``target_backbone``) is the evaluated
+network that checkpoints store. Needs image data (a ConfigError on vectors).
 """
 import torch
 import torch.nn.functional as F
 
 from ssl_bench.distributed import shard, world_size
-from ssl_bench.heads import (MaskedTokenPredictor, cosine_tau, ema_update_, frozen_copy, gather_tokens, timm_vit,
+from ssl_bench.ema import update_targets
+from ssl_bench.heads import (MaskedTokenPredictor, frozen_copy, gather_tokens, timm_vit,
                              vit_encode_tokens, vit_patch_tokens)
 from ssl_bench.method import Method
 from ssl_bench.registry import register_method
@@ -32,6 +35,7 @@ VIT_SMALL_CPU = ("timm:vit_tiny_patch16_224", {"img_size": "auto", "patch_size":
 
 @register_method("ijepa")
 class IJEPA(Method):
+    evaluated = "target"  # the paper evaluates the target encoder
     defaults = dict(pred_dim=64, pred_depth=2, pred_heads=2, num_targets=4, ema_tau=0.99, ema_cosine=True)
     n_views = 1
     default_backbone = {"image": VIT_SMALL_CPU}
@@ -69,5 +73,4 @@ class IJEPA(Method):
         return F.mse_loss(pred, targets.reshape(b * m, nt, -1)), {}
 
     def on_step_end(self, progress):
-        h = self.hp
-        ema_update_(self.target_backbone, self.backbone, cosine_tau(h.ema_tau, progress) if h.ema_cosine else h.ema_tau)
+        update_targets(self, progress)  # target_backbone; tau scaled to the run length (ssl_bench.ema)

@@ -6,12 +6,13 @@ momentum encoder (EMA of backbone + projector); in-batch InfoNCE between the que
 and the momentum keys of the other, symmetrised and scaled by 2T as in the paper's pseudo-code.
 No queue. Defaults: projector 512 -> 128, predictor 512 -> 128 (paper 4096 -> 256),
 temperature 0.2 (paper: 0.2 for ViT, 1.0 for ResNet), momentum 0.99 -> 1 cosine (paper 0.99
-ViT / 0.996 ResNet). ``predictor=False`` is the ablation without predictor.
+ViT / 0.996 ResNet; raised for short runs to 1 - 10 / total_steps, :mod:`ssl_bench.ema`). ``predictor=False`` is the ablation without predictor.
 """
 import torch
 
 from ssl_bench import losses
-from ssl_bench.heads import MLPHead, cosine_tau, ema_update_, frozen_copy
+from ssl_bench.ema import update_targets
+from ssl_bench.heads import MLPHead, frozen_copy
 from ssl_bench.method import Method
 from ssl_bench.registry import register_method
 
@@ -26,8 +27,8 @@ class MoCoV3(Method):
         h = self.hp
         self.projector = MLPHead(backbone.out_dim, h.proj_hidden_dim, h.proj_dim, num_layers=3, last_bn=True)
         self.predictor = MLPHead(h.proj_dim, h.pred_hidden_dim, h.proj_dim, num_layers=2) if h.predictor else None
-        self.momentum_backbone = frozen_copy(self.backbone)
-        self.momentum_projector = frozen_copy(self.projector)
+        self.target_backbone = frozen_copy(self.backbone)  # the momentum encoder
+        self.target_projector = frozen_copy(self.projector)
 
     def _query(self, x):
         z = self.projector(self.backbone(x))
@@ -37,13 +38,10 @@ class MoCoV3(Method):
         x1, x2 = views
         q1, q2 = self._query(x1), self._query(x2)
         with torch.no_grad():
-            k1, k2 = (self.momentum_projector(self.momentum_backbone(x)) for x in (x1, x2))
+            k1, k2 = (self.target_projector(self.target_backbone(x)) for x in (x1, x2))
         t = self.hp.temperature
         loss = 2 * t * (losses.cross_view_info_nce(q1, k2, t) + losses.cross_view_info_nce(q2, k1, t))
         return loss, {}
 
     def on_step_end(self, progress):
-        h = self.hp
-        tau = cosine_tau(h.ema_tau, progress) if h.ema_cosine else h.ema_tau
-        ema_update_(self.momentum_backbone, self.backbone, tau)
-        ema_update_(self.momentum_projector, self.projector, tau)
+        update_targets(self, progress)  # target_backbone, target_projector; tau scaled to the run length
