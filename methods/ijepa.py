@@ -7,7 +7,8 @@ narrow transformer predictor, given the context tokens and mask tokens at the ta
 predicts the target encoder's (EMA of the context encoder) layer-normalised patch
 representations of ``num_targets`` target blocks; mean squared error (the paper's L2).
 Multi-block masking as in the paper: targets of scale 0.15-0.2 and aspect 0.75-1.5, context of
-scale 0.85-1.0; one view, random resized crop only. ``encode`` = the backbone's average-pooled
+scale 0.85-1.0 minus the targets, redrawn (as the reference collator does) until it keeps at least
+``min_keep`` patches (default 4, the reference's default; its configs use 10); one view, random resized crop only. ``encode`` = the backbone's average-pooled
 patch tokens. Defaults (sized for 2-core CPUs): timm ViT with ~16 patches (7 x 7 on 28 x 28), width 96, depth 4,
 3 heads, no class token (paper: ViT-H/14); predictor width 64, depth 2 (paper 384 x 12);
 tau 0.99 -> 1 cosine (paper 0.996 -> 1 linear; raised for short runs to 1 - 10 / total_steps,
@@ -18,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from ssl_bench.distributed import shard, world_size
+from ssl_bench.errors import ConfigError
 from ssl_bench.ema import update_targets
 from ssl_bench.heads import (MaskedTokenPredictor, frozen_copy, gather_tokens, timm_vit,
                              vit_encode_tokens, vit_patch_tokens)
@@ -36,7 +38,7 @@ VIT_SMALL_CPU = ("timm:vit_tiny_patch16_224", {"img_size": "auto", "patch_size":
 @register_method("ijepa")
 class IJEPA(Method):
     evaluated = "target"  # the paper evaluates the target encoder
-    defaults = dict(pred_dim=64, pred_depth=2, pred_heads=2, num_targets=4, ema_tau=0.99, ema_cosine=True)
+    defaults = dict(pred_dim=64, pred_depth=2, pred_heads=2, num_targets=4, min_keep=4, ema_tau=0.99, ema_cosine=True)
     n_views = 1
     default_backbone = {"image": VIT_SMALL_CPU}
     ddp_find_unused_parameters = True  # the ViT's own final norm / head take no part in the loss
@@ -44,6 +46,8 @@ class IJEPA(Method):
     def __init__(self, backbone, hp=None, spec=None):
         super().__init__(backbone, hp, spec)
         h = self.hp
+        if h.min_keep < 1:
+            raise ConfigError(f"ijepa: min_keep must be >= 1, got {h.min_keep}")
         self.vit = timm_vit(backbone, "ijepa")
         d = backbone.out_dim
         self.predictor = MaskedTokenPredictor(d, h.pred_dim, d, depth=h.pred_depth, num_heads=h.pred_heads)
@@ -59,7 +63,8 @@ class IJEPA(Method):
         b = x.shape[0]
         # drawn for the global batch and sliced: under DDP every rank gets its own samples' masks
         ctx_idx, tgt_idx = (shard(t) for t in multiblock_masks(b * world_size(), grid,
-                                                              num_targets=self.hp.num_targets, device=x.device))
+                                                              num_targets=self.hp.num_targets,
+                                                              min_keep=self.hp.min_keep, device=x.device))
         m, nt = tgt_idx.shape[1], tgt_idx.shape[2]
         with torch.no_grad():
             tvit = self.target_backbone.model
