@@ -33,6 +33,12 @@ from ssl_bench.registry import register_method
 from ssl_bench.views import MultiView, default_augment
 
 
+def _near_zero_(layer: nn.Module) -> None:
+    """Last layer of g: tiny weights (not zero, so the first step's gradient reaches the encoder)."""
+    nn.init.normal_(layer.weight, std=1e-3)
+    nn.init.zeros_(layer.bias)
+
+
 class ConvDenoiser(nn.Module):
     """g(x~, h, log sigma) for images: a global code from (h, log sigma) at 7 x 7, upsampled and
     concatenated with x~ and a log sigma plane, then three 3 x 3 convolutions."""
@@ -46,8 +52,7 @@ class ConvDenoiser(nn.Module):
             nn.Conv2d(c + code_channels + 1, channels, 3, padding=1), nn.GELU(),
             nn.Conv2d(channels, channels, 3, padding=1), nn.GELU(),
             nn.Conv2d(channels, c, 3, padding=1))
-        nn.init.zeros_(self.net[-1].weight)  # g = 0 at init: r = x~, the trivial floor
-        nn.init.zeros_(self.net[-1].bias)
+        _near_zero_(self.net[-1])  # g ~ 0 at init: r ~ x~, the trivial floor
 
     def forward(self, x_noisy, feats, log_sigma):
         b, _, hgt, wid = x_noisy.shape
@@ -64,8 +69,7 @@ class MLPDenoiser(nn.Module):
         super().__init__()
         self.net = nn.Sequential(nn.Linear(dim + feat_dim + 1, hidden), nn.GELU(), nn.Linear(hidden, hidden), nn.GELU(),
                                  nn.Linear(hidden, dim))
-        nn.init.zeros_(self.net[-1].weight)
-        nn.init.zeros_(self.net[-1].bias)
+        _near_zero_(self.net[-1])
 
     def forward(self, x_noisy, feats, log_sigma):
         return self.net(torch.cat([x_noisy.flatten(1), feats, log_sigma.unsqueeze(1)], 1)).view(x_noisy.shape)

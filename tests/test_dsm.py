@@ -16,7 +16,7 @@ def test_score_is_vincents_and_starts_at_the_trivial_floor():
     x = torch.randn(256, 1, 8, 8)
     torch.manual_seed(0)
     loss, _ = m.training_step([x])
-    # r = x~ at init: 1/2 sigma^2 ||(x~ - x~)/sigma^2 + eps/sigma^2||^2 = ||eps||^2 / (2 sigma^2) ~ D / 2
+    # r ~ x~ at init (g ~ 0): 1/2 sigma^2 ||(x~ - x~)/sigma^2 + eps/sigma^2||^2 = ||eps||^2 / (2 sigma^2) ~ D / 2
     assert loss.item() == pytest.approx(64 / 2, rel=0.1)
 
 
