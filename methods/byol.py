@@ -3,8 +3,9 @@ Learning", NeurIPS 2020 (arXiv:2006.07733).
 
 Online network (backbone + projector + predictor) regresses the EMA target network's
 projection of the other view; symmetric loss 2 - 2 cos. tau follows a cosine to 1 over training
-from ``ema_tau``, raised for short runs to 1 - 10 / total_steps (:mod:`ssl_bench.ema`). Ablation switches: ``predictor=False`` (the online projection
-is compared directly; collapses in the paper), ``ema_tau=0`` (target = online copy each step),
+from ``ema_tau``, raised for short runs to 1 - 10 / total_steps (:mod:`ssl_bench.ema`). Ablation
+switches: ``predictor=False`` (the online projection is compared directly; collapses in the
+paper), ``ema_tau=0`` (target = online copy each step),
 ``pred_lr_scale`` (the predictor's learning rate relative to the rest, the lambda of the paper's
 Appendix ablation: with tau = 0 a slow predictor collapses, a fast one learns).
 Defaults: projector 512 -> 128, predictor 512 -> 128, tau 0.99 (paper: 4096 -> 256, 0.996).

@@ -6,10 +6,11 @@ The score-based model of the JEA tutorial.
 x~ = x + eps, eps ~ N(0, sigma^2 I) with sigma drawn per sample log-uniformly in
 [``sigma_min``, ``sigma_max``] (``sigma_min == sigma_max``: one noise level, as in the tutorial).
 The score is parametrised as Vincent (2011) does, through a denoiser r that sees x~:
-s(x~, sigma) = (r(x~, sigma) - x~) / sigma^2, so the -x~ / sigma^2 part of the score is built in
-and the loss 1/2 sigma^2 ||s + eps / sigma^2||^2 (Song & Ermon's weighting) equals
-||r - x||^2 / (2 sigma^2). r is written in residual form, r = x~ - sigma g(x~, sigma): g = 0 (the
-identity denoiser) is the trivial floor 1/2 D (392 on 28 x 28), which r must beat. For images g
+s(x~, sigma) = (r(x~, sigma) - x~) / sigma^2, and the loss 1/2 sigma^2 ||s + eps / sigma^2||^2
+(Song & Ermon's weighting) equals ||r - x||^2 / (2 sigma^2): a denoising autoencoder. r is written
+in residual form, r = x~ - sigma g(x~, sigma) (s = -g / sigma): g = 0 (the identity denoiser) is
+the trivial floor 1/2 D (392 on 28 x 28), which r must beat, and g sees every pixel of x~ (the
+old head on the pooled feature alone could not represent the score's pixel-wise part). For images g
 is a small conv decoder: the encoder's representation h(x~) and log sigma go through a linear map
 to a 7 x 7 code (``code_channels``), upsampled to the image size and concatenated with x~ and a
 log sigma plane, then three 3 x 3 convolutions of ``dec_channels`` (a local path that sees x~,

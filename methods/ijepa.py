@@ -8,8 +8,9 @@ predicts the target encoder's (EMA of the context encoder) layer-normalised patc
 representations of ``num_targets`` target blocks; mean squared error (the paper's L2).
 Multi-block masking as in the paper: targets of scale 0.15-0.2 and aspect 0.75-1.5, context of
 scale 0.85-1.0 minus the targets, redrawn (as the reference collator does) until it keeps at least
-``min_keep`` patches (default 4, the reference's default; its configs use 10); one view, random resized crop only. ``encode`` = the backbone's average-pooled
-patch tokens. Defaults (sized for 2-core CPUs): timm ViT with ~16 patches (7 x 7 on 28 x 28), width 96, depth 4,
+``min_keep`` patches (default 4, the reference's default; its configs use 10); one view, random
+resized crop only. ``encode`` = the backbone's average-pooled patch tokens. Defaults (sized for
+2-core CPUs): timm ViT with ~16 patches (7 x 7 on 28 x 28), width 96, depth 4,
 3 heads, no class token (paper: ViT-H/14); predictor width 64, depth 2 (paper 384 x 12);
 tau 0.99 -> 1 cosine (paper 0.996 -> 1 linear; raised for short runs to 1 - 10 / total_steps,
 :mod:`ssl_bench.ema`). As in the paper, the target encoder (``target_backbone``) is the evaluated

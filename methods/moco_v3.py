@@ -6,7 +6,8 @@ momentum encoder (EMA of backbone + projector); in-batch InfoNCE between the que
 and the momentum keys of the other, symmetrised and scaled by 2T as in the paper's pseudo-code.
 No queue. Defaults: projector 512 -> 128, predictor 512 -> 128 (paper 4096 -> 256),
 temperature 0.2 (paper: 0.2 for ViT, 1.0 for ResNet), momentum 0.99 -> 1 cosine (paper 0.99
-ViT / 0.996 ResNet; raised for short runs to 1 - 10 / total_steps, :mod:`ssl_bench.ema`). ``predictor=False`` is the ablation without predictor.
+ViT / 0.996 ResNet; raised for short runs to 1 - 10 / total_steps, :mod:`ssl_bench.ema`).
+``predictor=False`` is the ablation without predictor.
 """
 import torch
 

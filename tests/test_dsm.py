@@ -21,8 +21,9 @@ def test_score_is_vincents_and_starts_at_the_trivial_floor():
 
 
 def test_the_score_sees_every_pixel_of_the_noisy_input():
-    # the score must contain the -x~/sigma^2 term, a full-rank function of all D = 784 pixels; a
-    # head on the 128-d pooled feature (the old parametrisation) has a Jacobian of rank <= 129
+    # the exact score has a pixel-wise part (-x~/sigma^2 far from the data), a full-rank function of
+    # all D = 784 pixels; a head on the 128-d pooled feature (the old parametrisation) has a
+    # Jacobian of rank <= 129
     spec = DataSpec("image", (1, 28, 28), 64)
     m = build_method(RunConfig(method="dsm", dataset="fashion-mnist", precision="fp32", seed=0), spec).eval()
     torch.manual_seed(0)
