@@ -2,9 +2,10 @@
 Learning", NeurIPS 2020 (arXiv:2006.07733).
 
 Online network (backbone + projector + predictor) regresses the EMA target network's
-projection of the other view; symmetric loss 2 - 2 cos. tau follows a cosine from
-``ema_tau`` to 1 over training. Ablation switches: ``predictor=False`` (the online projection
-is compared directly; collapses in the paper), ``ema_tau=0`` (target = online copy each step),
+projection of the other view; symmetric loss 2 - 2 cos. tau follows a cosine to 1 over training
+from ``ema_tau``, raised for short runs to 1 - 10 / total_steps (:mod:`ssl_bench.ema`). Ablation
+switches: ``predictor=False`` (the online projection is compared directly; collapses in the
+paper), ``ema_tau=0`` (target = online copy each step),
 ``pred_lr_scale`` (the predictor's learning rate relative to the rest, the lambda of the paper's
 Appendix ablation: with tau = 0 a slow predictor collapses, a fast one learns).
 Defaults: projector 512 -> 128, predictor 512 -> 128, tau 0.99 (paper: 4096 -> 256, 0.996).
@@ -15,7 +16,8 @@ images before normalisation; blur is not used at 28 px).
 import torch
 
 from ssl_bench import losses
-from ssl_bench.heads import MLPHead, cosine_tau, ema_update_, frozen_copy
+from ssl_bench.ema import update_targets
+from ssl_bench.heads import MLPHead, frozen_copy
 from ssl_bench.method import Method
 from ssl_bench.registry import register_method
 from ssl_bench.views import asymmetric_views
@@ -55,7 +57,4 @@ class BYOL(Method):
         return {"predictor": self.hp.pred_lr_scale} if self.predictor is not None else {}
 
     def on_step_end(self, progress):
-        h = self.hp
-        tau = cosine_tau(h.ema_tau, progress) if h.ema_cosine else h.ema_tau
-        ema_update_(self.target_backbone, self.backbone, tau)
-        ema_update_(self.target_projector, self.projector, tau)
+        update_targets(self, progress)  # target_backbone, target_projector; tau scaled to the run length

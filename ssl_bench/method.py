@@ -28,7 +28,9 @@ What a method declares:
   ``self.clock`` says where training is (step, steps per epoch, total steps); the harness sets
   it before each step, so these may depend on it;
 * ``encode(x)``: the representation the evaluators judge. It must depend on ``self.backbone``
-  only: checkpoints store the backbone weights.
+  only: checkpoints store the backbone weights, those of ``evaluated_backbone()`` (the EMA
+  teacher / target for methods whose paper evaluates it, ``evaluated``), loaded into
+  ``backbone`` when a checkpoint is rebuilt.
 
 The harness owns everything else (optimiser, schedule, devices, checkpoints); evaluation lives
 outside methods, on frozen checkpoints.
@@ -85,6 +87,12 @@ class Method(nn.Module):
     sync_batchnorm: ClassVar[bool] = True
     #: Under DDP, set True when some trainable parameters get no gradient in ``training_step``.
     ddp_find_unused_parameters: ClassVar[bool] = False
+    #: Which network the paper evaluates and the checkpoints store: ``"online"`` (``backbone``),
+    #: or ``"teacher"`` / ``"target"`` (``target_backbone``, e.g. DINO, I-JEPA).
+    evaluated: ClassVar[str] = "online"
+    #: Optimiser steps of the whole run, set by the trainer before the first step (EMA schedules
+    #: scale to it, :mod:`ssl_bench.ema`); None outside the trainer.
+    total_steps: int | None = None
 
     def __init__(self, backbone: nn.Module, hp: dict[str, Any] | None = None, spec: DataSpec | None = None):
         super().__init__()
@@ -133,6 +141,11 @@ class Method(nn.Module):
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return self.backbone(x)
+
+    def evaluated_backbone(self) -> nn.Module:
+        """The backbone whose weights the encoder checkpoint stores (same keys as ``backbone``):
+        the online one, or the EMA target for methods with ``evaluated != "online"``."""
+        return self.backbone if self.evaluated == "online" else self.target_backbone
 
     # -- recipe pieces the harness applies (all off by default) ----------------------------------
     def frozen_parameters(self) -> tuple[str, ...]:
