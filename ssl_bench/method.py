@@ -121,11 +121,13 @@ class Method(nn.Module):
                     raise ConfigError(f"method option {k!r} must be an integer, got {v!r}")
                 if "temp" in k and d > 0 and not v > 0:
                     raise ConfigError(f"method option {k!r} is a temperature and must be > 0, got {v!r}")
-                if isinstance(d, int) and d >= 1 and (k.endswith("dim") or k.startswith(("n_", "num_"))) and not 1 <= v <= 1 << 20:
+                if isinstance(d, int) and d >= 1 and (k.endswith("dim") or k.startswith("num_")) and not 1 <= v <= 1 << 20:
                     raise ConfigError(f"method option {k!r} is a size and must be in [1, {1 << 20}], got {v!r}")
+                if isinstance(d, int) and k.startswith("n_") and not 0 <= v <= 1 << 20:  # n_local=0: none
+                    raise ConfigError(f"method option {k!r} is a count and must be in [0, {1 << 20}], got {v!r}")
+                v = type(d)(v)
             elif isinstance(d, str) and not isinstance(v, str):
                 raise ConfigError(f"method option {k!r} must be a string, got {v!r}")
-                v = type(d)(v)
             merged[k] = v
         return merged
 
