@@ -221,9 +221,8 @@ def dsm_panel(run: Run, data, n_samples: int = 1000, levels: int = 8, steps: int
     method.eval()
     h = method.hp
 
-    def score(x, sigma):
-        ls = torch.full((len(x), 1), float(np.log(sigma)))
-        return method.head(torch.cat([method.backbone(x), ls], 1)).view(x.shape)
+    def score(x, sigma):  # the method's own score s(x~, sigma) = (r(x~, sigma) - x~) / sigma^2
+        return method.score(x, float(sigma)).view(x.shape)
 
     xs, ys, pts = _mog_grid(data, n=25)
     g = torch.Generator().manual_seed(seed)
@@ -413,7 +412,8 @@ def build_html(runs_dir: Path, log=None) -> str:
         prefix = "" if len(datasets) == 1 else f"{ds}-"
         parts.append(f'<h1 id="{html.escape(ds)}">{html.escape(ds)}</h1>')
         parts.append(_section(f"{prefix}leaderboard", f"Leaderboard: {ds}", "The leaderboard table "
-                              "(ssl-bench leaderboard), mean ± std over seeds.", lb))
+                              "(ssl-bench leaderboard): n = seeds; with n ≥ 2 a cell is the mean ± the 95% confidence "
+                              "half-width, and bold marks the best row and those tied with it.", lb))
         for sid, title, caption in SECTIONS:
             parts.append(_section(prefix + sid, title, caption, body[sid]))
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>ssl-bench report</title>"
