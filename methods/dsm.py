@@ -39,7 +39,7 @@ class DSM(Method):
         ours=dict(views="flip only (no crop, no jitter)"),
         deviations=dict(
             heads="the encoder under study (cnn-small) plus a small head; no RefineNet, which would dwarf the encoder",
-            views="flips only: keeps the data distribution while adding the paper's only augmentation",
+            views="flips only: they keep the data distribution (NCSN flips CIFAR-10 images; not verified)",
             sigma_min=("0.1 with sigma drawn log-uniformly: ssl-bench measures the encoder's representation, not "
                        "samples; not searched on validation"),
             optimizer="the harness's AdamW for every method",

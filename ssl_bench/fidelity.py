@@ -84,7 +84,10 @@ def method_rows(cls) -> list[dict[str, str]]:
     rows = []
     for k in ("heads", "views", "ema", "temperature"):
         paper_v = getattr(p, k)
-        our_v = our_heads(cls) if k == "heads" else p.ours.get(k, paper_v)
+        our_v = our_heads(cls) if k == "heads" else p.ours.get(k)
+        if our_v is None:  # not declared: ssl-bench does what the paper does
+            rows.append(dict(item=k, paper=paper_v, ours="= paper", differs="False", reason=p.deviations.get(k, "")))
+            continue
         rows.append(dict(item=k, paper=paper_v, ours=our_v, differs=str(paper_v != our_v),
                          reason=p.deviations.get(k, "")))
     for k, v in p.optim.items():
@@ -143,7 +146,10 @@ def render_markdown() -> str:
              "tuned on a validation split carved from the training set (or kept at the paper's values), "
              "never on the test set. Common to all: the harness's optimiser is AdamW (lr 2e-3, weight "
              "decay 1e-4, 10% linear warm-up then cosine to 0) unless a method sets its own; ssl-bench's "
-             "heads are derived from each method's defaults; budgets are the presets' "
+             "heads are derived from each method's defaults (\"= paper\": as the paper); the default backbone for "
+             "28 px images is cnn-small (3 conv layers, 128-d output; ijepa and mae: a small ViT, see their rows) where "
+             "the papers train ResNet-18/50 or ViTs; "
+             "budgets are the presets' "
              "(`quick`, `standard`), far below the papers' hundreds of epochs on ImageNet.", ""]
     for name, cls in builtin_methods():
         p = getattr(cls, "paper", None)
