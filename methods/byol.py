@@ -2,9 +2,10 @@
 Learning", NeurIPS 2020 (arXiv:2006.07733).
 
 Online network (backbone + projector + predictor) regresses the EMA target network's
-projection of the other view; symmetric loss 2 - 2 cos. tau follows a cosine from
-``ema_tau`` to 1 over training. Ablation switches: ``predictor=False`` (the online projection
-is compared directly; collapses in the paper), ``ema_tau=0`` (target = online copy each step),
+projection of the other view; symmetric loss 2 - 2 cos. tau follows a cosine to 1 over training
+from ``ema_tau``, raised for short runs to 1 - 10 / total_steps (:mod:`ssl_bench.ema`). Ablation
+switches: ``predictor=False`` (the online projection is compared directly; collapses in the
+paper), ``ema_tau=0`` (target = online copy each step),
 ``pred_lr_scale`` (the predictor's learning rate relative to the rest, the lambda of the paper's
 Appendix ablation: with tau = 0 a slow predictor collapses, a fast one learns).
 Defaults: projector 512 -> 128, predictor 512 -> 128, tau 0.99 (paper: 4096 -> 256, 0.996).
@@ -15,8 +16,9 @@ images before normalisation; blur is not used at 28 px).
 import torch
 
 from ssl_bench import losses
-from ssl_bench.fidelity import PaperRecipe, WHY_EMA, WHY_LR, WHY_OPTIMIZER, WHY_VIEWS, WHY_WIDTH
-from ssl_bench.heads import MLPHead, cosine_tau, ema_update_, frozen_copy
+from ssl_bench.ema import update_targets
+from ssl_bench.fidelity import OUR_EMA, PaperRecipe, WHY_EMA, WHY_LR, WHY_OPTIMIZER, WHY_VIEWS, WHY_WIDTH
+from ssl_bench.heads import MLPHead, frozen_copy
 from ssl_bench.method import Method
 from ssl_bench.registry import register_method
 from ssl_bench.views import asymmetric_views
@@ -39,7 +41,7 @@ class BYOL(Method):
                      ema_cosine=True, pred_lr_scale=1.0, solarize_p1=0.0, solarize_p2=0.2),
         optim=dict(optimizer="LARS", lr="0.2 x batch/256", weight_decay=1.5e-6),
         ours=dict(views="crop 0.3-1, flip, brightness/contrast 0.4 (p 0.8), solarize p 0 / 0.2",
-                  ema="cosine 0.99 -> 1"),
+                  ema=OUR_EMA),
         deviations=dict(
             heads=WHY_WIDTH, proj_hidden_dim=WHY_WIDTH, proj_dim=WHY_WIDTH, pred_hidden_dim=WHY_WIDTH,
             views=WHY_VIEWS, ema=WHY_EMA, ema_tau=WHY_EMA,
@@ -75,7 +77,4 @@ class BYOL(Method):
         return {"predictor": self.hp.pred_lr_scale} if self.predictor is not None else {}
 
     def on_step_end(self, progress):
-        h = self.hp
-        tau = cosine_tau(h.ema_tau, progress) if h.ema_cosine else h.ema_tau
-        ema_update_(self.target_backbone, self.backbone, tau)
-        ema_update_(self.target_projector, self.projector, tau)
+        update_targets(self, progress)  # target_backbone, target_projector; tau scaled to the run length

@@ -17,15 +17,19 @@ sharpening (teacher temperature below the student's). Defaults and the paper:
   the config's ``weight_decay`` wins) to ``weight_decay_end`` 0.4 (``wd_cosine``; paper ViT recipe,
   AdamW; the ResNet-50 recipe uses LARS with 1e-6 constant).
 * head 512 hidden -> 64 bottleneck -> 1024 prototypes (paper 2048 -> 256 -> 65536), temperatures
-  0.1 / 0.04 (paper; no teacher temperature warm-up), tau 0.99 -> 1 cosine (paper 0.996).
+  0.1 / 0.04 (paper; no teacher temperature warm-up), tau 0.99 -> 1 cosine (paper 0.996; raised for
+  short runs to 1 - 10 / total_steps, :mod:`ssl_bench.ema`).
+
+As in the paper, the teacher (``target_backbone``) is the evaluated network that checkpoints store.
 """
 import torch
 
 from ssl_bench import losses
 from ssl_bench.distributed import mean_over_ranks
+from ssl_bench.ema import update_targets
 from ssl_bench.errors import ConfigError
-from ssl_bench.fidelity import PaperRecipe, WHY_EMA, WHY_LR, WHY_VIEWS, WHY_WIDTH
-from ssl_bench.heads import DINOHead, cosine_tau, ema_update_, frozen_copy
+from ssl_bench.fidelity import OUR_EMA, PaperRecipe, WHY_EMA, WHY_LR, WHY_VIEWS, WHY_WIDTH
+from ssl_bench.heads import DINOHead, frozen_copy
 from ssl_bench.heads import check_accepts_size, forward_by_size
 from ssl_bench.method import Method
 from ssl_bench.registry import register_method
@@ -36,6 +40,7 @@ N_GLOBAL = 2
 
 @register_method("dino")
 class DINO(Method):
+    evaluated = "teacher"  # the paper evaluates the teacher (checkpoint_key=teacher)
     defaults = dict(hidden_dim=512, bottleneck_dim=64, out_dim=1024, student_temp=0.1, teacher_temp=0.04,
                     center_momentum=0.9, ema_tau=0.99, ema_cosine=True,
                     n_local=6, local_size=0, local_scale_min=0.05, local_scale_max=0.3, solarize_p1=0.0,
@@ -58,7 +63,7 @@ class DINO(Method):
         optim=dict(optimizer="adamw", lr="5e-4 x batch/256, cosine to 1e-6", weight_decay=0.04),
         ours=dict(views=("multi-crop 2 x 28 (scale 0.3-1) + 6 x 14 (scale 0.05-0.3), brightness/contrast 0.4 "
                          "(p 0.8), solarize p 0 / 0.2 on the global crops"),
-                  ema="cosine 0.99 -> 1"),
+                  ema=OUR_EMA),
         deviations=dict(
             heads=WHY_WIDTH, hidden_dim=WHY_WIDTH, bottleneck_dim=WHY_WIDTH,
             out_dim="1024 prototypes for a 10-class dataset and a 128-d backbone; 65536 is for ImageNet",
@@ -75,8 +80,8 @@ class DINO(Method):
         if h.n_local < 0 or h.freeze_last_layer_epochs < 0 or h.clip_grad < 0 or h.weight_decay_end < 0:
             raise ConfigError("dino: n_local, freeze_last_layer_epochs, clip_grad and weight_decay_end must be >= 0")
         self.head = DINOHead(backbone.out_dim, h.hidden_dim, h.bottleneck_dim, h.out_dim)
-        self.teacher_backbone = frozen_copy(self.backbone)
-        self.teacher_head = frozen_copy(self.head)
+        self.target_backbone = frozen_copy(self.backbone)  # the teacher
+        self.target_head = frozen_copy(self.head)
         self.register_buffer("center", torch.zeros(1, h.out_dim))
         self._teacher_mean = None
 
@@ -105,7 +110,7 @@ class DINO(Method):
         n = views[0].shape[0]
         student = self.head(forward_by_size(self.backbone, views)).float().split(n)  # all crops
         with torch.no_grad():  # the teacher sees the global crops only
-            teacher = self.teacher_head(self.teacher_backbone(torch.cat(views[:N_GLOBAL]))).float()
+            teacher = self.target_head(self.target_backbone(torch.cat(views[:N_GLOBAL]))).float()
         terms = [losses.dino_loss(student[v], t, self.center, h.student_temp, h.teacher_temp)
                  for iq, t in enumerate(teacher.split(n)) for v in range(len(views)) if v != iq]
         self._teacher_mean = teacher.mean(0, keepdim=True)
@@ -114,9 +119,7 @@ class DINO(Method):
     @torch.no_grad()
     def on_step_end(self, progress):
         h = self.hp
-        tau = cosine_tau(h.ema_tau, progress) if h.ema_cosine else h.ema_tau
-        ema_update_(self.teacher_backbone, self.backbone, tau)
-        ema_update_(self.teacher_head, self.head, tau)
+        update_targets(self, progress)  # the teacher: target_backbone, target_head
         if self._teacher_mean is not None:
             mean = mean_over_ranks(self._teacher_mean)  # the global batch's under DDP
             self.center.mul_(h.center_momentum).add_(mean, alpha=1 - h.center_momentum)

@@ -4,41 +4,95 @@ Modeling by Estimating Gradients of the Data Distribution", NeurIPS 2019 (arXiv:
 The score-based model of the JEA tutorial.
 
 x~ = x + eps, eps ~ N(0, sigma^2 I) with sigma drawn per sample log-uniformly in
-[``sigma_min``, ``sigma_max``] (``sigma_min == sigma_max``: one noise level, as in the tutorial);
-the score network s(x~, sigma) = head(backbone(x~), log sigma) predicts -eps / sigma^2 for every
-input coordinate; loss 1/2 sigma^2 ||s + eps / sigma^2||^2 (Song & Ermon's weighting). The encoder
-is the score network's trunk (the backbone): ``encode`` embeds clean inputs. Views: flips only
-for images (no crops or jitter: the score is that of the data), none for vectors. Defaults:
-sigma in [0.1, 1] (standardised pixels / mog2d units), head: 2-layer MLP with 512 hidden units.
+[``sigma_min``, ``sigma_max``] (``sigma_min == sigma_max``: one noise level, as in the tutorial).
+The score is parametrised as Vincent (2011) does, through a denoiser r that sees x~:
+s(x~, sigma) = (r(x~, sigma) - x~) / sigma^2, and the loss 1/2 sigma^2 ||s + eps / sigma^2||^2
+(Song & Ermon's weighting) equals ||r - x||^2 / (2 sigma^2): a denoising autoencoder. r is written
+in residual form, r = x~ - sigma g(x~, sigma) (s = -g / sigma): g = 0 (the identity denoiser) is
+the trivial floor 1/2 D (392 on 28 x 28), which r must beat, and g sees every pixel of x~ (the
+old head on the pooled feature alone could not represent the score's pixel-wise part). For images g
+is a small conv decoder: the encoder's representation h(x~) and log sigma go through a linear map
+to a 7 x 7 code (``code_channels``), upsampled to the image size and concatenated with x~ and a
+log sigma plane, then three 3 x 3 convolutions of ``dec_channels`` (a local path that sees x~,
+and a global one through the encoder, as in a one-level U-Net); for vectors g is an MLP of
+(x~, h(x~), log sigma) with ``head_hidden_dim`` units. The representation is the encoder's
+(the backbone): ``encode`` embeds clean inputs. Views: flips only for images (no crops or jitter:
+the score is that of the data), none for vectors. Defaults: sigma in [0.1, 1] (standardised
+pixels / mog2d units), decoder 32 channels with a 16-channel code, vector MLP 512 hidden.
 """
 import math
 
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 from ssl_bench import losses
 from ssl_bench.distributed import shard, world_size
 from ssl_bench.errors import ConfigError
 from ssl_bench.fidelity import PaperRecipe, WHY_LR
-from ssl_bench.heads import MLPHead
 from ssl_bench.method import Method
 from ssl_bench.registry import register_method
 from ssl_bench.views import MultiView, default_augment
 
 
+def _near_zero_(layer: nn.Module) -> None:
+    """Last layer of g: tiny weights (not zero, so the first step's gradient reaches the encoder)."""
+    nn.init.normal_(layer.weight, std=1e-3)
+    nn.init.zeros_(layer.bias)
+
+
+class ConvDenoiser(nn.Module):
+    """g(x~, h, log sigma) for images: a global code from (h, log sigma) at 7 x 7, upsampled and
+    concatenated with x~ and a log sigma plane, then three 3 x 3 convolutions."""
+
+    def __init__(self, in_shape, feat_dim: int, channels: int = 32, code_channels: int = 16, code_hw: int = 7):
+        super().__init__()
+        c = in_shape[0]
+        self.code_shape = (code_channels, code_hw, code_hw)
+        self.code = nn.Linear(feat_dim + 1, math.prod(self.code_shape))
+        self.net = nn.Sequential(
+            nn.Conv2d(c + code_channels + 1, channels, 3, padding=1), nn.GELU(),
+            nn.Conv2d(channels, channels, 3, padding=1), nn.GELU(),
+            nn.Conv2d(channels, c, 3, padding=1))
+        _near_zero_(self.net[-1])  # g ~ 0 at init: r ~ x~, the trivial floor
+
+    def forward(self, x_noisy, feats, log_sigma):
+        b, _, hgt, wid = x_noisy.shape
+        code = self.code(torch.cat([feats, log_sigma.unsqueeze(1)], 1)).view(b, *self.code_shape)
+        code = F.interpolate(code, size=(hgt, wid), mode="bilinear", align_corners=False)
+        plane = log_sigma.view(b, 1, 1, 1).expand(b, 1, hgt, wid)
+        return self.net(torch.cat([x_noisy, code.to(x_noisy.dtype), plane.to(x_noisy.dtype)], 1))
+
+
+class MLPDenoiser(nn.Module):
+    """g(x~, h, log sigma) for vectors: an MLP of the concatenation."""
+
+    def __init__(self, dim: int, feat_dim: int, hidden: int = 512):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(dim + feat_dim + 1, hidden), nn.GELU(), nn.Linear(hidden, hidden), nn.GELU(),
+                                 nn.Linear(hidden, dim))
+        _near_zero_(self.net[-1])
+
+    def forward(self, x_noisy, feats, log_sigma):
+        return self.net(torch.cat([x_noisy.flatten(1), feats, log_sigma.unsqueeze(1)], 1)).view(x_noisy.shape)
+
+
 @register_method("dsm")
 class DSM(Method):
-    defaults = dict(sigma_min=0.1, sigma_max=1.0, head_hidden_dim=512)
+    defaults = dict(sigma_min=0.1, sigma_max=1.0, head_hidden_dim=512, dec_channels=32, code_channels=16)
     paper = PaperRecipe(
         source=("Vincent 2011 (denoising score matching); the noise-conditional form and recipe of Song & Ermon "
                 "2019 (NCSN: 10 noise levels, geometric from 1 to 0.01, Adam lr 1e-3; values from the paper, "
                 "not verified against code)"),
-        heads="score network s(x~, sigma): a RefineNet (NCSN) that sees the noisy image",
+        heads=("score s(x~, sigma) = (r(x~, sigma) - x~) / sigma^2 with r a denoiser that sees x~ (Vincent); "
+               "NCSN's score network is a RefineNet"),
         views="none (the score is that of the data; NCSN uses random flips on CIFAR-10, not verified)",
         hparams=dict(sigma_min=0.01, sigma_max=1.0),
         optim=dict(optimizer="Adam", lr=1e-3, weight_decay=0.0),
         ours=dict(views="flip only (no crop, no jitter)"),
         deviations=dict(
-            heads="the encoder under study (cnn-small) plus a small head; no RefineNet, which would dwarf the encoder",
+            heads=("Vincent's form with a small conv decoder g (r = x~ - sigma g) fed by x~, log sigma and the encoder "
+                   "under study; no RefineNet, which would dwarf the encoder"),
             views="flips only: they keep the data distribution (NCSN flips CIFAR-10 images; not verified)",
             sigma_min=("0.1 with sigma drawn log-uniformly: ssl-bench measures the encoder's representation, not "
                        "samples; not searched on validation"),
@@ -54,8 +108,13 @@ class DSM(Method):
             raise ConfigError("dsm: need 0 < sigma_min <= sigma_max")
         if spec is None:
             raise ConfigError("dsm needs the data spec (its score head outputs one value per input coordinate)")
+        if min(h.head_hidden_dim, h.dec_channels, h.code_channels) < 1:
+            raise ConfigError("dsm: head_hidden_dim, dec_channels and code_channels must be >= 1")
         self.in_shape = tuple(spec.input_shape)
-        self.head = MLPHead(backbone.out_dim + 1, h.head_hidden_dim, math.prod(self.in_shape), num_layers=2)
+        if spec.kind == "image" and len(self.in_shape) == 3:
+            self.denoiser = ConvDenoiser(self.in_shape, backbone.out_dim, h.dec_channels, h.code_channels)
+        else:
+            self.denoiser = MLPDenoiser(math.prod(self.in_shape), backbone.out_dim, h.head_hidden_dim)
 
     def make_views(self, spec, overrides=None):
         base = ({"crop_scale": (1.0, 1.0), "crop_ratio": (1.0, 1.0), "jitter": 0.0} if spec.kind == "image"
@@ -72,6 +131,13 @@ class DSM(Method):
         log_sigma = shard(torch.rand(gb) * (hi - lo) + lo)
         sigma = log_sigma.exp().to(x.device, x.dtype)
         noise = shard(torch.randn((gb, *x.shape[1:]))).to(x.device, x.dtype) * sigma.view(-1, *([1] * (x.dim() - 1)))
-        feats = self.backbone(x + noise)
-        score = self.head(torch.cat([feats, log_sigma.to(feats.device, feats.dtype).unsqueeze(1)], 1))
-        return losses.dsm_loss(score.float().view(x.shape), noise.float(), sigma.float()), {}
+        score = self.score(x + noise, sigma)
+        return losses.dsm_loss(score, noise.float(), sigma.float()), {}
+
+    def score(self, x_noisy, sigma):
+        """s(x~, sigma) = (r(x~, sigma) - x~) / sigma^2 with r = x~ - sigma g(x~, h(x~), sigma) (float32)."""
+        sigma = torch.as_tensor(sigma, dtype=x_noisy.dtype, device=x_noisy.device).expand(x_noisy.shape[0])
+        feats = self.backbone(x_noisy)
+        sig = sigma.view(-1, *([1] * (x_noisy.dim() - 1)))
+        r = x_noisy - sig * self.denoiser(x_noisy, feats, sigma.log().to(feats.dtype))
+        return (r.float() - x_noisy.float()) / sig.float() ** 2

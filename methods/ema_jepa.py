@@ -6,14 +6,16 @@ embedding of the other view by a target encoder that is the online encoder's EMA
 layer-normalised (as in I-JEPA) so that shrinking every embedding cannot lower the loss. Loss:
 mean squared error, symmetrised. Ablation switches: ``predictor=False``, ``ema_tau=0`` (target =
 a copy of the online encoder each step, i.e. a plain stop-gradient), ``target_norm=False``.
-Defaults: predictor 2-layer MLP with 512 hidden units, tau 0.99 -> 1 cosine.
+Defaults: predictor 2-layer MLP with 512 hidden units, tau 0.99 -> 1 cosine (raised for short runs
+to 1 - 10 / total_steps, :mod:`ssl_bench.ema`).
 """
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ssl_bench.fidelity import PaperRecipe, WHY_TUTORIAL
-from ssl_bench.heads import MLPHead, cosine_tau, ema_update_, frozen_copy
+from ssl_bench.ema import update_targets
+from ssl_bench.fidelity import OUR_EMA, PaperRecipe, WHY_TUTORIAL
+from ssl_bench.heads import MLPHead, frozen_copy
 from ssl_bench.method import Method
 from ssl_bench.registry import register_method
 
@@ -28,7 +30,7 @@ class EMAJEPA(Method):
         views="two augmented views (augmentations not specified)",
         ema="EMA target (schedule not specified; BYOL uses cosine 0.996 -> 1)",
         optim=dict(optimizer="not specified", lr="not specified", weight_decay="not specified"),
-        ours=dict(views="crop 0.3-1, flip, brightness/contrast 0.4 (p 0.8)", ema="cosine 0.99 -> 1"),
+        ours=dict(views="crop 0.3-1, flip, brightness/contrast 0.4 (p 0.8)", ema=OUR_EMA),
         deviations=dict(
             heads="predictor 2-layer MLP with 512 hidden units (not specified by the tutorial)",
             views=WHY_TUTORIAL, ema="ssl-bench's EMA schedule (not specified by the tutorial)",
@@ -53,5 +55,4 @@ class EMAJEPA(Method):
         return loss, {}
 
     def on_step_end(self, progress):
-        h = self.hp
-        ema_update_(self.target_backbone, self.backbone, cosine_tau(h.ema_tau, progress) if h.ema_cosine else h.ema_tau)
+        update_targets(self, progress)  # target_backbone; tau scaled to the run length (ssl_bench.ema)

@@ -9,7 +9,8 @@ encoder + predictor on the masked view regress the layer-normalised embedding of
 by a target encoder (EMA of the online one, no gradient); mean squared error. The tutorial
 alternates the masked coordinate per epoch; here it is drawn per sample. Ablation switches:
 ``ema_tau=0`` (the target is the current encoder behind a stop-gradient), ``predictor=False``.
-Defaults: mask ratio 0.5, predictor 2-layer MLP 512 hidden, tau 0.99 -> 1 cosine.
+Defaults: mask ratio 0.5, predictor 2-layer MLP 512 hidden, tau 0.99 -> 1 cosine (raised for short
+runs to 1 - 10 / total_steps, :mod:`ssl_bench.ema`).
 """
 from functools import partial
 
@@ -17,8 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ssl_bench.fidelity import PaperRecipe, WHY_TUTORIAL
-from ssl_bench.heads import MLPHead, cosine_tau, ema_update_, frozen_copy
+from ssl_bench.ema import update_targets
+from ssl_bench.fidelity import OUR_EMA, PaperRecipe, WHY_TUTORIAL
+from ssl_bench.heads import MLPHead, frozen_copy
 from ssl_bench.method import Method
 from ssl_bench.registry import register_method
 from ssl_bench.views import MaskedPair, coordinate_mask, default_augment, patch_mask
@@ -37,7 +39,7 @@ class JEPAMasked(Method):
         ema="EMA target (schedule not specified; I-JEPA: 0.996 -> 1)",
         optim=dict(optimizer="not specified", lr="not specified", weight_decay="not specified"),
         ours=dict(views="crop 0.3-1, flip, brightness/contrast 0.4 (p 0.8); mask_ratio of 4 x 4-px cells zeroed",
-                  ema="cosine 0.99 -> 1"),
+                  ema=OUR_EMA),
         deviations=dict(
             heads="predictor 2-layer MLP with 512 hidden units (not specified by the tutorial)",
             views="half of the 4 x 4-px cells masked, the tutorial's 1-of-2 coordinates carried to images",
@@ -68,5 +70,4 @@ class JEPAMasked(Method):
         return F.mse_loss(pred, t), {}
 
     def on_step_end(self, progress):
-        h = self.hp
-        ema_update_(self.target_backbone, self.backbone, cosine_tau(h.ema_tau, progress) if h.ema_cosine else h.ema_tau)
+        update_targets(self, progress)  # target_backbone; tau scaled to the run length (ssl_bench.ema)

@@ -8,15 +8,17 @@ pseudo-code. No queue. Defaults follow the ResNet recipe of the reference code
 (facebookresearch/moco-v3 ``moco/builder.py``: ``T=1.0``, ``_build_mlp(2, ...)`` for the ResNet
 projector, 3 layers only for ViT): temperature 1.0 (``--moco-t`` 1.0; the ViT recipe uses 0.2),
 a 2-layer projector (``proj_layers=3`` is the ViT head); projector 512 -> 128, predictor
-512 -> 128 (paper 4096 -> 256); momentum 0.99 -> 1 cosine (paper 0.99 ViT / 0.996 ResNet).
+512 -> 128 (paper 4096 -> 256); momentum 0.99 -> 1 cosine (paper 0.99 ViT / 0.996 ResNet;
+raised for short runs to 1 - 10 / total_steps, :mod:`ssl_bench.ema`).
 ``predictor=False`` is the ablation without predictor.
 """
 import torch
 
 from ssl_bench import losses
+from ssl_bench.ema import update_targets
 from ssl_bench.errors import ConfigError
-from ssl_bench.fidelity import PaperRecipe, WHY_LR, WHY_OPTIMIZER, WHY_VIEWS, WHY_WIDTH
-from ssl_bench.heads import MLPHead, cosine_tau, ema_update_, frozen_copy
+from ssl_bench.fidelity import OUR_EMA, PaperRecipe, WHY_EMA, WHY_LR, WHY_OPTIMIZER, WHY_VIEWS, WHY_WIDTH
+from ssl_bench.heads import MLPHead, frozen_copy
 from ssl_bench.method import Method
 from ssl_bench.registry import register_method
 
@@ -38,9 +40,9 @@ class MoCoV3(Method):
         optim=dict(optimizer="LARS (momentum 0.9)", lr="0.45 x batch/256 (--lr default in the stored main_moco.py)",
                    weight_decay=1e-6),
         ours=dict(views="crop 0.3-1, flip, brightness/contrast 0.4 (p 0.8); no solarisation",
-                  ema="cosine 0.99 -> 1"),
+                  ema=OUR_EMA),
         deviations=dict(
-            heads=WHY_WIDTH, proj_hidden_dim=WHY_WIDTH, proj_dim=WHY_WIDTH, pred_hidden_dim=WHY_WIDTH,
+            ema=WHY_EMA, heads=WHY_WIDTH, proj_hidden_dim=WHY_WIDTH, proj_dim=WHY_WIDTH, pred_hidden_dim=WHY_WIDTH,
             views=(WHY_VIEWS + "; asymmetric solarisation is not enabled for moco-v3 (issue #12 item 6 added it "
                    "to byol, barlow-twins, vicreg and dino only)"),
             optimizer=WHY_OPTIMIZER, lr=WHY_LR,
@@ -55,8 +57,8 @@ class MoCoV3(Method):
         self.projector = MLPHead(backbone.out_dim, h.proj_hidden_dim, h.proj_dim, num_layers=h.proj_layers,
                                  last_bn=True)
         self.predictor = MLPHead(h.proj_dim, h.pred_hidden_dim, h.proj_dim, num_layers=2) if h.predictor else None
-        self.momentum_backbone = frozen_copy(self.backbone)
-        self.momentum_projector = frozen_copy(self.projector)
+        self.target_backbone = frozen_copy(self.backbone)  # the momentum encoder
+        self.target_projector = frozen_copy(self.projector)
 
     def _query(self, x):
         z = self.projector(self.backbone(x))
@@ -66,13 +68,10 @@ class MoCoV3(Method):
         x1, x2 = views
         q1, q2 = self._query(x1), self._query(x2)
         with torch.no_grad():
-            k1, k2 = (self.momentum_projector(self.momentum_backbone(x)) for x in (x1, x2))
+            k1, k2 = (self.target_projector(self.target_backbone(x)) for x in (x1, x2))
         t = self.hp.temperature
         loss = 2 * t * (losses.cross_view_info_nce(q1, k2, t) + losses.cross_view_info_nce(q2, k1, t))
         return loss, {}
 
     def on_step_end(self, progress):
-        h = self.hp
-        tau = cosine_tau(h.ema_tau, progress) if h.ema_cosine else h.ema_tau
-        ema_update_(self.momentum_backbone, self.backbone, tau)
-        ema_update_(self.momentum_projector, self.projector, tau)
+        update_targets(self, progress)  # target_backbone, target_projector; tau scaled to the run length

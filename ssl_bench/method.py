@@ -28,7 +28,9 @@ What a method declares:
   ``self.clock`` says where training is (step, steps per epoch, total steps); the harness sets
   it before each step, so these may depend on it;
 * ``encode(x)``: the representation the evaluators judge. It must depend on ``self.backbone``
-  only: checkpoints store the backbone weights.
+  only: checkpoints store the backbone weights, those of ``evaluated_backbone()`` (the EMA
+  teacher / target for methods whose paper evaluates it, ``evaluated``), loaded into
+  ``backbone`` when a checkpoint is rebuilt.
 
 The harness owns everything else (optimiser, schedule, devices, checkpoints); evaluation lives
 outside methods, on frozen checkpoints.
@@ -85,6 +87,12 @@ class Method(nn.Module):
     sync_batchnorm: ClassVar[bool] = True
     #: Under DDP, set True when some trainable parameters get no gradient in ``training_step``.
     ddp_find_unused_parameters: ClassVar[bool] = False
+    #: Which network the paper evaluates and the checkpoints store: ``"online"`` (``backbone``),
+    #: or ``"teacher"`` / ``"target"`` (``target_backbone``, e.g. DINO, I-JEPA).
+    evaluated: ClassVar[str] = "online"
+    #: Optimiser steps of the whole run, set by the trainer before the first step (EMA schedules
+    #: scale to it, :mod:`ssl_bench.ema`); None outside the trainer.
+    total_steps: int | None = None
 
     def __init__(self, backbone: nn.Module, hp: dict[str, Any] | None = None, spec: DataSpec | None = None):
         super().__init__()
@@ -113,11 +121,13 @@ class Method(nn.Module):
                     raise ConfigError(f"method option {k!r} must be an integer, got {v!r}")
                 if "temp" in k and d > 0 and not v > 0:
                     raise ConfigError(f"method option {k!r} is a temperature and must be > 0, got {v!r}")
-                if isinstance(d, int) and d >= 1 and (k.endswith("dim") or k.startswith(("n_", "num_"))) and not 1 <= v <= 1 << 20:
+                if isinstance(d, int) and d >= 1 and (k.endswith("dim") or k.startswith("num_")) and not 1 <= v <= 1 << 20:
                     raise ConfigError(f"method option {k!r} is a size and must be in [1, {1 << 20}], got {v!r}")
+                if isinstance(d, int) and k.startswith("n_") and not 0 <= v <= 1 << 20:  # n_local=0: none
+                    raise ConfigError(f"method option {k!r} is a count and must be in [0, {1 << 20}], got {v!r}")
+                v = type(d)(v)
             elif isinstance(d, str) and not isinstance(v, str):
                 raise ConfigError(f"method option {k!r} must be a string, got {v!r}")
-                v = type(d)(v)
             merged[k] = v
         return merged
 
@@ -133,6 +143,11 @@ class Method(nn.Module):
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return self.backbone(x)
+
+    def evaluated_backbone(self) -> nn.Module:
+        """The backbone whose weights the encoder checkpoint stores (same keys as ``backbone``):
+        the online one, or the EMA target for methods with ``evaluated != "online"``."""
+        return self.backbone if self.evaluated == "online" else self.target_backbone
 
     # -- recipe pieces the harness applies (all off by default) ----------------------------------
     def frozen_parameters(self) -> tuple[str, ...]:

@@ -182,6 +182,7 @@ def _train(cfg: RunConfig, out: str | Path, resume: bool, data: Data | None,
     if steps_per_epoch < 1:
         raise SSLBenchError(f"batch_size {cfg.batch_size} is larger than the training set ({len(data.x_train)})")
     total_steps = steps_per_epoch * cfg.epochs
+    method.total_steps = total_steps  # EMA schedules scale to the run length (ssl_bench.ema)
     lr = cfg.lr if cfg.lr is not None else method.optim_defaults.get("lr")
     wd = cfg.weight_decay if cfg.weight_decay is not None else method.optim_defaults.get("weight_decay")
     if ddp and method.sync_batchnorm:
@@ -290,11 +291,12 @@ def _train(cfg: RunConfig, out: str | Path, resume: bool, data: Data | None,
                 "train_seconds": train_seconds, "versions": provenance.versions(),
                 "git_commit": provenance.git_commit(), "hardware": provenance.hardware(device),
                 "run_id": run_dir.name, "world_size": world, "precision": prec,
+                "evaluated": method.evaluated,
             }
             _append_log(log_path, {"epoch": epoch + 1, "step": step, "lr": sched.get_last_lr()[0],
                                    "seconds": round(train_seconds, 3), **means})
             ckpt = ckpt_dir / f"epoch_{epoch + 1:04d}.safetensors"
-            save_encoder(ckpt, method.backbone, meta)
+            save_encoder(ckpt, method.evaluated_backbone(), meta)  # resume.pt keeps the online one
             save_resume(resume_path, {
                 "method": method.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                 "rng_cpu": torch.get_rng_state(), "epoch": epoch + 1, "step": step,

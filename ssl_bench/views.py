@@ -314,39 +314,52 @@ def _block(gh: int, gw: int, scale: tuple[float, float], aspect: tuple[float, fl
 
 def multiblock_masks(batch: int, grid: tuple[int, int], g: torch.Generator | None = None, num_targets: int = 4,
                      target_scale=(0.15, 0.2), target_aspect=(0.75, 1.5), context_scale=(0.85, 1.0),
-                     device=None) -> tuple[Tensor, Tensor]:
-    """I-JEPA's multi-block masking on a ``gh x gw`` patch grid.
+                     min_keep: int = 4, timeout: int = 20, device=None) -> tuple[Tensor, Tensor]:
+    """I-JEPA's multi-block masking on a ``gh x gw`` patch grid, as the reference collator
+    (facebookresearch/ijepa ``src/masks/multiblock.py``) draws it.
 
-    One block size is drawn per batch for the targets and one for the context (as the authors'
-    collator does); positions are drawn per sample. Returns ``(context_idx (B, Nc),
-    target_idx (B, num_targets, Nt))``: each target block has ``Nt`` patches, the context block
-    minus every target patch is cut to the batch's smallest count ``Nc >= 1`` (random subset).
+    One block size is drawn per batch for the targets and one for the context; positions are
+    drawn per sample. The context block minus every target patch must keep at least
+    ``min_keep`` patches (or the whole context block, when that is smaller): otherwise its
+    position is drawn again, and after ``timeout`` failed draws one more target (the last first)
+    stops constraining it, so on tiny grids the context may overlap a target, as in the
+    reference. The contexts are then cut to the batch's smallest count, which is >= ``min_keep``
+    (random subset). Returns ``(context_idx (B, Nc), target_idx (B, num_targets, Nt))``.
     """
+    from .errors import ConfigError
+
     gh, gw = grid
+    if not 1 <= int(min_keep) <= gh * gw:
+        raise ConfigError(f"multiblock masks: min_keep must be in [1, {gh * gw}] on a {gh}x{gw} patch grid, "
+                          f"got {min_keep}")
     th, tw = _block(gh, gw, target_scale, target_aspect, g)
     ch, cw = _block(gh, gw, context_scale, (1.0, 1.0), g)
+    need = min(int(min_keep), ch * cw)
     ar = torch.arange(gh * gw).view(gh, gw)
     targets, contexts = [], []
     for _ in range(batch):
-        taken = torch.zeros(gh, gw, dtype=torch.bool)
-        blocks = []
+        blocks, covers = [], []
         for _ in range(num_targets):
             y = int(torch.randint(0, gh - th + 1, (1,), generator=g))
             x = int(torch.randint(0, gw - tw + 1, (1,), generator=g))
             blocks.append(ar[y:y + th, x:x + tw].flatten())
-            taken[y:y + th, x:x + tw] = True
+            cover = torch.zeros(gh, gw, dtype=torch.bool)
+            cover[y:y + th, x:x + tw] = True
+            covers.append(cover)
         targets.append(torch.stack(blocks))
-        y = int(torch.randint(0, gh - ch + 1, (1,), generator=g))
-        x = int(torch.randint(0, gw - cw + 1, (1,), generator=g))
-        ctx = torch.zeros(gh, gw, dtype=torch.bool)
-        ctx[y:y + ch, x:x + cw] = True
-        free = ctx & ~taken
-        if not free.any():  # tiny grids: keep one context patch outside the targets, or any one
-            free = ~taken if (~taken).any() else ctx
-            pick = free.flatten().nonzero().flatten()
-            keep = pick[torch.randint(0, len(pick), (1,), generator=g)]
-            free = torch.zeros(gh * gw, dtype=torch.bool)
-            free[keep] = True
+        dropped, fails = 0, 0
+        while True:
+            y = int(torch.randint(0, gh - ch + 1, (1,), generator=g))
+            x = int(torch.randint(0, gw - cw + 1, (1,), generator=g))
+            free = torch.zeros(gh, gw, dtype=torch.bool)
+            free[y:y + ch, x:x + cw] = True
+            for cover in covers[:max(num_targets - dropped, 0)]:
+                free &= ~cover
+            if int(free.sum()) >= need:
+                break
+            fails += 1
+            if fails == timeout:
+                dropped, fails = dropped + 1, 0
         contexts.append(free.flatten().nonzero().flatten())
     nc = min(len(c) for c in contexts)
     ctx_idx = torch.stack([c[torch.randperm(len(c), generator=g)[:nc].sort().values] for c in contexts])

@@ -84,6 +84,10 @@ def check_training_step(method):
     assert z.shape == (16, m.out_dim) and torch.isfinite(z).all()
 
 
+def meta_of(path):
+    return read_encoder(path)[1]
+
+
 def _losses(run_dir):
     rows = (run_dir / "train_log.csv").read_text().splitlines()
     col = rows[0].split(",").index("loss")
@@ -104,6 +108,10 @@ def check_determinism_and_roundtrip(method, tmp_path):
     # the full trained method (heads, targets, queues) from the resume state ...
     full = build_method(cfg.with_preset(), data_spec(d))
     full.load_state_dict(load_resume(a.run_dir / "checkpoints" / "resume.pt")["method"])
+    # the checkpoint holds the network the paper evaluates (DINO's teacher, I-JEPA's target)
+    assert meta_of(a.checkpoint)["evaluated"] == full.evaluated
+    assert all(torch.equal(v, wa[k]) for k, v in full.evaluated_backbone().state_dict().items())
+    full.backbone.load_state_dict(full.evaluated_backbone().state_dict())
     # ... and the method rebuilt from the backbone-only checkpoint encode identically
     reloaded, rcfg, meta = load_method_from_checkpoint(a.checkpoint, CPU)
     assert meta["method"] == method and rcfg.method == method

@@ -204,14 +204,14 @@ def test_dino_teacher_sees_globals_student_all_crops():
     vs = views_of(m)
     seen = {"student": [], "teacher": []}
     m.backbone.register_forward_hook(lambda mod, i, o: seen["student"].append(tuple(i[0].shape)))
-    m.teacher_backbone.register_forward_hook(lambda mod, i, o: seen["teacher"].append(tuple(i[0].shape)))
+    m.target_backbone.register_forward_hook(lambda mod, i, o: seen["teacher"].append(tuple(i[0].shape)))
     loss, _ = m.training_step(vs)
     assert seen["teacher"] == [(64, 1, 8, 8)]
     assert seen["student"] == [(64, 1, 8, 8), (192, 1, 4, 4)]
     # 2 teacher crops x 7 other student crops, averaged
     with torch.no_grad():
         s = m.head(forward_by_size(m.backbone, vs)).split(32)
-        t = m.teacher_head(m.teacher_backbone(torch.cat(vs[:2]))).split(32)
+        t = m.target_head(m.target_backbone(torch.cat(vs[:2]))).split(32)
     want = sum(losses.dino_loss(s[v], t[i], m.center, 0.1, 0.04) for i in range(2) for v in range(8) if v != i) / 14
     torch.testing.assert_close(loss.detach(), want, rtol=1e-5, atol=1e-6)
     assert m.grad_clip() == 3.0 and m.weight_decay_end() == 0.4 and m.optim_defaults["weight_decay"] == 0.04
