@@ -53,7 +53,8 @@ class DINO(Method):
         heads=("DINO head: 3-layer MLP 2048 hidden -> 256 bottleneck -> weight-normalised 65536 (hidden and "
                "bottleneck from DINOHead, not re-read here)"),
         views=("multi-crop 2 x 224 (scale 0.4-1) + 8 x 96 (scale 0.05-0.4) (main_dino.py default; the paper's "
-               "best runs use 10 local crops), BYOL colour/blur/solarize (p 0 / 0.2) on the global crops"),
+               "best runs use 10 local crops), BYOL colour/blur/solarize (p 0 / 0.2) on the global crops "
+               "(DataAugmentationDINO, not re-read here)"),
         ema="cosine 0.996 -> 1",
         temperature="student 0.1, teacher 0.04 (no warm-up by default)",
         hparams=dict(hidden_dim=2048, bottleneck_dim=256, out_dim=65536, student_temp=0.1, teacher_temp=0.04,

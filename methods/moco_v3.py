@@ -30,7 +30,8 @@ class MoCoV3(Method):
     paper = PaperRecipe(
         source=("Chen, Xie & He 2021 (MoCo v3), ResNet-50 recipe: facebookresearch/moco-v3 main_moco.py defaults "
                 "(batch 4096, 100 epochs, LARS)"),
-        heads="projector 2 layers 4096 -> 256, predictor 2 layers 4096 -> 256, BN (ResNet setup of builder.py)",
+        heads=("projector 2 layers 4096 -> 256, predictor 2 layers 4096 -> 256, BN (ResNet setup of builder.py, "
+               "not re-read here; dims verified in main_moco.py)"),
         views=("asymmetric BYOL-style: crop 0.2-1, colour jitter 0.4/0.4/0.2/0.1 (p 0.8), grayscale p 0.2, blur "
                "p 1.0 / 0.1, solarize p 0 / 0.2, flip"),
         ema="cosine 0.99 -> 1",

@@ -42,7 +42,7 @@ class SwAV(Method):
                 "6 x 96 and the small-batch queue from the repository README, not re-read here)"),
         heads="projector 2048 -> 128, 3000 prototypes (cosine)",
         views=("multi-crop 2 x 224 (scale 0.14-1) + 6 x 96 (scale 0.05-0.14), colour jitter, grayscale, blur, "
-               "flip"),
+               "flip (src/multicropdataset.py, not re-read here)"),
         temperature="0.1",
         hparams=dict(proj_hidden_dim=2048, proj_dim=128, num_prototypes=3000, temperature=0.1, sinkhorn_eps=0.05,
                      sinkhorn_iters=3, queue_length=3840, queue_start_epoch=15.0, n_local=6,
