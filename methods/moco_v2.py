@@ -42,7 +42,7 @@ class MoCoV2(Method):
         source=("Chen, Fan, Girshick & He 2020, \"Improved Baselines with Momentum Contrastive Learning\" (MoCo v2): "
                 "facebookresearch/moco main_moco.py with --mlp --aug-plus --cos --moco-t 0.2 (ImageNet, ResNet-50, "
                 "batch 256, 200 epochs)"),
-        heads="2-layer MLP head 2048 -> 128 (fc-ReLU-fc, no BN; builder.py not re-read here)",
+        heads="2-layer MLP head 2048 -> 128 (fc-ReLU-fc, no BN; moco/builder.py --mlp)",
         views="crop 0.2-1, colour jitter 0.4/0.4/0.4/0.1 (p 0.8), grayscale p 0.2, blur p 0.5, flip (--aug-plus)",
         ema="key encoder momentum 0.999, constant",
         temperature="0.2 (v2 paper; main_moco.py default --moco-t 0.07 is MoCo v1's)",

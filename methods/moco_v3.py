@@ -30,8 +30,8 @@ class MoCoV3(Method):
     paper = PaperRecipe(
         source=("Chen, Xie & He 2021 (MoCo v3), ResNet-50 recipe: facebookresearch/moco-v3 main_moco.py defaults "
                 "(batch 4096, 100 epochs, LARS)"),
-        heads=("projector 2 layers 4096 -> 256, predictor 2 layers 4096 -> 256, BN (ResNet setup of builder.py, "
-               "not re-read here; dims verified in main_moco.py)"),
+        heads=("projector 2 layers 4096 -> 256 and predictor 2 layers 4096 -> 256 (moco/builder.py, ResNet "
+               "setup): Linear without bias, BN, ReLU, and an affine-free BN after the last layer of both"),
         views=("asymmetric BYOL-style: crop 0.2-1, colour jitter 0.4/0.4/0.2/0.1 (p 0.8), grayscale p 0.2, blur "
                "p 1.0 / 0.1, solarize p 0 / 0.2, flip"),
         ema="cosine 0.99 -> 1",
@@ -43,7 +43,10 @@ class MoCoV3(Method):
         ours=dict(views="crop 0.3-1, flip, brightness/contrast 0.4 (p 0.8); no solarisation",
                   ema=OUR_EMA),
         deviations=dict(
-            ema=WHY_EMA, heads=WHY_WIDTH, proj_hidden_dim=WHY_WIDTH, proj_dim=WHY_WIDTH, pred_hidden_dim=WHY_WIDTH,
+            ema=WHY_EMA,
+            heads=(WHY_WIDTH + "; our predictor has no output BN (the reference ends it with an affine-free BN): "
+                   "a difference this declaration found, not a choice"),
+            proj_hidden_dim=WHY_WIDTH, proj_dim=WHY_WIDTH, pred_hidden_dim=WHY_WIDTH,
             views=(WHY_VIEWS + "; asymmetric solarisation is not enabled for moco-v3 (issue #12 item 6 added it "
                    "to byol, barlow-twins, vicreg and dino only)"),
             optimizer=WHY_OPTIMIZER, lr=WHY_LR,

@@ -23,8 +23,8 @@ class SimSiam(Method):
     paper = PaperRecipe(
         source=("Chen & He 2021 (SimSiam), ImageNet recipe: facebookresearch/simsiam main_simsiam.py "
                 "(ResNet-50, batch 512, 100 epochs, --fix-pred-lr)"),
-        heads=("projector 3 layers 2048 (BN on the output, affine-free per the method docstring), predictor "
-               "2048 -> 512 -> 2048"),
+        heads=("projector 3 layers 2048 with an affine-free BN on the output, predictor 2048 -> 512 -> 2048 "
+               "(simsiam/builder.py)"),
         views="crop 0.2-1, colour jitter 0.4/0.4/0.4/0.1 (p 0.8), grayscale p 0.2, blur p 0.5, flip",
         hparams=dict(proj_hidden_dim=2048, proj_dim=2048, pred_hidden_dim=512, stop_gradient=True, predictor=True,
                      out_bn_affine=False),

@@ -27,8 +27,8 @@ class VICReg(Method):
         source=("Bardes, Ponce & LeCun 2022 (VICReg): facebookresearch/vicreg main_vicreg.py (ResNet-50, batch "
                 "2048)"),
         heads="expander 8192-8192-8192 (BN, ReLU; last Linear without bias)",
-        views=("asymmetric BYOL-style: crop 0.08-1, flip, colour jitter, grayscale, blur, solarize p 0 / 0.2 "
-               "(augmentations.py, not re-read here)"),
+        views=("BYOL-style, solarize p 0 / 0.2 (paper; not verified: the stored augmentations.py applies blur "
+               "p 0.5 and solarize p 0.5 to both views)"),
         hparams=dict(proj_hidden_dim=8192, proj_dim=8192, proj_layers=3, inv_weight=25.0, var_weight=25.0,
                      cov_weight=1.0, solarize_p1=0.0, solarize_p2=0.2),
         optim=dict(optimizer="LARS (eta 0.001)", lr="base-lr 0.2 x batch/256", weight_decay=1e-6),
