@@ -51,10 +51,10 @@ class DINO(Method):
         source=("Caron et al. 2021 (DINO), ViT recipe: facebookresearch/dino main_dino.py defaults (AdamW; the "
                 "ResNet-50 recipe uses LARS)"),
         heads=("DINO head: 3-layer MLP 2048 hidden -> 256 bottleneck -> weight-normalised 65536 (hidden and "
-               "bottleneck from DINOHead, not re-read here)"),
+               "bottleneck are DINOHead's defaults, seen only in copies of vision_transformer.py: not verified)"),
         views=("multi-crop 2 x 224 (scale 0.4-1) + 8 x 96 (scale 0.05-0.4) (main_dino.py default; the paper's "
-               "best runs use 10 local crops), BYOL colour/blur/solarize (p 0 / 0.2) on the global crops "
-               "(DataAugmentationDINO, not re-read here)"),
+               "best runs use 10 local crops); DataAugmentationDINO: flip, colour jitter (p 0.8), grayscale p 0.2 "
+               "on every crop, blur p 1.0 / 0.1 / 0.5 (global 1 / global 2 / local), solarize p 0.2 on global 2"),
         ema="cosine 0.996 -> 1",
         temperature="student 0.1, teacher 0.04 (no warm-up by default)",
         hparams=dict(hidden_dim=2048, bottleneck_dim=256, out_dim=65536, student_temp=0.1, teacher_temp=0.04,
