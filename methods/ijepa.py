@@ -51,7 +51,7 @@ class IJEPA(Method):
                 "batch 2048, 300 epochs)"),
         heads="predictor ViT 384 wide, 12 deep; targets: 4 blocks of scale 0.15-0.2, aspect 0.75-1.5",
         views="random resized crop 0.3-1 only (no flip, no colour)",
-        ema="0.996 -> 1 (the config's ema range; linear in src/train.py, not re-read here)",
+        ema="linear 0.996 -> 1 over the run (src/train.py momentum_scheduler)",
         hparams=dict(pred_dim=384, pred_depth=12, num_targets=4, min_keep=10, ema_tau=0.996, ema_cosine=False),
         optim=dict(optimizer="adamw", lr="1e-3 (warm-up from 2e-4 over 40 epochs, cosine to 1e-6)",
                    weight_decay="0.04 -> 0.4 (cosine)"),
@@ -67,6 +67,8 @@ class IJEPA(Method):
             ema_tau=WHY_EMA, ema_cosine="cosine, the schedule every EMA method here shares",
             lr=WHY_LR,
             weight_decay="the harness's AdamW weight decay 1e-4, constant; the 0.04 -> 0.4 schedule is not used",
+            loss=("mean squared error, the paper's L2; src/train.py uses F.smooth_l1_loss: a difference this "
+                  "declaration found, not a choice"),
         ))
     n_views = 1
     default_backbone = {"image": VIT_SMALL_CPU}
