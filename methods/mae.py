@@ -42,7 +42,7 @@ class MAE(Method):
     paper = PaperRecipe(
         source=("He et al. 2022 (MAE): facebookresearch/mae main_pretrain.py (ViT-B/16 default; paper's "
                 "ViT-L recipe, 800-1600 epochs, batch 4096)"),
-        heads="decoder 512 wide, 8 deep, 16 heads (models_mae.py, not re-read here)",
+        heads="decoder 512 wide, 8 deep, 16 heads (models_mae.py)",
         views="random resized crop 0.2-1, flip",
         hparams=dict(mask_ratio=0.75, dec_dim=512, dec_depth=8, dec_heads=16, norm_pix_loss=True),
         optim=dict(optimizer="adamw (betas 0.9, 0.95)",
