@@ -46,12 +46,13 @@ class LeJEPA(Method):
             proj_dim="64, inside the paper's stated range (16-128); not searched on validation",
             lambd=("0.05, the paper's default per the method docstring (the paper text is not verified here); "
                    "MINIMAL.md's command uses 0.02"),
-            num_views=("2 global views plus n_local local ones (the paper's multi-crop), not MINIMAL.md's 4 "
-                       "same-size views"),
-            n_local="6 local views of 14 px: the paper's 2 + 6 multi-crop (issue #12 item 6)",
-            views=WHY_VIEWS + "; multi-crop as in the paper rather than MINIMAL.md",
-            weight_decay=("the harness's AdamW weight decay 1e-4 for every method; 5e-2 was not tried at this "
-                          "budget"),
+            num_views=("2 global views plus n_local local ones, the repository README's 'GOTO' multi-crop, not "
+                       "MINIMAL.md's 4 same-size views"),
+            n_local=("6 local views of 14 px: the README's GOTO recipe (2 global at scale 0.3-1 + 6 local at "
+                     "0.05-0.3), issue #12 item 6"),
+            views=WHY_VIEWS + "; multi-crop as in the README's GOTO recipe rather than MINIMAL.md",
+            weight_decay=("the harness's AdamW weight decay 1e-4 for every method; the README's GOTO values are "
+                          "5e-4 for ResNets and 5e-2 for ViTs (neither tried at this budget)"),
         ))
 
     def __init__(self, backbone, hp=None, spec=None):
