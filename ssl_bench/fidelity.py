@@ -40,7 +40,7 @@ WHY_WD = ("the harness's AdamW weight decay 1e-4 (none on 1-D parameters); the p
           "optimiser")
 WHY_WIDTH = ("heads narrowed for a 128-d backbone on 2 CPU cores; the paper's widths are for 2048-d ResNet-50 "
              "(or ViT) features")
-WHY_VIEWS = ("28 px grey images: no colour jitter, grayscale or blur (one channel; blur erases detail at 28 px); "
+WHY_VIEWS = ("28 px grey images: no colour jitter or grayscale (one channel) and no blur (not used at 28 px); "
              "random resized crop 0.3-1 (ssl-bench's default), flip, brightness/contrast 0.4 with p 0.8")
 WHY_EMA = ("the paper's momentum is tuned for 10^4-10^5+ steps: ssl-bench starts from ema_tau 0.99 and "
            "ssl_bench.ema raises 1 - tau_0 to 10 / total_steps on shorter runs, so the target does not keep a large "
