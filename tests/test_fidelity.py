@@ -58,3 +58,13 @@ def test_harness_optim_matches_the_optimiser_defaults():
     assert RunConfig.optimizer == fidelity.HARNESS_OPTIM["optimizer"]
     assert fidelity.HARNESS_OPTIM == {"optimizer": "adamw", "lr": optim.DEFAULT_LR["adamw"],
                                       "weight_decay": optim.DEFAULT_WD["adamw"]}
+
+
+def test_the_module_command_prints_the_doc_and_finds_no_problems():
+    # run as __main__, the module must check the PaperRecipe class the method files import
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "ssl_bench.fidelity"], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == DOC.read_text()
