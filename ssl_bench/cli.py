@@ -226,14 +226,16 @@ def cmd_eval(a) -> int:
                                    data_root=a.data_root)
     except ResultsNotSavedError as exc:  # the numbers are printed, the error says where the rows went
         rows, unsaved = exc.rows, exc
+    from .evaluator import format_metric, readable
+
     result: dict = {}
     for r in rows:
         result.setdefault(r["evaluator"], {})[r["metric"]] = r["value"]
     if a.json:
-        print(json.dumps(result, sort_keys=True))
+        print(json.dumps({ev: readable(ev, m) for ev, m in result.items()}, sort_keys=True))
     else:
         for ev, metrics in result.items():
-            print(f"{ev}: " + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
+            print(f"{ev}: " + ", ".join(format_metric(ev, k, v, 4) for k, v in metrics.items()))
     if unsaved is not None:
         raise unsaved
     return 0
@@ -313,10 +315,15 @@ def cmd_eval_embeddings(a) -> int:
         import math
 
         clean = {ev: {k: (v if math.isfinite(v) else None) for k, v in m.items()} for ev, m in result.items()}
-        print(json.dumps(clean, sort_keys=True))
+        from .evaluator import readable
+
+        print(json.dumps({ev: readable(ev, m) for ev, m in clean.items()}, sort_keys=True))
     else:
         for ev, metrics in result.items():
-            print(f"{ev}: " + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()) + f"  ({res[ev][1]:.1f}s)")
+            from .evaluator import format_metric
+
+            print(f"{ev}: " + ", ".join(format_metric(ev, k, v, 4) for k, v in metrics.items())
+                  + f"  ({res[ev][1]:.1f}s)")
     return 0
 
 
@@ -398,6 +405,10 @@ def cmd_check_collapse(a) -> int:
             raise ConfigError(f"--only: no case(s) {missing} in {a.cases or builtin_cases_path()}")
         cases = [c for c in cases if c.name in wanted]
     log = None if a.json else (lambda msg: print(msg, file=sys.stderr, flush=True))
+    if a.jobs is None:
+        from .collapse import usable_cores
+
+        a.jobs = usable_cores()
     if a.jobs < 1:
         raise ConfigError(f"--jobs must be >= 1, got {a.jobs}")
     results = run_suite(cases, _seeds(a.seeds) if a.seeds else None, workdir=a.keep, log=log, jobs=a.jobs)
@@ -522,7 +533,8 @@ def build_parser() -> argparse.ArgumentParser:
     cc.add_argument("--seeds", default=None, help="comma-separated seeds for every case (default: each case's seeds)")
     cc.add_argument("--only", default=None, help="comma-separated case names to run (default: all)")
     cc.add_argument("--keep", default=None, metavar="DIR", help="keep the runs under DIR (default: a temporary directory)")
-    cc.add_argument("--jobs", type=int, default=1, help="worker processes, one thread each (default: 1)")
+    cc.add_argument("--jobs", type=int, default=None, help="worker processes, one thread each (default: the "
+                    "number of usable cores, from the CPU affinity and the cgroup CPU quota)")
     cc.add_argument("--json", action="store_true", help="print one JSON object with every case and seed")
     cc.set_defaults(func=cmd_check_collapse)
     return p

@@ -336,6 +336,32 @@ def _worker(case: Case, seed: int, workdir: str) -> SeedResult:
     return run_case_seed(case, seed, Path(workdir), _WORKER_DATA)
 
 
+def usable_cores() -> int:
+    """Cores this process may use: the CPU affinity mask, capped by a cgroup CPU quota (v2
+    ``cpu.max`` or v1 ``cfs_quota_us / cfs_period_us``) where one is set; at least 1."""
+    import os
+
+    try:
+        n = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        n = os.cpu_count() or 1
+    quota = None
+    try:
+        q, p = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if q != "max":
+            quota = int(q) / int(p)
+    except (OSError, ValueError):
+        try:
+            q = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us").read_text())
+            p = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us").read_text())
+            quota = q / p if q > 0 and p > 0 else None
+        except (OSError, ValueError):
+            pass
+    if quota is not None:
+        n = min(n, max(1, math.floor(quota)))
+    return max(1, n)
+
+
 def run_suite(cases: list[Case], seeds: list[int] | None = None, workdir: str | Path | None = None,
               log: Callable[[str], None] | None = None, jobs: int = 1) -> list[CaseResult]:
     """Run every case x seed (``seeds`` overrides the cases' own); runs go to a temporary

@@ -222,3 +222,33 @@ class Evaluator:
         if not self.needs_model:
             raise ConfigError(f"evaluator {self.registry_name!r} reads embeddings, not a model")
         return self.evaluate_model(method, data, device)
+
+
+def metric_word(evaluator: str, metric: str, value: Any) -> str | None:
+    """The word a categorical metric's value stands for (e.g. the collapse verdict ``ok``), else None."""
+    from .registry import EVALUATORS
+
+    if evaluator not in EVALUATORS.names() or not _num(value) or not math.isfinite(value):
+        return None
+    info = EVALUATORS.get(evaluator).metric(metric)
+    return None if not info.categorical else info.categorical.get(int(round(value)))
+
+
+def readable(evaluator: str, metrics: dict[str, Any]) -> dict[str, Any]:
+    """``metrics`` plus, for each categorical metric ``X_code`` (or ``X``), its word under ``X``
+    (``verdict_code: 0.0`` -> also ``verdict: "ok"``), so JSON and logs need no lookup table."""
+    out = dict(metrics)
+    for name, value in metrics.items():
+        word = metric_word(evaluator, name, value)
+        key = name[: -len("_code")] if name.endswith("_code") else f"{name}_word"
+        if word is not None and key not in metrics:
+            out[key] = word
+    return out
+
+
+def format_metric(evaluator: str, metric: str, value: Any, digits: int = 2) -> str:
+    """``metric=value`` for logs, the word for a categorical metric (``verdict=ok``)."""
+    word = metric_word(evaluator, metric, value)
+    if word is not None:
+        return f"{metric[: -len('_code')] if metric.endswith('_code') else metric}={word}"
+    return f"{metric}={value:.{digits}f}" if _num(value) else f"{metric}={value}"

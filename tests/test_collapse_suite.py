@@ -255,3 +255,23 @@ def test_docs_example_cases_file_parses(tmp_path):
     assert a.evaluators == ["collapse", "knn", "rankme"] and a.seeds == [0, 1, 2] and a.represent == "backbone"
     assert b.options == {"reg_weight": 0.0} and b.config["lr"] == 0.01 and b.config["batch_size"] == 128
     assert b.expected == ["dimensional", "complete"] and b.represent == "projector"
+
+
+def test_usable_cores_respects_affinity_and_quota(monkeypatch, tmp_path):
+    import os
+
+    from ssl_bench import collapse
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    real_read = collapse.Path.read_text
+
+    def fake_read(self, *a, **k):
+        if str(self) == "/sys/fs/cgroup/cpu.max":
+            return "150000 100000\n"  # 1.5 CPUs
+        return real_read(self, *a, **k)
+
+    monkeypatch.setattr(collapse.Path, "read_text", fake_read)
+    assert collapse.usable_cores() == 1
+    monkeypatch.setattr(collapse.Path, "read_text", lambda self, *a, **k: "max 100000\n"
+                        if str(self) == "/sys/fs/cgroup/cpu.max" else real_read(self, *a, **k))
+    assert collapse.usable_cores() == 4

@@ -146,7 +146,14 @@ def test_eval_embeddings_json(tmp_path, capsys):
     assert main(["eval-embeddings", f, "--evaluators", "knn,linear,rankme,collapse", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert set(out) == {"knn", "linear", "rankme", "collapse"} and out["linear"]["top1"] > 90
-    assert out["collapse"]["verdict_code"] == 0
+    assert out["collapse"]["verdict_code"] == 0 and out["collapse"]["verdict"] == "ok"  # no lookup table needed
+    assert main(["eval-embeddings", f, "--evaluators", "collapse"]) == 0
+    assert "verdict=ok" in capsys.readouterr().out
+    # a collapsed embedding reads as such
+    h = _npz(tmp_path / "flat.npz", train_x=np.ones((300, 10)) + 1e-6 * rng.standard_normal((300, 10)), train_y=ytr,
+             test_x=np.ones((100, 10)), test_y=yte)
+    assert main(["eval-embeddings", h, "--evaluators", "collapse", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["collapse"]["verdict"] == "complete"
     # label-free evaluators need no labels
     g = _npz(tmp_path / "nolab.npz", train_x=rng.standard_normal((50, 4)), test_x=rng.standard_normal((20, 4)))
     assert main(["eval-embeddings", g, "--evaluators", "rankme,alpha-req", "--json", "--eval-opt", "rankme.seed=1"]) == 0
