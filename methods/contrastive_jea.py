@@ -10,6 +10,7 @@ symmetrised. Defaults: temperature 0.1, ``proj_dim=0`` (> 0 adds a 2-layer MLP p
 from torch import nn
 
 from ssl_bench import losses
+from ssl_bench.fidelity import PaperRecipe, WHY_TUTORIAL
 from ssl_bench.heads import MLPHead
 from ssl_bench.method import Method
 from ssl_bench.registry import register_method
@@ -18,6 +19,19 @@ from ssl_bench.registry import register_method
 @register_method("contrastive-jea")
 class ContrastiveJEA(Method):
     defaults = dict(temperature=0.1, proj_dim=0, proj_hidden_dim=512)
+    paper = PaperRecipe(
+        source=("The JEA tutorial's contrastive model: energy -cos(f(x), f(y)) with InfoNCE (van den Oord, Li & "
+                "Vinyals 2018); the tutorial fixes no image recipe"),
+        heads="none (the energy is on the encoder's embedding)",
+        views="two augmented views (augmentations not specified)",
+        temperature="not specified",
+        optim=dict(optimizer="not specified", lr="not specified", weight_decay="not specified"),
+        ours=dict(views="crop 0.3-1, flip, brightness/contrast 0.4 (p 0.8)", temperature="0.1"),
+        deviations=dict(
+            heads="proj_dim=0 keeps the tutorial's form (no projector); proj_hidden_dim is used only when proj_dim > 0",
+            views=WHY_TUTORIAL, temperature="0.1, as simclr; not specified by the tutorial",
+            optimizer=WHY_TUTORIAL, lr=WHY_TUTORIAL, weight_decay=WHY_TUTORIAL,
+        ))
 
     def __init__(self, backbone, hp=None, spec=None):
         super().__init__(backbone, hp, spec)

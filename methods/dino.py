@@ -28,6 +28,7 @@ from ssl_bench import losses
 from ssl_bench.distributed import mean_over_ranks
 from ssl_bench.ema import update_targets
 from ssl_bench.errors import ConfigError
+from ssl_bench.fidelity import OUR_EMA, PaperRecipe, WHY_EMA, WHY_LR, WHY_VIEWS, WHY_WIDTH
 from ssl_bench.heads import DINOHead, frozen_copy
 from ssl_bench.heads import check_accepts_size, forward_by_size
 from ssl_bench.method import Method
@@ -46,6 +47,33 @@ class DINO(Method):
                     solarize_p2=0.2, freeze_last_layer_epochs=1.0, clip_grad=3.0, wd_cosine=True,
                     weight_decay_end=0.4)
     optim_defaults = dict(weight_decay=0.04)
+    paper = PaperRecipe(
+        source=("Caron et al. 2021 (DINO), ViT recipe: facebookresearch/dino main_dino.py defaults (AdamW; the "
+                "ResNet-50 recipe uses LARS)"),
+        heads=("DINO head: 3-layer MLP 2048 hidden -> 256 bottleneck -> weight-normalised 65536 (hidden and "
+               "bottleneck are DINOHead's defaults, seen only in copies of vision_transformer.py: not verified)"),
+        views=("multi-crop 2 x 224 (scale 0.4-1) + 8 x 96 (scale 0.05-0.4) (main_dino.py default; the paper's "
+               "best runs use 10 local crops); DataAugmentationDINO: flip, colour jitter (p 0.8), grayscale p 0.2 "
+               "on every crop, blur p 1.0 / 0.1 / 0.5 (global 1 / global 2 / local), solarize p 0.2 on global 2"),
+        ema="cosine 0.996 -> 1",
+        temperature="student 0.1, teacher 0.04 (no warm-up by default)",
+        hparams=dict(hidden_dim=2048, bottleneck_dim=256, out_dim=65536, student_temp=0.1, teacher_temp=0.04,
+                     center_momentum=0.9, ema_tau=0.996, ema_cosine=True, n_local=8, local_scale_min=0.05,
+                     local_scale_max=0.4, solarize_p1=0.0, solarize_p2=0.2, freeze_last_layer_epochs=1.0,
+                     clip_grad=3.0, wd_cosine=True, weight_decay_end=0.4),
+        optim=dict(optimizer="adamw", lr="5e-4 x batch/256, cosine to 1e-6", weight_decay=0.04),
+        ours=dict(views=("multi-crop 2 x 28 (scale 0.3-1) + 6 x 14 (scale 0.05-0.3), brightness/contrast 0.4 "
+                         "(p 0.8), solarize p 0 / 0.2 on the global crops"),
+                  ema=OUR_EMA),
+        deviations=dict(
+            heads=WHY_WIDTH, hidden_dim=WHY_WIDTH, bottleneck_dim=WHY_WIDTH,
+            out_dim="1024 prototypes for a 10-class dataset and a 128-d backbone; 65536 is for ImageNet",
+            views=(WHY_VIEWS + "; multi-crop scaled to 28 px: 14 px local crops of scale 0.05-0.3 (the audit's 28 px "
+                   "analogue; not searched on validation), 6 of them to fit the CPU budget"),
+            n_local="6 local crops: each costs a forward pass on 2 CPU cores",
+            local_scale_max="0.3: the audit's 28 px analogue of 0.05-0.4 at 224 px (not searched on validation)",
+            ema=WHY_EMA, ema_tau=WHY_EMA, lr=WHY_LR,
+        ))
 
     def __init__(self, backbone, hp=None, spec=None):
         super().__init__(backbone, hp, spec)

@@ -29,6 +29,7 @@ from torch import nn
 from ssl_bench import losses
 from ssl_bench.distributed import shard, world_size
 from ssl_bench.errors import ConfigError
+from ssl_bench.fidelity import PaperRecipe, WHY_LR
 from ssl_bench.method import Method
 from ssl_bench.registry import register_method
 from ssl_bench.views import MultiView, default_augment
@@ -79,6 +80,25 @@ class MLPDenoiser(nn.Module):
 @register_method("dsm")
 class DSM(Method):
     defaults = dict(sigma_min=0.1, sigma_max=1.0, head_hidden_dim=512, dec_channels=32, code_channels=16)
+    paper = PaperRecipe(
+        source=("Vincent 2011 (denoising score matching); the noise-conditional form and recipe of Song & Ermon "
+                "2019 (NCSN: 10 noise levels, geometric from 1 to 0.01, Adam lr 1e-3; values from the paper, "
+                "not verified against code)"),
+        heads=("score s(x~, sigma) = (r(x~, sigma) - x~) / sigma^2 with r a denoiser that sees x~ (Vincent); "
+               "NCSN's score network is a RefineNet"),
+        views="none (the score is that of the data; NCSN uses random flips on CIFAR-10, not verified)",
+        hparams=dict(sigma_min=0.01, sigma_max=1.0),
+        optim=dict(optimizer="Adam", lr=1e-3, weight_decay=0.0),
+        ours=dict(views="flip only (no crop, no jitter)"),
+        deviations=dict(
+            heads=("Vincent's form with a small conv decoder g (r = x~ - sigma g) fed by x~, log sigma and the encoder "
+                   "under study; no RefineNet, which would dwarf the encoder"),
+            views="flips only: they keep the data distribution (NCSN flips CIFAR-10 images; not verified)",
+            sigma_min=("0.1 with sigma drawn log-uniformly: ssl-bench measures the encoder's representation, not "
+                       "samples; not searched on validation"),
+            optimizer="the harness's AdamW for every method",
+            lr=WHY_LR, weight_decay="the harness's AdamW weight decay 1e-4 for every method",
+        ))
     n_views = 1
 
     def __init__(self, backbone, hp=None, spec=None):

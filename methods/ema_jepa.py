@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ssl_bench.ema import update_targets
+from ssl_bench.fidelity import OUR_EMA, PaperRecipe, WHY_TUTORIAL
 from ssl_bench.heads import MLPHead, frozen_copy
 from ssl_bench.method import Method
 from ssl_bench.registry import register_method
@@ -22,6 +23,19 @@ from ssl_bench.registry import register_method
 @register_method("ema-jepa")
 class EMAJEPA(Method):
     defaults = dict(pred_hidden_dim=512, predictor=True, ema_tau=0.99, ema_cosine=True, target_norm=True)
+    paper = PaperRecipe(
+        source=("The JEA tutorial's EMA JEPA (BYOL-style target, Grill et al. 2020; LeCun 2022): predictor + EMA "
+                "target in representation space; the tutorial fixes no image recipe"),
+        heads="predictor MLP on the encoder's embedding (width not specified); no projector",
+        views="two augmented views (augmentations not specified)",
+        ema="EMA target (schedule not specified; BYOL uses cosine 0.996 -> 1)",
+        optim=dict(optimizer="not specified", lr="not specified", weight_decay="not specified"),
+        ours=dict(views="crop 0.3-1, flip, brightness/contrast 0.4 (p 0.8)", ema=OUR_EMA),
+        deviations=dict(
+            heads="predictor 2-layer MLP with 512 hidden units (not specified by the tutorial)",
+            views=WHY_TUTORIAL, ema="ssl-bench's EMA schedule (not specified by the tutorial)",
+            optimizer=WHY_TUTORIAL, lr=WHY_TUTORIAL, weight_decay=WHY_TUTORIAL,
+        ))
 
     def __init__(self, backbone, hp=None, spec=None):
         super().__init__(backbone, hp, spec)

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from ssl_bench.distributed import shard, world_size
 from ssl_bench.errors import ConfigError
 from ssl_bench.ema import update_targets
+from ssl_bench.fidelity import OUR_EMA, PaperRecipe, WHY_EMA, WHY_LR
 from ssl_bench.heads import (MaskedTokenPredictor, frozen_copy, gather_tokens, timm_vit,
                              vit_encode_tokens, vit_patch_tokens)
 from ssl_bench.method import Method
@@ -45,6 +46,30 @@ VIT_SMALL_CPU = ("timm:vit_tiny_patch16_224", {"img_size": "auto", "patch_size":
 class IJEPA(Method):
     evaluated = "target"  # the paper evaluates the target encoder
     defaults = dict(pred_dim=64, pred_depth=2, pred_heads=2, num_targets=4, min_keep=4, ema_tau=0.99, ema_cosine=True)
+    paper = PaperRecipe(
+        source=("Assran et al. 2023 (I-JEPA): facebookresearch/ijepa configs/in1k_vith14_ep300.yaml (ViT-H/14, "
+                "batch 2048, 300 epochs)"),
+        heads="predictor ViT 384 wide, 12 deep; targets: 4 blocks of scale 0.15-0.2, aspect 0.75-1.5",
+        views="random resized crop 0.3-1 only (no flip, no colour)",
+        ema="linear 0.996 -> 1 over the run (src/train.py momentum_scheduler)",
+        hparams=dict(pred_dim=384, pred_depth=12, num_targets=4, min_keep=10, ema_tau=0.996, ema_cosine=False),
+        optim=dict(optimizer="adamw", lr="1e-3 (warm-up from 2e-4 over 40 epochs, cosine to 1e-6)",
+                   weight_decay="0.04 -> 0.4 (cosine)"),
+        ours=dict(views="random resized crop 0.3-1 only (no flip, no colour)", ema=OUR_EMA),
+        deviations=dict(
+            heads="predictor 64 x 2 for a ViT of width 96 and depth 4 with 16 tokens, sized for 2 CPU cores",
+            pred_dim="64: narrower than our 96-wide encoder, as the paper's 384 is narrower than ViT-H",
+            pred_depth="2 blocks for a 4-block encoder on 2 CPU cores",
+            min_keep=("4 (the reference collator's default, per the method docstring): on our 16-token grid the 4 "
+                      "target blocks leave few context patches, so the config's 10 could rarely be kept"),
+            backbone="ViT width 96, depth 4, 7 x 7-px patches (16 tokens on 28 px) instead of ViT-H/14",
+            ema=WHY_EMA + "; cosine rather than linear, like the other EMA methods",
+            ema_tau=WHY_EMA, ema_cosine="cosine, the schedule every EMA method here shares",
+            lr=WHY_LR,
+            weight_decay="the harness's AdamW weight decay 1e-4, constant; the 0.04 -> 0.4 schedule is not used",
+            loss=("mean squared error, the paper's L2; src/train.py uses F.smooth_l1_loss: a difference this "
+                  "declaration found, not a choice"),
+        ))
     n_views = 1
     default_backbone = {"image": VIT_SMALL_CPU}
     ddp_find_unused_parameters = True  # the ViT's own final norm / head take no part in the loss

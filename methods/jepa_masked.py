@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ssl_bench.ema import update_targets
+from ssl_bench.fidelity import OUR_EMA, PaperRecipe, WHY_TUTORIAL
 from ssl_bench.heads import MLPHead, frozen_copy
 from ssl_bench.method import Method
 from ssl_bench.registry import register_method
@@ -29,6 +30,22 @@ from ssl_bench.views import MaskedPair, coordinate_mask, default_augment, patch_
 class JEPAMasked(Method):
     defaults = dict(mask_ratio=0.5, mask_patch=4, pred_hidden_dim=512, predictor=True, ema_tau=0.99,
                     ema_cosine=True)
+    paper = PaperRecipe(
+        source=("The JEA tutorial's masked JEPA: predict the EMA target's embedding of the full input from a "
+                "masked one (I-JEPA, Assran et al. 2023, in its simplest form); the tutorial masks one of two "
+                "coordinates on 2-D data and fixes no image recipe"),
+        heads="predictor on the encoder's embedding (width not specified)",
+        views="one input, masked and full (image masking not specified)",
+        ema="EMA target (schedule not specified; I-JEPA: 0.996 -> 1)",
+        optim=dict(optimizer="not specified", lr="not specified", weight_decay="not specified"),
+        ours=dict(views="crop 0.3-1, flip, brightness/contrast 0.4 (p 0.8); mask_ratio of 4 x 4-px cells zeroed",
+                  ema=OUR_EMA),
+        deviations=dict(
+            heads="predictor 2-layer MLP with 512 hidden units (not specified by the tutorial)",
+            views="half of the 4 x 4-px cells masked, the tutorial's 1-of-2 coordinates carried to images",
+            ema="ssl-bench's EMA schedule (not specified by the tutorial)",
+            optimizer=WHY_TUTORIAL, lr=WHY_TUTORIAL, weight_decay=WHY_TUTORIAL,
+        ))
 
     def __init__(self, backbone, hp=None, spec=None):
         super().__init__(backbone, hp, spec)

@@ -23,16 +23,44 @@ import torch.nn.functional as F
 from ssl_bench import losses
 from ssl_bench.distributed import gather
 from ssl_bench.errors import ConfigError
+from ssl_bench.fidelity import PaperRecipe, WHY_LR, WHY_OPTIMIZER, WHY_VIEWS, WHY_WD, WHY_WIDTH
 from ssl_bench.heads import MLPHead, cosine_tau, ema_update_, frozen_copy
 from ssl_bench.heads import split_batchnorm_
 from ssl_bench.method import Method
 from ssl_bench.registry import register_method
+
+#: why the key encoder's momentum is 0.99 (moco-v2 keeps its own constant momentum, not ssl_bench.ema)
+WHY_MOCO_EMA = ("a constant 0.999 averages the key encoder over ~1000 steps, more than the quick preset's 312-step "
+                "run; 0.99 averages over ~100")
 
 
 @register_method("moco-v2")
 class MoCoV2(Method):
     defaults = dict(proj_hidden_dim=512, proj_dim=128, temperature=0.2, queue_size=4096, ema_tau=0.99,
                     ema_cosine=False, bn_splits=8)
+    paper = PaperRecipe(
+        source=("Chen, Fan, Girshick & He 2020, \"Improved Baselines with Momentum Contrastive Learning\" (MoCo v2): "
+                "facebookresearch/moco main_moco.py with --mlp --aug-plus --cos --moco-t 0.2 (ImageNet, ResNet-50, "
+                "batch 256, 200 epochs)"),
+        heads="2-layer MLP head 2048 -> 128 (fc-ReLU-fc, no BN; moco/builder.py --mlp)",
+        views="crop 0.2-1, colour jitter 0.4/0.4/0.4/0.1 (p 0.8), grayscale p 0.2, blur p 0.5, flip (--aug-plus)",
+        ema="key encoder momentum 0.999, constant",
+        temperature="0.2 (v2 paper; main_moco.py default --moco-t 0.07 is MoCo v1's)",
+        hparams=dict(proj_hidden_dim=2048, proj_dim=128, temperature=0.2, queue_size=65536, ema_tau=0.999,
+                     ema_cosine=False),
+        optim=dict(optimizer="SGD (momentum 0.9)", lr="0.03 at batch 256, cosine", weight_decay=1e-4),
+        ours=dict(views="crop 0.3-1, flip, brightness/contrast 0.4 (p 0.8)", ema="key encoder momentum 0.99, constant"),
+        deviations=dict(
+            heads=WHY_WIDTH + "; our head has BN between its layers (the reference's has none)",
+            proj_hidden_dim=WHY_WIDTH, views=WHY_VIEWS,
+            queue_size=("4096: a 65536 queue refreshes in 512 steps of batch 128, longer than the quick preset's "
+                        "whole run, so most negatives would be keys of a much older encoder"),
+            ema=WHY_MOCO_EMA, ema_tau=WHY_MOCO_EMA,
+            optimizer=WHY_OPTIMIZER, lr=WHY_LR,
+            weight_decay=WHY_WD + " (here both are 1e-4; the paper's is coupled SGD decay)",
+            shuffle_bn=("the paper shuffles BN across 8 GPUs; here SplitBatchNorm with bn_splits 8 on one device "
+                        "(the official CIFAR demo's form)"),
+        ))
 
     def __init__(self, backbone, hp=None, spec=None):
         super().__init__(backbone, hp, spec)

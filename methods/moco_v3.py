@@ -17,6 +17,7 @@ import torch
 from ssl_bench import losses
 from ssl_bench.ema import update_targets
 from ssl_bench.errors import ConfigError
+from ssl_bench.fidelity import OUR_EMA, PaperRecipe, WHY_EMA, WHY_LR, WHY_OPTIMIZER, WHY_VIEWS, WHY_WIDTH
 from ssl_bench.heads import MLPHead, frozen_copy
 from ssl_bench.method import Method
 from ssl_bench.registry import register_method
@@ -26,6 +27,31 @@ from ssl_bench.registry import register_method
 class MoCoV3(Method):
     defaults = dict(proj_hidden_dim=512, proj_dim=128, pred_hidden_dim=512, predictor=True, temperature=1.0,
                     ema_tau=0.99, ema_cosine=True, proj_layers=2)
+    paper = PaperRecipe(
+        source=("Chen, Xie & He 2021 (MoCo v3), ResNet-50 recipe: facebookresearch/moco-v3 main_moco.py defaults "
+                "(batch 4096, 100 epochs, LARS)"),
+        heads=("projector 2 layers 4096 -> 256 and predictor 2 layers 4096 -> 256 (moco/builder.py, ResNet "
+               "setup): Linear without bias, BN, ReLU, and an affine-free BN after the last layer of both"),
+        views=("asymmetric BYOL-style: crop 0.2-1, colour jitter 0.4/0.4/0.2/0.1 (p 0.8), grayscale p 0.2, blur "
+               "p 1.0 / 0.1, solarize p 0 / 0.2, flip"),
+        ema="cosine 0.99 -> 1",
+        temperature="1.0 (--moco-t; the loss is scaled by 2T)",
+        hparams=dict(proj_hidden_dim=4096, proj_dim=256, pred_hidden_dim=4096, temperature=1.0, ema_tau=0.99,
+                     ema_cosine=True, proj_layers=2, predictor=True),
+        optim=dict(optimizer="LARS (momentum 0.9)", lr="0.45 x batch/256 (--lr default in the stored main_moco.py)",
+                   weight_decay=1e-6),
+        ours=dict(views="crop 0.3-1, flip, brightness/contrast 0.4 (p 0.8); no solarisation",
+                  ema=OUR_EMA),
+        deviations=dict(
+            ema=WHY_EMA,
+            heads=(WHY_WIDTH + "; our predictor has no output BN (the reference ends it with an affine-free BN): "
+                   "a difference this declaration found, not a choice"),
+            proj_hidden_dim=WHY_WIDTH, proj_dim=WHY_WIDTH, pred_hidden_dim=WHY_WIDTH,
+            views=(WHY_VIEWS + "; asymmetric solarisation is not enabled for moco-v3 (issue #12 item 6 added it "
+                   "to byol, barlow-twins, vicreg and dino only)"),
+            optimizer=WHY_OPTIMIZER, lr=WHY_LR,
+            weight_decay="the harness's AdamW weight decay 1e-4 (none on 1-D parameters); 1e-6 belongs to LARS",
+        ))
 
     def __init__(self, backbone, hp=None, spec=None):
         super().__init__(backbone, hp, spec)

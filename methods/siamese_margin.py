@@ -10,6 +10,7 @@ embedding directly), margin 1.
 from torch import nn
 
 from ssl_bench import losses
+from ssl_bench.fidelity import PaperRecipe, WHY_TUTORIAL
 from ssl_bench.heads import MLPHead
 from ssl_bench.method import Method
 from ssl_bench.registry import register_method
@@ -18,6 +19,19 @@ from ssl_bench.registry import register_method
 @register_method("siamese-margin")
 class SiameseMargin(Method):
     defaults = dict(proj_hidden_dim=512, proj_dim=64, margin=1.0)
+    paper = PaperRecipe(
+        source=("Hadsell, Chopra & LeCun 2006 (DrLIM) contrastive loss, as the JEA tutorial's pairwise hinge; "
+                "pairs from neighbourhood relations, not augmentations (paper values not verified here)"),
+        heads="the paper's mapping network (a small CNN to a low-dimensional output); no separate projector",
+        views="positive pairs = neighbours in input space or prior knowledge (no augmentations)",
+        optim=dict(optimizer="not specified", lr="not specified", weight_decay="not specified"),
+        ours=dict(views="two augmented views: crop 0.3-1, flip, brightness/contrast 0.4 (p 0.8)"),
+        deviations=dict(
+            heads="a 512 -> 64 projector on the encoder, so the evaluated representation is the backbone's",
+            views="positives are two views of one image, as in the other joint-embedding methods here",
+            margin="1 on unnormalised 64-d embeddings; the paper's margin depends on its data (not verified)",
+            optimizer=WHY_TUTORIAL, lr=WHY_TUTORIAL, weight_decay=WHY_TUTORIAL,
+        ))
 
     def __init__(self, backbone, hp=None, spec=None):
         super().__init__(backbone, hp, spec)

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from ssl_bench import losses
 from ssl_bench.errors import ConfigError
+from ssl_bench.fidelity import PaperRecipe, WHY_LR, WHY_OPTIMIZER, WHY_VIEWS, WHY_WIDTH
 from ssl_bench.heads import CosineClassifier, MLPHead, check_accepts_size, forward_by_size
 from ssl_bench.method import Method
 from ssl_bench.registry import register_method
@@ -36,6 +37,31 @@ class SwAV(Method):
     defaults = dict(proj_hidden_dim=512, proj_dim=128, num_prototypes=100, temperature=0.1, sinkhorn_eps=0.05,
                     sinkhorn_iters=3, freeze_prototypes_epochs=1.0, queue_length=3840, queue_start_epoch=1.0,
                     n_local=6, local_size=0, local_scale_min=0.05, local_scale_max=0.3)
+    paper = PaperRecipe(
+        source=("Caron et al. 2020 (SwAV), small-batch recipe: facebookresearch/swav "
+                "scripts/swav_200ep_bs256_pretrain.sh (ResNet-50, batch 256, 200 epochs) with main_swav.py"),
+        heads="projector 2048 -> 128, 3000 prototypes (cosine)",
+        views=("multi-crop 2 x 224 (scale 0.14-1) + 6 x 96 (scale 0.05-0.14), colour jitter, grayscale, blur, "
+               "flip (src/multicropdataset.py, not re-read here)"),
+        temperature="0.1",
+        hparams=dict(proj_hidden_dim=2048, proj_dim=128, num_prototypes=3000, temperature=0.1, sinkhorn_eps=0.05,
+                     sinkhorn_iters=3, queue_length=3840, queue_start_epoch=15.0, n_local=6,
+                     local_scale_min=0.05, local_scale_max=0.14),
+        optim=dict(optimizer="SGD + LARC (trust 0.001)", lr="0.6 at batch 256, cosine to 0.0006", weight_decay=1e-6),
+        ours=dict(views=("multi-crop 2 x 28 (scale 0.3-1) + 6 x 14 (scale 0.05-0.3), brightness/contrast 0.4 "
+                         "(p 0.8), flip")),
+        deviations=dict(
+            heads=WHY_WIDTH, proj_hidden_dim=WHY_WIDTH,
+            num_prototypes=("100 for a 10-class dataset at batch 128 (3000 is for ImageNet's 1000 classes); not "
+                            "searched on validation"),
+            queue_start_epoch="epoch 1: our runs last a few epochs, the paper's 200-800",
+            freeze_prototypes_epochs=("the batch-256 script freezes the prototypes for 5005 iterations (main_swav.py's "
+                                      "default: 313, one ImageNet epoch at batch 4096); here for the first epoch"),
+            views=WHY_VIEWS + "; multi-crop scaled to 28 px (the audit's analogue, not searched on validation)",
+            local_scale_max="0.3: the audit's 28 px analogue (not searched on validation)",
+            optimizer=WHY_OPTIMIZER, lr=WHY_LR,
+            weight_decay="the harness's AdamW weight decay 1e-4 (none on 1-D parameters); 1e-6 belongs to LARC",
+        ))
 
     def __init__(self, backbone, hp=None, spec=None):
         super().__init__(backbone, hp, spec)
