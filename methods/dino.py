@@ -30,10 +30,10 @@ from ssl_bench.ema import update_targets
 from ssl_bench.errors import ConfigError
 from ssl_bench.fidelity import OUR_EMA, PaperRecipe, WHY_EMA, WHY_LR, WHY_VIEWS, WHY_WIDTH
 from ssl_bench.heads import DINOHead, frozen_copy
-from ssl_bench.heads import check_accepts_size, forward_by_size
+from ssl_bench.heads import forward_by_size
 from ssl_bench.method import Method
 from ssl_bench.registry import register_method
-from ssl_bench.views import local_side, multi_crop
+from ssl_bench.views import method_multi_crop
 
 N_GLOBAL = 2
 
@@ -87,13 +87,7 @@ class DINO(Method):
         self._teacher_mean = None
 
     def make_views(self, spec, overrides=None):
-        h = self.hp
-        if spec.kind == "image" and h.n_local > 0:
-            check_accepts_size(self.backbone, spec.input_shape, local_side(spec.input_shape, h.local_size),
-                               self.registry_name)
-        return multi_crop(spec.kind, spec.input_shape, overrides, n_global=N_GLOBAL, n_local=h.n_local,
-                          local_size=h.local_size, local_scale=(h.local_scale_min, h.local_scale_max),
-                          solarize_p=(h.solarize_p1, h.solarize_p2))
+        return method_multi_crop(self, spec, overrides, N_GLOBAL, solarize_p=(self.hp.solarize_p1, self.hp.solarize_p2))
 
     # -- recipe pieces the harness applies ---------------------------------------------------------
     def frozen_parameters(self):

@@ -19,10 +19,10 @@ from ssl_bench import losses
 from ssl_bench.distributed import gather
 from ssl_bench.errors import ConfigError
 from ssl_bench.fidelity import PaperRecipe, WHY_VIEWS, WHY_WIDTH
-from ssl_bench.heads import MLPHead, check_accepts_size, forward_by_size
+from ssl_bench.heads import MLPHead, forward_by_size
 from ssl_bench.method import Method
 from ssl_bench.registry import register_method
-from ssl_bench.views import local_side, multi_crop
+from ssl_bench.views import method_multi_crop
 
 
 @register_method("lejepa")
@@ -64,12 +64,7 @@ class LeJEPA(Method):
         self.projector = MLPHead(backbone.out_dim, h.proj_hidden_dim, h.proj_dim, num_layers=h.proj_layers)
 
     def make_views(self, spec, overrides=None):
-        h = self.hp
-        if spec.kind == "image" and h.n_local > 0:
-            check_accepts_size(self.backbone, spec.input_shape, local_side(spec.input_shape, h.local_size),
-                               self.registry_name)
-        return multi_crop(spec.kind, spec.input_shape, overrides, n_global=h.num_views, n_local=h.n_local,
-                          local_size=h.local_size, local_scale=(h.local_scale_min, h.local_scale_max))
+        return method_multi_crop(self, spec, overrides, self.hp.num_views)
 
     def training_step(self, views):
         h = self.hp

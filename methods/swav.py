@@ -24,10 +24,10 @@ import torch.nn.functional as F
 from ssl_bench import losses
 from ssl_bench.errors import ConfigError
 from ssl_bench.fidelity import PaperRecipe, WHY_LR, WHY_OPTIMIZER, WHY_VIEWS, WHY_WIDTH
-from ssl_bench.heads import CosineClassifier, MLPHead, check_accepts_size, forward_by_size
+from ssl_bench.heads import CosineClassifier, MLPHead, forward_by_size
 from ssl_bench.method import Method
 from ssl_bench.registry import register_method
-from ssl_bench.views import local_side, multi_crop
+from ssl_bench.views import method_multi_crop
 
 N_GLOBAL = 2
 
@@ -75,12 +75,7 @@ class SwAV(Method):
         self.register_buffer("queue", torch.zeros(N_GLOBAL if h.queue_length else 0, h.queue_length, h.proj_dim))
 
     def make_views(self, spec, overrides=None):
-        h = self.hp
-        if spec.kind == "image" and h.n_local > 0:
-            check_accepts_size(self.backbone, spec.input_shape, local_side(spec.input_shape, h.local_size),
-                               self.registry_name)
-        return multi_crop(spec.kind, spec.input_shape, overrides, n_global=N_GLOBAL, n_local=h.n_local,
-                          local_size=h.local_size, local_scale=(h.local_scale_min, h.local_scale_max))
+        return method_multi_crop(self, spec, overrides, N_GLOBAL)
 
     # -- where training is (the harness's clock) -------------------------------------------------
     def _queue_steps(self) -> int:

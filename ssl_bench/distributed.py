@@ -27,6 +27,7 @@ import torch.distributed as dist
 from torch import nn
 
 from .errors import ConfigError
+from .heads import adopt_batchnorm_state
 
 
 # ---------------------------------------------------------------------------------- process group
@@ -236,13 +237,7 @@ def convert_sync_batchnorm(module: nn.Module) -> nn.Module:
             on_cuda = any(t.is_cuda for t in list(child.parameters()) + list(child.buffers()))
             cls = nn.SyncBatchNorm if on_cuda else SyncBatchNorm
             new = cls(child.num_features, child.eps, child.momentum, child.affine, child.track_running_stats)
-            if child.affine:
-                new.weight, new.bias = child.weight, child.bias
-            if child.track_running_stats:
-                new.running_mean, new.running_var = child.running_mean, child.running_var
-                new.num_batches_tracked = child.num_batches_tracked
-            new.train(child.training)
-            setattr(module, name, new)
+            setattr(module, name, adopt_batchnorm_state(new, child))
         else:
             convert_sync_batchnorm(child)
     return module

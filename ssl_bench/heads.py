@@ -116,6 +116,18 @@ class SplitBatchNorm(nn.modules.batchnorm._BatchNorm):
         return y.reshape(n // s, s, c, *rest).transpose(0, 1).reshape(x.shape)
 
 
+def adopt_batchnorm_state(new: nn.Module, old: nn.Module) -> nn.Module:
+    """Make batch-norm layer ``new`` share ``old``'s affine parameters and running statistics (the
+    same tensor objects) and its train/eval mode; used when one BN class replaces another."""
+    if old.affine:
+        new.weight, new.bias = old.weight, old.bias
+    if old.track_running_stats:
+        new.running_mean, new.running_var = old.running_mean, old.running_var
+        new.num_batches_tracked = old.num_batches_tracked
+    new.train(old.training)
+    return new
+
+
 def split_batchnorm_(module: nn.Module, num_splits: int) -> nn.Module:
     """Replace every ``BatchNorm{1,2,3}d`` under ``module`` by a :class:`SplitBatchNorm` with the
     same parameter and buffer objects (in place; returns ``module``)."""
@@ -123,13 +135,7 @@ def split_batchnorm_(module: nn.Module, num_splits: int) -> nn.Module:
         if isinstance(child, nn.modules.batchnorm._BatchNorm) and not isinstance(child, SplitBatchNorm):
             new = SplitBatchNorm(child.num_features, num_splits, child.eps, child.momentum, child.affine,
                                  child.track_running_stats)
-            if child.affine:
-                new.weight, new.bias = child.weight, child.bias
-            if child.track_running_stats:
-                new.running_mean, new.running_var = child.running_mean, child.running_var
-                new.num_batches_tracked = child.num_batches_tracked
-            new.train(child.training)
-            setattr(module, name, new)
+            setattr(module, name, adopt_batchnorm_state(new, child))
         else:
             split_batchnorm_(child, num_splits)
     return module

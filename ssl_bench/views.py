@@ -235,6 +235,22 @@ def local_side(input_shape, local_size: int = 0) -> int:
     return side
 
 
+def method_multi_crop(method, spec, overrides: dict | None = None, n_global: int = 2,
+                      solarize_p: Sequence[float] | None = None) -> Callable:
+    """The multi-crop views of a method with the usual options (``n_local``, ``local_size``,
+    ``local_scale_min``/``_max`` in ``method.hp``): refuses, in one line, a backbone that cannot
+    take the small crops, then builds :func:`multi_crop` (SwAV, DINO, LeJEPA)."""
+    from .heads import check_accepts_size
+
+    h = method.hp
+    if spec.kind == "image" and h.n_local > 0:
+        check_accepts_size(method.backbone, spec.input_shape, local_side(spec.input_shape, h.local_size),
+                           method.registry_name)
+    extra = {} if solarize_p is None else {"solarize_p": tuple(solarize_p)}
+    return multi_crop(spec.kind, spec.input_shape, overrides, n_global=n_global, n_local=h.n_local,
+                      local_size=h.local_size, local_scale=(h.local_scale_min, h.local_scale_max), **extra)
+
+
 def asymmetric_views(kind: str, overrides: dict | None = None, solarize_p: Sequence[float] = (0.0, 0.2)) -> MultiView:
     """Two views of the kind's default augmentation that differ only in their solarisation
     probability (BYOL's asymmetric recipe: 0 for view 1, 0.2 for view 2). A ``solarize_p`` in
