@@ -11,7 +11,7 @@ from ssl_bench.cli import main
 
 def _cli(*args, cwd=None):
     r = subprocess.run([sys.executable, "-m", "ssl_bench", *args], capture_output=True, text=True, cwd=cwd,
-                       timeout=300)
+                       timeout=900)  # generous: a loaded 2-core CI runner; the run test trains 2 x 2 x 3 epochs
     return r.returncode, r.stdout, r.stderr
 
 
