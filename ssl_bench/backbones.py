@@ -22,14 +22,14 @@ class SmallCNN(nn.Module):
     About 93k parameters for grey input; works for any image size and channel count.
     """
 
-    def __init__(self, in_channels: int = 1, widths: tuple[int, ...] = (32, 64, 128)):
+    def __init__(self, in_channels: int = 1, widths: tuple[int, ...] = (32, 64, 128), ceil_pool: bool = False):
         super().__init__()
         layers: list[nn.Module] = []
         c = in_channels
         for i, w in enumerate(widths):
             layers += [nn.Conv2d(c, w, 3, padding=1, bias=False), nn.BatchNorm2d(w), nn.ReLU(inplace=True)]
             if i < len(widths) - 1:
-                layers.append(nn.MaxPool2d(2))
+                layers.append(nn.MaxPool2d(2, ceil_mode=ceil_pool))
             c = w
         self.features = nn.Sequential(*layers)
         self.out_dim = c
@@ -42,7 +42,7 @@ class SmallCNN(nn.Module):
         return self.features(x).mean(dim=(2, 3))
 
 
-class WideCNN(nn.Module):
+class WideCNN(SmallCNN):
     """Four 3x3 conv stages (64-128-256-512) with BN+ReLU, three 2x2 max-pools (ceil), GAP.
 
     A CPU-sized compromise between ``cnn-small`` and a ResNet: about 1.55M parameters for grey
@@ -50,22 +50,7 @@ class WideCNN(nn.Module):
     """
 
     def __init__(self, in_channels: int = 1, widths: tuple[int, ...] = (64, 128, 256, 512)):
-        super().__init__()
-        layers: list[nn.Module] = []
-        c = in_channels
-        for i, w in enumerate(widths):
-            if i > 0:
-                layers.append(nn.MaxPool2d(2, ceil_mode=True))
-            layers += [nn.Conv2d(c, w, 3, padding=1, bias=False), nn.BatchNorm2d(w), nn.ReLU(inplace=True)]
-            c = w
-        self.features = nn.Sequential(*layers)
-        self.out_dim = c
-
-    def feature_map(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features(x).mean(dim=(2, 3))
+        super().__init__(in_channels, widths, ceil_pool=True)
 
 
 class CifarResNet(nn.Module):
