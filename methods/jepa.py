@@ -10,7 +10,7 @@ linear projector.
 from torch import nn
 
 from ssl_bench import losses
-from ssl_bench.fidelity import PaperRecipe, WHY_TUTORIAL
+from ssl_bench.fidelity import collapse_reference_recipe
 from ssl_bench.method import Method
 from ssl_bench.registry import register_method
 
@@ -18,17 +18,9 @@ from ssl_bench.registry import register_method
 @register_method("jepa")
 class JEPA(Method):
     defaults = dict(proj_dim=0)
-    paper = PaperRecipe(
-        source=("The JEA tutorial's basic JEPA (LeCun 2022, \"A Path Towards Autonomous Machine Intelligence\"): "
-                "energy ||f(x) - f(x')||^2 on positive pairs, nothing else; a collapse reference"),
-        heads="none (the backbone's embedding)",
-        views="two views of one sample (the tutorial's 2-D mixtures; image augmentations not specified)",
-        optim=dict(optimizer="not specified", lr="not specified", weight_decay="not specified"),
-        ours=dict(views="crop 0.3-1, flip, brightness/contrast 0.4 (p 0.8)"),
-        deviations=dict(
-            heads="proj_dim=0: no projector, as the tutorial",
-            views=WHY_TUTORIAL, optimizer=WHY_TUTORIAL, lr=WHY_TUTORIAL, weight_decay=WHY_TUTORIAL,
-        ))
+    paper = collapse_reference_recipe(
+        "The JEA tutorial's basic JEPA (LeCun 2022, \"A Path Towards Autonomous Machine Intelligence\"): "
+        "energy ||f(x) - f(x')||^2 on positive pairs, nothing else; a collapse reference")
 
     def __init__(self, backbone, hp=None, spec=None):
         super().__init__(backbone, hp, spec)

@@ -12,7 +12,7 @@ from torch import nn
 
 from ssl_bench import losses
 from ssl_bench.distributed import gather
-from ssl_bench.fidelity import PaperRecipe, WHY_TUTORIAL
+from ssl_bench.fidelity import collapse_reference_recipe
 from ssl_bench.method import Method
 from ssl_bench.registry import register_method
 
@@ -20,17 +20,9 @@ from ssl_bench.registry import register_method
 @register_method("jepa-pairwise")
 class JEPAPairwise(Method):
     defaults = dict(proj_dim=0)
-    paper = PaperRecipe(
-        source=("The JEA tutorial's global pairwise JEPA: mean over all pairs (i, j) of ||f(x_i) - f(x'_j)||^2 "
-                "(LeCun 2022 for the energy view); a collapse reference"),
-        heads="none (the backbone's embedding)",
-        views="two views of one sample (the tutorial's 2-D mixtures; image augmentations not specified)",
-        optim=dict(optimizer="not specified", lr="not specified", weight_decay="not specified"),
-        ours=dict(views="crop 0.3-1, flip, brightness/contrast 0.4 (p 0.8)"),
-        deviations=dict(
-            heads="proj_dim=0: no projector, as the tutorial",
-            views=WHY_TUTORIAL, optimizer=WHY_TUTORIAL, lr=WHY_TUTORIAL, weight_decay=WHY_TUTORIAL,
-        ))
+    paper = collapse_reference_recipe(
+        "The JEA tutorial's global pairwise JEPA: mean over all pairs (i, j) of ||f(x_i) - f(x'_j)||^2 "
+        "(LeCun 2022 for the energy view); a collapse reference")
 
     def __init__(self, backbone, hp=None, spec=None):
         super().__init__(backbone, hp, spec)

@@ -51,6 +51,22 @@ WHY_TUTORIAL = ("the JEA tutorial fixes no training recipe for this model (toy 2
                 "harness defaults")
 
 
+
+def collapse_reference_recipe(source: str) -> "PaperRecipe":
+    """The declaration of the tutorial's collapse references (jepa, jepa-pairwise): no projector,
+    two views, no training recipe given by the tutorial."""
+    return PaperRecipe(
+        source=source,
+        heads="none (the backbone's embedding)",
+        views="two views of one sample (the tutorial's 2-D mixtures; image augmentations not specified)",
+        optim=dict(optimizer="not specified", lr="not specified", weight_decay="not specified"),
+        ours=dict(views="crop 0.3-1, flip, brightness/contrast 0.4 (p 0.8)"),
+        deviations=dict(
+            heads="proj_dim=0: no projector, as the tutorial",
+            views=WHY_TUTORIAL, optimizer=WHY_TUTORIAL, lr=WHY_TUTORIAL, weight_decay=WHY_TUTORIAL,
+        ))
+
+
 @dataclass(frozen=True)
 class PaperRecipe:
     source: str  # paper and the recipe followed (e.g. "Chen et al. 2020, CIFAR-10 recipe, App. B.9")
