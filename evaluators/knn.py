@@ -2,6 +2,14 @@
 solo-learn): cosine similarities to the k nearest training embeddings vote for their labels with
 weight exp(s / T). Defaults k=20, T=0.07. Reports top-1 and top-5 accuracy in percent.
 
+Precision, recall and F1 of the top-1 prediction (the tutorial's k-NN report), in percent:
+``precision_macro``, ``recall_macro``, ``f1_macro`` (unweighted means over the classes), and per
+class ``precision_class<c>``, ``recall_class<c>``, ``f1_class<c>`` when the data has at most
+``per_class_max`` classes (default 20; 0 = macro only: 100 classes would add 300 rows per run).
+The classes are those in the test labels or the predictions, as scikit-learn's
+``precision_recall_fscore_support`` takes them; a class never predicted (or never true) gets 0
+where the ratio is 0/0.
+
 Sweeps (opt-in): ``ks=[10, 50, 200]`` adds ``top1_k10``, ``top1_k50``, ... (each at the default
 T) and ``temperatures=[0.02, 0.1]`` adds ``top1_T0.02``, ``top1_T0.1`` (each at the default k);
 the neighbours are searched once, for the largest k, and every entry of a sweep reuses them.
@@ -106,24 +114,68 @@ def knn_scores(sims: np.ndarray, idx: np.ndarray, train_y: np.ndarray, num_class
     return scores
 
 
+def _order(sims, idx, train_y, num_classes, temperature) -> np.ndarray:
+    """Classes by decreasing vote, ties to the lower class index; column 0 is the prediction."""
+    return np.argsort(-knn_scores(sims, idx, train_y, num_classes, temperature), axis=1, kind="stable")
+
+
 def _topk(sims, idx, train_y, test_y, num_classes, temperature) -> tuple[float, float]:
-    scores = knn_scores(sims, idx, train_y, num_classes, temperature)
-    order = np.argsort(-scores, axis=1, kind="stable")
+    order = _order(sims, idx, train_y, num_classes, temperature)
     top1 = float((order[:, 0] == test_y).mean() * 100)
     k5 = min(5, num_classes)
     top5 = float((order[:, :k5] == test_y[:, None]).any(1).mean() * 100)
     return top1, top5
 
 
+def precision_recall_f1(test_y: np.ndarray, pred: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-class precision, recall and F1 (fractions) of predictions ``pred``: ``classes`` are the
+    labels in ``test_y`` or ``pred`` (sorted); 0/0 counts as 0 (scikit-learn's zero_division=0)."""
+    test_y, pred = np.asarray(test_y, dtype=np.int64), np.asarray(pred, dtype=np.int64)
+    classes = np.union1d(test_y, pred)
+    tp = np.array([np.sum((pred == c) & (test_y == c)) for c in classes], dtype=np.float64)
+    n_pred = np.array([np.sum(pred == c) for c in classes], dtype=np.float64)
+    n_true = np.array([np.sum(test_y == c) for c in classes], dtype=np.float64)
+
+    def ratio(a, b):
+        return np.divide(a, b, out=np.zeros_like(a), where=b > 0)
+
+    p, r = ratio(tp, n_pred), ratio(tp, n_true)
+    return {"classes": classes, "precision": p, "recall": r, "f1": ratio(2 * p * r, p + r)}
+
+
+def knn_prf(train_x, train_y, test_x, test_y, k: int = 20, temperature: float = 0.07, backend: str = "auto",
+            **search) -> dict[str, np.ndarray]:
+    """:func:`precision_recall_f1` of the weighted k-NN's top-1 prediction."""
+    train_y, test_y = np.asarray(train_y).astype(np.int64), np.asarray(test_y).astype(np.int64)
+    num_classes = int(max(train_y.max(), test_y.max())) + 1
+    sims, idx = nearest(train_x, test_x, k, backend, **search)
+    return precision_recall_f1(test_y, _order(sims, idx, train_y, num_classes, temperature)[:, 0])
+
+
+def prf_metrics(prf: dict[str, np.ndarray], per_class_max: int) -> dict[str, float]:
+    """The result-row metrics of :func:`precision_recall_f1` in percent: macro averages, and per
+    class when there are at most ``per_class_max`` classes."""
+    out = {f"{m}_macro": float(prf[m].mean() * 100) for m in ("precision", "recall", "f1")}
+    if len(prf["classes"]) <= per_class_max:
+        for m in ("precision", "recall", "f1"):
+            out.update({f"{m}_class{int(c)}": float(v * 100) for c, v in zip(prf["classes"], prf[m])})
+    return out
+
+
 def knn_accuracy(train_x, train_y, test_x, test_y, k: int = 20, temperature: float = 0.07,
                  backend: str = "auto", ks=(), temperatures=(), index: str = "flat", nlist: int = 0,
-                 nprobe: int = 0) -> dict[str, float]:
+                 nprobe: int = 0, prf: bool = False, per_class_max: int = 20) -> dict[str, float]:
+    """top1 and top5 (and the sweeps); with ``prf`` also :func:`prf_metrics` at (k, T)."""
     train_y, test_y = np.asarray(train_y).astype(np.int64), np.asarray(test_y).astype(np.int64)
     num_classes = int(max(train_y.max(), test_y.max())) + 1
     ks = [int(v) for v in ks or ()]
     sims, idx = nearest(train_x, test_x, max([k, *ks]), backend, index=index, nlist=nlist, nprobe=nprobe)
-    top1, top5 = _topk(sims[:, :k], idx[:, :k], train_y, test_y, num_classes, temperature)
-    out = {"top1": top1, "top5": top5}
+    order = _order(sims[:, :k], idx[:, :k], train_y, num_classes, temperature)
+    k5 = min(5, num_classes)
+    out = {"top1": float((order[:, 0] == test_y).mean() * 100),
+           "top5": float((order[:, :k5] == test_y[:, None]).any(1).mean() * 100)}
+    if prf:
+        out.update(prf_metrics(precision_recall_f1(test_y, order[:, 0]), per_class_max))
     for kk in ks:
         out[f"top1_k{kk}"] = _topk(sims[:, :kk], idx[:, :kk], train_y, test_y, num_classes, temperature)[0]
     for t in temperatures or ():
@@ -133,13 +185,24 @@ def knn_accuracy(train_x, train_y, test_x, test_y, k: int = 20, temperature: flo
 
 @register_evaluator("knn")
 class KNN(Evaluator):
-    defaults = dict(k=20, temperature=0.07, backend="auto", ks=[], temperatures=[], index="flat", nlist=0, nprobe=0)
+    defaults = dict(k=20, temperature=0.07, backend="auto", ks=[], temperatures=[], index="flat", nlist=0, nprobe=0,
+                    per_class_max=20)
     metrics = (
         Metric("top1", "k-NN top1", "%", True, "weighted k-NN (cosine, vote weight exp(s/T)) top-1 accuracy",
                headline=True),
         Metric("top5", "k-NN top5", "%", True, "weighted k-NN top-5 accuracy"),
         Metric("top1_k*", "k-NN top1", "%", True, "k-NN top-1 at another k (sweep)", pattern=True),
         Metric("top1_T*", "k-NN top1", "%", True, "k-NN top-1 at another temperature (sweep)", pattern=True),
+        Metric("precision_macro", "k-NN macro P", "%", True, "precision of the k-NN top-1 prediction, unweighted "
+               "mean over classes"),
+        Metric("recall_macro", "k-NN macro R", "%", True, "recall of the k-NN top-1 prediction, unweighted mean "
+               "over classes"),
+        Metric("f1_macro", "k-NN macro F1", "%", True, "F1 of the k-NN top-1 prediction, unweighted mean over "
+               "classes"),
+        Metric("precision_class*", "k-NN precision", "%", True, "k-NN precision of one class", pattern=True,
+               detail=True),
+        Metric("recall_class*", "k-NN recall", "%", True, "k-NN recall of one class", pattern=True, detail=True),
+        Metric("f1_class*", "k-NN F1", "%", True, "k-NN F1 of one class", pattern=True, detail=True),
     )
     order = 10
     legend_options = ("k", "temperature", "index")
@@ -153,4 +216,5 @@ class KNN(Evaluator):
         if max([o["k"], *o["ks"]]) > len(emb.train_x):
             raise ConfigError(f"k-NN k = {max([o['k'], *o['ks']])} exceeds the {len(emb.train_x)} training embeddings")
         return knn_accuracy(emb.train_x, emb.train_y, emb.test_x, emb.test_y, o["k"], o["temperature"], o["backend"],
-                            o["ks"], o["temperatures"], index=o["index"], nlist=o["nlist"], nprobe=o["nprobe"])
+                            o["ks"], o["temperatures"], index=o["index"], nlist=o["nlist"], nprobe=o["nprobe"],
+                            prf=True, per_class_max=o["per_class_max"])

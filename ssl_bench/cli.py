@@ -226,7 +226,7 @@ def cmd_eval(a) -> int:
                                    data_root=a.data_root)
     except ResultsNotSavedError as exc:  # the numbers are printed, the error says where the rows went
         rows, unsaved = exc.rows, exc
-    from .evaluator import format_metric, readable
+    from .evaluator import format_metrics, readable
 
     result: dict = {}
     for r in rows:
@@ -235,7 +235,7 @@ def cmd_eval(a) -> int:
         print(json.dumps({ev: readable(ev, m) for ev, m in result.items()}, sort_keys=True))
     else:
         for ev, metrics in result.items():
-            print(f"{ev}: " + ", ".join(format_metric(ev, k, v, 4) for k, v in metrics.items()))
+            print(f"{ev}: " + format_metrics(ev, metrics, 4))
     if unsaved is not None:
         raise unsaved
     return 0
@@ -320,9 +320,9 @@ def cmd_eval_embeddings(a) -> int:
         print(json.dumps({ev: readable(ev, m) for ev, m in clean.items()}, sort_keys=True))
     else:
         for ev, metrics in result.items():
-            from .evaluator import format_metric
+            from .evaluator import format_metrics
 
-            print(f"{ev}: " + ", ".join(format_metric(ev, k, v, 4) for k, v in metrics.items())
+            print(f"{ev}: " + format_metrics(ev, metrics, 4)
                   + f"  ({res[ev][1]:.1f}s)")
     return 0
 

@@ -60,6 +60,9 @@ class Metric:
     headline: bool = False  # shown in the Markdown table (the CSV has every metric)
     pattern: bool = False  # ``name`` is an fnmatch pattern covering a family of metrics
     categorical: dict | None = None  # code -> word (e.g. the collapse verdict); shown as the word
+    #: one of a family of per-class values: in the rows, JSON and the CSV, left out of
+    #: one-line text summaries (``run``'s per-run line, ``eval``), which give their count instead
+    detail: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -81,7 +84,7 @@ _OPTION_RANGES: dict[str, tuple[float, float, bool, bool]] = {
     "epochs_frozen": (0, 1e4, True, True), "epochs_finetune": (0, 1e4, True, True),
     "n_pairs": (1, 1e6, True, True), "sigreg_directions": (1, 4096, True, True), "grid": (1, 64, True, True),
     "hidden": (1, 1 << 16, True, True), "max_iter": (1, 1e5, True, True), "sweep_iter": (1, 1e5, True, True),
-    "epochs": (1, 1e4, True, True),
+    "epochs": (1, 1e4, True, True), "per_class_max": (0, 1e6, True, True),
 }
 #: Counts that only cap a subsample (larger than the data = all of it) may be large; other
 #: integer counts stay below 1e6 (each unit costs time or memory).
@@ -163,7 +166,7 @@ class Evaluator:
         for m in cls.metrics:
             if m.pattern and fnmatch.fnmatchcase(name, m.name):
                 return Metric(name, f"{m.label} ({name})", m.unit, m.higher_is_better, m.description, False,
-                              categorical=m.categorical)
+                              categorical=m.categorical, detail=m.detail)
         return Metric(name, f"{cls.registry_name} {name}", higher_is_better=None,
                       description=f"{cls.registry_name} metric {name!r} (not declared by the evaluator)")
 
@@ -244,6 +247,24 @@ def readable(evaluator: str, metrics: dict[str, Any]) -> dict[str, Any]:
         if word is not None and key not in metrics:
             out[key] = word
     return out
+
+
+def format_metrics(evaluator: str, metrics: dict[str, Any], digits: int = 2, sep: str = ", ",
+                   prefix: str = "") -> str:
+    """``metric=value`` pairs joined by ``sep`` (each after ``prefix``, e.g. ``"knn."``), without
+    the ``detail`` metrics (per class): their count closes the line (``+24 per-class values in
+    the result rows``)."""
+    from .registry import EVALUATORS
+
+    try:
+        cls = EVALUATORS.get(evaluator)
+        detail = {k for k in metrics if cls.metric(k).detail}
+    except Exception:  # an evaluator not installed here: every metric shown
+        detail = set()
+    parts = [prefix + format_metric(evaluator, k, v, digits) for k, v in metrics.items() if k not in detail]
+    if detail:
+        parts.append(f"+{len(detail)} per-class values in the result rows")
+    return sep.join(parts)
 
 
 def format_metric(evaluator: str, metric: str, value: Any, digits: int = 2) -> str:

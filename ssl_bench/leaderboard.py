@@ -175,6 +175,7 @@ def aggregate(df: pd.DataFrame) -> pd.DataFrame:
     ok = df[(df["status"] == "ok") & df["value"].notna()]
     per_run = ok.pivot_table(index="run_id", columns="column", values="value", aggfunc="last")
     cols = ordered_columns(ok)
+    new_cols: dict[str, list] = {}  # built apart and joined once: per-class metrics make hundreds of columns
     for col, _ev, _m, info in cols:
         stats = {"mean": [], "std": [], "n": [], "ci95": []}
         for runs_ok in table["_runs"]:
@@ -187,9 +188,10 @@ def aggregate(df: pd.DataFrame) -> pd.DataFrame:
             stats["n"].append(n)
             stats["ci95"].append(t_half_width(sd, n))
         for s, vals in stats.items():
-            table[f"{col}_{s}"] = vals
-        table[f"{col}_mark"] = mark_ties(table, col, info.higher_is_better)
-    table = table.drop(columns="_runs")
+            new_cols[f"{col}_{s}"] = vals
+        new_cols[f"{col}_mark"] = mark_ties(pd.DataFrame({f"{col}_{s}": v for s, v in stats.items()}), col,
+                                            info.higher_is_better)
+    table = pd.concat([table, pd.DataFrame(new_cols, index=table.index)], axis=1).drop(columns="_runs")
     metric_cols = [f"{c}_{s}" for c, *_ in cols for s in ("mean", "std", "n", "ci95", "mark")]
     table = table[["label"] + KEY + ["n", "status"] + metric_cols + ["train_seconds_mean"]]
     sort = next(((c, info) for c, _ev, _m, info in cols if info.headline and info.higher_is_better is not None), None)

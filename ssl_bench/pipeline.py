@@ -15,7 +15,7 @@ from .datasets import Data
 from .method import Method
 from .embeddings import Embeddings, checkpoint_embeddings, embed_data, eval_split, pixel_embeddings
 from .errors import SSLBenchError, TrainingDivergedError
-from .evaluator import format_metric
+from .evaluator import format_metrics
 from .registry import EVALUATORS
 from .results import append_rows, make_rows
 from .trainer import backbone_choice, load_data, resolve_device, seed_everything, train
@@ -341,8 +341,10 @@ def run_sweep(methods: list[str], base: RunConfig, seeds: list[int], out: Path, 
                     save_rows(out / row["run_id"] / "results.jsonl", [row])
                     rows.append(row)
                 continue
-            summary = ", ".join(f"{r['evaluator']}." + format_metric(r["evaluator"], r["metric"], r["value"])
-                                for r in new)
+            by_ev: dict[str, dict] = {}
+            for r in new:
+                by_ev.setdefault(r["evaluator"], {})[r["metric"]] = r["value"]
+            summary = ", ".join(format_metrics(ev, ms, prefix=f"{ev}.") for ev, ms in by_ev.items())
             log(f"[{m} seed {seed}] {what} in {res.train_seconds:.0f}s; {summary} "
                 f"({time.perf_counter() - t0:.0f}s with eval)")
             rows += new
