@@ -121,21 +121,33 @@ def pca_scatters(panels: dict[str, tuple[np.ndarray, np.ndarray]]) -> bytes:
     return _png(fig)
 
 
-def f1_heatmap(per_class: dict[str, np.ndarray], class_names: list[str] | None = None) -> bytes:
-    """Per-class k-NN F1 (%), methods x classes."""
+def prf_heatmaps(per_run: dict[str, dict]) -> bytes:
+    """Per-class k-NN precision, recall and F1 (%), three heat maps side by side, runs x classes.
+    ``per_run[label] = {"classes": [...], "precision": array, "recall": array, "f1": array}``
+    (percent, aligned with ``classes``); a class a run has no value for stays blank."""
     plt = _plt()
-    labels = list(per_class)
-    m = np.stack([per_class[k] for k in labels]) * 100
-    fig, ax = plt.subplots(figsize=(1.0 + 0.55 * m.shape[1], 0.8 + 0.3 * len(labels)))
-    im = ax.imshow(m, cmap="viridis", vmin=0, vmax=100, aspect="auto")
-    ax.set_yticks(range(len(labels)), labels, fontsize=7)
-    ax.set_xticks(range(m.shape[1]), class_names or [str(i) for i in range(m.shape[1])], fontsize=7,
-                  rotation=45 if class_names else 0)
-    for i in range(m.shape[0]):
-        for j in range(m.shape[1]):
-            ax.text(j, i, f"{m[i, j]:.0f}", ha="center", va="center", fontsize=6,
-                    color="white" if m[i, j] < 60 else "black")
-    fig.colorbar(im, ax=ax, label="F1 (%)")
+    labels = list(per_run)
+    classes = sorted({int(c) for v in per_run.values() for c in v["classes"]})
+    col = {c: j for j, c in enumerate(classes)}
+    fig, axes = plt.subplots(1, 3, figsize=(3 * (1.2 + 0.42 * len(classes)) + 1.5, 1.2 + 0.3 * len(labels)),
+                             sharey=True)
+    for ax, key, title in zip(axes, ("precision", "recall", "f1"), ("precision (%)", "recall (%)", "F1 (%)")):
+        m = np.full((len(labels), len(classes)), np.nan)
+        for i, lab in enumerate(labels):
+            for c, v in zip(per_run[lab]["classes"], per_run[lab][key]):
+                m[i, col[int(c)]] = v
+        im = ax.imshow(m, cmap="viridis", vmin=0, vmax=100, aspect="auto")
+        ax.set_title(f"k-NN {title} per class", fontsize=9)
+        ax.set_xticks(range(len(classes)), [str(c) for c in classes], fontsize=7)
+        ax.set_xlabel("class", fontsize=8)
+        if len(classes) <= 20:
+            for i in range(m.shape[0]):
+                for j in range(m.shape[1]):
+                    if np.isfinite(m[i, j]):
+                        ax.text(j, i, f"{m[i, j]:.0f}", ha="center", va="center", fontsize=6,
+                                color="white" if m[i, j] < 60 else "black")
+    axes[0].set_yticks(range(len(labels)), labels, fontsize=7)
+    fig.colorbar(im, ax=list(axes), shrink=0.8, label="%")
     return _png(fig)
 
 

@@ -12,7 +12,8 @@ learning curves        ``train_log.csv`` (loss per epoch; ``knn_monitor``, the o
 eigen-spectra          ``artifacts/*collapse-spectrum.npy`` (collapse evaluator), references too
 RankMe vs k-NN         the result rows (``rankme.rank``, ``knn.top1``), mean over seeds
 PCA scatters           ``embeddings/<last checkpoint>-*.npz`` (the cached test embeddings)
-k-NN P/R/F1            the same cached embeddings, the ``knn`` evaluator's vote (k = 20, T = 0.07)
+k-NN P/R/F1            the ``knn`` rows' per-class metrics; runs without them: recomputed from the
+                       cached embeddings with the evaluator's defaults (k = 20, T = 0.07)
 reconstruction grids   ``artifacts/*reconstruction.png`` (reconstruction evaluator)
 energy landscapes      ``mog2d`` runs: the last checkpoint's encoder on a grid of the plane
 DSM field + Langevin   ``mog2d`` ``dsm`` runs: score head from ``checkpoints/resume.pt``
@@ -50,8 +51,11 @@ SECTIONS = [
      "(method, backbone), mean over seeds; references as grey squares."),
     ("pca", "Embeddings (PCA)", "Test embeddings projected on their first two principal components, "
      "coloured by class (up to 2000 points per panel)."),
-    ("knn-prf", "k-NN precision, recall, F1", "The k-NN evaluator's weighted vote (cosine, k = 20, T = 0.07) "
-     "on the cached embeddings: per-class F1 (heat map) and macro averages (table)."),
+    ("knn-prf", "k-NN precision, recall, F1", "Precision, recall and F1 of the k-NN evaluator's top-1 prediction "
+     "(weighted vote, cosine) per class (heat maps: one row per run, one column per class) and their macro "
+     "averages (table), from the knn result rows (the evaluator's k and T, in the legend above); a run "
+     "evaluated without per-class rows is recomputed from its cached embeddings with k = 20, T = 0.07 "
+     "(column 'from')."),
     ("reconstruction", "Reconstruction grids", "Test images after the reconstruction evaluator: originals "
      "(top row), perturbed inputs (noise + masked patches), frozen-encoder reconstructions, fine-tuned "
      "reconstructions (bottom row)."),
@@ -159,18 +163,35 @@ def pca2(x: np.ndarray) -> np.ndarray:
     return x @ vt[:2].T
 
 
+def knn_prf_from_rows(rows) -> dict | None:
+    """Per-class and macro precision / recall / F1 (percent) from one run's ``knn`` result rows, or
+    None when the rows have no per-class values (evaluated before these metrics existed, or more
+    classes than the evaluator's ``per_class_max``)."""
+    vals = {m: float(v) for m, v in zip(rows["metric"], rows["value"])}
+    per: dict[str, dict[int, float]] = {"precision": {}, "recall": {}, "f1": {}}
+    for m, v in vals.items():
+        if (hit := re.fullmatch(r"(precision|recall|f1)_class(\d+)", m)):
+            per[hit.group(1)][int(hit.group(2))] = v
+    if not per["f1"]:
+        return None
+    classes = sorted(per["f1"])
+    out = {k: np.array([per[k].get(c, np.nan) for c in classes]) for k in per}
+    out.update(classes=classes, top1=vals.get("top1", float("nan")), source="result rows",
+               **{f"{k}_macro": vals.get(f"{k}_macro", float(np.nanmean(out[k]))) for k in per})
+    return out
+
+
 def knn_prf(emb) -> dict:
-    """Per-class and macro precision / recall / F1 of the knn evaluator's weighted vote."""
-    from sklearn.metrics import precision_recall_fscore_support
+    """The same, recomputed from cached embeddings with the ``knn`` evaluator's defaults."""
+    from ssl_bench.evaluators.knn import KNN, knn_accuracy, knn_prf as prf
 
-    from ssl_bench.evaluators.knn import knn_scores, nearest
-
-    ytr, yte = emb.train_y.astype(np.int64), emb.test_y.astype(np.int64)
-    c = int(max(ytr.max(), yte.max())) + 1
-    sims, idx = nearest(emb.train_x, emb.test_x, 20)
-    pred = np.argmax(knn_scores(sims, idx, ytr, c, 0.07), axis=1)
-    p, r, f, _ = precision_recall_fscore_support(yte, pred, labels=list(range(c)), zero_division=0)
-    return {"precision": p, "recall": r, "f1": f, "accuracy": float((pred == yte).mean())}
+    k, t = KNN.defaults["k"], KNN.defaults["temperature"]
+    m = prf(emb.train_x, emb.train_y, emb.test_x, emb.test_y, k, t)
+    out = {key: 100 * m[key] for key in ("precision", "recall", "f1")}
+    out.update(classes=[int(c) for c in m["classes"]], source=f"recomputed (k = {k}, T = {t:g})",
+               top1=knn_accuracy(emb.train_x, emb.train_y, emb.test_x, emb.test_y, k, t)["top1"],
+               **{f"{key}_macro": float(out[key].mean()) for key in ("precision", "recall", "f1")})
+    return out
 
 
 def _mog_grid(data, n: int = 120, pad: float = 1.5):
@@ -344,16 +365,23 @@ def dataset_sections(ds: str, runs: list[Run], frame, log=None) -> tuple[str, di
     timed("pca", pca)
 
     def prf():
-        labelled = {k: e for k, e in embs.items() if e.train_y is not None and e.test_y is not None}
-        if not labelled:
-            return _missing("no cached labelled embeddings")
-        res = {k: knn_prf(e) for k, e in labelled.items()}
-        rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{100 * v['accuracy']:.2f}</td>"
-                       f"<td>{100 * v['precision'].mean():.2f}</td><td>{100 * v['recall'].mean():.2f}</td>"
-                       f"<td>{100 * v['f1'].mean():.2f}</td></tr>" for k, v in res.items())
+        knn_rows = frame[(frame["dataset"] == ds) & (frame["evaluator"] == "knn") & (frame["status"] == "ok")] \
+            if len(frame) else frame
+        res = {}
+        for r in picked:
+            got = knn_prf_from_rows(knn_rows[knn_rows["run_id"] == r.path.name]) if len(knn_rows) else None
+            if got is None and (e := embs.get(r.label)) is not None and e.train_y is not None and e.test_y is not None:
+                got = knn_prf(e)
+            if got is not None:
+                res[r.label] = got
+        if not res:
+            return _missing("no knn rows with per-class values and no cached labelled embeddings")
+        rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{v['top1']:.2f}</td><td>{v['precision_macro']:.2f}</td>"
+                       f"<td>{v['recall_macro']:.2f}</td><td>{v['f1_macro']:.2f}</td><td>{html.escape(v['source'])}"
+                       "</td></tr>" for k, v in res.items())
         tab = ('<table class="prf"><thead><tr><th>method</th><th>top-1 %</th><th>macro precision %</th>'
-               f"<th>macro recall %</th><th>macro F1 %</th></tr></thead><tbody>{rows}</tbody></table>")
-        return _img(figures.f1_heatmap({k: v["f1"] for k, v in res.items()}), f"{ds} per-class F1") + tab
+               f"<th>macro recall %</th><th>macro F1 %</th><th>from</th></tr></thead><tbody>{rows}</tbody></table>")
+        return _img(figures.prf_heatmaps(res), f"{ds} per-class precision, recall and F1") + tab
     timed("knn-prf", prf)
 
     def recon():

@@ -106,8 +106,48 @@ def test_report_has_table_first_then_every_figure(report_dir):
     for sid in ("curves", "spectra", "rankme", "pca", "knn-prf", "reconstruction"):
         assert "<img " in sec[f"digits-{sid}"], sid
     assert "No figure" in sec["digits-monitor"]  # smoke preset: monitor off
-    # one energy landscape per mog2d method, the macro F1 table has both methods
-    assert sec["mog2d-knn-prf"].count("<tr><td>") == 2
+    # the P/R/F1 table: both methods and the two references, all from the knn result rows
+    assert sec["mog2d-knn-prf"].count("<tr><td>") == 4
+    assert sec["mog2d-knn-prf"].count("<td>result rows</td>") == 4
+
+
+def _prf_table(section: str) -> dict[str, list[str]]:
+    return {r[0]: r[1:] for r in (re.findall(r"<td>(.*?)</td>", tr) for tr in re.findall(r"<tr>(.*?)</tr>", section))
+            if r}
+
+
+def test_knn_rows_hold_per_class_precision_recall_f1_and_the_report_shows_them(report_dir, tmp_path):
+    """Every mog2d run's knn rows have the 8 components' P/R/F1 and their macro means; the page's
+    table shows those rows' values; with the per-class rows gone the page recomputes the same
+    numbers from the cached embeddings."""
+    import json
+
+    from ssl_bench.report import build_html
+
+    runs = report_dir / "runs"
+    mog = [d for d in runs.iterdir() if d.name.startswith("mog2d-")]
+    assert len(mog) == 4  # simclr, dsm, pixels, random-init
+    table = _prf_table(_sections((report_dir / "page" / "index.html").read_text())["mog2d-knn-prf"])
+    for d in mog:
+        rows = [json.loads(line) for line in (d / "results.jsonl").read_text().splitlines()]
+        knn = {r["metric"]: r["value"] for r in rows if r["evaluator"] == "knn"}
+        for m in ("precision", "recall", "f1"):
+            per = [knn[f"{m}_class{c}"] for c in range(8)]
+            assert knn[f"{m}_macro"] == pytest.approx(sum(per) / 8)
+            assert all(0 <= v <= 100 for v in per)
+        method = rows[0]["method"]
+        assert table[method] == [f"{knn['top1']:.2f}", f"{knn['precision_macro']:.2f}",
+                                 f"{knn['recall_macro']:.2f}", f"{knn['f1_macro']:.2f}", "result rows"]
+    # strip the per-class rows of the simclr run: the report recomputes them from its embeddings
+    copy = tmp_path / "runs"
+    shutil.copytree(runs, copy, ignore=shutil.ignore_patterns("digits-*"))
+    (simclr,) = [d for d in copy.iterdir() if d.name.startswith("mog2d-simclr-")]
+    res = simclr / "results.jsonl"
+    kept = [line for line in res.read_text().splitlines() if "_class" not in json.loads(line)["metric"]]
+    res.write_text("\n".join(kept) + "\n")
+    again = _prf_table(_sections(build_html(copy))["knn-prf"])
+    assert again["simclr"][-1] == "recomputed (k = 20, T = 0.07)"
+    assert again["simclr"][:4] == table["simclr"][:4]  # the evaluator's defaults, the same embeddings
 
 
 def test_report_without_runs_is_a_one_line_error(tmp_path, capsys):
