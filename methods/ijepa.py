@@ -71,6 +71,7 @@ class IJEPA(Method):
                   "declaration found, not a choice"),
         ))
     n_views = 1
+    data_kinds = ("image",)  # patch tokens of a timm ViT: images only
     default_backbone = {"image": VIT_SMALL_CPU}
     ddp_find_unused_parameters = True  # the ViT's own final norm / head take no part in the loss
 

@@ -59,6 +59,7 @@ class MAE(Method):
             weight_decay="the harness's AdamW weight decay 1e-4 for every method; 0.05 was not tried at this budget",
         ))
     n_views = 1
+    data_kinds = ("image",)  # reconstructs image patches of a timm ViT: images only
     default_backbone = {"image": VIT_SMALL_CPU}
     ddp_find_unused_parameters = True  # the ViT's own final norm / head take no part in the loss
 

@@ -153,12 +153,19 @@ def cmd_run(a) -> int:
     from .leaderboard import write_leaderboards
     from .pipeline import SweepFailed, run_sweep
     from .registry import EVALUATORS, METHODS
+    from .trainer import load_data, select_methods
 
-    methods = METHODS.resolve(a.methods)
+    names = METHODS.resolve(a.methods)  # unknown names and options: errors before the data is loaded
     EVALUATORS.resolve(base.evaluators)
-    stray = sorted(set(scoped) - set(methods))
+    stray = sorted(set(scoped) - set(names))
     if stray:
-        raise ConfigError(f"--opt names method(s) {stray} that are not in --methods ({', '.join(methods)})")
+        raise ConfigError(f"--opt names method(s) {stray} that are not in --methods ({', '.join(names)})")
+    data = load_data(base)
+    methods, skipped = select_methods(a.methods, base.dataset, data.kind)
+    if skipped:  # `--methods all` on data some methods cannot train on (ijepa, mae on vectors)
+        needs = sorted({k for m in skipped for k in METHODS.get(m).data_kinds})
+        print(f"[methods] skipped {', '.join(skipped)}: {' or '.join(needs)} data only, and {base.dataset} is "
+              f"{data.kind} data; running the other {len(methods)}", flush=True)
     base = base.__class__.from_dict({**base.to_dict(), "method": methods[0]})
     if a.launcher != "inprocess":
         if scoped:
@@ -172,11 +179,11 @@ def cmd_run(a) -> int:
     elif int(os.environ.get("WORLD_SIZE", "1")) > 1 and int(os.environ.get("RANK", "0")) != 0:
         from .launch import train_only  # torchrun: ranks > 0 join the training, rank 0 evaluates and writes
 
-        train_only(methods, base, seeds, Path(a.out))
+        train_only(methods, base, seeds, Path(a.out), data=data)
         return 0
     else:
         rows, failures = run_sweep(methods, base, seeds, Path(a.out), baselines=not a.no_baselines,
-                                   method_opts=scoped, return_failures=True)
+                                   method_opts=scoped, return_failures=True, data=data)
     if failures and len(failures) == len(methods) * len(seeds) and not any(r.get("status", "ok") == "ok" for r in rows):
         raise SweepFailed(failures)
     written = write_leaderboards(Path(a.out), Path(a.leaderboards), [base.dataset],
@@ -338,7 +345,9 @@ def cmd_list(a) -> int:
         for n in names:
             obj = reg.get(n)
             doc = (obj.__doc__ or sys.modules.get(getattr(obj, "__module__", ""), None).__doc__ or "").strip().splitlines()
-            print(f"{n:20s} {doc[0] if doc else ''}")
+            kinds = getattr(obj, "data_kinds", None) if a.what == "methods" else None
+            only = f" [{' or '.join(kinds)} data only]" if kinds and set(kinds) != {"image", "vector"} else ""
+            print(f"{n:20s} {doc[0] if doc else ''}{only}")
     return 0
 
 
@@ -435,7 +444,10 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Train (or resume) every method for every seed, evaluate the last checkpoint "
                        "with the evaluators, add the pixels and random-init reference rows, and write "
                        "leaderboards/<dataset>.csv and .md.", epilog=EPILOG)
-    r.add_argument("--methods", default="all", help="'all' or comma-separated names (default: all)")
+    r.add_argument("--methods", default="all",
+                   help="'all' (every method that trains on the dataset's kind of data; the others, e.g. the "
+                        "image-only ijepa and mae on mog2d, are skipped with a one-line note) or comma-separated "
+                        "names (default: all)")
     r.add_argument("--seeds", default="1", help="a count N (seeds 0..N-1: 3 = 0,1,2) or a comma-separated list "
                    "(5, = seed 5 only) (default: 1, i.e. seed 0)")
     r.add_argument("--out", default="runs", help="runs directory (default: runs/)")

@@ -73,6 +73,7 @@ def submit_sweep(methods: list[str], base: RunConfig, seeds: list[int], out: Pat
                  baselines: bool = True, slurm: SlurmOptions | None = None,
                  log: Callable[[str], None] | None = None) -> list[dict]:
     """Submit every method x seed as a job, compute baselines here, wait, return all rows."""
+    from .evaluator import format_metrics
     from .pipeline import evaluate_baselines
     from .registry import EVALUATORS
     from .trainer import load_data
@@ -102,7 +103,10 @@ def submit_sweep(methods: list[str], base: RunConfig, seeds: list[int], out: Pat
             last = lines[-1] if lines else type(exc).__name__
             failed.append(f"{cfg.method} seed {cfg.seed} (job {job.job_id}): {last}")
             continue
-        summary = ", ".join(f"{r['evaluator']}.{r['metric']}={r['value']:.2f}" for r in new)
+        by_ev: dict[str, dict] = {}
+        for r in new:
+            by_ev.setdefault(r["evaluator"], {})[r["metric"]] = r["value"]
+        summary = ", ".join(format_metrics(ev, ms, prefix=f"{ev}.") for ev, ms in by_ev.items())
         log(f"[{cfg.method} seed {cfg.seed}] job {job.job_id} done; {summary}")
         rows += new
     if failed:
@@ -111,12 +115,12 @@ def submit_sweep(methods: list[str], base: RunConfig, seeds: list[int], out: Pat
     return rows
 
 
-def train_only(methods: list[str], base: RunConfig, seeds: list[int], out: Path) -> None:
+def train_only(methods: list[str], base: RunConfig, seeds: list[int], out: Path, data=None) -> None:
     """What ranks > 0 do in ``torchrun ... run``: the same training calls as rank 0's sweep
     (in the same order, so the collectives line up), no evaluation and no files."""
     from .trainer import load_data, train
 
-    data = load_data(base)
+    data = data if data is not None else load_data(base)
     for seed in seeds:
         for m in methods:
             train(RunConfig(**{**base.to_dict(), "method": m, "seed": seed}), Path(out), resume=True, data=data)

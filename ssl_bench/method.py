@@ -27,6 +27,7 @@ What a method declares:
   ``weight_decay_end()`` (weight decay follows a cosine from its configured value to this one).
   ``self.clock`` says where training is (step, steps per epoch, total steps); the harness sets
   it before each step, so these may depend on it;
+* ``data_kinds``: the data kinds it can train on (default both; ``("image",)`` for ViT-token methods);
 * ``encode(x)``: the representation the evaluators judge. It must depend on ``self.backbone``
   only: checkpoints store the backbone weights, those of ``evaluated_backbone()`` (the EMA
   teacher / target for methods whose paper evaluates it, ``evaluated``), loaded into
@@ -87,6 +88,10 @@ class Method(nn.Module):
     sync_batchnorm: ClassVar[bool] = True
     #: Under DDP, set True when some trainable parameters get no gradient in ``training_step``.
     ddp_find_unused_parameters: ClassVar[bool] = False
+    #: The data kinds (``DataSpec.kind``) the method can train on. A method that needs images (a
+    #: ViT's patch tokens, e.g. I-JEPA, MAE) says ``("image",)``: ``--methods all`` then skips it on
+    #: vector datasets, and naming it there is a one-line error.
+    data_kinds: ClassVar[tuple[str, ...]] = ("image", "vector")
     #: Which network the paper evaluates and the checkpoints store: ``"online"`` (``backbone``),
     #: or ``"teacher"`` / ``"target"`` (``target_backbone``, e.g. DINO, I-JEPA).
     evaluated: ClassVar[str] = "online"
@@ -130,6 +135,11 @@ class Method(nn.Module):
                 raise ConfigError(f"method option {k!r} must be a string, got {v!r}")
             merged[k] = v
         return merged
+
+    @classmethod
+    def supports(cls, kind: str) -> bool:
+        """Whether the method can train on data of this kind (``"image"`` / ``"vector"``)."""
+        return kind in cls.data_kinds
 
     # -- the contract -------------------------------------------------------------------------
     def make_views(self, spec: DataSpec, overrides: dict | None = None) -> Callable:

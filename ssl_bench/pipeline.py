@@ -296,14 +296,15 @@ def failure_row(cfg: RunConfig, out: Path, kind: str, status: str, reason: str) 
 
 
 def run_sweep(methods: list[str], base: RunConfig, seeds: list[int], out: Path, baselines: bool = True,
-              log=None, method_opts: dict[str, dict] | None = None, return_failures: bool = False):
+              log=None, method_opts: dict[str, dict] | None = None, return_failures: bool = False,
+              data: Data | None = None):
     """Train (or resume) and evaluate every method x seed, plus the baselines per seed.
 
     A run that diverges or fails for a reason of its own (bad option, NaN weights, an error in the
     method) gets one result row with ``status`` ``diverged``/``failed`` and a one-line ``reason``
     in its ``results.jsonl``, and the sweep goes on; file-system faults stop it. ``method_opts``
-    ({method: {option: value}}) adds method options per method. Returns the rows, or
-    ``(rows, failures)`` with ``return_failures``.
+    ({method: {option: value}}) adds method options per method; ``data``, the loaded dataset of
+    ``base`` (loaded here when None). Returns the rows, or ``(rows, failures)`` with ``return_failures``.
     """
     import dataclasses as dc
 
@@ -311,7 +312,7 @@ def run_sweep(methods: list[str], base: RunConfig, seeds: list[int], out: Path, 
 
     out = Path(out)
     log = log or (lambda msg: print(msg, flush=True))
-    data = load_data(base)
+    data = data if data is not None else load_data(base)
     evaluators = EVALUATORS.resolve(base.evaluators)
     rows: list[dict] = []
     failures: list[dict] = []

@@ -41,7 +41,7 @@ from .checkpoint import (atomic_write_text, latest_epoch_checkpoint, load_resume
                          save_encoder, save_resume)
 from .config import RunConfig
 from .datasets import Data, load_dataset
-from .errors import CheckpointError, SSLBenchError, TrainingDivergedError
+from .errors import CheckpointError, ConfigError, SSLBenchError, TrainingDivergedError
 from .method import DataSpec, Method, TrainClock
 from .monitor import KNNMonitor, due, every as monitor_every_of
 from .optim import clip_gradients_, drop_gradients_, make_optimizer, set_weight_decay_, warmup_cosine
@@ -89,9 +89,33 @@ def backbone_name(cfg: RunConfig, kind: str) -> str:
     return backbone_choice(cfg, kind)[0]
 
 
+def unsupported_kind_message(methods: list[str], dataset: str, kind: str) -> str:
+    """One line: which methods cannot train on ``dataset`` (of ``kind``) and what they need."""
+    needs = sorted({k for m in methods for k in METHODS.get(m).data_kinds})
+    return (f"method{'s' if len(methods) > 1 else ''} {', '.join(methods)} need{'' if len(methods) > 1 else 's'} "
+            f"{' or '.join(needs)} data; dataset {dataset!r} is {kind} data (`--methods all` skips such methods)")
+
+
+def select_methods(spec: str, dataset: str, kind: str) -> tuple[list[str], list[str]]:
+    """(methods to run, methods skipped) for ``--methods spec`` on data of ``kind``: ``all`` keeps
+    the methods that support the kind and skips the others; named methods that do not support it
+    are a ConfigError."""
+    names = METHODS.resolve(spec)
+    bad = [m for m in names if not METHODS.get(m).supports(kind)]
+    if not bad:
+        return names, []
+    if str(spec).strip() != "all":
+        raise ConfigError(unsupported_kind_message(bad, dataset, kind))
+    if len(bad) == len(names):
+        raise ConfigError(f"no registered method trains on {kind} data (dataset {dataset!r})")
+    return [m for m in names if m not in bad], bad
+
+
 def build_method(cfg: RunConfig, spec: DataSpec) -> Method:
     """Instantiate the configured method with freshly initialised weights (seeded)."""
     cls = METHODS.get(cfg.method)
+    if not cls.supports(spec.kind):
+        raise ConfigError(unsupported_kind_message([cfg.method], cfg.dataset, spec.kind))
     torch.manual_seed(cfg.seed)
     name, kwargs = backbone_choice(cfg, spec.kind)
     backbone = build_backbone(name, spec.input_shape, spec.kind, **kwargs)

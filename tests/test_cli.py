@@ -129,3 +129,47 @@ def test_leaderboard_refreshes_readme_block(tmp_path):
     text = readme.read_text()
     assert "\nold\n" not in text and "| simclr | mlp | smoke | 1 | 1 |" in text and text.endswith("rest\n")
     assert main(["leaderboard", "--runs", str(tmp_path / "none")]) == 2
+
+
+@pytest.mark.parametrize("methods, named", [("ijepa", "method ijepa needs"), ("simclr,mae", "method mae needs"),
+                                            ("mae,ijepa", "methods mae, ijepa need")])
+def test_run_naming_an_image_only_method_on_vectors_is_one_line(tmp_path, methods, named):
+    code, out, err = _cli("run", "--dataset", "mog2d", "--methods", methods, "--out", str(tmp_path / "runs"),
+                          "--leaderboards", str(tmp_path / "lb"), "--no-progress")
+    assert code == 2, err
+    line = _one_line_error(err)
+    assert f"{named} image data; dataset 'mog2d' is vector data" in line and "--methods all" in line
+    assert "simclr" not in line
+    assert not (tmp_path / "runs").exists()  # refused before anything is trained or written
+
+
+def test_train_an_image_only_method_on_vectors_is_one_line(tmp_path):
+    code, _, err = _cli("train", "--method", "mae", "--dataset", "mog2d", "--out", str(tmp_path))
+    assert code == 2
+    assert "method mae needs image data; dataset 'mog2d' is vector data" in _one_line_error(err)
+
+
+def test_run_all_skips_the_methods_that_cannot_take_the_data_kind(tmp_path, monkeypatch, capsys):
+    import ssl_bench.leaderboard
+    import ssl_bench.pipeline
+    from ssl_bench.registry import METHODS
+
+    seen = {}
+
+    def fake_sweep(methods, base, seeds, out, **kw):  # the sweep itself is tested above; here: what it is given
+        seen.update(methods=methods, kind=kw["data"].kind)
+        return [], []
+
+    monkeypatch.setattr(ssl_bench.pipeline, "run_sweep", fake_sweep)
+    monkeypatch.setattr(ssl_bench.leaderboard, "write_leaderboards", lambda *a, **k: [])
+    argv = ["run", "--methods", "all", "--out", str(tmp_path / "runs"), "--no-report", "--no-progress"]
+    assert main(argv + ["--dataset", "mog2d"]) == 0
+    out = capsys.readouterr().out
+    image_only = sorted(m for m in METHODS.names() if METHODS.get(m).data_kinds == ("image",))
+    assert {"ijepa", "mae"} <= set(image_only)
+    assert seen["kind"] == "vector" and seen["methods"] == [m for m in METHODS.names() if m not in image_only]
+    notes = [ln for ln in out.splitlines() if ln.startswith("[methods]")]
+    assert notes == [f"[methods] skipped {', '.join(image_only)}: image data only, and mog2d is vector data; "
+                     f"running the other {len(seen['methods'])}"]
+    assert main(argv + ["--dataset", "digits"]) == 0  # image data: nothing skipped, no note
+    assert seen["methods"] == METHODS.names() and "[methods]" not in capsys.readouterr().out
