@@ -100,7 +100,9 @@ def _add_common(p: argparse.ArgumentParser, method: bool = True) -> None:
     if method:
         p.add_argument("--opt", action="append", metavar="KEY=VALUE",
                        help="method option, e.g. --opt temperature=0.2 (repeatable)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bars (run: the sweep bar with its ETA and the per-epoch bar; "
+                        "off anyway when stderr is not a terminal)")
 
 
 def _config_from_args(a: argparse.Namespace, method: str | None = None):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
 import time
 from pathlib import Path
 
@@ -306,24 +307,52 @@ def run_sweep(methods: list[str], base: RunConfig, seeds: list[int], out: Path, 
     ({method: {option: value}}) adds method options per method; ``data``, the loaded dataset of
     ``base`` (loaded here when None). Returns the rows, or ``(rows, failures)`` with ``return_failures``.
     """
+    out = Path(out)
+    data = data if data is not None else load_data(base)
+    evaluators = EVALUATORS.resolve(base.evaluators)
+    bar = sweep_progress(len(methods) * len(seeds), f"{base.dataset} {len(methods)} method"
+                         f"{'s' if len(methods) > 1 else ''} x {len(seeds)} seed{'s' if len(seeds) > 1 else ''}",
+                         base.progress)
+    if log is None:  # with a bar on screen, lines go through tqdm.write, which redraws the bars below them
+        log = (lambda msg: print(msg, flush=True)) if bar.disable else (lambda msg: bar.write(msg, file=sys.stdout))
+    rows: list[dict] = []
+    failures: list[dict] = []
+    try:
+        _sweep(methods, base, seeds, out, baselines, log, method_opts, data, evaluators, bar, rows, failures)
+        bar.set_postfix_str("done")
+    finally:
+        bar.close()
+    return (rows, failures) if return_failures else rows
+
+
+def sweep_progress(total: int, desc: str, enabled: bool):
+    """The sweep's overall bar: one step per (method, seed), the elapsed time and the ETA (runs
+    left x elapsed time / runs finished; ``?`` until one has finished), the current run as postfix.
+    The trainer's per-epoch bar opens below it. Off when not ``enabled`` (``--no-progress``,
+    ``progress: false``) and when stderr is not a terminal (tqdm's ``disable=None``)."""
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="run", leave=True, smoothing=0, dynamic_ncols=True,
+                disable=None if enabled else True,
+                bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} runs "
+                           "[{elapsed} elapsed, ETA {remaining}{postfix}]")
+
+
+def _sweep(methods, base, seeds, out, baselines, log, method_opts, data, evaluators, bar, rows, failures):
     import dataclasses as dc
 
     from .checkpoint import RunLockedError
 
-    out = Path(out)
-    log = log or (lambda msg: print(msg, flush=True))
-    data = data if data is not None else load_data(base)
-    evaluators = EVALUATORS.resolve(base.evaluators)
-    rows: list[dict] = []
-    failures: list[dict] = []
     for seed in seeds:
         if baselines:
             cfg = RunConfig(**{**base.to_dict(), "seed": seed})
+            bar.set_postfix_str(f"baselines seed {seed}")
             log(f"[baselines] {base.dataset} seed {seed}: pixels, random-init")
             rows += evaluate_baselines(cfg, out, data, evaluators, methods)
         for m in methods:
             t0 = time.perf_counter()
             cfg = None
+            bar.set_postfix_str(f"{m} seed {seed}")
             try:
                 kw = {**base.method_kwargs, **(method_opts or {}).get(m, {})}
                 cfg = RunConfig(**{**base.to_dict(), "method": m, "seed": seed, "method_kwargs": kw})
@@ -341,6 +370,7 @@ def run_sweep(methods: list[str], base: RunConfig, seeds: list[int], out: Path, 
                     row = failure_row(dc.replace(cfg), out, data.kind, status, reason)
                     save_rows(out / row["run_id"] / "results.jsonl", [row])
                     rows.append(row)
+                bar.update(1)
                 continue
             by_ev: dict[str, dict] = {}
             for r in new:
@@ -349,4 +379,4 @@ def run_sweep(methods: list[str], base: RunConfig, seeds: list[int], out: Path, 
             log(f"[{m} seed {seed}] {what} in {res.train_seconds:.0f}s; {summary} "
                 f"({time.perf_counter() - t0:.0f}s with eval)")
             rows += new
-    return (rows, failures) if return_failures else rows
+            bar.update(1)

@@ -1,5 +1,7 @@
 """The command line: one-line errors with exit 2, list --json, and a whole run on tiny data."""
+import io
 import json
+import re
 import subprocess
 import sys
 
@@ -173,3 +175,43 @@ def test_run_all_skips_the_methods_that_cannot_take_the_data_kind(tmp_path, monk
                      f"running the other {len(seen['methods'])}"]
     assert main(argv + ["--dataset", "digits"]) == 0  # image data: nothing skipped, no note
     assert seen["methods"] == METHODS.names() and "[methods]" not in capsys.readouterr().out
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def _bar_states(err: str, desc: str) -> list[tuple[int, int, str]]:
+    """(runs done, total, ETA) of every drawing of the sweep bar in a captured terminal stream."""
+    return [(int(n), int(t), eta) for n, t, eta in
+            re.findall(rf"{re.escape(desc)}:\s+\d+%\|[^|]*\| (\d+)/(\d+) runs \[\d\d:\d\d elapsed, ETA ([^,\]]+)", err)]
+
+
+def test_run_shows_one_bar_over_methods_and_seeds_with_an_eta_above_the_epoch_bar(tmp_path, monkeypatch, capsys):
+    term = _Terminal()
+    monkeypatch.setattr(sys, "stderr", term)
+    monkeypatch.setenv("COLUMNS", "160")
+    common = ["--dataset", "mog2d", "--preset", "smoke", "--epochs", "1", "--evaluators", "knn", "--no-report",
+              "--set", "train_subset=512", "--set", "eval_train_subset=512", "--set", "eval_test_subset=256",
+              "--leaderboards", str(tmp_path / "lb")]
+    assert main(["run", "--methods", "simclr,vicreg", "--seeds", "2", "--out", str(tmp_path / "a")] + common) == 0
+    err, out = term.getvalue(), capsys.readouterr().out
+    states = _bar_states(err, "mog2d 2 methods x 2 seeds")
+    assert states and states[0][:2] == (0, 4) and states[-1][:2] == (4, 4)
+    assert sorted({n for n, _, _ in states}) == [0, 1, 2, 3, 4]  # one step per (method, seed)
+    assert {eta for n, _, eta in states if n == 0} == {"?"}  # no estimate before a run has finished
+    assert all(re.fullmatch(r"\d\d:\d\d", eta) for n, _, eta in states if n >= 1)
+    # the per-epoch bar opens below the sweep bar (tqdm's position 1: drawn a line down, then cursor up)
+    first_epoch_bar = err.index("simclr ep 1/1")
+    assert err.index("0/4 runs") < first_epoch_bar and "\x1b[A" in err[first_epoch_bar:]
+    # log lines go to stdout (through tqdm.write), not into the bars
+    assert out.count("] trained in ") == 4 and "] trained in " not in err
+
+    # --no-progress: no bar at all; a stream that is not a terminal: none either, and no crash
+    for flags, stream in ((["--no-progress"], _Terminal()), ([], io.StringIO())):
+        monkeypatch.setattr(sys, "stderr", stream)
+        out_dir = tmp_path / f"b{len(flags)}"
+        assert main(["run", "--methods", "simclr", "--seeds", "1", "--out", str(out_dir)] + common + flags) == 0
+        assert "runs [" not in stream.getvalue() and " ep 1/1" not in stream.getvalue()
+        assert "[simclr seed 0] trained in " in capsys.readouterr().out
