@@ -19,6 +19,7 @@ from .errors import SSLBenchError, TrainingDivergedError
 from .evaluator import format_metrics
 from .registry import EVALUATORS
 from .results import append_rows, make_rows
+from .stats import small_work_threads
 from .trainer import backbone_choice, load_data, resolve_device, seed_everything, train
 
 
@@ -101,16 +102,20 @@ def run_evaluators(emb: Embeddings, names: list[str], eval_kwargs: dict | None =
     for name in names:  # every evaluator's options are checked before the first one runs
         evs.append((name, EVALUATORS.get(name)(**(eval_kwargs or {}).get(name, {}))))
     out = {}
-    for name, ev in evs:
-        ev.artifact_dir, ev.artifact_prefix, ev.precision = artifact_dir, artifact_prefix, precision
-        if ev.needs_model and model is None:
-            continue
-        t0 = time.perf_counter()
-        if ev.needs_model:
-            metrics = ev.run_model(model, data, device or torch.device("cpu"))
-        else:
-            metrics = ev(emb)
-        out[name] = (metrics, time.perf_counter() - t0)
+    # vector data (small MLPs, a few thousand points) on the CPU: one thread, as in training
+    # (ssl_bench.trainer); mog2d's evaluators took 2-4x longer with two threads on a shared 2-core CPU
+    one = data is not None and data.kind == "vector" and (device is None or torch.device(device).type == "cpu")
+    with small_work_threads(0 if one else float("inf")):
+        for name, ev in evs:
+            ev.artifact_dir, ev.artifact_prefix, ev.precision = artifact_dir, artifact_prefix, precision
+            if ev.needs_model and model is None:
+                continue
+            t0 = time.perf_counter()
+            if ev.needs_model:
+                metrics = ev.run_model(model, data, device or torch.device("cpu"))
+            else:
+                metrics = ev(emb)
+            out[name] = (metrics, time.perf_counter() - t0)
     return out
 
 

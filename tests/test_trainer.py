@@ -155,3 +155,26 @@ def test_vector_data_trains_on_one_cpu_thread_unless_told_and_restores_the_count
     finally:
         torch.set_num_threads(before)
     assert seen == {"auto": 1, "set": 2, "image": 2}
+
+
+def test_evaluators_on_vector_data_run_on_one_cpu_thread(monkeypatch):
+    import numpy as np
+
+    from ssl_bench.datasets import load_dataset
+    from ssl_bench.embeddings import Embeddings
+    from ssl_bench.evaluators.knn import KNN
+    from ssl_bench.pipeline import run_evaluators
+
+    monkeypatch.setattr(KNN, "evaluate", lambda self, emb: {"top1": float(torch.get_num_threads())})
+    x = np.eye(4, dtype=np.float32)
+    emb = Embeddings(x, np.arange(4), x, np.arange(4))
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        cpu = torch.device("cpu")
+        got = {name: run_evaluators(emb, ["knn"], data=load_dataset(name), device=cpu)["knn"][0]["top1"]
+               for name in ("mog2d", "digits")}
+        assert got == {"mog2d": 1.0, "digits": 2.0} and torch.get_num_threads() == 2
+        assert run_evaluators(emb, ["knn"])["knn"][0]["top1"] == 2.0  # bare embeddings: unchanged
+    finally:
+        torch.set_num_threads(before)
