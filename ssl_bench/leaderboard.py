@@ -176,10 +176,11 @@ def aggregate(df: pd.DataFrame) -> pd.DataFrame:
     per_run = ok.pivot_table(index="run_id", columns="column", values="value", aggfunc="last")
     cols = ordered_columns(ok)
     new_cols: dict[str, list] = {}  # built apart and joined once: per-class metrics make hundreds of columns
+    group_runs = [per_run.reindex(sorted(runs_ok)) for runs_ok in table["_runs"]]  # once, not once per column
     for col, _ev, _m, info in cols:
         stats = {"mean": [], "std": [], "n": [], "ci95": []}
-        for runs_ok in table["_runs"]:
-            v = per_run.reindex(sorted(runs_ok))[col].dropna() if col in per_run.columns else pd.Series([], dtype=float)
+        for sub in group_runs:
+            v = sub[col].dropna() if col in per_run.columns else pd.Series([], dtype=float)
             v = v[v.map(lambda x: math.isfinite(x))]
             n = len(v)
             sd = float(v.std(ddof=1)) if n >= 2 else float("nan")
