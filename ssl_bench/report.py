@@ -309,7 +309,8 @@ def dataset_sections(ds: str, runs: list[Run], frame, log=None) -> tuple[str, di
     log = log or (lambda msg: None)
     sub = frame[frame["dataset"] == ds] if len(frame) else frame
     table = aggregate(sub) if len(sub) else None
-    lb = markdown_table_html(to_markdown(table, ds, "ssl-bench report")) if table is not None else \
+    # with the rows (df): the metric columns, the legend and the options, as leaderboards/<dataset>.md has them
+    lb = markdown_table_html(to_markdown(table, ds, "ssl-bench report", df=sub)) if table is not None else \
         _missing("no result rows for this dataset")
     picked = one_per_key([r for r in runs if r.dataset == ds])
     trained = [r for r in picked if not r.is_baseline]

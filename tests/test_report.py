@@ -100,6 +100,16 @@ def test_report_has_table_first_then_every_figure(report_dir):
     for m in ("<td>simclr", "<td>dsm", "pixels", "random-init"):
         assert m in table, m
     assert "± 0.00" not in table and "<td>1</td>" in table  # n = 1 seed: the value alone, no false certainty
+    # the same metric columns and values as the leaderboard Markdown `ssl-bench run` wrote
+    head = re.findall(r"<th>(.*?)</th>", table)
+    assert head[:5] == ["method", "backbone", "preset", "epochs", "n"] and {"k-NN top1", "RankMe"} <= set(head)
+    md = (report_dir / "lb" / "mog2d.md").read_text()
+    md_rows = {c[0]: c for c in ([x.strip() for x in ln.strip().strip("|").split("|")] for ln in md.splitlines()
+                                 if ln.startswith("| ") and not ln.startswith("| method"))}
+    for tr in re.findall(r"<tr>(.*?)</tr>", table.split("<tbody>", 1)[1]):
+        cells = [re.sub(r"<[^>]+>", "", c) for c in re.findall(r"<td>(.*?)</td>", tr)]
+        want = md_rows[next(k for k in md_rows if k.strip("_") == cells[0])]
+        assert cells[5:] == want[5:] and head[5:-1] and len(cells) == len(head)
     for sid in MOG_FIGURES:
         assert "<img " in sec[f"mog2d-{sid}"], sid
     assert "No figure" in sec["mog2d-reconstruction"]  # vectors: no image grid
