@@ -277,15 +277,23 @@ def _md_inline(text: str) -> str:
 
 
 def markdown_table_html(md: str) -> str:
-    """The leaderboard markdown (paragraphs + one pipe table) as HTML; the heading is dropped."""
-    out, rows = [], []
+    """The leaderboard markdown (paragraphs, the legend's "- " list, one pipe table) as HTML; the heading
+    is dropped."""
+    out, rows, items = [], [], []
     for line in md.splitlines():
+        if items and not line.startswith("- "):  # the legend's metric list ends
+            out.append('<ul class="note">' + "".join(f"<li>{i}</li>" for i in items) + "</ul>")
+            items = []
         if line.startswith("|"):
             cells = [c.strip() for c in line.strip().strip("|").split("|")]
             if not all(set(c) <= set("-: ") for c in cells):
                 rows.append(cells)
+        elif line.startswith("- "):
+            items.append(_md_inline(line[2:]))
         elif line.strip() and not line.startswith("#"):
             out.append(f'<p class="note">{_md_inline(line)}</p>')
+    if items:
+        out.append('<ul class="note">' + "".join(f"<li>{i}</li>" for i in items) + "</ul>")
     if rows:
         head = "".join(f"<th>{_md_inline(c)}</th>" for c in rows[0])
         body = "".join("<tr>" + "".join(f"<td>{_md_inline(c)}</td>" for c in r) + "</tr>" for r in rows[1:])

@@ -101,6 +101,8 @@ def test_report_has_table_first_then_every_figure(report_dir):
         assert m in table, m
     assert "± 0.00" not in table and "<td>1</td>" in table  # n = 1 seed: the value alone, no false certainty
     # the same metric columns and values as the leaderboard Markdown `ssl-bench run` wrote
+    legend = re.search(r'<ul class="note">(.*?)</ul>', table).group(1)  # the metric legend, as a list
+    assert "<li><b>k-NN top1</b>" in legend and "- " not in re.sub(r"<[^>]+>", "", legend)[:2]
     head = re.findall(r"<th>(.*?)</th>", table)
     assert head[:5] == ["method", "backbone", "preset", "epochs", "n"] and {"k-NN top1", "RankMe"} <= set(head)
     md = (report_dir / "lb" / "mog2d.md").read_text()
