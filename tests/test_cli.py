@@ -175,6 +175,9 @@ def test_run_all_skips_the_methods_that_cannot_take_the_data_kind(tmp_path, monk
                      f"running the other {len(seen['methods'])}"]
     assert main(argv + ["--dataset", "digits"]) == 0  # image data: nothing skipped, no note
     assert seen["methods"] == METHODS.names() and "[methods]" not in capsys.readouterr().out
+    assert main(["list", "methods"]) == 0  # the listing says which methods are image-only
+    listed = {ln.split()[0]: ln for ln in capsys.readouterr().out.splitlines()}
+    assert {m for m, ln in listed.items() if ln.endswith("[image data only]")} == set(image_only)
 
 
 class _Terminal(io.StringIO):
