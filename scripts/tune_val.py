@@ -77,6 +77,7 @@ def main(argv=None) -> int:
     p.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--dataset", default="fashion-mnist")
     p.add_argument("--preset", default="quick")
+    p.add_argument("--like", default="simclr", help="random-init: the backbone this method trains (default simclr)")
     p.add_argument("--linear", action="store_true", help="also the fast linear probe")
     p.add_argument("--tag", default="", help="a note stored in the row")
     p.add_argument("--out", default=str(HERE / "runs" / "tune"))
@@ -92,7 +93,7 @@ def main(argv=None) -> int:
     sets, opts = _parse_kv(a.sets, "--set"), _parse_kv(a.opt, "--opt")
     data = validation_data(a.dataset, sets.get("data_root"))
     name = a.method
-    cfg = RunConfig.from_dict({"method": "simclr" if name == "random-init" else name, "dataset": a.dataset,
+    cfg = RunConfig.from_dict({"method": a.like if name == "random-init" else name, "dataset": a.dataset,
                                "preset": a.preset, "knn_monitor_every": 0, "progress": False,
                                "method_kwargs": opts, **sets}).with_preset()
     dev = resolve_device(cfg.device)
@@ -107,7 +108,7 @@ def main(argv=None) -> int:
         method, mcfg, _ = load_method_from_checkpoint(res.checkpoint, dev)
         encode, precision, train_s = method.encode, prec.resolve_precision(mcfg.precision, dev), res.train_seconds
     emb = embed_data(encode, data, dev, precision=precision)
-    row = {"method": name, "opt": opts, "set": sets, "preset": a.preset, "seed": cfg.seed, **score(emb, a.linear),
+    row = {"method": name if name != "random-init" else f"random-init[{a.like}]", "opt": opts, "set": sets, "preset": a.preset, "seed": cfg.seed, **score(emb, a.linear),
            "train_s": round(train_s, 1), "total_s": round(time.perf_counter() - t0, 1), "precision": precision,
            "cpu": hardware(dev), "cpu_model": _cpu_model(), "host": platform.node(), "tag": a.tag,
            "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}

@@ -50,16 +50,19 @@ def frozen_copy(module: nn.Module) -> nn.Module:
 
 @torch.no_grad()
 def ema_update_(target: nn.Module, online: nn.Module, tau: float) -> None:
-    """target <- tau * target + (1 - tau) * online, for parameters and floating buffers."""
+    """target <- tau * target + (1 - tau) * online, for the PARAMETERS only.
+
+    Buffers (BatchNorm running statistics) are the target's own: the target runs in train mode,
+    so its BatchNorm layers track the statistics of the inputs the target itself sees. This is
+    what the reference code does (MoCo v2/v3 ``_momentum_update_key_encoder`` /
+    ``_update_momentum_encoder``, DINO's and I-JEPA's momentum loops all zip ``parameters()``
+    only). Averaging the online buffers instead gives a target that is evaluated (DINO's
+    teacher, I-JEPA's target) with the statistics of inputs it never sees: DINO's student
+    sees the 14-px local crops, masked JEPA's online encoder sees masked images."""
     tp = list(target.parameters())
     op = list(online.parameters())
     torch._foreach_mul_(tp, tau)
     torch._foreach_add_(tp, op, alpha=1.0 - tau)
-    for tb, ob in zip(target.buffers(), online.buffers()):
-        if tb.dtype.is_floating_point:
-            tb.mul_(tau).add_(ob, alpha=1.0 - tau)
-        else:
-            tb.copy_(ob)
 
 
 def cosine_tau(base_tau: float, progress: float, final_tau: float = 1.0) -> float:

@@ -70,6 +70,32 @@ def test_every_target_is_named_target_and_moves_by_the_scaled_tau(method):
         torch.testing.assert_close(a, tau * b + (1 - tau) * o)
 
 
+@pytest.mark.parametrize("method", ["dino", "jepa-masked", "byol"])
+def test_the_target_keeps_its_own_batchnorm_statistics(method):
+    """The momentum update moves parameters only (as MoCo v2/v3, DINO and I-JEPA's reference loops
+    do): a target in train mode tracks the statistics of the inputs IT sees, so the evaluated
+    teacher / target is not normalised with the statistics of the student's local crops or the
+    online encoder's masked images."""
+    spec = DataSpec("image", (1, 16, 16), 96)
+    cls = METHODS.get(method)
+    from ssl_bench.backbones import build_backbone
+
+    torch.manual_seed(0)
+    m = cls(build_backbone("cnn-small", spec.input_shape, spec.kind), {}, spec).train()
+    m.total_steps = 10
+    online_bn = [b for b in m.backbone.modules() if isinstance(b, torch.nn.BatchNorm2d)]
+    target_bn = [b for b in m.target_backbone.modules() if isinstance(b, torch.nn.BatchNorm2d)]
+    assert online_bn and len(online_bn) == len(target_bn)
+    with torch.no_grad():
+        m.backbone(torch.randn(64, 1, 16, 16) * 3 + 5)  # online sees one distribution ...
+        m.target_backbone(torch.randn(64, 1, 16, 16))  # ... the target another
+    target_stats = [b.running_mean.clone() for b in target_bn]
+    assert not torch.allclose(online_bn[0].running_mean, target_bn[0].running_mean)
+    m.on_step_end(0.1)
+    for b, before in zip(target_bn, target_stats):
+        torch.testing.assert_close(b.running_mean, before)  # untouched by the update
+
+
 def test_trainer_tells_methods_the_run_length(tiny, runs, monkeypatch):
     seen = []
     cls = METHODS.get("byol")
