@@ -160,7 +160,8 @@ class Reconstruction(Evaluator):
 
     @staticmethod
     def _phases(model, decoder, xtr, xtr_n, xte, xte_n, data, o, peak, out, recs, autocast):
-        for phase, epochs, finetune in (("frozen", o["epochs_frozen"], False), ("finetune", o["epochs_finetune"], True)):
+        phases = (("frozen", o["epochs_frozen"], False), ("finetune", o["epochs_finetune"], True))
+        for phase, epochs, finetune in phases:
             train_phase(model, decoder, xtr, xtr_n, data, epochs, o["batch_size"], o["lr"], finetune,
                         o["finetune_lr"], o["seed"] + 2, autocast)
             with torch.no_grad():

@@ -37,10 +37,11 @@ import shutil
 import tempfile
 import time
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .errors import ConfigError
 
@@ -236,6 +237,7 @@ def case_config(case: Case, seed: int, n_train: int):
          "method": case.method, "method_kwargs": dict(case.options), "dataset": case.dataset, "seed": seed,
          "evaluators": case.evaluators}
     cfg = RunConfig.from_dict(d).with_preset()
+    assert cfg.batch_size is not None  # every preset sets it
     n = min(n_train, cfg.train_subset or n_train)
     per_epoch = n // cfg.batch_size
     if per_epoch < 1:
@@ -277,7 +279,8 @@ def run_case_seed(case: Case, seed: int, workdir: Path, data_cache: dict | None 
     cfg = case_config(case, seed, len(data.x_train))
     res = train(cfg, workdir / case.name, data=data)
     if case.represent == "backbone":
-        emb, cfg, _meta, _, _method = checkpoint_embeddings(res.checkpoint, eval_split(cfg, data), torch_device(cfg.device))
+        emb, cfg, _meta, _, _method = checkpoint_embeddings(res.checkpoint, eval_split(cfg, data),
+                                                            torch_device(cfg.device))
     else:
         emb = head_embeddings(cfg, data, res.run_dir, case.represent)
     metrics = {}
@@ -301,12 +304,14 @@ def head_embeddings(cfg, data, run_dir: Path, head: str):
     module = getattr(method, top, None)
     if not callable(module):
         raise ConfigError(f"method {cfg.method!r} has no head module {top!r} to represent "
-                          f"(use 'backbone' or one of its sub-modules: {', '.join(n for n, _ in method.named_children())})")
+                          f"(use 'backbone' or one of its sub-modules: "
+                          f"{', '.join(n for n, _ in method.named_children())})")
     try:
         target = module.get_submodule(inner) if inner else module
     except AttributeError:
         names = ", ".join(f"{top}.{n}" for n, _ in module.named_modules() if n)
-        raise ConfigError(f"head {top!r} of method {cfg.method!r} has no sub-module {inner!r} (known: {names})") from None
+        raise ConfigError(f"head {top!r} of method {cfg.method!r} has no sub-module {inner!r} "
+                          f"(known: {names})") from None
     method.load_state_dict(load_resume(Path(run_dir) / "checkpoints" / "resume.pt")["method"])
     method.eval()
     captured: list = []
@@ -347,9 +352,9 @@ def usable_cores() -> int:
         n = os.cpu_count() or 1
     quota = None
     try:
-        q, p = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
-        if q != "max":
-            quota = int(q) / int(p)
+        q_text, p_text = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if q_text != "max":
+            quota = int(q_text) / int(p_text)
     except (OSError, ValueError):
         try:
             q = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us").read_text())
@@ -408,7 +413,7 @@ def _run_parallel(cases, seeds, workdir, log, jobs) -> list[CaseResult]:
         with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
             futures = [pool.submit(_worker, c, s, str(workdir)) for c, s in tasks]
             done = []
-            for (c, s), fut in zip(tasks, futures):
+            for (c, s), fut in zip(tasks, futures, strict=True):
                 r = fut.result()
                 if log:
                     log(f"[{c.name} seed {s}] {r.verdict} ({'agrees' if r.agrees else '; '.join(r.failures)}) "
@@ -435,7 +440,8 @@ def _metric_range(values: list[float]) -> str:
 def format_table(results: list[CaseResult]) -> str:
     """One row per case: expected, verdicts per seed, agreement, the range over seeds of the key
     metrics (and of every bounded metric), PASS/FAIL."""
-    rows = [("case", "expected", "got (per seed)", "agree", "key metrics of the judged output (min..max over seeds)", "")]
+    rows = [("case", "expected", "got (per seed)", "agree", "key metrics of the judged output (min..max over seeds)",
+             "")]
     for r in results:
         keys = list(KEY_METRICS) + [k for k in r.case.bounds if k not in KEY_METRICS]
         metrics = []
@@ -450,7 +456,7 @@ def format_table(results: list[CaseResult]) -> str:
         got = ",".join(s.verdict if s.agrees else s.verdict.upper() + "!" for s in r.seeds)
         rows.append((r.case.name, expected, got, f"{r.agreement}/{len(r.seeds)}", " ".join(metrics), r.status))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     fails = [(r.case.name, s) for r in results for s in r.seeds if not s.agrees]
     for name, s in fails:

@@ -44,7 +44,7 @@ def learning_curves(curves: dict[str, dict[str, list]]) -> bytes:
     """One panel per run: training loss per epoch (left axis) and, where the run logged it, the
     online k-NN monitor (right axis, %). ``curves[label] = {"epoch", "loss", "knn_epoch", "knn"}``."""
     fig, axes = _grid(len(curves))
-    for ax, (label, c) in zip(axes, curves.items()):
+    for ax, (label, c) in zip(axes, curves.items(), strict=True):
         ax.plot(c["epoch"], c["loss"], "o-", color="tab:blue", ms=3)
         ax.set_title(label, fontsize=9)
         ax.set_xlabel("epoch", fontsize=8)
@@ -112,7 +112,7 @@ def rankme_vs_knn(points: dict[str, tuple[float, float]]) -> bytes:
 def pca_scatters(panels: dict[str, tuple[np.ndarray, np.ndarray]]) -> bytes:
     """2-D PCA of test embeddings coloured by class, one panel per run. ``panels[label] = (xy, y)``."""
     fig, axes = _grid(len(panels))
-    for ax, (label, (xy, y)) in zip(axes, panels.items()):
+    for ax, (label, (xy, y)) in zip(axes, panels.items(), strict=True):
         ax.scatter(xy[:, 0], xy[:, 1], c=y, cmap="tab10", s=3, alpha=0.7, linewidths=0)
         ax.set_title(label, fontsize=9)
         ax.set_xticks([])
@@ -143,7 +143,7 @@ def energy_landscapes(panels: dict[str, dict]) -> bytes:
     """E(x) = -cos(f(x), f(anchor)) over a grid of the plane, one panel per run; the data points
     (grey) and the anchor (red star) marked. ``panels[label] = {"xs", "ys", "energy", "data", "anchor"}``."""
     fig, axes = _grid(len(panels), cols=4, size=3.0)
-    for ax, (label, p) in zip(axes, panels.items()):
+    for ax, (label, p) in zip(axes, panels.items(), strict=True):
         cs = ax.contourf(p["xs"], p["ys"], p["energy"], levels=np.linspace(-1, 1, 21), cmap="coolwarm")
         ax.scatter(p["data"][:, 0], p["data"][:, 1], s=2, c="0.15", alpha=0.35, linewidths=0)
         ax.scatter([p["anchor"][0]], [p["anchor"][1]], marker="*", s=160, c="red", edgecolors="white")

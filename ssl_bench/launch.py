@@ -11,9 +11,9 @@ with the partition / time / GPU options. Job logs land in ``<out>/submitit/``.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from .config import RunConfig
 from .errors import ConfigError, SSLBenchError
@@ -57,15 +57,15 @@ def make_executor(launcher: str, folder: Path, slurm: SlurmOptions | None = None
             raise ConfigError("--launcher slurm needs SLURM's sbatch on PATH (not found); "
                               "use --launcher local to run the jobs on this machine")
         o = slurm or SlurmOptions()
-        ex = submitit.AutoExecutor(folder=folder, cluster="slurm")
+        auto = submitit.AutoExecutor(folder=folder, cluster="slurm")
         params = dict(timeout_min=o.timeout_min, gpus_per_node=o.gpus_per_node, cpus_per_task=o.cpus_per_task,
                       tasks_per_node=1, nodes=1, **o.extra)
         if o.partition:
             params["slurm_partition"] = o.partition
         if o.mem_gb:
             params["mem_gb"] = o.mem_gb
-        ex.update_parameters(**params)
-        return ex
+        auto.update_parameters(**params)
+        return auto
     raise ConfigError(f"unknown launcher {launcher!r}; known: {', '.join(LAUNCHERS)}")
 
 
@@ -94,7 +94,7 @@ def submit_sweep(methods: list[str], base: RunConfig, seeds: list[int], out: Pat
             log(f"[baselines] {base.dataset} seed {s}: pixels, random-init")
             rows += evaluate_baselines(RunConfig(**{**base.to_dict(), "seed": s}), out, data, evaluators, methods)
     failed = []
-    for cfg, job in zip(cfgs, jobs):
+    for cfg, job in zip(cfgs, jobs, strict=True):
         try:
             new = job.result()
         except Exception as exc:  # submitit.core.utils.FailedJobError / UncompletedJobError

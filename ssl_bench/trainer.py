@@ -4,8 +4,9 @@ config -> dataset + views -> method -> optimiser/schedule -> epochs -> checkpoin
 step the method's ``clock`` is set (step, steps per epoch, total steps); after backward the
 harness applies what the method declares, the same way for every method: parameters frozen this
 step (``frozen_parameters``), per-tensor gradient clipping (``grad_clip``) and a cosine weight
-decay schedule (``weight_decay_end``). CPU and CUDA share the code; on CUDA the views are generated on the GPU. The forward runs under bf16
-autocast where the device has native bf16 (CUDA, recent CPUs; config ``precision``, see
+decay schedule (``weight_decay_end``). CPU and CUDA share the code; on CUDA the views are
+generated on the GPU. The forward runs under bf16 autocast where the device has native bf16
+(CUDA, recent CPUs; config ``precision``, see
 :mod:`ssl_bench.precision`). CPU runs are deterministic for a seed, including across ``--resume``.
 
 The step never waits for the device: the only host-device synchronisations are one per
@@ -26,9 +27,10 @@ import io
 import json
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -37,13 +39,21 @@ from torch import nn
 from . import distributed as dist
 from . import precision, provenance
 from .backbones import build_backbone, default_backbone
-from .checkpoint import (atomic_write_text, latest_epoch_checkpoint, load_resume, remove_stale_tmp, run_lock,
-                         save_encoder, save_resume)
+from .checkpoint import (
+    atomic_write_text,
+    latest_epoch_checkpoint,
+    load_resume,
+    remove_stale_tmp,
+    run_lock,
+    save_encoder,
+    save_resume,
+)
 from .config import RunConfig
 from .datasets import Data, load_dataset
 from .errors import CheckpointError, SSLBenchError, TrainingDivergedError
 from .method import DataSpec, Method, TrainClock
-from .monitor import KNNMonitor, due, every as monitor_every_of
+from .monitor import KNNMonitor, due
+from .monitor import every as monitor_every_of
 from .optim import clip_gradients_, drop_gradients_, make_optimizer, set_weight_decay_, warmup_cosine
 from .registry import METHODS
 from .results import CHECKPOINT_SCHEMA_VERSION
@@ -149,6 +159,7 @@ def train(cfg: RunConfig, out: str | Path, resume: bool = False, data: Data | No
 def _train(cfg: RunConfig, out: str | Path, resume: bool, data: Data | None,
            callbacks: list[Callable[[int, dict], None]] | None, locks: contextlib.ExitStack) -> TrainResult:
     cfg = cfg.with_preset()
+    assert cfg.epochs is not None and cfg.batch_size is not None  # every preset sets both
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     device = resolve_device(cfg.device)
@@ -213,22 +224,21 @@ def _train(cfg: RunConfig, out: str | Path, resume: bool, data: Data | None,
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(run_dir / "config.json", json.dumps(cfg.to_dict(), indent=2, sort_keys=True) + "\n")
 
-    step_fn: nn.Module = _Step(method)
+    step_module: nn.Module = _Step(method)
     if ddp:
-        from torch.nn.parallel import DistributedDataParallel
-
         # buffers are equal at start and batch norm statistics are synchronised by the layers
         # themselves: no buffer broadcast per forward (newer torch names the keyword forward_sync_buffers)
         import inspect
 
-        no_buf_sync = ({"forward_sync_buffers": False}
+        from torch.nn.parallel import DistributedDataParallel
+
+        no_buf_sync: dict[str, Any] = ({"forward_sync_buffers": False}
                        if "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters
                        else {"broadcast_buffers": False})
-        step_fn = DistributedDataParallel(
-            step_fn, device_ids=[device.index] if device.type == "cuda" else None,
+        step_module = DistributedDataParallel(
+            step_module, device_ids=[device.index] if device.type == "cuda" else None,
             find_unused_parameters=bool(method.ddp_find_unused_parameters), **no_buf_sync)
-    if cfg.compile:
-        step_fn = torch.compile(step_fn)
+    step_fn: Callable[..., Any] = torch.compile(step_module) if cfg.compile else step_module
 
     x_all = data.x_train.to(device)
     normalize = _normalizer(data, device)
@@ -285,7 +295,8 @@ def _train(cfg: RunConfig, out: str | Path, resume: bool, data: Data | None,
             means["knn_monitor"] = monitor(method, device, prec)
         if main:
             meta = {
-                "schema_version": CHECKPOINT_SCHEMA_VERSION, "method": cfg.method, "dataset": cfg.dataset, "backbone": bb_name, "epoch": epoch + 1,
+                "schema_version": CHECKPOINT_SCHEMA_VERSION, "method": cfg.method, "dataset": cfg.dataset,
+                "backbone": bb_name, "epoch": epoch + 1,
                 "epochs": cfg.epochs, "step": step, "config": cfg.to_dict(), "config_hash": cfg.hash(),
                 "kind": data.kind, "input_shape": list(data.input_shape), "out_dim": method.out_dim,
                 "train_seconds": train_seconds, "versions": provenance.versions(),
