@@ -43,10 +43,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ssl_bench.collapse import VERDICTS
 from ssl_bench.evaluator import Evaluator, Metric
 from ssl_bench.registry import register_evaluator
 from ssl_bench.stats import sigreg_statistic
+
+#: Collapse verdicts, in the order of ``verdict_code`` (0, 1, 2); the collapse suite's ``expect``
+#: (:mod:`ssl_bench.collapse`) takes the same words.
+VERDICTS = ("ok", "dimensional", "complete")
 
 
 @dataclass

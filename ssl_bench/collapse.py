@@ -43,10 +43,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from ssl_bench.evaluators.collapse import VERDICTS, verdict
+
 from .errors import ConfigError
 
-#: Collapse verdicts, in the order of the collapse evaluator's ``verdict_code`` (0, 1, 2).
-VERDICTS = ("ok", "dimensional", "complete")
 CASE_KEYS = {"name", "method", "options", "config", "dataset", "steps", "seeds", "expect", "bounds", "note",
              "represent", "xfail"}
 DEFAULT_KEYS = CASE_KEYS - {"name", "method", "expect", "bounds", "note", "xfail"}
@@ -246,8 +246,6 @@ def case_config(case: Case, seed: int, n_train: int):
 
 
 def judge(case: Case, metrics: dict[str, float]) -> tuple[str, list[str]]:
-    from ssl_bench.evaluators.collapse import verdict
-
     got = verdict(metrics["collapse.verdict_code"])
     failures = []
     if case.expected and got not in case.expected:
@@ -265,9 +263,10 @@ def judge(case: Case, metrics: dict[str, float]) -> tuple[str, list[str]]:
 
 
 def run_case_seed(case: Case, seed: int, workdir: Path, data_cache: dict | None = None) -> SeedResult:
+    from .build import load_data, resolve_device
     from .embeddings import checkpoint_embeddings, eval_split
     from .pipeline import run_evaluators
-    from .trainer import load_data, train
+    from .trainer import train
 
     t0 = time.perf_counter()
     data_cache = {} if data_cache is None else data_cache
@@ -280,7 +279,7 @@ def run_case_seed(case: Case, seed: int, workdir: Path, data_cache: dict | None 
     res = train(cfg, workdir / case.name, data=data)
     if case.represent == "backbone":
         emb, cfg, _meta, _, _method = checkpoint_embeddings(res.checkpoint, eval_split(cfg, data),
-                                                            torch_device(cfg.device))
+                                                            resolve_device(cfg.device))
     else:
         emb = head_embeddings(cfg, data, res.run_dir, case.represent)
     metrics = {}
@@ -295,11 +294,11 @@ def head_embeddings(cfg, data, run_dir: Path, head: str):
     (``checkpoints/resume.pt``): the output the loss sees, e.g. ``projector``. A dotted path
     (``projector.net.5``) runs the same forward and takes the output of that sub-module of the
     head, e.g. a projection before its output normalisation."""
+    from .build import build_method, data_spec, resolve_device, train_split
     from .checkpoint import load_resume
     from .embeddings import embed_data, eval_split
-    from .trainer import build_method, data_spec
 
-    method = build_method(cfg, data_spec(data.subset(cfg.train_subset, None, seed=0)))
+    method = build_method(cfg, data_spec(train_split(cfg, data)))
     top, _, inner = head.partition(".")
     module = getattr(method, top, None)
     if not callable(module):
@@ -323,15 +322,9 @@ def head_embeddings(cfg, data, run_dir: Path, head: str):
         return captured[-1] if inner else out
 
     try:
-        return embed_data(embed, eval_split(cfg, data), torch_device(cfg.device), source=f"{run_dir}:{head}")
+        return embed_data(embed, eval_split(cfg, data), resolve_device(cfg.device), source=f"{run_dir}:{head}")
     finally:
         hook.remove()
-
-
-def torch_device(name: str):
-    from .trainer import resolve_device
-
-    return resolve_device(name)
 
 
 _WORKER_DATA: dict = {}

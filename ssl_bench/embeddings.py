@@ -14,10 +14,12 @@ import numpy as np
 import torch
 
 from . import precision as prec
+from .build import build_method
 from .checkpoint import atomic_write, file_digest, read_encoder
 from .config import RunConfig
 from .datasets import Data
 from .errors import CheckpointError, ConfigError
+from .method import DataSpec
 
 #: Seed of the evaluation subsets (:func:`eval_split`): the same for every method and baseline.
 EVAL_SUBSET_SEED = 1
@@ -140,9 +142,6 @@ def cache_key(digest: str, data: Data, precision: str, layer: str = "encode") ->
 
 def load_method_from_checkpoint(path: Path, device: torch.device):
     """Rebuild the method of a checkpoint and load its backbone weights (strict)."""
-    from .method import DataSpec
-    from .trainer import build_method
-
     state, meta = read_encoder(path)
     try:
         cfg = RunConfig.from_dict(meta["config"])

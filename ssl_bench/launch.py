@@ -33,8 +33,9 @@ class SlurmOptions:
 
 def run_one(cfg_dict: dict, out: str) -> list[dict]:
     """The job body: train (or resume) one run, evaluate it, return its result rows."""
+    from .build import load_data
     from .pipeline import evaluate_checkpoint
-    from .trainer import load_data, train
+    from .trainer import train
 
     cfg = RunConfig.from_dict(cfg_dict)
     data = load_data(cfg)
@@ -73,9 +74,9 @@ def submit_sweep(methods: list[str], base: RunConfig, seeds: list[int], out: Pat
                  baselines: bool = True, slurm: SlurmOptions | None = None,
                  log: Callable[[str], None] | None = None) -> list[dict]:
     """Submit every method x seed as a job, compute baselines here, wait, return all rows."""
+    from .build import load_data
     from .pipeline import evaluate_baselines
     from .registry import EVALUATORS
-    from .trainer import load_data
 
     out = Path(out)
     log = log or (lambda msg: print(msg, flush=True))
@@ -114,7 +115,8 @@ def submit_sweep(methods: list[str], base: RunConfig, seeds: list[int], out: Pat
 def train_only(methods: list[str], base: RunConfig, seeds: list[int], out: Path) -> None:
     """What ranks > 0 do in ``torchrun ... run``: the same training calls as rank 0's sweep
     (in the same order, so the collectives line up), no evaluation and no files."""
-    from .trainer import load_data, train
+    from .build import load_data
+    from .trainer import train
 
     data = load_data(base)
     for seed in seeds:

@@ -10,6 +10,7 @@ import torch
 from . import precision as precision_mod
 from . import provenance
 from .backbones import build_backbone, default_backbone
+from .build import backbone_choice, load_data, resolve_device, seed_everything
 from .config import RunConfig
 from .datasets import Data
 from .embeddings import Embeddings, checkpoint_embeddings, embed_data, eval_split, pixel_embeddings
@@ -18,7 +19,7 @@ from .evaluator import format_metric
 from .method import Method
 from .registry import EVALUATORS
 from .results import append_rows, make_rows
-from .trainer import backbone_choice, load_data, resolve_device, seed_everything, train
+from .trainer import train
 
 
 def eval_options(preset: str, *kwargs: dict | None) -> dict[str, dict]:

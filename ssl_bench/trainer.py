@@ -25,7 +25,6 @@ import contextlib
 import csv
 import io
 import json
-import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,7 +37,10 @@ from torch import nn
 
 from . import distributed as dist
 from . import precision, provenance
-from .backbones import build_backbone, default_backbone
+
+# construction lives in .build; its names stay importable from here (plugins, scripts, tests)
+from .build import backbone_choice as backbone_choice
+from .build import backbone_name, build_method, data_spec, load_data, resolve_device, seed_everything, train_split
 from .checkpoint import (
     atomic_write_text,
     latest_epoch_checkpoint,
@@ -49,63 +51,14 @@ from .checkpoint import (
     save_resume,
 )
 from .config import RunConfig
-from .datasets import Data, load_dataset
+from .datasets import Data
 from .errors import CheckpointError, SSLBenchError, TrainingDivergedError
-from .method import DataSpec, Method, TrainClock
+from .method import Method, TrainClock
 from .monitor import KNNMonitor, due
 from .monitor import every as monitor_every_of
 from .optim import clip_gradients_, drop_gradients_, make_optimizer, set_weight_decay_, warmup_cosine
-from .registry import METHODS
 from .results import CHECKPOINT_SCHEMA_VERSION
 from .views import view_generator
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise SSLBenchError(f"device {name!r} requested but CUDA is not available")
-    return torch.device(name)
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % (2**32))
-    torch.manual_seed(seed)
-
-
-def load_data(cfg: RunConfig) -> Data:
-    """The full dataset of a config (the training subset is drawn later, seeded and method-independent)."""
-    data = load_dataset(cfg.dataset, root=cfg.data_root, **cfg.dataset_kwargs)
-    return data
-
-
-def data_spec(data: Data, num_train: int | None = None) -> DataSpec:
-    return DataSpec(kind=data.kind, input_shape=data.input_shape, num_train=num_train or len(data.x_train))
-
-
-def backbone_choice(cfg: RunConfig, kind: str) -> tuple[str, dict]:
-    """(backbone name, kwargs): the config's, else the method's preference, else the data's default."""
-    if cfg.backbone not in ("auto", ""):
-        return cfg.backbone, dict(cfg.backbone_kwargs)
-    pref = getattr(METHODS.get(cfg.method), "default_backbone", None) if cfg.method in METHODS else None
-    if pref and kind in pref:
-        name, kwargs = pref[kind]
-        return name, {**kwargs, **cfg.backbone_kwargs}
-    return default_backbone(kind), dict(cfg.backbone_kwargs)
-
-
-def backbone_name(cfg: RunConfig, kind: str) -> str:
-    return backbone_choice(cfg, kind)[0]
-
-
-def build_method(cfg: RunConfig, spec: DataSpec) -> Method:
-    """Instantiate the configured method with freshly initialised weights (seeded)."""
-    cls = METHODS.get(cfg.method)
-    torch.manual_seed(cfg.seed)
-    name, kwargs = backbone_choice(cfg, spec.kind)
-    backbone = build_backbone(name, spec.input_shape, spec.kind, **kwargs)
-    return cls(backbone, cfg.method_kwargs, spec)
 
 
 @dataclass
@@ -167,7 +120,7 @@ def _train(cfg: RunConfig, out: str | Path, resume: bool, data: Data | None,
     device = dist.local_device(device)
     world, main = dist.world_size(), dist.is_main()
     full = data if data is not None else load_data(cfg)
-    data = full.subset(cfg.train_subset, None, seed=0)
+    data = train_split(cfg, full)
     spec = data_spec(data)
     run_dir = run_dir_for(cfg, Path(out), data.kind)
     ckpt_dir = run_dir / "checkpoints"
