@@ -31,6 +31,7 @@ table ``ssl-bench check-collapse`` prints.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 import shutil
@@ -242,7 +243,7 @@ def case_config(case: Case, seed: int, n_train: int):
     per_epoch = n // cfg.batch_size
     if per_epoch < 1:
         raise ConfigError(f"case {case.name!r}: batch_size {cfg.batch_size} is larger than the training set ({n})")
-    return RunConfig.from_dict({**cfg.to_dict(), "epochs": math.ceil(case.steps / per_epoch)})
+    return dataclasses.replace(cfg, epochs=math.ceil(case.steps / per_epoch))
 
 
 def judge(case: Case, metrics: dict[str, float]) -> tuple[str, list[str]]:

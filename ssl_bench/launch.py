@@ -10,6 +10,7 @@ with the partition / time / GPU options. Job logs land in ``<out>/submitit/``.
 """
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -82,7 +83,7 @@ def submit_sweep(methods: list[str], base: RunConfig, seeds: list[int], out: Pat
     log = log or (lambda msg: print(msg, flush=True))
     evaluators = EVALUATORS.resolve(base.evaluators)
     ex = make_executor(launcher, out / "submitit", slurm)
-    cfgs = [RunConfig(**{**base.to_dict(), "method": m, "seed": s}) for s in seeds for m in methods]
+    cfgs = [dataclasses.replace(base, method=m, seed=s) for s in seeds for m in methods]
     jobs = []
     with ex.batch():  # one array job on SLURM
         for cfg in cfgs:
@@ -93,7 +94,7 @@ def submit_sweep(methods: list[str], base: RunConfig, seeds: list[int], out: Pat
         data = load_data(base)
         for s in seeds:
             log(f"[baselines] {base.dataset} seed {s}: pixels, random-init")
-            rows += evaluate_baselines(RunConfig(**{**base.to_dict(), "seed": s}), out, data, evaluators, methods)
+            rows += evaluate_baselines(dataclasses.replace(base, seed=s), out, data, evaluators, methods)
     failed = []
     for cfg, job in zip(cfgs, jobs, strict=True):
         try:
@@ -121,4 +122,4 @@ def train_only(methods: list[str], base: RunConfig, seeds: list[int], out: Path)
     data = load_data(base)
     for seed in seeds:
         for m in methods:
-            train(RunConfig(**{**base.to_dict(), "method": m, "seed": seed}), Path(out), resume=True, data=data)
+            train(dataclasses.replace(base, method=m, seed=seed), Path(out), resume=True, data=data)

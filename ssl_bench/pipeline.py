@@ -218,7 +218,7 @@ def baseline_backbones(cfg: RunConfig, kind: str, methods: list[str] | None = No
     choices = [backbone_choice(cfg, kind) if cfg.backbone not in ("auto", "") else
                (default_backbone(kind), dict(cfg.backbone_kwargs))]
     for m in methods or []:
-        c = backbone_choice(RunConfig(**{**cfg.to_dict(), "method": m}), kind)
+        c = backbone_choice(dataclasses.replace(cfg, method=m), kind)
         if c not in choices:
             choices.append(c)
     return choices
@@ -247,7 +247,7 @@ def evaluate_baselines(cfg: RunConfig, out: Path, data: Data, evaluators: list[s
             emb = embed_data(net, ev_data, dev, source="random-init", precision=prec)
             backbone = bb
             model = Method(net).to(dev).eval()  # encode = the untrained backbone
-        bcfg = RunConfig(**{**cfg.to_dict(), "method": name})
+        bcfg = dataclasses.replace(cfg, method=name)
         bb_tag = "" if backbone == "-" else "-" + backbone.replace(":", "-").replace("/", "-")
         run_id = f"{cfg.dataset}-{name}{bb_tag}-{cfg.preset}-s{cfg.seed}"
         options = eval_options(cfg.preset, cfg.eval_kwargs)
@@ -309,8 +309,6 @@ def run_sweep(methods: list[str], base: RunConfig, seeds: list[int], out: Path, 
     ({method: {option: value}}) adds method options per method. Returns the rows, or
     ``(rows, failures)`` with ``return_failures``.
     """
-    import dataclasses as dc
-
     from .checkpoint import RunLockedError
 
     out = Path(out)
@@ -321,7 +319,7 @@ def run_sweep(methods: list[str], base: RunConfig, seeds: list[int], out: Path, 
     failures: list[dict] = []
     for seed in seeds:
         if baselines:
-            seed_cfg = RunConfig(**{**base.to_dict(), "seed": seed})
+            seed_cfg = dataclasses.replace(base, seed=seed)
             log(f"[baselines] {base.dataset} seed {seed}: pixels, random-init")
             rows += evaluate_baselines(seed_cfg, out, data, evaluators, methods)
         for m in methods:
@@ -329,7 +327,7 @@ def run_sweep(methods: list[str], base: RunConfig, seeds: list[int], out: Path, 
             cfg: RunConfig | None = None
             try:
                 kw = {**base.method_kwargs, **(method_opts or {}).get(m, {})}
-                cfg = RunConfig(**{**base.to_dict(), "method": m, "seed": seed, "method_kwargs": kw})
+                cfg = dataclasses.replace(base, method=m, seed=seed, method_kwargs=kw)
                 res = train(cfg, out, resume=True, data=data)
                 what = "trained" if res.resumed_from < res.epochs else "already trained"
                 new = evaluate_checkpoint(res.checkpoint, evaluators, device=cfg.device, data=data)
@@ -341,7 +339,7 @@ def run_sweep(methods: list[str], base: RunConfig, seeds: list[int], out: Path, 
                 failures.append({"method": m, "seed": seed, "status": status, "reason": reason})
                 log(f"[{m} seed {seed}] {status.upper()}: {reason}")
                 if not isinstance(exc, RunLockedError):  # the run belongs to another process now
-                    row = failure_row(dc.replace(cfg), out, data.kind, status, reason)
+                    row = failure_row(dataclasses.replace(cfg), out, data.kind, status, reason)
                     save_rows(out / row["run_id"] / "results.jsonl", [row])
                     rows.append(row)
                 continue
