@@ -21,6 +21,7 @@ import torch
 
 from .errors import ConfigError, DatasetNotFoundError
 from .registry import DATASETS, register_dataset
+from .sampling import is_subsampled, subsample_indices
 
 
 @dataclass
@@ -45,13 +46,14 @@ class Data:
         return self.input_shape[0] if self.kind == "image" else 1
 
     def subset(self, n_train: int | None = None, n_test: int | None = None, seed: int = 0) -> Data:
-        """A seeded random subset (the same for every method, so rows stay comparable)."""
+        """A seeded random subset (the same for every method, so rows stay comparable); the test
+        subset is drawn after the training one, from the same generator."""
         g = torch.Generator().manual_seed(seed)
 
         def take(x, y, n):
-            if n is None or n >= len(x):
+            if not is_subsampled(len(x), n):
                 return x, y
-            idx = torch.randperm(len(x), generator=g)[:n].sort().values
+            idx = subsample_indices(len(x), n, g)
             return x[idx], y[idx]
 
         xtr, ytr = take(self.x_train, self.y_train, n_train)
