@@ -11,7 +11,7 @@ from __future__ import annotations
 import gzip
 import os
 import struct
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import overload
@@ -66,13 +66,20 @@ class Data:
             return x.float().div_(255.0)
         return x.float()
 
-    def normalize(self, x: torch.Tensor) -> torch.Tensor:
-        """Channel standardisation applied after the views, before the encoder."""
+    def normalizer(
+        self, device: torch.device | str | None = None, dtype: torch.dtype = torch.float32
+    ) -> Callable[[torch.Tensor], torch.Tensor]:
+        """The channel standardisation ``x -> (x - mean) / std`` (images with statistics; else the
+        identity), with the statistics put on ``device`` once: the trainer applies it every step."""
         if self.kind != "image" or not self.mean:
-            return x
-        mean = torch.tensor(self.mean, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
-        std = torch.tensor(self.std, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
-        return (x - mean) / std
+            return lambda x: x
+        mean = torch.tensor(self.mean, device=device, dtype=dtype).view(1, -1, 1, 1)
+        std = torch.tensor(self.std, device=device, dtype=dtype).view(1, -1, 1, 1)
+        return lambda x: (x - mean) / std
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """Channel standardisation applied after the views, before the encoder (:meth:`normalizer`)."""
+        return self.normalizer(x.device, x.dtype)(x)
 
 
 def load_dataset(name: str, root: str | os.PathLike | None = None, **kwargs) -> Data:

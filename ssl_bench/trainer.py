@@ -85,15 +85,6 @@ class _Step(nn.Module):
         return self.method.training_step(views)
 
 
-def _normalizer(data: Data, device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
-    """``data.normalize`` with the statistics moved to the device once (no copy per step)."""
-    if data.kind != "image" or not data.mean:
-        return lambda x: x
-    mean = torch.tensor(data.mean, device=device).view(1, -1, 1, 1)
-    std = torch.tensor(data.std, device=device).view(1, -1, 1, 1)
-    return lambda x: (x - mean) / std  # the same arithmetic as data.normalize (embeddings use it)
-
-
 def train(cfg: RunConfig, out: str | Path, resume: bool = False, data: Data | None = None,
           callbacks: list[Callable[[int, dict], None]] | None = None) -> TrainResult:
     """Train ``cfg`` into ``out/<run_id>``; returns where the last checkpoint is.
@@ -194,7 +185,7 @@ def _train(cfg: RunConfig, out: str | Path, resume: bool, data: Data | None,
     step_fn: Callable[..., Any] = torch.compile(step_module) if cfg.compile else step_module
 
     x_all = data.x_train.to(device)
-    normalize = _normalizer(data, device)
+    normalize = data.normalizer(device)  # the statistics moved to the device once
     bb_name = backbone_name(cfg, data.kind)
     autocast = precision.autocast(device, prec)
     monitor_every = monitor_every_of(cfg)
