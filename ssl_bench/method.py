@@ -76,7 +76,8 @@ class DataSpec:
 
 class Method(nn.Module):
     defaults: ClassVar[dict[str, Any]] = {}
-    #: Optimiser settings this method prefers (lr, weight_decay, optimizer); config wins.
+    #: Learning rate and weight decay this method prefers (keys ``lr``, ``weight_decay``); the config
+    #: wins. The optimiser itself is the config's (``optimizer``), the same for every method.
     optim_defaults: ClassVar[dict[str, Any]] = {}
     n_views: ClassVar[int] = 2
     registry_name: ClassVar[str] = "?"
