@@ -7,10 +7,10 @@ import torch
 
 from benchutil import BATCH, ROUNDS, per_second
 from ssl_bench import precision as prec
+from ssl_bench.build import build_method, data_spec
 from ssl_bench.config import RunConfig
 from ssl_bench.optim import make_optimizer
 from ssl_bench.registry import METHODS
-from ssl_bench.trainer import build_method, data_spec
 from ssl_bench.views import view_generator
 
 

@@ -21,13 +21,12 @@ import torch
 from ssl_bench.errors import ConfigError
 from ssl_bench.evaluator import Evaluator, Metric
 from ssl_bench.registry import register_evaluator
+from ssl_bench.sampling import subsample
 
 
 def covariance_eigenvalues(z, max_samples: int = 20_000, seed: int = 0) -> np.ndarray:
     """Eigenvalues of the sample covariance (ddof 1), descending."""
-    z = np.asarray(z)
-    if len(z) > max_samples:
-        z = z[np.sort(np.random.default_rng(seed).choice(len(z), max_samples, replace=False))]
+    z = subsample(np.asarray(z), max_samples, np.random.default_rng(seed))
     zt = torch.as_tensor(z, dtype=torch.float64)
     zc = zt - zt.mean(0, keepdim=True)
     cov = zc.T @ zc / max(len(zc) - 1, 1)

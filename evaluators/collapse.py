@@ -43,10 +43,14 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ssl_bench.collapse import VERDICTS
 from ssl_bench.evaluator import Evaluator, Metric
 from ssl_bench.registry import register_evaluator
+from ssl_bench.sampling import subsample
 from ssl_bench.stats import sigreg_statistic
+
+#: Collapse verdicts, in the order of ``verdict_code`` (0, 1, 2); the collapse suite's ``expect``
+#: (:mod:`ssl_bench.collapse`) takes the same words.
+VERDICTS = ("ok", "dimensional", "complete")
 
 
 @dataclass
@@ -63,13 +67,6 @@ def verdict(metrics_or_code) -> str:
     """``"ok"`` / ``"dimensional"`` / ``"complete"`` from a metrics dict or a verdict code."""
     code = metrics_or_code["verdict_code"] if isinstance(metrics_or_code, dict) else metrics_or_code
     return VERDICTS[int(round(float(code)))]
-
-
-def subsample(z: np.ndarray, n: int, seed: int) -> np.ndarray:
-    if len(z) <= n:
-        return z
-    idx = np.sort(np.random.default_rng(seed).choice(len(z), n, replace=False))
-    return z[idx]
 
 
 def normalized_std(z: torch.Tensor) -> float:
@@ -114,7 +111,7 @@ def collapse_report(z, max_samples: int = 10_000, n_pairs: int = 10_000, sigreg_
     z = np.asarray(z)
     if z.ndim != 2 or len(z) < 2:
         raise ValueError(f"collapse diagnostics need a (N >= 2, d) matrix, got shape {z.shape}")
-    z = torch.as_tensor(subsample(z, max_samples, seed), dtype=torch.float64)
+    z = torch.as_tensor(subsample(z, max_samples, np.random.default_rng(seed)), dtype=torch.float64)
     n, d = z.shape
     nstd = normalized_std(z)
     ratio = nstd * np.sqrt(d)
@@ -122,7 +119,8 @@ def collapse_report(z, max_samples: int = 10_000, n_pairs: int = 10_000, sigreg_
     s[s <= 1e-10 * float(z.abs().max()) * np.sqrt(n)] = 0  # round-off of the centring is no variance
     k99 = dims_for_variance(s, 0.99)
     cos = mean_random_pair_cosine(z, n_pairs, seed)
-    sig = sigreg_statistic(subsample(z.numpy(), sigreg_samples, seed + 1), sigreg_directions, seed=seed)
+    sig = sigreg_statistic(subsample(z.numpy(), sigreg_samples, np.random.default_rng(seed + 1)), sigreg_directions,
+                           seed=seed)
     if ratio < complete_std_ratio:
         code = 2
     elif k99 < dimensional_ratio * min(d, n - 1):

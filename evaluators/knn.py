@@ -158,7 +158,7 @@ def prf_metrics(prf: dict[str, np.ndarray], per_class_max: int) -> dict[str, flo
     out = {f"{m}_macro": float(prf[m].mean() * 100) for m in ("precision", "recall", "f1")}
     if len(prf["classes"]) <= per_class_max:
         for m in ("precision", "recall", "f1"):
-            out.update({f"{m}_class{int(c)}": float(v * 100) for c, v in zip(prf["classes"], prf[m])})
+            out.update({f"{m}_class{int(c)}": float(v * 100) for c, v in zip(prf["classes"], prf[m], strict=True)})
     return out
 
 

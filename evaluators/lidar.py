@@ -26,6 +26,7 @@ import torch
 from ssl_bench.errors import ConfigError
 from ssl_bench.evaluator import Evaluator, Metric
 from ssl_bench.registry import register_evaluator
+from ssl_bench.sampling import subsample_indices
 from ssl_bench.views import default_augment
 
 
@@ -54,9 +55,8 @@ def surrogate_embeddings(method, data, device, n_samples: int, n_views: int, see
                          batch_size: int = 512, autocast=contextlib.nullcontext) -> np.ndarray:
     """(n, q, d) embeddings of q default-recipe views of n seeded training samples; ``autocast()``
     gives the context of each forward."""
-    g_pick = torch.Generator().manual_seed(seed)
     n = min(n_samples, len(data.x_train))
-    idx = torch.randperm(len(data.x_train), generator=g_pick)[:n].sort().values
+    idx = subsample_indices(len(data.x_train), n, seed)
     x = data.to_float(data.x_train[idx]).to(device)
     aug = default_augment(data.kind)
     g = torch.Generator(device=device).manual_seed(seed + 1)

@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from ssl_bench.errors import ConfigError
 from ssl_bench.evaluator import Evaluator, Metric
 from ssl_bench.registry import register_evaluator
+from ssl_bench.sampling import subsample
 from ssl_bench.stats import small_work_threads
 
 WEIGHT_DECAYS = (1e-1, 1e-2, 1e-3, 1e-4, 1e-5)
@@ -78,9 +79,7 @@ class Preconditioner:
         if d > max_dim:  # eigendecomposition too costly: plain (identity) parametrisation
             self.u, self.e = None, torch.ones(d, dtype=x.dtype, device=x.device)
             return
-        if len(x) > max_samples:
-            idx = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:max_samples]
-            x = x[idx.to(x.device)]
+        x = subsample(x, max_samples, seed, sort=False)
         xc = (x - x.mean(0)).double()
         e, u = torch.linalg.eigh(xc.T @ xc / max(len(xc) - 1, 1))
         self.u, self.e = u.to(x.dtype), e.clamp_min(0).to(x.dtype)
@@ -146,8 +145,8 @@ def _linear_fast(train_x, train_y, test_x, test_y, weight_decays, val_frac, seed
     xtr = (xtr - mean) / rms
     ytr = torch.as_tensor(ytr_np, device=dev)
     fit_idx, val_idx = stratified_split(ytr_np, val_frac, seed)
-    if sweep_samples and len(fit_idx) > sweep_samples:  # the sweep runs on a seeded subset of the fit part
-        fit_idx = np.sort(np.random.default_rng(seed + 1).choice(fit_idx, sweep_samples, replace=False))
+    if sweep_samples:  # the sweep runs on a seeded subset of the fit part (fit_idx is sorted: so is the subset)
+        fit_idx = subsample(fit_idx, sweep_samples, np.random.default_rng(seed + 1))
     fi, vi = torch.as_tensor(fit_idx, device=dev), torch.as_tensor(val_idx, device=dev)
     xf, yf = xtr[fi], ytr[fi]
     pre = Preconditioner(xtr, seed=seed)

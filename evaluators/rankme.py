@@ -14,13 +14,11 @@ import torch
 
 from ssl_bench.evaluator import Evaluator, Metric
 from ssl_bench.registry import register_evaluator
+from ssl_bench.sampling import subsample
 
 
 def singular_values(z: np.ndarray | torch.Tensor, max_samples: int = 25_600, seed: int = 0) -> torch.Tensor:
-    z = torch.as_tensor(np.asarray(z), dtype=torch.float64)
-    if len(z) > max_samples:
-        idx = torch.randperm(len(z), generator=torch.Generator().manual_seed(seed))[:max_samples]
-        z = z[idx]
+    z = subsample(torch.as_tensor(np.asarray(z), dtype=torch.float64), max_samples, seed, sort=False)
     return torch.linalg.svdvals(z)
 
 

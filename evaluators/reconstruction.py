@@ -35,6 +35,7 @@ from torch import nn
 
 from ssl_bench.evaluator import Evaluator, Metric
 from ssl_bench.registry import register_evaluator
+from ssl_bench.sampling import subsample_indices
 from ssl_bench.stats import small_work_threads
 from ssl_bench.views import gaussian_noise, patch_mask
 
@@ -129,8 +130,8 @@ class Reconstruction(Evaluator):
         o = self.options
         image = data.kind == "image"
         g = torch.Generator().manual_seed(o["seed"])
-        itr = torch.randperm(len(data.x_train), generator=g)[:o["n_train"]].sort().values
-        ite = torch.randperm(len(data.x_test), generator=g)[:o["n_test"]].sort().values
+        itr = subsample_indices(len(data.x_train), o["n_train"], g)
+        ite = subsample_indices(len(data.x_test), o["n_test"], g)
         xtr = data.to_float(data.x_train[itr]).float()
         xte = data.to_float(data.x_test[ite]).float()
         gp = torch.Generator().manual_seed(o["seed"] + 1)
@@ -160,7 +161,8 @@ class Reconstruction(Evaluator):
 
     @staticmethod
     def _phases(model, decoder, xtr, xtr_n, xte, xte_n, data, o, peak, out, recs, autocast):
-        for phase, epochs, finetune in (("frozen", o["epochs_frozen"], False), ("finetune", o["epochs_finetune"], True)):
+        phases = (("frozen", o["epochs_frozen"], False), ("finetune", o["epochs_finetune"], True))
+        for phase, epochs, finetune in phases:
             train_phase(model, decoder, xtr, xtr_n, data, epochs, o["batch_size"], o["lr"], finetune,
                         o["finetune_lr"], o["seed"] + 2, autocast)
             with torch.no_grad():

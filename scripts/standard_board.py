@@ -91,7 +91,7 @@ def baselines(a, seed: int, methods: list[str], rows_dir: Path) -> None:
     from ssl_bench.config import RunConfig
     from ssl_bench.pipeline import evaluate_baselines
     from ssl_bench.registry import EVALUATORS
-    from ssl_bench.trainer import load_data
+    from ssl_bench.build import load_data
 
     log(f"baselines seed {seed}: pixels, random-init")
     cfg = RunConfig(dataset=a.dataset, preset=a.preset, seed=seed, device=a.device or "auto", progress=False)

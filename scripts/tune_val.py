@@ -31,7 +31,8 @@ from ssl_bench.datasets import load_dataset
 from ssl_bench.embeddings import embed_data, load_method_from_checkpoint
 from ssl_bench.provenance import hardware
 from ssl_bench.backbones import build_backbone
-from ssl_bench.trainer import backbone_choice, resolve_device, seed_everything, train
+from ssl_bench.build import backbone_choice, resolve_device, seed_everything
+from ssl_bench.trainer import train
 
 HERE = Path(__file__).resolve().parent.parent
 VAL_SIZE, VAL_SEED = 10_000, 2024

@@ -9,8 +9,15 @@ Public API (imported lazily by the names below):
 """
 __version__ = "0.1.0"
 
-from .registry import (  # noqa: E402
-    BACKBONES, DATASETS, EVALUATORS, METHODS, register_backbone, register_dataset, register_evaluator, register_method,
+from .registry import (
+    BACKBONES,
+    DATASETS,
+    EVALUATORS,
+    METHODS,
+    register_backbone,
+    register_dataset,
+    register_evaluator,
+    register_method,
 )
 
 __all__ = ["__version__", "register_method", "register_evaluator", "register_dataset", "register_backbone", "METHODS",

@@ -9,6 +9,8 @@ backbones with ``@register_backbone`` or the ``ssl_bench.backbones`` entry-point
 """
 from __future__ import annotations
 
+from typing import Any, cast
+
 import torch
 from torch import nn
 
@@ -71,7 +73,7 @@ class CifarResNet(nn.Module):
         expansion = getattr(block, "expansion", 1)
         stages: list[nn.Module] = []
         c = widths[0]
-        for i, (w, n) in enumerate(zip(widths, layers)):
+        for i, (w, n) in enumerate(zip(widths, layers, strict=True)):
             stride = 1 if i == 0 else 2
             down = None
             if stride != 1 or c != w * expansion:
@@ -92,7 +94,8 @@ class CifarResNet(nn.Module):
         if zero_init_residual:  # each block starts as the identity (Goyal et al. 2017)
             for m in self.modules():
                 if isinstance(m, block):
-                    nn.init.zeros_((m.bn3 if hasattr(m, "bn3") else m.bn2).weight)
+                    last_bn = cast(nn.BatchNorm2d, m.bn3 if hasattr(m, "bn3") else m.bn2)
+                    nn.init.zeros_(last_bn.weight)
 
     def feature_map(self, x: torch.Tensor) -> torch.Tensor:
         return self.stages(self.stem(x))
@@ -125,12 +128,13 @@ class TimmBackbone(nn.Module):
         import timm
 
         try:
-            self.model = timm.create_model(name, pretrained=False, num_classes=0, in_chans=in_channels, **kwargs)
+            model: Any = timm.create_model(name, pretrained=False, num_classes=0, in_chans=in_channels, **kwargs)
         except RuntimeError as exc:  # timm: "Unknown model (...)"
             raise ConfigError(f"timm backbone {name!r}: {exc}") from exc
         except TypeError as exc:
             raise ConfigError(f"timm backbone {name!r} rejected options {kwargs}: {exc}") from exc
-        self.out_dim = int(self.model.num_features)
+        self.model = model
+        self.out_dim = int(model.num_features)
 
     def feature_map(self, x: torch.Tensor) -> torch.Tensor:
         return self.model.forward_features(x)

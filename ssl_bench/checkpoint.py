@@ -19,13 +19,16 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib
 import json
 import os
 import socket
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from types import ModuleType
+from typing import Any
 
 import torch
 
@@ -48,7 +51,7 @@ def _new_file_mode(path: Path) -> int:
     return 0o666 & ~old
 
 
-def atomic_write(path: Path, write: Callable[[str], None]) -> None:
+def atomic_write(path: Path, write: Callable[[str], object]) -> None:
     """Call ``write(tmp_path)`` then rename onto ``path`` (same directory, so rename is atomic).
     The result has the mode of the file it replaces, else the umask's (never mkstemp's 0600)."""
     path = Path(path)
@@ -270,7 +273,7 @@ def run_lock(run_dir: Path, what: str) -> Iterator[Path]:
 
 def _acquire(path: Path, what: str) -> int:
     try:
-        import fcntl
+        fcntl: ModuleType | None = importlib.import_module("fcntl")
     except ImportError:  # pragma: no cover - not on Linux/macOS
         fcntl = None
     me = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "what": what,
@@ -283,7 +286,7 @@ def _acquire(path: Path, what: str) -> int:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError:
                     holder = _read_holder(path)
-                    raise RunLockedError(_locked_msg(path, holder))
+                    raise RunLockedError(_locked_msg(path, holder)) from None
             else:
                 holder = _read_holder(path)
                 pid = holder.get("pid")

@@ -1,4 +1,5 @@
-"""Command line: ``ssl-bench run|train|eval|eval-embeddings|list|leaderboard|compare|check-collapse`` (also ``python -m ssl_bench``)."""
+"""Command line: ``ssl-bench run|train|eval|eval-embeddings|list|leaderboard|compare|check-collapse``
+(also ``python -m ssl_bench``)."""
 from __future__ import annotations
 
 import argparse
@@ -16,7 +17,7 @@ EPILOG = ("Errors print one line and exit with status 2 (--traceback or SSL_BENC
 class _Parser(argparse.ArgumentParser):
     """argparse with errors on one line (``ssl-bench: error: ...``, status 2), like every other error."""
 
-    def error(self, message: str):  # noqa: D401
+    def error(self, message: str):
         msg = " ".join(message.split())
         self.exit(2, f"ssl-bench: error: {self.prog}: {msg} (see `{self.prog} --help`)\n")
 
@@ -152,10 +153,10 @@ def cmd_run(a) -> int:
     if common:
         base = base.__class__.from_dict({**base.to_dict(), "method_kwargs": {**base.method_kwargs, **common}})
 
+    from .build import load_data, select_methods
     from .leaderboard import write_leaderboards
     from .pipeline import SweepFailed, run_sweep
     from .registry import EVALUATORS, METHODS
-    from .trainer import load_data, select_methods
 
     names = METHODS.resolve(a.methods)  # unknown names and options: errors before the data is loaded
     EVALUATORS.resolve(base.evaluators)
@@ -225,9 +226,7 @@ def cmd_eval(a) -> int:
         if not DEVICE_RE.match(a.device.strip()):
             raise ConfigError(f"unknown device {a.device!r}; use auto, cpu, cuda or cuda:N")
 
-    from .pipeline import evaluate_checkpoint
-
-    from .pipeline import ResultsNotSavedError
+    from .pipeline import ResultsNotSavedError, evaluate_checkpoint
 
     unsaved = None
     try:
@@ -262,7 +261,8 @@ def load_embeddings_file(path: Path, need_labels: bool):
         z = np.load(path, allow_pickle=False)
         arrays = {k: z[k] for k in z.files}
     except Exception as exc:  # not a zip / not npz / object arrays
-        raise ConfigError(f"{path}: not a readable .npz file ({type(exc).__name__}: {str(exc).splitlines()[0]})") from None
+        why = f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
+        raise ConfigError(f"{path}: not a readable .npz file ({why})") from None
     for k in ("train_x", "test_x") + (("train_y", "test_y") if need_labels else ()):
         if k not in arrays:
             raise ConfigError(f"{path}: missing array {k!r} (has: {', '.join(sorted(arrays)) or 'nothing'})")
@@ -279,7 +279,7 @@ def load_embeddings_file(path: Path, need_labels: bool):
         x[k] = np.ascontiguousarray(a, dtype=np.float32)
     if x["train_x"].shape[1] != x["test_x"].shape[1]:
         raise ConfigError(f"{path}: train_x has {x['train_x'].shape[1]} columns but test_x has {x['test_x'].shape[1]}")
-    y = {}
+    y: dict[str, np.ndarray | None] = {}
     for k, xk in (("train_y", "train_x"), ("test_y", "test_x")):
         if k not in arrays:
             y[k] = None
@@ -306,7 +306,7 @@ def cmd_eval_embeddings(a) -> int:
     from .pipeline import run_evaluators
     from .registry import EVALUATORS
 
-    names = EVALUATORS.resolve(wanted)
+    names = EVALUATORS.resolve(wanted if wanted is not None else a.evaluators)
     model_evs = [n for n in names if EVALUATORS.get(n).needs_model]
     if model_evs:
         raise ConfigError(f"evaluator(s) {', '.join(model_evs)} need a model, not embeddings: "
@@ -346,7 +346,8 @@ def cmd_list(a) -> int:
     else:
         for n in names:
             obj = reg.get(n)
-            doc = (obj.__doc__ or sys.modules.get(getattr(obj, "__module__", ""), None).__doc__ or "").strip().splitlines()
+            module = sys.modules.get(getattr(obj, "__module__", ""))
+            doc = (obj.__doc__ or getattr(module, "__doc__", None) or "").strip().splitlines()
             kinds = getattr(obj, "data_kinds", None) if a.what == "methods" else None
             only = f" [{' or '.join(kinds)} data only]" if kinds and set(kinds) != {"image", "vector"} else ""
             print(f"{n:20s} {doc[0] if doc else ''}{only}")
@@ -354,9 +355,7 @@ def cmd_list(a) -> int:
 
 
 def cmd_leaderboard(a) -> int:
-    from .leaderboard import write_leaderboards
-
-    from .leaderboard import update_readme
+    from .leaderboard import update_readme, write_leaderboards
 
     written = write_leaderboards(Path(a.runs), Path(a.out), [a.dataset] if a.dataset else None,
                                  command="ssl-bench leaderboard")
@@ -543,10 +542,12 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Run every case x seed of a cases file (default: the built-in facts from "
                         "the literature) through the trainer and the collapse evaluator; print a table and "
                         "exit 1 when any case disagrees with its expectation. See docs/collapse-ci.md.")
-    cc.add_argument("--cases", default=None, help="TOML cases file (default: the built-in ssl_bench/collapse_cases.toml)")
+    cc.add_argument("--cases", default=None,
+                    help="TOML cases file (default: the built-in ssl_bench/collapse_cases.toml)")
     cc.add_argument("--seeds", default=None, help="comma-separated seeds for every case (default: each case's seeds)")
     cc.add_argument("--only", default=None, help="comma-separated case names to run (default: all)")
-    cc.add_argument("--keep", default=None, metavar="DIR", help="keep the runs under DIR (default: a temporary directory)")
+    cc.add_argument("--keep", default=None, metavar="DIR",
+                    help="keep the runs under DIR (default: a temporary directory)")
     cc.add_argument("--jobs", type=int, default=None, help="worker processes, one thread each (default: the "
                     "number of usable cores, from the CPU affinity and the cgroup CPU quota)")
     cc.add_argument("--json", action="store_true", help="print one JSON object with every case and seed")
@@ -628,7 +629,7 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         _silence_broken_pipe()
         return 0
-    except BaseException as exc:  # noqa: BLE001 - the one error boundary
+    except BaseException as exc:  # the one error boundary
         if isinstance(exc, SystemExit):
             raise
         if show_tb or not isinstance(exc, (SSLBenchError, *_user_errors())):

@@ -31,21 +31,23 @@ table ``ssl-bench check-collapse`` prints.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 import shutil
 import tempfile
 import time
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+
+from ssl_bench.evaluators.collapse import VERDICTS, verdict
 
 from .errors import ConfigError
 
-#: Collapse verdicts, in the order of the collapse evaluator's ``verdict_code`` (0, 1, 2).
-VERDICTS = ("ok", "dimensional", "complete")
 CASE_KEYS = {"name", "method", "options", "config", "dataset", "steps", "seeds", "expect", "bounds", "note",
              "represent", "xfail"}
 DEFAULT_KEYS = CASE_KEYS - {"name", "method", "expect", "bounds", "note", "xfail"}
@@ -236,16 +238,15 @@ def case_config(case: Case, seed: int, n_train: int):
          "method": case.method, "method_kwargs": dict(case.options), "dataset": case.dataset, "seed": seed,
          "evaluators": case.evaluators}
     cfg = RunConfig.from_dict(d).with_preset()
+    assert cfg.batch_size is not None  # every preset sets it
     n = min(n_train, cfg.train_subset or n_train)
     per_epoch = n // cfg.batch_size
     if per_epoch < 1:
         raise ConfigError(f"case {case.name!r}: batch_size {cfg.batch_size} is larger than the training set ({n})")
-    return RunConfig.from_dict({**cfg.to_dict(), "epochs": math.ceil(case.steps / per_epoch)})
+    return dataclasses.replace(cfg, epochs=math.ceil(case.steps / per_epoch))
 
 
 def judge(case: Case, metrics: dict[str, float]) -> tuple[str, list[str]]:
-    from ssl_bench.evaluators.collapse import verdict
-
     got = verdict(metrics["collapse.verdict_code"])
     failures = []
     if case.expected and got not in case.expected:
@@ -263,9 +264,10 @@ def judge(case: Case, metrics: dict[str, float]) -> tuple[str, list[str]]:
 
 
 def run_case_seed(case: Case, seed: int, workdir: Path, data_cache: dict | None = None) -> SeedResult:
+    from .build import load_data, resolve_device
     from .embeddings import checkpoint_embeddings, eval_split
     from .pipeline import run_evaluators
-    from .trainer import load_data, train
+    from .trainer import train
 
     t0 = time.perf_counter()
     data_cache = {} if data_cache is None else data_cache
@@ -277,7 +279,8 @@ def run_case_seed(case: Case, seed: int, workdir: Path, data_cache: dict | None 
     cfg = case_config(case, seed, len(data.x_train))
     res = train(cfg, workdir / case.name, data=data)
     if case.represent == "backbone":
-        emb, cfg, _meta, _, _method = checkpoint_embeddings(res.checkpoint, eval_split(cfg, data), torch_device(cfg.device))
+        emb, cfg, _meta, _, _method = checkpoint_embeddings(res.checkpoint, eval_split(cfg, data),
+                                                            resolve_device(cfg.device))
     else:
         emb = head_embeddings(cfg, data, res.run_dir, case.represent)
     metrics = {}
@@ -292,21 +295,23 @@ def head_embeddings(cfg, data, run_dir: Path, head: str):
     (``checkpoints/resume.pt``): the output the loss sees, e.g. ``projector``. A dotted path
     (``projector.net.5``) runs the same forward and takes the output of that sub-module of the
     head, e.g. a projection before its output normalisation."""
+    from .build import build_method, data_spec, resolve_device, train_split
     from .checkpoint import load_resume
     from .embeddings import embed_data, eval_split
-    from .trainer import build_method, data_spec
 
-    method = build_method(cfg, data_spec(data.subset(cfg.train_subset, None, seed=0)))
+    method = build_method(cfg, data_spec(train_split(cfg, data)))
     top, _, inner = head.partition(".")
     module = getattr(method, top, None)
     if not callable(module):
         raise ConfigError(f"method {cfg.method!r} has no head module {top!r} to represent "
-                          f"(use 'backbone' or one of its sub-modules: {', '.join(n for n, _ in method.named_children())})")
+                          f"(use 'backbone' or one of its sub-modules: "
+                          f"{', '.join(n for n, _ in method.named_children())})")
     try:
         target = module.get_submodule(inner) if inner else module
     except AttributeError:
         names = ", ".join(f"{top}.{n}" for n, _ in module.named_modules() if n)
-        raise ConfigError(f"head {top!r} of method {cfg.method!r} has no sub-module {inner!r} (known: {names})") from None
+        raise ConfigError(f"head {top!r} of method {cfg.method!r} has no sub-module {inner!r} "
+                          f"(known: {names})") from None
     method.load_state_dict(load_resume(Path(run_dir) / "checkpoints" / "resume.pt")["method"])
     method.eval()
     captured: list = []
@@ -318,15 +323,9 @@ def head_embeddings(cfg, data, run_dir: Path, head: str):
         return captured[-1] if inner else out
 
     try:
-        return embed_data(embed, eval_split(cfg, data), torch_device(cfg.device), source=f"{run_dir}:{head}")
+        return embed_data(embed, eval_split(cfg, data), resolve_device(cfg.device), source=f"{run_dir}:{head}")
     finally:
         hook.remove()
-
-
-def torch_device(name: str):
-    from .trainer import resolve_device
-
-    return resolve_device(name)
 
 
 _WORKER_DATA: dict = {}
@@ -347,9 +346,9 @@ def usable_cores() -> int:
         n = os.cpu_count() or 1
     quota = None
     try:
-        q, p = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
-        if q != "max":
-            quota = int(q) / int(p)
+        q_text, p_text = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if q_text != "max":
+            quota = int(q_text) / int(p_text)
     except (OSError, ValueError):
         try:
             q = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us").read_text())
@@ -408,7 +407,7 @@ def _run_parallel(cases, seeds, workdir, log, jobs) -> list[CaseResult]:
         with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
             futures = [pool.submit(_worker, c, s, str(workdir)) for c, s in tasks]
             done = []
-            for (c, s), fut in zip(tasks, futures):
+            for (c, s), fut in zip(tasks, futures, strict=True):
                 r = fut.result()
                 if log:
                     log(f"[{c.name} seed {s}] {r.verdict} ({'agrees' if r.agrees else '; '.join(r.failures)}) "
@@ -435,7 +434,8 @@ def _metric_range(values: list[float]) -> str:
 def format_table(results: list[CaseResult]) -> str:
     """One row per case: expected, verdicts per seed, agreement, the range over seeds of the key
     metrics (and of every bounded metric), PASS/FAIL."""
-    rows = [("case", "expected", "got (per seed)", "agree", "key metrics of the judged output (min..max over seeds)", "")]
+    rows = [("case", "expected", "got (per seed)", "agree", "key metrics of the judged output (min..max over seeds)",
+             "")]
     for r in results:
         keys = list(KEY_METRICS) + [k for k in r.case.bounds if k not in KEY_METRICS]
         metrics = []
@@ -450,7 +450,7 @@ def format_table(results: list[CaseResult]) -> str:
         got = ",".join(s.verdict if s.agrees else s.verdict.upper() + "!" for s in r.seeds)
         rows.append((r.case.name, expected, got, f"{r.agreement}/{len(r.seeds)}", " ".join(metrics), r.status))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     fails = [(r.case.name, s) for r in results for s in r.seeds if not s.agrees]
     for name, s in fails:

@@ -92,7 +92,7 @@ class RunConfig:
 
     # -- construction -------------------------------------------------------------------------
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "RunConfig":
+    def from_dict(cls, d: dict[str, Any]) -> RunConfig:
         if not isinstance(d, dict):
             raise ConfigError(f"a config must be a mapping of keys to values, got {type(d).__name__}")
         names = {f.name for f in fields(cls)}
@@ -102,7 +102,7 @@ class RunConfig:
         return cls(**d)
 
     @classmethod
-    def from_file(cls, path: str | Path) -> "RunConfig":
+    def from_file(cls, path: str | Path) -> RunConfig:
         p = Path(path)
         if not p.is_file():
             raise ConfigError(f"config file {p} does not exist")
@@ -125,7 +125,7 @@ class RunConfig:
             raise ConfigError(f"config file {p} is not valid {p.suffix.lstrip('.') or 'JSON'}: {first}") from exc
         return cls.from_dict(data or {})
 
-    def with_preset(self) -> "RunConfig":
+    def with_preset(self) -> RunConfig:
         """Fill the budget fields left as None from the preset."""
         d = asdict(self)
         for k, v in PRESETS[self.preset].items():

@@ -11,14 +11,17 @@ from __future__ import annotations
 import gzip
 import os
 import struct
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import overload
 
 import numpy as np
 import torch
 
 from .errors import ConfigError, DatasetNotFoundError
 from .registry import DATASETS, register_dataset
+from .sampling import is_subsampled, subsample_indices
 
 
 @dataclass
@@ -42,14 +45,15 @@ class Data:
     def in_channels(self) -> int:
         return self.input_shape[0] if self.kind == "image" else 1
 
-    def subset(self, n_train: int | None = None, n_test: int | None = None, seed: int = 0) -> "Data":
-        """A seeded random subset (the same for every method, so rows stay comparable)."""
+    def subset(self, n_train: int | None = None, n_test: int | None = None, seed: int = 0) -> Data:
+        """A seeded random subset (the same for every method, so rows stay comparable); the test
+        subset is drawn after the training one, from the same generator."""
         g = torch.Generator().manual_seed(seed)
 
         def take(x, y, n):
-            if n is None or n >= len(x):
+            if not is_subsampled(len(x), n):
                 return x, y
-            idx = torch.randperm(len(x), generator=g)[:n].sort().values
+            idx = subsample_indices(len(x), n, g)
             return x[idx], y[idx]
 
         xtr, ytr = take(self.x_train, self.y_train, n_train)
@@ -62,19 +66,27 @@ class Data:
             return x.float().div_(255.0)
         return x.float()
 
-    def normalize(self, x: torch.Tensor) -> torch.Tensor:
-        """Channel standardisation applied after the views, before the encoder."""
+    def normalizer(
+        self, device: torch.device | str | None = None, dtype: torch.dtype = torch.float32
+    ) -> Callable[[torch.Tensor], torch.Tensor]:
+        """The channel standardisation ``x -> (x - mean) / std`` (images with statistics; else the
+        identity), with the statistics put on ``device`` once: the trainer applies it every step."""
         if self.kind != "image" or not self.mean:
-            return x
-        mean = torch.tensor(self.mean, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
-        std = torch.tensor(self.std, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
-        return (x - mean) / std
+            return lambda x: x
+        mean = torch.tensor(self.mean, device=device, dtype=dtype).view(1, -1, 1, 1)
+        std = torch.tensor(self.std, device=device, dtype=dtype).view(1, -1, 1, 1)
+        return lambda x: (x - mean) / std
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """Channel standardisation applied after the views, before the encoder (:meth:`normalizer`)."""
+        return self.normalizer(x.device, x.dtype)(x)
 
 
 def load_dataset(name: str, root: str | os.PathLike | None = None, **kwargs) -> Data:
     import inspect
 
     loader = DATASETS.get(name)
+    params: Mapping[str, inspect.Parameter]
     try:
         params = inspect.signature(loader).parameters
     except (TypeError, ValueError):
@@ -86,6 +98,10 @@ def load_dataset(name: str, root: str | os.PathLike | None = None, **kwargs) -> 
     return loader(root=root, **kwargs)
 
 
+@overload
+def data_root(root: str | os.PathLike | None, default: str) -> Path: ...
+@overload
+def data_root(root: str | os.PathLike | None, default: None = None) -> Path | None: ...
 def data_root(root: str | os.PathLike | None, default: str | None = None) -> Path | None:
     if root:
         return Path(root)
@@ -168,7 +184,8 @@ def fashion_mnist(root=None, **_) -> Data:
             f"Fashion-MNIST not found (looked in {where}; missing {missing[0]}.gz): "
             f"run `sudo apt-get install dataset-fashion-mnist` or set SSL_BENCH_DATA to a folder with the IDX files"
         )
-    arrays = {k: read_idx(p) for k, p in paths.items()}
+    found = {k: p for k, p in paths.items() if p is not None}  # all of them (checked above)
+    arrays = {k: read_idx(p) for k, p in found.items()}
     for split in ("train", "test"):
         x, y = arrays[f"{split}_x"], arrays[f"{split}_y"]
         if x.ndim != 3 or y.ndim != 1:
@@ -184,7 +201,7 @@ def fashion_mnist(root=None, **_) -> Data:
     xte = torch.from_numpy(arrays["test_x"].copy()).unsqueeze(1)
     yte = torch.from_numpy(arrays["test_y"].astype(np.int64))
     return Data("fashion-mnist", xtr, ytr, xte, yte, 10, "image", (0.2860,), (0.3530,),
-                info={"source": str(paths["train_x"].parent)})
+                info={"source": str(found["train_x"].parent)})
 
 
 # --------------------------------------------------------------------------------------------
@@ -213,9 +230,9 @@ def mog2d(root=None, n_components: int = 8, n_train: int = 4096, n_test: int = 1
                          ("n_test", n_test, 2, 10_000_000), ("seed", seed, 0, 2**63 - 1)):
         if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
             raise ConfigError(f"mog2d option {k!r} must be an integer in [{lo}, {hi}], got {v!r}")
-    for k, v in (("radius", radius), ("sigma", sigma)):
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < 1e6:
-            raise ConfigError(f"mog2d option {k!r} must be a number in [0, 1e6), got {v!r}")
+    for k, num in (("radius", radius), ("sigma", sigma)):
+        if isinstance(num, bool) or not isinstance(num, (int, float)) or not 0 <= num < 1e6:
+            raise ConfigError(f"mog2d option {k!r} must be a number in [0, 1e6), got {num!r}")
     g = torch.Generator().manual_seed(seed)
     angles = torch.arange(n_components, dtype=torch.float32) * (2 * torch.pi / n_components)
     centers = radius * torch.stack([angles.cos(), angles.sin()], 1)
@@ -372,7 +389,8 @@ def imagefolder(root=None, image_size: int = 64, **_) -> Data:
 
     base = data_root(root)
     if base is None:
-        raise DatasetNotFoundError("imagefolder needs a root: pass --data-root DIR (DIR/train/<class>/*.png, DIR/test/...)")
+        raise DatasetNotFoundError("imagefolder needs a root: pass --data-root DIR "
+                                   "(DIR/train/<class>/*.png, DIR/test/...)")
     test_dir = next((base / s for s in ("test", "val") if (base / s).is_dir()), None)
     if not (base / "train").is_dir() or test_dir is None:
         raise DatasetNotFoundError(f"imagefolder: expected {base}/train/<class>/ and {base}/test/<class>/ (or val/)")
@@ -391,7 +409,7 @@ def imagefolder(root=None, image_size: int = 64, **_) -> Data:
         for path, _ in ds.samples:
             try:
                 with Image.open(path) as im:
-                    im = im.convert("RGB").resize((image_size, image_size), Image.BILINEAR)
+                    im = im.convert("RGB").resize((image_size, image_size), Image.Resampling.BILINEAR)
                     xs.append(np.asarray(im))
             except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
                 # PIL.UnidentifiedImageError is an OSError; truncated files raise OSError

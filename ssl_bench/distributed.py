@@ -217,11 +217,13 @@ class SyncBatchNorm(nn.modules.batchnorm._BatchNorm):
         if self.affine:
             y = y * self.weight.view(shape) + self.bias.view(shape)
         if self.track_running_stats and self.running_mean is not None:
+            tracked, running_var = self.num_batches_tracked, self.running_var
+            assert tracked is not None and running_var is not None  # allocated with running_mean
             with torch.no_grad():
-                self.num_batches_tracked.add_(1)
-                m = (1.0 / float(self.num_batches_tracked)) if self.momentum is None else self.momentum
+                tracked.add_(1)
+                m = (1.0 / float(tracked)) if self.momentum is None else self.momentum
                 self.running_mean.mul_(1 - m).add_(mean.detach(), alpha=m)
-                self.running_var.mul_(1 - m).add_(var.detach() * (n / (n - 1)), alpha=m)
+                running_var.mul_(1 - m).add_(var.detach() * (n / (n - 1)), alpha=m)
         return y.to(x.dtype)
 
 

@@ -22,6 +22,7 @@ the paper's tau is used unchanged.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import nn
@@ -77,7 +78,7 @@ def update_targets(method: nn.Module, progress: float) -> float:
 
     Reads ``method.hp.ema_tau`` / ``method.hp.ema_cosine`` and ``method.total_steps`` (set by
     the trainer); returns the momentum used."""
-    hp = method.hp
+    hp: Any = method.hp
     tau = tau_at(hp.ema_tau, progress, getattr(method, "total_steps", None), getattr(hp, "ema_cosine", True))
     for target, online in target_pairs(method):
         ema_update_(target, online, tau)

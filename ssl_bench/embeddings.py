@@ -14,10 +14,12 @@ import numpy as np
 import torch
 
 from . import precision as prec
+from .build import build_method
 from .checkpoint import atomic_write, file_digest, read_encoder
 from .config import RunConfig
 from .datasets import Data
 from .errors import CheckpointError, ConfigError
+from .method import DataSpec
 
 #: Seed of the evaluation subsets (:func:`eval_split`): the same for every method and baseline.
 EVAL_SUBSET_SEED = 1
@@ -51,7 +53,7 @@ class Embeddings:
         atomic_write(path, write)
 
     @classmethod
-    def load(cls, path: Path, source: str = "") -> "Embeddings":
+    def load(cls, path: Path, source: str = "") -> Embeddings:
         with np.load(path, allow_pickle=False) as z:
             return cls(z["train_x"], z["train_y"] if "train_y" in z else None, z["test_x"],
                        z["test_y"] if "test_y" in z else None, source or str(path))
@@ -96,7 +98,7 @@ def data_fingerprint(data: Data) -> str:
     for t in (data.x_train, data.y_train, data.x_test, data.y_test):
         a = t.detach().cpu().contiguous().numpy()
         h.update(f"{a.dtype}{a.shape}".encode())
-        h.update(memoryview(a).cast("B"))
+        h.update(a.data.cast("B"))
     return h.hexdigest()
 
 
@@ -140,9 +142,6 @@ def cache_key(digest: str, data: Data, precision: str, layer: str = "encode") ->
 
 def load_method_from_checkpoint(path: Path, device: torch.device):
     """Rebuild the method of a checkpoint and load its backbone weights (strict)."""
-    from .trainer import build_method
-    from .method import DataSpec
-
     state, meta = read_encoder(path)
     try:
         cfg = RunConfig.from_dict(meta["config"])

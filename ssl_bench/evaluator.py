@@ -217,7 +217,8 @@ class Evaluator:
             for split in ("train_y", "test_y"):
                 y = getattr(emb, split)
                 if len(y) and (int(y.min()) < 0 or int(y.max()) >= MAX_CLASSES):
-                    raise ConfigError(f"{split} labels must lie in [0, {MAX_CLASSES}), found {int(y.min())}..{int(y.max())}")
+                    raise ConfigError(f"{split} labels must lie in [0, {MAX_CLASSES}), "
+                                      f"found {int(y.min())}..{int(y.max())}")
         return self.evaluate(emb)
 
     def run_model(self, method, data, device) -> dict[str, float]:

@@ -44,7 +44,7 @@ def learning_curves(curves: dict[str, dict[str, list]]) -> bytes:
     """One panel per run: training loss per epoch (left axis) and, where the run logged it, the
     online k-NN monitor (right axis, %). ``curves[label] = {"epoch", "loss", "knn_epoch", "knn"}``."""
     fig, axes = _grid(len(curves))
-    for ax, (label, c) in zip(axes, curves.items()):
+    for ax, (label, c) in zip(axes, curves.items(), strict=True):
         ax.plot(c["epoch"], c["loss"], "o-", color="tab:blue", ms=3)
         ax.set_title(label, fontsize=9)
         ax.set_xlabel("epoch", fontsize=8)
@@ -112,7 +112,7 @@ def rankme_vs_knn(points: dict[str, tuple[float, float]]) -> bytes:
 def pca_scatters(panels: dict[str, tuple[np.ndarray, np.ndarray]]) -> bytes:
     """2-D PCA of test embeddings coloured by class, one panel per run. ``panels[label] = (xy, y)``."""
     fig, axes = _grid(len(panels))
-    for ax, (label, (xy, y)) in zip(axes, panels.items()):
+    for ax, (label, (xy, y)) in zip(axes, panels.items(), strict=True):
         ax.scatter(xy[:, 0], xy[:, 1], c=y, cmap="tab10", s=3, alpha=0.7, linewidths=0)
         ax.set_title(label, fontsize=9)
         ax.set_xticks([])
@@ -131,10 +131,11 @@ def prf_heatmaps(per_run: dict[str, dict]) -> bytes:
     col = {c: j for j, c in enumerate(classes)}
     fig, axes = plt.subplots(1, 3, figsize=(3 * (1.2 + 0.42 * len(classes)) + 1.5, 1.2 + 0.3 * len(labels)),
                              sharey=True)
-    for ax, key, title in zip(axes, ("precision", "recall", "f1"), ("precision (%)", "recall (%)", "F1 (%)")):
+    panels = (("precision", "precision (%)"), ("recall", "recall (%)"), ("f1", "F1 (%)"))
+    for ax, (key, title) in zip(axes, panels, strict=True):
         m = np.full((len(labels), len(classes)), np.nan)
         for i, lab in enumerate(labels):
-            for c, v in zip(per_run[lab]["classes"], per_run[lab][key]):
+            for c, v in zip(per_run[lab]["classes"], per_run[lab][key], strict=True):
                 m[i, col[int(c)]] = v
         im = ax.imshow(m, cmap="viridis", vmin=0, vmax=100, aspect="auto")
         ax.set_title(f"k-NN {title} per class", fontsize=9)
@@ -155,7 +156,7 @@ def energy_landscapes(panels: dict[str, dict]) -> bytes:
     """E(x) = -cos(f(x), f(anchor)) over a grid of the plane, one panel per run; the data points
     (grey) and the anchor (red star) marked. ``panels[label] = {"xs", "ys", "energy", "data", "anchor"}``."""
     fig, axes = _grid(len(panels), cols=4, size=3.0)
-    for ax, (label, p) in zip(axes, panels.items()):
+    for ax, (label, p) in zip(axes, panels.items(), strict=True):
         cs = ax.contourf(p["xs"], p["ys"], p["energy"], levels=np.linspace(-1, 1, 21), cmap="coolwarm")
         ax.scatter(p["data"][:, 0], p["data"][:, 1], s=2, c="0.15", alpha=0.35, linewidths=0)
         ax.scatter([p["anchor"][0]], [p["anchor"][1]], marker="*", s=160, c="red", edgecolors="white")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import math
+from typing import cast
 
 import torch
 from torch import nn
@@ -59,8 +60,8 @@ def ema_update_(target: nn.Module, online: nn.Module, tau: float) -> None:
     only). Averaging the online buffers instead gives a target that is evaluated (DINO's
     teacher, I-JEPA's target) with the statistics of inputs it never sees: DINO's student
     sees the 14-px local crops, masked JEPA's online encoder sees masked images."""
-    tp = list(target.parameters())
-    op = list(online.parameters())
+    tp: list[torch.Tensor] = list(target.parameters())
+    op: list[torch.Tensor] = list(online.parameters())
     torch._foreach_mul_(tp, tau)
     torch._foreach_add_(tp, op, alpha=1.0 - tau)
 
@@ -104,18 +105,20 @@ class SplitBatchNorm(nn.modules.batchnorm._BatchNorm):
         # (N, C, *) -> (N/s, s*C, *): chunk i of the batch becomes channel block i
         rest = x.shape[2:]
         y = x.reshape(s, n // s, c, *rest).transpose(0, 1).reshape(n // s, s * c, *rest)
-        rm = self.running_mean.repeat(s) if self.track_running_stats else None
-        rv = self.running_var.repeat(s) if self.track_running_stats else None
+        # the buffers exist when track_running_stats is set, the affine parameters when affine is
+        mean, var, tracked = self.running_mean, self.running_var, self.num_batches_tracked
+        rm = mean.repeat(s) if mean is not None and self.track_running_stats else None
+        rv = var.repeat(s) if var is not None and self.track_running_stats else None
         w = self.weight.repeat(s) if self.affine else None
         b = self.bias.repeat(s) if self.affine else None
-        if self.track_running_stats:
-            self.num_batches_tracked.add_(1)
-        m = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
+        if tracked is not None and self.track_running_stats:
+            tracked.add_(1)
+        m = self.momentum if self.momentum is not None else 1.0 / float(cast(torch.Tensor, tracked))
         y = nn.functional.batch_norm(y, rm, rv, w, b, True, m, self.eps)
-        if self.track_running_stats:
+        if mean is not None and var is not None and rm is not None and rv is not None:
             with torch.no_grad():
-                self.running_mean.copy_(rm.view(s, c).mean(0))
-                self.running_var.copy_(rv.view(s, c).mean(0))
+                mean.copy_(rm.view(s, c).mean(0))
+                var.copy_(rv.view(s, c).mean(0))
         return y.reshape(n // s, s, c, *rest).transpose(0, 1).reshape(x.shape)
 
 
@@ -171,7 +174,7 @@ def check_accepts_size(backbone: nn.Module, input_shape, side: int, method: str)
     try:
         backbone.eval()
         backbone(x)
-    except Exception as exc:  # noqa: BLE001 - any failure means the same thing here
+    except Exception as exc:  # any failure means the same thing here
         raise ConfigError(f"{method}: the backbone cannot encode the {side}x{side} local crops of multi-crop "
                           f"({type(exc).__name__}); use --opt n_local=0 or a size-agnostic backbone") from exc
     finally:
@@ -224,8 +227,9 @@ def timm_vit(backbone: nn.Module, method: str):
 
     vit = getattr(backbone, "model", None)
     if vit is None or not all(hasattr(vit, a) for a in ("patch_embed", "_pos_embed", "blocks", "norm")):
-        raise ConfigError(f"{method} needs a timm ViT backbone on image data (e.g. --backbone timm:vit_tiny_patch16_224 "
-                          f"with backbone_kwargs img_size/patch_size); got {type(backbone).__name__}")
+        raise ConfigError(f"{method} needs a timm ViT backbone on image data (e.g. --backbone "
+                          f"timm:vit_tiny_patch16_224 with backbone_kwargs img_size/patch_size); "
+                          f"got {type(backbone).__name__}")
     if getattr(vit, "num_prefix_tokens", 0) != 0:
         raise ConfigError(f"{method}: use a ViT without class/register tokens (backbone_kwargs class_token: false, "
                           "global_pool: avg)")
@@ -238,7 +242,8 @@ def vit_patch_tokens(vit, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int
     if t.dim() == 4:  # dynamic_img_size: NHWC
         grid = (int(t.shape[1]), int(t.shape[2]))
     else:
-        grid = tuple(int(g) for g in vit.patch_embed.grid_size)
+        gh, gw = vit.patch_embed.grid_size
+        grid = (int(gh), int(gw))
     t = vit._pos_embed(t)
     return vit.norm_pre(t), grid
 

@@ -10,10 +10,11 @@ with the partition / time / GPU options. Job logs land in ``<out>/submitit/``.
 """
 from __future__ import annotations
 
+import dataclasses
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from .config import RunConfig
 from .errors import ConfigError, SSLBenchError
@@ -33,8 +34,9 @@ class SlurmOptions:
 
 def run_one(cfg_dict: dict, out: str) -> list[dict]:
     """The job body: train (or resume) one run, evaluate it, return its result rows."""
+    from .build import load_data
     from .pipeline import evaluate_checkpoint
-    from .trainer import load_data, train
+    from .trainer import train
 
     cfg = RunConfig.from_dict(cfg_dict)
     data = load_data(cfg)
@@ -57,15 +59,15 @@ def make_executor(launcher: str, folder: Path, slurm: SlurmOptions | None = None
             raise ConfigError("--launcher slurm needs SLURM's sbatch on PATH (not found); "
                               "use --launcher local to run the jobs on this machine")
         o = slurm or SlurmOptions()
-        ex = submitit.AutoExecutor(folder=folder, cluster="slurm")
+        auto = submitit.AutoExecutor(folder=folder, cluster="slurm")
         params = dict(timeout_min=o.timeout_min, gpus_per_node=o.gpus_per_node, cpus_per_task=o.cpus_per_task,
                       tasks_per_node=1, nodes=1, **o.extra)
         if o.partition:
             params["slurm_partition"] = o.partition
         if o.mem_gb:
             params["mem_gb"] = o.mem_gb
-        ex.update_parameters(**params)
-        return ex
+        auto.update_parameters(**params)
+        return auto
     raise ConfigError(f"unknown launcher {launcher!r}; known: {', '.join(LAUNCHERS)}")
 
 
@@ -73,16 +75,16 @@ def submit_sweep(methods: list[str], base: RunConfig, seeds: list[int], out: Pat
                  baselines: bool = True, slurm: SlurmOptions | None = None,
                  log: Callable[[str], None] | None = None) -> list[dict]:
     """Submit every method x seed as a job, compute baselines here, wait, return all rows."""
+    from .build import load_data
     from .evaluator import format_metrics
     from .pipeline import evaluate_baselines
     from .registry import EVALUATORS
-    from .trainer import load_data
 
     out = Path(out)
     log = log or (lambda msg: print(msg, flush=True))
     evaluators = EVALUATORS.resolve(base.evaluators)
     ex = make_executor(launcher, out / "submitit", slurm)
-    cfgs = [RunConfig(**{**base.to_dict(), "method": m, "seed": s}) for s in seeds for m in methods]
+    cfgs = [dataclasses.replace(base, method=m, seed=s) for s in seeds for m in methods]
     jobs = []
     with ex.batch():  # one array job on SLURM
         for cfg in cfgs:
@@ -93,9 +95,9 @@ def submit_sweep(methods: list[str], base: RunConfig, seeds: list[int], out: Pat
         data = load_data(base)
         for s in seeds:
             log(f"[baselines] {base.dataset} seed {s}: pixels, random-init")
-            rows += evaluate_baselines(RunConfig(**{**base.to_dict(), "seed": s}), out, data, evaluators, methods)
+            rows += evaluate_baselines(dataclasses.replace(base, seed=s), out, data, evaluators, methods)
     failed = []
-    for cfg, job in zip(cfgs, jobs):
+    for cfg, job in zip(cfgs, jobs, strict=True):
         try:
             new = job.result()
         except Exception as exc:  # submitit.core.utils.FailedJobError / UncompletedJobError
@@ -118,9 +120,10 @@ def submit_sweep(methods: list[str], base: RunConfig, seeds: list[int], out: Pat
 def train_only(methods: list[str], base: RunConfig, seeds: list[int], out: Path, data=None) -> None:
     """What ranks > 0 do in ``torchrun ... run``: the same training calls as rank 0's sweep
     (in the same order, so the collectives line up), no evaluation and no files."""
-    from .trainer import load_data, train
+    from .build import load_data
+    from .trainer import train
 
     data = data if data is not None else load_data(base)
     for seed in seeds:
         for m in methods:
-            train(RunConfig(**{**base.to_dict(), "method": m, "seed": seed}), Path(out), resume=True, data=data)
+            train(dataclasses.replace(base, method=m, seed=seed), Path(out), resume=True, data=data)

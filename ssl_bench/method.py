@@ -39,9 +39,10 @@ outside methods, on frozen checkpoints.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import SimpleNamespace
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar, cast
 
 import torch
 from torch import nn
@@ -76,7 +77,8 @@ class DataSpec:
 
 class Method(nn.Module):
     defaults: ClassVar[dict[str, Any]] = {}
-    #: Optimiser settings this method prefers (lr, weight_decay, optimizer); config wins.
+    #: Learning rate and weight decay this method prefers (keys ``lr``, ``weight_decay``); the config
+    #: wins. The optimiser itself is the config's (``optimizer``), the same for every method.
     optim_defaults: ClassVar[dict[str, Any]] = {}
     n_views: ClassVar[int] = 2
     registry_name: ClassVar[str] = "?"
@@ -126,7 +128,8 @@ class Method(nn.Module):
                     raise ConfigError(f"method option {k!r} must be an integer, got {v!r}")
                 if "temp" in k and d > 0 and not v > 0:
                     raise ConfigError(f"method option {k!r} is a temperature and must be > 0, got {v!r}")
-                if isinstance(d, int) and d >= 1 and (k.endswith("dim") or k.startswith("num_")) and not 1 <= v <= 1 << 20:
+                is_size = isinstance(d, int) and d >= 1 and (k.endswith("dim") or k.startswith("num_"))
+                if is_size and not 1 <= v <= 1 << 20:
                     raise ConfigError(f"method option {k!r} is a size and must be in [1, {1 << 20}], got {v!r}")
                 if isinstance(d, int) and k.startswith("n_") and not 0 <= v <= 1 << 20:  # n_local=0: none
                     raise ConfigError(f"method option {k!r} is a count and must be in [0, {1 << 20}], got {v!r}")
@@ -148,7 +151,7 @@ class Method(nn.Module):
     def training_step(self, views: list[torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         raise NotImplementedError
 
-    def on_step_end(self, progress: float) -> None:  # noqa: B027 - optional hook
+    def on_step_end(self, progress: float) -> None:  # optional hook: does nothing by default
         """Called after each optimiser step with progress in [0, 1] (EMA updates etc.)."""
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
@@ -157,7 +160,7 @@ class Method(nn.Module):
     def evaluated_backbone(self) -> nn.Module:
         """The backbone whose weights the encoder checkpoint stores (same keys as ``backbone``):
         the online one, or the EMA target for methods with ``evaluated != "online"``."""
-        return self.backbone if self.evaluated == "online" else self.target_backbone
+        return cast(nn.Module, self.backbone if self.evaluated == "online" else self.target_backbone)
 
     # -- recipe pieces the harness applies (all off by default) ----------------------------------
     def frozen_parameters(self) -> tuple[str, ...]:
@@ -182,4 +185,5 @@ class Method(nn.Module):
 
     @property
     def out_dim(self) -> int:
-        return int(self.backbone.out_dim)
+        out_dim: Any = self.backbone.out_dim  # every backbone declares it (ssl_bench.backbones)
+        return int(out_dim)

@@ -1,8 +1,9 @@
 """Online k-NN monitor: k-NN top-1 on a fixed small labelled subset during training.
 
 Every ``knn_monitor_every`` epochs (config key; 0 = off, the ``smoke`` default; on in ``quick``
-and ``full``, and in any preset that does not set it) the trainer embeds a seeded, fixed subset of the training split (the memory bank,
-``bank`` samples with their labels) and of the test split (``queries`` samples) with the current
+and ``full``, and in any preset that does not set it) the trainer embeds a seeded, fixed subset
+of the training split (the memory bank, ``bank`` samples with their labels) and of the test
+split (``queries`` samples) with the current
 encoder in eval mode, and logs the weighted k-NN top-1 accuracy in % (cosine, k = 20, T = 0.07,
 the ``knn`` evaluator's defaults) as ``knn_monitor`` in ``train_log.csv``. The subset is drawn
 with its own generator, so the monitor does not change the training (same weights with it on or

@@ -45,7 +45,8 @@ def param_groups(model: nn.Module, weight_decay: float, lr: float) -> list[dict]
     """No weight decay on biases and normalisation parameters (1-D tensors); a module listed in
     ``model.lr_scales()`` (name prefix -> multiplier, e.g. ``{"predictor": 10.0}``) gets its own
     groups with ``lr * multiplier`` (the schedule then scales every group alike)."""
-    scales = model.lr_scales() if callable(getattr(model, "lr_scales", None)) else {}
+    lr_scales = getattr(model, "lr_scales", None)
+    scales: dict[str, float] = lr_scales() if callable(lr_scales) else {}
     names = sorted(scales, key=len, reverse=True)  # the longest matching prefix wins
     bad = [n for n in names if not isinstance(scales[n], (int, float)) or not scales[n] > 0]
     if bad:
@@ -126,6 +127,6 @@ def cosine_value(start: float, end: float, progress: float) -> float:
 def set_weight_decay_(opt: torch.optim.Optimizer, base: list[float], end: float, progress: float) -> None:
     """Groups whose configured weight decay ``base[i]`` is > 0 get ``cosine_value(base[i], end, progress)``;
     the others (biases, norms) keep 0."""
-    for g, b in zip(opt.param_groups, base):
+    for g, b in zip(opt.param_groups, base, strict=True):
         if b > 0:
             g["weight_decay"] = cosine_value(b, end, progress)

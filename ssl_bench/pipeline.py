@@ -11,16 +11,17 @@ import torch
 from . import precision as precision_mod
 from . import provenance
 from .backbones import build_backbone, default_backbone
+from .build import backbone_choice, load_data, resolve_device, seed_everything
 from .config import RunConfig
 from .datasets import Data
-from .method import Method
 from .embeddings import Embeddings, checkpoint_embeddings, embed_data, eval_split, pixel_embeddings
 from .errors import SSLBenchError, TrainingDivergedError
 from .evaluator import format_metrics
+from .method import Method
 from .registry import EVALUATORS
 from .results import append_rows, make_rows
 from .stats import small_work_threads
-from .trainer import backbone_choice, load_data, resolve_device, seed_everything, train
+from .trainer import train
 
 
 def eval_options(preset: str, *kwargs: dict | None) -> dict[str, dict]:
@@ -223,7 +224,7 @@ def baseline_backbones(cfg: RunConfig, kind: str, methods: list[str] | None = No
     choices = [backbone_choice(cfg, kind) if cfg.backbone not in ("auto", "") else
                (default_backbone(kind), dict(cfg.backbone_kwargs))]
     for m in methods or []:
-        c = backbone_choice(RunConfig(**{**cfg.to_dict(), "method": m}), kind)
+        c = backbone_choice(dataclasses.replace(cfg, method=m), kind)
         if c not in choices:
             choices.append(c)
     return choices
@@ -239,11 +240,12 @@ def evaluate_baselines(cfg: RunConfig, out: Path, data: Data, evaluators: list[s
     ev_data = eval_split(cfg, data)
     prec = precision_mod.resolve_precision(cfg.precision, dev)
     rows = []
-    jobs = [("pixels", None, None)] + [("random-init", bb, kw) for bb, kw in baseline_backbones(cfg, data.kind, methods)]
+    jobs: list[tuple[str, str, dict]] = [("pixels", "-", {})]  # (name, backbone, its kwargs); pixels: none
+    jobs += [("random-init", bb, kw) for bb, kw in baseline_backbones(cfg, data.kind, methods)]
     for name, bb, bb_kwargs in jobs:
         model = None  # pixels: no model, so model evaluators (lidar, reconstruction) are skipped
         if name == "pixels":
-            emb, backbone = pixel_embeddings(ev_data), "-"
+            emb, backbone = pixel_embeddings(ev_data), bb
         else:
             seed_everything(cfg.seed)  # the same initial weights the SSL methods start from
             net = build_backbone(bb, data.input_shape, data.kind, **bb_kwargs).to(dev).eval()
@@ -251,7 +253,7 @@ def evaluate_baselines(cfg: RunConfig, out: Path, data: Data, evaluators: list[s
             emb = embed_data(net, ev_data, dev, source="random-init", precision=prec)
             backbone = bb
             model = Method(net).to(dev).eval()  # encode = the untrained backbone
-        bcfg = RunConfig(**{**cfg.to_dict(), "method": name})
+        bcfg = dataclasses.replace(cfg, method=name)
         bb_tag = "" if backbone == "-" else "-" + backbone.replace(":", "-").replace("/", "-")
         run_id = f"{cfg.dataset}-{name}{bb_tag}-{cfg.preset}-s{cfg.seed}"
         options = eval_options(cfg.preset, cfg.eval_kwargs)
@@ -293,8 +295,10 @@ def failure_row(cfg: RunConfig, out: Path, kind: str, status: str, reason: str) 
     """The result row of a (method, seed) run that diverged or failed: no numbers, a status and a
     one-line reason (value is null)."""
     bb = backbone_choice(cfg, kind)[0]
+    epochs = cfg.with_preset().epochs
+    assert epochs is not None  # every preset sets it
     row = make_rows({"status": 0.0}, evaluator="-", run_id=cfg.run_id(bb), method=cfg.method, dataset=cfg.dataset,
-                    backbone=bb, preset=cfg.preset, epochs=int(cfg.with_preset().epochs), seed=cfg.seed,
+                    backbone=bb, preset=cfg.preset, epochs=int(epochs), seed=cfg.seed,
                     config_hash=cfg.hash(), config=cfg.to_dict(), device=str(cfg.device), train_seconds=None,
                     eval_seconds=0.0)[0]
     row.update(value=None, status=status, reason=reason)
@@ -344,27 +348,25 @@ def sweep_progress(total: int, desc: str, enabled: bool):
 
 
 def _sweep(methods, base, seeds, out, baselines, log, method_opts, data, evaluators, bar, rows, failures):
-    import dataclasses as dc
-
     from .checkpoint import RunLockedError
 
     for seed in seeds:
         if baselines:
-            cfg = RunConfig(**{**base.to_dict(), "seed": seed})
+            seed_cfg = dataclasses.replace(base, seed=seed)
             bar.set_postfix_str(f"baselines seed {seed}")
             log(f"[baselines] {base.dataset} seed {seed}: pixels, random-init")
-            rows += evaluate_baselines(cfg, out, data, evaluators, methods)
+            rows += evaluate_baselines(seed_cfg, out, data, evaluators, methods)
         for m in methods:
             t0 = time.perf_counter()
-            cfg = None
+            cfg: RunConfig | None = None
             bar.set_postfix_str(f"{m} seed {seed}")
             try:
                 kw = {**base.method_kwargs, **(method_opts or {}).get(m, {})}
-                cfg = RunConfig(**{**base.to_dict(), "method": m, "seed": seed, "method_kwargs": kw})
+                cfg = dataclasses.replace(base, method=m, seed=seed, method_kwargs=kw)
                 res = train(cfg, out, resume=True, data=data)
                 what = "trained" if res.resumed_from < res.epochs else "already trained"
                 new = evaluate_checkpoint(res.checkpoint, evaluators, device=cfg.device, data=data)
-            except BaseException as exc:  # noqa: BLE001 - sorted by _run_failure, the rest re-raised
+            except BaseException as exc:  # sorted by _run_failure, the rest re-raised
                 status = _run_failure(exc)
                 if status is None or cfg is None:
                     raise
@@ -372,7 +374,7 @@ def _sweep(methods, base, seeds, out, baselines, log, method_opts, data, evaluat
                 failures.append({"method": m, "seed": seed, "status": status, "reason": reason})
                 log(f"[{m} seed {seed}] {status.upper()}: {reason}")
                 if not isinstance(exc, RunLockedError):  # the run belongs to another process now
-                    row = failure_row(dc.replace(cfg), out, data.kind, status, reason)
+                    row = failure_row(dataclasses.replace(cfg), out, data.kind, status, reason)
                     save_rows(out / row["run_id"] / "results.jsonl", [row])
                     rows.append(row)
                 bar.update(1)

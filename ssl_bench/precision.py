@@ -16,12 +16,15 @@ the training throughput of ``cnn-small``; see docs/benchmarks.md).
 from __future__ import annotations
 
 import contextlib
+from typing import TypeVar
 
 import torch
 from torch import nn
 
 from .config import PRECISIONS
 from .errors import ConfigError
+
+ModuleT = TypeVar("ModuleT", bound=nn.Module)
 
 
 def cpu_has_native_bf16() -> bool:
@@ -65,5 +68,5 @@ def to_layout(x: torch.Tensor, channels_last: bool) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last) if channels_last and x.dim() == 4 else x
 
 
-def model_to_layout(model: nn.Module, channels_last: bool) -> nn.Module:
+def model_to_layout(model: ModuleT, channels_last: bool) -> ModuleT:
     return model.to(memory_format=torch.channels_last) if channels_last else model

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from collections.abc import Callable, Iterator
 from importlib.metadata import entry_points
-from typing import Any, Callable, Generic, Iterator, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 from .errors import SSLBenchError, UnknownNameError
 
@@ -44,9 +45,9 @@ class Registry(Generic[T]):
                     f"{self.kind} {name!r} is registered twice: {_qualname(prev)} and {_qualname(o)}"
                 )
             self._items[name] = o
-            self._sources[name] = source or getattr(o, "__module__", "?")
+            self._sources[name] = source or getattr(o, "__module__", None) or "?"
             try:
-                setattr(o, "registry_name", name)
+                cast(Any, o).registry_name = name  # any object: a class, a function, a module
             except (AttributeError, TypeError):
                 pass
             return o

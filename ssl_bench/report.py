@@ -32,6 +32,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -167,7 +168,7 @@ def knn_prf_from_rows(rows) -> dict | None:
     """Per-class and macro precision / recall / F1 (percent) from one run's ``knn`` result rows, or
     None when the rows have no per-class values (evaluated before these metrics existed, or more
     classes than the evaluator's ``per_class_max``)."""
-    vals = {m: float(v) for m, v in zip(rows["metric"], rows["value"])}
+    vals = {m: float(v) for m, v in zip(rows["metric"], rows["value"], strict=True)}
     per: dict[str, dict[int, float]] = {"precision": {}, "recall": {}, "f1": {}}
     for m, v in vals.items():
         if (hit := re.fullmatch(r"(precision|recall|f1)_class(\d+)", m)):
@@ -175,7 +176,7 @@ def knn_prf_from_rows(rows) -> dict | None:
     if not per["f1"]:
         return None
     classes = sorted(per["f1"])
-    out = {k: np.array([per[k].get(c, np.nan) for c in classes]) for k in per}
+    out: dict[str, Any] = {k: np.array([per[k].get(c, np.nan) for c in classes]) for k in per}
     out.update(classes=classes, top1=vals.get("top1", float("nan")), source="result rows",
                **{f"{k}_macro": vals.get(f"{k}_macro", float(np.nanmean(out[k]))) for k in per})
     return out
@@ -183,7 +184,8 @@ def knn_prf_from_rows(rows) -> dict | None:
 
 def knn_prf(emb) -> dict:
     """The same, recomputed from cached embeddings with the ``knn`` evaluator's defaults."""
-    from ssl_bench.evaluators.knn import KNN, knn_accuracy, knn_prf as prf
+    from ssl_bench.evaluators.knn import KNN, knn_accuracy
+    from ssl_bench.evaluators.knn import knn_prf as prf
 
     k, t = KNN.defaults["k"], KNN.defaults["temperature"]
     m = prf(emb.train_x, emb.train_y, emb.test_x, emb.test_y, k, t)
@@ -279,7 +281,9 @@ def _md_inline(text: str) -> str:
 def markdown_table_html(md: str) -> str:
     """The leaderboard markdown (paragraphs, the legend's "- " list, one pipe table) as HTML; the heading
     is dropped."""
-    out, rows, items = [], [], []
+    out: list[str] = []
+    rows: list[list[str]] = []
+    items: list[str] = []
     for line in md.splitlines():
         if items and not line.startswith("- "):  # the legend's metric list ends
             out.append('<ul class="note">' + "".join(f"<li>{i}</li>" for i in items) + "</ul>")

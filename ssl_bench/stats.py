@@ -177,11 +177,12 @@ def paired_difference(a, b, confidence: float = CONFIDENCE) -> dict:
            "ci_half_width": None, "p_value": None}
     if n < 2:
         return out
+    diff = float(d.mean())
     sd = float(d.std(ddof=1))
     hw = t_half_width(sd, n, confidence)
-    out.update(ci_low=out["diff"] - hw, ci_high=out["diff"] + hw, ci_half_width=hw)
+    out.update(ci_low=diff - hw, ci_high=diff + hw, ci_half_width=hw)
     if sd == 0:
-        out["p_value"] = 0.0 if out["diff"] != 0 else 1.0
+        out["p_value"] = 0.0 if diff != 0 else 1.0
     else:
         out["p_value"] = float(st.ttest_1samp(d, 0.0).pvalue)
     return out

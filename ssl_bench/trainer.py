@@ -4,8 +4,9 @@ config -> dataset + views -> method -> optimiser/schedule -> epochs -> checkpoin
 step the method's ``clock`` is set (step, steps per epoch, total steps); after backward the
 harness applies what the method declares, the same way for every method: parameters frozen this
 step (``frozen_parameters``), per-tensor gradient clipping (``grad_clip``) and a cosine weight
-decay schedule (``weight_decay_end``). CPU and CUDA share the code; on CUDA the views are generated on the GPU. The forward runs under bf16
-autocast where the device has native bf16 (CUDA, recent CPUs; config ``precision``, see
+decay schedule (``weight_decay_end``). CPU and CUDA share the code; on CUDA the views are
+generated on the GPU. The forward runs under bf16 autocast where the device has native bf16
+(CUDA, recent CPUs; config ``precision``, see
 :mod:`ssl_bench.precision`). CPU runs are deterministic for a seed, including across ``--resume``.
 
 The step never waits for the device: the only host-device synchronisations are one per
@@ -24,11 +25,11 @@ import contextlib
 import csv
 import io
 import json
-import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -36,90 +37,36 @@ from torch import nn
 
 from . import distributed as dist
 from . import precision, provenance
-from .backbones import build_backbone, default_backbone
-from .checkpoint import (atomic_write_text, latest_epoch_checkpoint, load_resume, remove_stale_tmp, run_lock,
-                         save_encoder, save_resume)
+
+# construction lives in .build; its names stay importable from here (plugins, scripts, tests)
+from .build import backbone_choice as backbone_choice
+from .build import (
+    backbone_name,
+    build_method,
+    data_spec,
+    load_data,
+    resolve_device,
+    seed_everything,
+    train_split,
+)
+from .checkpoint import (
+    atomic_write_text,
+    latest_epoch_checkpoint,
+    load_resume,
+    remove_stale_tmp,
+    run_lock,
+    save_encoder,
+    save_resume,
+)
 from .config import RunConfig
-from .datasets import Data, load_dataset
-from .errors import CheckpointError, ConfigError, SSLBenchError, TrainingDivergedError
-from .method import DataSpec, Method, TrainClock
-from .monitor import KNNMonitor, due, every as monitor_every_of
+from .datasets import Data
+from .errors import CheckpointError, SSLBenchError, TrainingDivergedError
+from .method import Method, TrainClock
+from .monitor import KNNMonitor, due
+from .monitor import every as monitor_every_of
 from .optim import clip_gradients_, drop_gradients_, make_optimizer, set_weight_decay_, warmup_cosine
-from .registry import METHODS
 from .results import CHECKPOINT_SCHEMA_VERSION
 from .views import view_generator
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise SSLBenchError(f"device {name!r} requested but CUDA is not available")
-    return torch.device(name)
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % (2**32))
-    torch.manual_seed(seed)
-
-
-def load_data(cfg: RunConfig) -> Data:
-    """The full dataset of a config (the training subset is drawn later, seeded and method-independent)."""
-    data = load_dataset(cfg.dataset, root=cfg.data_root, **cfg.dataset_kwargs)
-    return data
-
-
-def data_spec(data: Data, num_train: int | None = None) -> DataSpec:
-    return DataSpec(kind=data.kind, input_shape=data.input_shape, num_train=num_train or len(data.x_train))
-
-
-def backbone_choice(cfg: RunConfig, kind: str) -> tuple[str, dict]:
-    """(backbone name, kwargs): the config's, else the method's preference, else the data's default."""
-    if cfg.backbone not in ("auto", ""):
-        return cfg.backbone, dict(cfg.backbone_kwargs)
-    pref = getattr(METHODS.get(cfg.method), "default_backbone", None) if cfg.method in METHODS else None
-    if pref and kind in pref:
-        name, kwargs = pref[kind]
-        return name, {**kwargs, **cfg.backbone_kwargs}
-    return default_backbone(kind), dict(cfg.backbone_kwargs)
-
-
-def backbone_name(cfg: RunConfig, kind: str) -> str:
-    return backbone_choice(cfg, kind)[0]
-
-
-def unsupported_kind_message(methods: list[str], dataset: str, kind: str) -> str:
-    """One line: which methods cannot train on ``dataset`` (of ``kind``) and what they need."""
-    needs = sorted({k for m in methods for k in METHODS.get(m).data_kinds})
-    return (f"method{'s' if len(methods) > 1 else ''} {', '.join(methods)} need{'' if len(methods) > 1 else 's'} "
-            f"{' or '.join(needs)} data; dataset {dataset!r} is {kind} data (`--methods all` skips such methods)")
-
-
-def select_methods(spec: str, dataset: str, kind: str) -> tuple[list[str], list[str]]:
-    """(methods to run, methods skipped) for ``--methods spec`` on data of ``kind``: ``all`` keeps
-    the methods that support the kind and skips the others; named methods that do not support it
-    are a ConfigError."""
-    names = METHODS.resolve(spec)
-    bad = [m for m in names if not METHODS.get(m).supports(kind)]
-    if not bad:
-        return names, []
-    if str(spec).strip() != "all":
-        raise ConfigError(unsupported_kind_message(bad, dataset, kind))
-    if len(bad) == len(names):
-        raise ConfigError(f"no registered method trains on {kind} data (dataset {dataset!r})")
-    return [m for m in names if m not in bad], bad
-
-
-def build_method(cfg: RunConfig, spec: DataSpec) -> Method:
-    """Instantiate the configured method with freshly initialised weights (seeded)."""
-    cls = METHODS.get(cfg.method)
-    if not cls.supports(spec.kind):
-        raise ConfigError(unsupported_kind_message([cfg.method], cfg.dataset, spec.kind))
-    torch.manual_seed(cfg.seed)
-    name, kwargs = backbone_choice(cfg, spec.kind)
-    backbone = build_backbone(name, spec.input_shape, spec.kind, **kwargs)
-    return cls(backbone, cfg.method_kwargs, spec)
 
 
 @dataclass
@@ -146,15 +93,6 @@ class _Step(nn.Module):
         return self.method.training_step(views)
 
 
-def _normalizer(data: Data, device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
-    """``data.normalize`` with the statistics moved to the device once (no copy per step)."""
-    if data.kind != "image" or not data.mean:
-        return lambda x: x
-    mean = torch.tensor(data.mean, device=device).view(1, -1, 1, 1)
-    std = torch.tensor(data.std, device=device).view(1, -1, 1, 1)
-    return lambda x: (x - mean) / std  # the same arithmetic as data.normalize (embeddings use it)
-
-
 def train(cfg: RunConfig, out: str | Path, resume: bool = False, data: Data | None = None,
           callbacks: list[Callable[[int, dict], None]] | None = None) -> TrainResult:
     """Train ``cfg`` into ``out/<run_id>``; returns where the last checkpoint is.
@@ -173,6 +111,7 @@ def train(cfg: RunConfig, out: str | Path, resume: bool = False, data: Data | No
 def _train(cfg: RunConfig, out: str | Path, resume: bool, data: Data | None,
            callbacks: list[Callable[[int, dict], None]] | None, locks: contextlib.ExitStack) -> TrainResult:
     cfg = cfg.with_preset()
+    assert cfg.epochs is not None and cfg.batch_size is not None  # every preset sets both
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     device = resolve_device(cfg.device)
@@ -180,7 +119,7 @@ def _train(cfg: RunConfig, out: str | Path, resume: bool, data: Data | None,
     device = dist.local_device(device)
     world, main = dist.world_size(), dist.is_main()
     full = data if data is not None else load_data(cfg)
-    data = full.subset(cfg.train_subset, None, seed=0)
+    data = train_split(cfg, full)
     spec = data_spec(data)
     if not cfg.num_threads and device.type == "cpu" and spec.kind == "vector":
         # vector data means small MLPs: their steps are too short to share between threads, and on
@@ -244,25 +183,24 @@ def _train(cfg: RunConfig, out: str | Path, resume: bool, data: Data | None,
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(run_dir / "config.json", json.dumps(cfg.to_dict(), indent=2, sort_keys=True) + "\n")
 
-    step_fn: nn.Module = _Step(method)
+    step_module: nn.Module = _Step(method)
     if ddp:
-        from torch.nn.parallel import DistributedDataParallel
-
         # buffers are equal at start and batch norm statistics are synchronised by the layers
         # themselves: no buffer broadcast per forward (newer torch names the keyword forward_sync_buffers)
         import inspect
 
-        no_buf_sync = ({"forward_sync_buffers": False}
+        from torch.nn.parallel import DistributedDataParallel
+
+        no_buf_sync: dict[str, Any] = ({"forward_sync_buffers": False}
                        if "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters
                        else {"broadcast_buffers": False})
-        step_fn = DistributedDataParallel(
-            step_fn, device_ids=[device.index] if device.type == "cuda" else None,
+        step_module = DistributedDataParallel(
+            step_module, device_ids=[device.index] if device.type == "cuda" else None,
             find_unused_parameters=bool(method.ddp_find_unused_parameters), **no_buf_sync)
-    if cfg.compile:
-        step_fn = torch.compile(step_fn)
+    step_fn: Callable[..., Any] = torch.compile(step_module) if cfg.compile else step_module
 
     x_all = data.x_train.to(device)
-    normalize = _normalizer(data, device)
+    normalize = data.normalizer(device)  # the statistics moved to the device once
     bb_name = backbone_name(cfg, data.kind)
     autocast = precision.autocast(device, prec)
     monitor_every = monitor_every_of(cfg)
@@ -316,7 +254,8 @@ def _train(cfg: RunConfig, out: str | Path, resume: bool, data: Data | None,
             means["knn_monitor"] = monitor(method, device, prec)
         if main:
             meta = {
-                "schema_version": CHECKPOINT_SCHEMA_VERSION, "method": cfg.method, "dataset": cfg.dataset, "backbone": bb_name, "epoch": epoch + 1,
+                "schema_version": CHECKPOINT_SCHEMA_VERSION, "method": cfg.method, "dataset": cfg.dataset,
+                "backbone": bb_name, "epoch": epoch + 1,
                 "epochs": cfg.epochs, "step": step, "config": cfg.to_dict(), "config_hash": cfg.hash(),
                 "kind": data.kind, "input_shape": list(data.input_shape), "out_dim": method.out_dim,
                 "train_seconds": train_seconds, "versions": provenance.versions(),

@@ -18,13 +18,16 @@ thresholds such as solarisation's 0.5 are in [0, 1] pixel space.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import cast
 
 import torch
 import torch.nn.functional as F
 
 Tensor = torch.Tensor
+#: An augmentation: (batch, generator) -> augmented batch.
+Transform = Callable[[Tensor, torch.Generator], Tensor]
 
 
 def _u(n: int, lo: float, hi: float, g: torch.Generator, device) -> Tensor:
@@ -163,11 +166,12 @@ class VectorAugment:
 class MultiView:
     """``n`` independent views through the same (or one per view) augmentation."""
 
-    transforms: Sequence[Callable[[Tensor, torch.Generator], Tensor]] | Callable
+    transforms: Sequence[Transform] | Transform
     n: int = 2
 
     def __call__(self, x: Tensor, g: torch.Generator) -> list[Tensor]:
-        ts = self.transforms if isinstance(self.transforms, (list, tuple)) else [self.transforms] * self.n
+        t = self.transforms
+        ts = list(t) if isinstance(t, (list, tuple)) else [cast(Transform, t)] * self.n
         return [t(x, g) for t in ts]
 
 

@@ -149,6 +149,8 @@ def test_docstring_reference_and_defaults(method):
     assert cls.resolve_hparams({}) == dict(cls.defaults)
     for k, v in cls.defaults.items():  # every option is a plain config value
         assert isinstance(v, (bool, int, float, str)), (method, k, v)
+    # the trainer reads these two keys and no other (the optimiser is the config's)
+    assert set(cls.optim_defaults) <= {"lr", "weight_decay"}, (method, cls.optim_defaults)
 
 
 @pytest.mark.parametrize("method", ["ijepa", "mae"])

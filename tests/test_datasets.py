@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from conftest import needs_fmnist
-from ssl_bench.datasets import load_dataset, read_idx
+from ssl_bench.datasets import Data, load_dataset, read_idx
 from ssl_bench.errors import DatasetNotFoundError
 
 
@@ -134,3 +134,15 @@ def test_imagefolder_from_fixture(tmp_path):
     assert data.info["classes"] == ["cat", "dog"]
     with pytest.raises(DatasetNotFoundError, match="train"):
         load_dataset("imagefolder", root=tmp_path / "train" / "cat")
+
+
+def test_normalisation_is_written_once():
+    """Data.normalize (embeddings, evaluators) and Data.normalizer (the trainer, statistics put on
+    the device once) are one computation: (x - mean) / std per channel, the identity for vectors."""
+    x = torch.rand(4, 3, 5, 5)
+    d = Data("t", torch.zeros(2, 3, 5, 5, dtype=torch.uint8), torch.zeros(2).long(), torch.zeros(2, 3, 5, 5,
+             dtype=torch.uint8), torch.zeros(2).long(), 2, "image", (0.1, 0.2, 0.3), (0.5, 0.25, 2.0))
+    expected = (x - torch.tensor(d.mean).view(1, 3, 1, 1)) / torch.tensor(d.std).view(1, 3, 1, 1)
+    assert torch.equal(d.normalize(x), expected) and torch.equal(d.normalizer("cpu")(x), expected)
+    v = load_dataset("mog2d", n_train=8, n_test=8)
+    assert v.normalize(v.x_train) is v.x_train and v.normalizer("cpu")(v.x_train) is v.x_train

@@ -17,7 +17,7 @@ from ssl_bench.config import RunConfig
 from ssl_bench.errors import ConfigError
 from ssl_bench.leaderboard import aggregate, compare, load_frame, to_markdown, write_leaderboards
 from ssl_bench.registry import EVALUATORS
-from ssl_bench.results import RESULT_SCHEMA_VERSION, append_rows, make_rows, read_rows, training_hash
+from ssl_bench.results import ROW_FIELDS, RESULT_SCHEMA_VERSION, append_rows, make_rows, read_rows, training_hash
 
 KNN = {"k": 20, "temperature": 0.07}
 
@@ -285,6 +285,16 @@ def test_old_row_without_version_is_read(tmp_path):
     assert r["train_git_commit"] is None and r["value"] == 91.0
     table = aggregate(load_frame(tmp_path))
     assert table.loc[0, "knn_top1_mean"] == 91.0 and table.loc[0, "n"] == 1
+    assert set(r) == set(old) | set(ROW_FIELDS)  # every schema field filled in, none removed
+
+
+def test_rows_have_exactly_the_schema_fields():
+    """ROW_FIELDS (the ResultRow schema, docs/results-schema.md) is what make_rows writes."""
+    cfg = RunConfig(method="simclr", dataset="mog2d", preset="smoke").with_preset()
+    (row,) = make_rows({"top1": 1.0}, evaluator="knn", run_id="r", method="simclr", dataset="mog2d",
+                       backbone="mlp", preset="smoke", epochs=1, seed=0, config_hash=cfg.hash(),
+                       config=cfg.to_dict(), device="cpu", train_seconds=1.0, eval_seconds=0.1)
+    assert sorted(row) == sorted(ROW_FIELDS)
 
 
 # -- 7. embedding cache key -------------------------------------------------------------------------
