@@ -129,8 +129,10 @@ def test_per_tensor_clipping():
 @pytest.mark.parametrize("method,name", [("swav", "prototypes.weight"), ("dino", "head.last.weight")])
 def test_frozen_through_epoch_one_then_trained(method, name, tmp_path):
     init = built(method).state_dict()[name]
-    one = train(cfg(method, epochs=1), tmp_path / "one")
-    two = train(cfg(method, epochs=2), tmp_path / "two")
+    # dino's freeze is capped at 1% of the run (test below); uncapped here to test the epoch count
+    uncap = {"freeze_last_layer_frac": 1.0} if method == "dino" else {}
+    one = train(cfg(method, epochs=1, method_kwargs=uncap), tmp_path / "one")
+    two = train(cfg(method, epochs=2, method_kwargs=uncap), tmp_path / "two")
     w1 = load_resume(one.run_dir / "checkpoints" / "resume.pt")["method"][name]
     w2 = load_resume(two.run_dir / "checkpoints" / "resume.pt")["method"][name]
     assert torch.equal(w1, init), f"{method}: {name} moved during epoch 1"
@@ -138,6 +140,24 @@ def test_frozen_through_epoch_one_then_trained(method, name, tmp_path):
     off = train(cfg(method, epochs=1, method_kwargs={("freeze_prototypes_epochs" if method == "swav"
                                                       else "freeze_last_layer_epochs"): 0.0}), tmp_path / "off")
     assert not torch.equal(load_resume(off.run_dir / "checkpoints" / "resume.pt")["method"][name], init)
+
+
+def test_dino_freeze_lasts_one_epoch_but_at_most_one_percent_of_the_run():
+    m = built("dino")
+    frozen = {}
+    for steps_per_epoch, total in ((156, 312), (1000, 100_000)):
+        frozen[total] = []
+        for s in range(total):
+            m.clock = TrainClock(s, steps_per_epoch, total)
+            if m.frozen_parameters():
+                frozen[total].append(s)
+    assert frozen[312] == [0, 1, 2, 3]  # 1% of 312 steps: steps 0-3, not the first epoch's 156
+    assert frozen[100_000] == list(range(1000))  # a long run: the paper's one epoch (1% = 1000 steps too)
+    off = built("dino", freeze_last_layer_frac=0.0)
+    off.clock = TrainClock(0, 156, 312)
+    assert off.frozen_parameters() == ()
+    with pytest.raises(ConfigError, match="freeze_last_layer_frac"):
+        built("dino", freeze_last_layer_frac=1.5)
 
 
 # ------------------------------------------------------------------------------------------ SwAV
