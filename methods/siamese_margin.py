@@ -5,7 +5,7 @@ Reduction by Learning an Invariant Mapping", CVPR 2006. The pairwise hinge of th
 Energy F(x, y) = ||g(x) - g(y)|| (Euclidean distance of embeddings). Positive pairs (two views of
 one sample) are pulled together, F^2; every other pairing in the batch is a negative pushed
 beyond the margin, [m - F]_+^2. Defaults: projector 512 -> 64 (``proj_dim=0``: the backbone's
-embedding directly), margin 1.
+embedding directly), margin 4 (chosen on a validation split carved from the training set).
 """
 from torch import nn
 
@@ -18,7 +18,7 @@ from ssl_bench.registry import register_method
 
 @register_method("siamese-margin")
 class SiameseMargin(Method):
-    defaults = dict(proj_hidden_dim=512, proj_dim=64, margin=1.0)
+    defaults = dict(proj_hidden_dim=512, proj_dim=64, margin=4.0)
     paper = PaperRecipe(
         source=("Hadsell, Chopra & LeCun 2006 (DrLIM) contrastive loss, as the JEA tutorial's pairwise hinge; "
                 "pairs from neighbourhood relations, not augmentations (paper values not verified here)"),
@@ -29,7 +29,9 @@ class SiameseMargin(Method):
         deviations=dict(
             heads="a 512 -> 64 projector on the encoder, so the evaluated representation is the backbone's",
             views="positives are two views of one image, as in the other joint-embedding methods here",
-            margin="1 on unnormalised 64-d embeddings; the paper's margin depends on its data (not verified)",
+            margin=("4 on unnormalised 64-d embeddings, chosen on the validation split at the quick budget: k-NN "
+                    "78.84 / 81.07 / 82.65 / 82.86 at margins 1 / 2 / 4 / 8 (scripts/tune_val.py, "
+                    "leaderboards/tuning/; 4 and 8 tie); the paper's margin depends on its data (not verified)"),
             optimizer=WHY_TUTORIAL, lr=WHY_TUTORIAL, weight_decay=WHY_TUTORIAL,
         ))
 
