@@ -76,10 +76,12 @@ def target_pairs(method: nn.Module) -> list[tuple[nn.Module, nn.Module]]:
 def update_targets(method: nn.Module, progress: float) -> float:
     """EMA-update every ``target_X`` of ``method`` from ``X`` with the scheduled momentum.
 
-    Reads ``method.hp.ema_tau`` / ``method.hp.ema_cosine`` and ``method.total_steps`` (set by
-    the trainer); returns the momentum used."""
+    Reads ``method.hp.ema_tau`` / ``method.hp.ema_cosine`` / ``method.hp.ema_c`` (the rule's
+    constant, :data:`STEPS_C` when the method has no such option) and ``method.total_steps`` (set
+    by the trainer); returns the momentum used."""
     hp: Any = method.hp
-    tau = tau_at(hp.ema_tau, progress, getattr(method, "total_steps", None), getattr(hp, "ema_cosine", True))
+    tau = tau_at(hp.ema_tau, progress, getattr(method, "total_steps", None), getattr(hp, "ema_cosine", True),
+                 getattr(hp, "ema_c", STEPS_C))
     for target, online in target_pairs(method):
         ema_update_(target, online, tau)
     return tau

@@ -64,8 +64,9 @@ def test_every_target_is_named_target_and_moves_by_the_scaled_tau(method):
     online = [p.clone() for p in m.backbone.parameters()]
     m.total_steps = 312
     m.on_step_end(1 / 312)
-    tau = ema.tau_at(0.99, 1 / 312, 312)
-    assert tau == pytest.approx(1 - 10 / 312, abs=1e-4)  # not 0.99: scaled to the run length
+    c = getattr(m.hp, "ema_c", ema.STEPS_C)  # ijepa: 30 (chosen on validation), the others 10
+    tau = ema.tau_at(0.99, 1 / 312, 312, getattr(m.hp, "ema_cosine", True), c)
+    assert tau == pytest.approx(1 - c / 312, abs=1e-4)  # not 0.99: scaled to the run length
     for b, o, a in zip(before, online, m.target_backbone.parameters()):
         torch.testing.assert_close(a, tau * b + (1 - tau) * o)
 
