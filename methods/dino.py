@@ -84,7 +84,8 @@ class DINO(Method):
     def __init__(self, backbone, hp=None, spec=None):
         super().__init__(backbone, hp, spec)
         h = self.hp
-        if h.n_local < 0 or h.freeze_last_layer_epochs < 0 or not 0 <= h.freeze_last_layer_frac <= 1 or h.clip_grad < 0 or h.weight_decay_end < 0:
+        if (h.n_local < 0 or h.freeze_last_layer_epochs < 0 or not 0 <= h.freeze_last_layer_frac <= 1
+                or h.clip_grad < 0 or h.weight_decay_end < 0):
             raise ConfigError("dino: n_local, freeze_last_layer_epochs, clip_grad and weight_decay_end must be >= 0, "
                               "freeze_last_layer_frac in [0, 1]")
         self.head = DINOHead(backbone.out_dim, h.hidden_dim, h.bottleneck_dim, h.out_dim)

@@ -9,7 +9,8 @@ encoder + predictor on the masked view regress the layer-normalised embedding of
 by a target encoder (EMA of the online one, no gradient); mean squared error. The tutorial
 alternates the masked coordinate per epoch; here it is drawn per sample. Ablation switches:
 ``ema_tau=0`` (the target is the current encoder behind a stop-gradient), ``predictor=False``.
-Defaults: mask ratio 0.25 of 7 x 7-px cells (on 2-D points: still one of the two coordinates), predictor 2-layer MLP 512 hidden, tau 0.99 -> 1 cosine (raised for short
+Defaults: mask ratio 0.25 of 7 x 7-px cells (on 2-D points: still one of the two
+coordinates), predictor 2-layer MLP 512 hidden, tau 0.99 -> 1 cosine (raised for short
 runs to 1 - 10 / total_steps, :mod:`ssl_bench.ema`).
 """
 from functools import partial

@@ -169,7 +169,8 @@ def render_markdown() -> str:
              "",
              "Every row where ssl-bench differs from the paper carries its reason. ssl-bench recipes are "
              "tuned on a validation split carved from the training set (or kept at the paper's values), "
-             "never on the test set. Common to all: the harness's optimiser is AdamW (lr 2e-3, weight "
+             "never on the test set: every trial behind a measured choice is in docs/tuning.md "
+             "(scripts/tune_val.py). Common to all: the harness's optimiser is AdamW (lr 2e-3, weight "
              "decay 1e-4, 10% linear warm-up then cosine to 0) unless a method sets its own; ssl-bench's "
              "heads are derived from each method's defaults (\"= paper\": as the paper); the default backbone for "
              "28 px images is cnn-small (3 conv layers, 128-d output; ijepa and mae: a small ViT, see their "
