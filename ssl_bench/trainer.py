@@ -121,13 +121,6 @@ def _train(cfg: RunConfig, out: str | Path, resume: bool, data: Data | None,
     full = data if data is not None else load_data(cfg)
     data = train_split(cfg, full)
     spec = data_spec(data)
-    if not cfg.num_threads and device.type == "cpu" and spec.kind == "vector":
-        # vector data means small MLPs: their steps are too short to share between threads, and on
-        # a shared CPU a second thread waits on the busy core (mog2d vicreg, quick preset, 2-core
-        # CPU at load ~6: 3.6 s with one thread, 19 s with two); restored when training ends
-        from .stats import small_work_threads
-
-        locks.enter_context(small_work_threads(0))
     run_dir = run_dir_for(cfg, Path(out), data.kind)
     ckpt_dir = run_dir / "checkpoints"
     resume_path = ckpt_dir / "resume.pt"

@@ -139,24 +139,6 @@ def test_nan_loss_stops_with_clear_error_and_keeps_checkpoints(tiny, runs):
         METHODS.unregister("nan-after-epoch-1")
 
 
-def test_vector_data_trains_on_one_cpu_thread_unless_told_and_restores_the_count(tiny, runs, tmp_path):
-    before = torch.get_num_threads()
-    seen = {}
-
-    def record(name):
-        return lambda epoch, logs: seen.setdefault(name, torch.get_num_threads())
-
-    try:
-        torch.set_num_threads(2)
-        train(tiny(epochs=1), runs, callbacks=[record("auto")])  # mog2d: vectors
-        assert torch.get_num_threads() == 2  # given back when training ends
-        train(tiny(epochs=1, num_threads=2), tmp_path / "set", callbacks=[record("set")])
-        train(tiny(dataset="digits", epochs=1), tmp_path / "img", callbacks=[record("image")])
-    finally:
-        torch.set_num_threads(before)
-    assert seen == {"auto": 1, "set": 2, "image": 2}
-
-
 def test_evaluators_on_vector_data_run_on_one_cpu_thread(monkeypatch):
     import numpy as np
 
