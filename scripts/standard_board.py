@@ -42,7 +42,8 @@ FIRST = ["simclr", "vicreg", "barlow-twins", "byol"]  # the board's minimum on C
 
 
 def log(msg: str) -> None:
-    print(f"[{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}] {msg}", flush=True)
+    sys.stdout.write(f"[{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}] {msg}\n")  # one write: threads do not interleave
+    sys.stdout.flush()
 
 
 def read_rows(path: Path) -> list[dict]:
