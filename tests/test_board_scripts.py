@@ -1,0 +1,94 @@
+"""scripts/standard_board.py and scripts/board_curves.py: the pieces that need no training."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _run_folder(out: Path, name: str, method: str, mtime: float) -> Path:
+    d = out / name
+    d.mkdir(parents=True)
+    (d / "config.json").write_text(json.dumps({"method": method}))
+    os.utime(d, (mtime, mtime))
+    return d
+
+
+def test_run_dir_reads_the_method_from_config_not_from_the_name(tmp_path):
+    sb = _load("standard_board")
+    now = time.time()
+    jepa = _run_folder(tmp_path, "fashion-mnist-jepa-cnn-small-standard-s0-aaaaaaaaaaaa", "jepa", now - 100)
+    # newer, and its name also matches the pattern fashion-mnist-jepa-*-standard-s0-*
+    masked = _run_folder(tmp_path, "fashion-mnist-jepa-masked-cnn-small-standard-s0-bbbbbbbbbbbb", "jepa-masked", now)
+    assert sb.run_dir(tmp_path, "fashion-mnist", "jepa", "standard", 0) == jepa
+    assert sb.run_dir(tmp_path, "fashion-mnist", "jepa-masked", "standard", 0) == masked
+    assert sb.run_dir(tmp_path, "fashion-mnist", "jepa", "standard", 1) is None
+
+
+def test_stop_at_in_the_past_starts_nothing_and_still_rebuilds_the_board(tmp_path, monkeypatch, capsys):
+    sb = _load("standard_board")
+
+    def no_subprocess(*a, **k):
+        raise AssertionError("no run may start after --stop-at")
+
+    monkeypatch.setattr(subprocess, "run", no_subprocess)
+    lb = tmp_path / "lb"
+    rows = lb / "fashion-mnist-rows"
+    src = ROOT / "leaderboards" / "fashion-mnist-rows" / "fashion-mnist-pixels-quick-s0"
+    shutil.copytree(src, rows / src.name)
+    rc = sb.main(["--methods", "simclr,byol", "--preset", "quick", "--board", "fashion-mnist", "--no-baselines",
+                  "--out", str(tmp_path / "runs"), "--leaderboards", str(lb), "--stop-at", str(time.time() - 5)])
+    assert rc == 1  # two runs not started
+    log = capsys.readouterr().out
+    assert log.count("NOT STARTED") == 2
+    table = (lb / "fashion-mnist.md").read_text()
+    assert "| _pixels_ |" in table and "84.59" in table
+
+
+def test_board_curves_reports_the_committed_standard_runs():
+    bc = _load("board_curves")
+    md = bc.table(ROOT / "leaderboards" / "fashion-mnist-standard-rows")
+    vicreg = next(line for line in md.splitlines() if line.startswith("| vicreg |"))
+    cells = [c.strip() for c in vicreg.strip("|").split("|")]
+    assert cells[1] == "cnn-small" and cells[2] == "20"
+    assert cells[-1] == "87.70"  # the final k-NN of the committed row
+    assert "20:" in cells[-2]  # the monitor's last logged epoch
+
+
+def test_board_curves_refuses_a_doc_without_its_block(tmp_path):
+    bc = _load("board_curves")
+    doc = tmp_path / "doc.md"
+    doc.write_text("no block here\n")
+    assert bc.main([str(ROOT / "leaderboards" / "fashion-mnist-standard-rows"), "--doc", str(doc)]) == 2
+    assert doc.read_text() == "no block here\n"
+
+
+@pytest.mark.parametrize("doc", ["docs/standard-leaderboard.md"])
+def test_committed_curves_block_is_what_the_script_writes(doc, tmp_path):
+    bc = _load("board_curves")
+    copy = tmp_path / "doc.md"
+    shutil.copyfile(ROOT / doc, copy)
+    rows = "leaderboards/fashion-mnist-standard-rows"
+    cwd = os.getcwd()
+    os.chdir(ROOT)
+    try:
+        assert bc.main([rows, "--doc", str(copy)]) == 0
+    finally:
+        os.chdir(cwd)
+    written = copy.read_text().replace(f"--doc {copy}", f"--doc {doc}")
+    assert written == (ROOT / doc).read_text()
