@@ -8,7 +8,7 @@
 # Several trainings share the GPU at once (small models leave it mostly idle; the CPU side of the
 # launches is the limit, so JOBS follows the cores). Each phase has a deadline (standard_board.py
 # --stop-at): no run starts that could not finish, a run still going at the deadline is ended, and
-# the table is rebuilt from what finished; a later call (same runs/ folder) fills the gaps, since a
+# the table is rebuilt from what finished; a later call, on any machine, fills the gaps, since a
 # (method, seed) whose rows exist is skipped. Result rows land in leaderboards/<board>-rows/ (commit
 # them) and, with $OUT set, in $OUT/boards.tgz.
 #

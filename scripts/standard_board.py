@@ -18,7 +18,8 @@ Each (method, seed) is trained with ``ssl-bench train --resume`` (a half-trained
 from its last epoch), evaluated with ``ssl-bench eval``, and its result rows are copied to
 ``leaderboards/<board>-rows/<run_id>/results.jsonl`` with the run's ``train_log.csv`` (loss and
 k-NN monitor per epoch: what the curve was still doing) beside them (committed, so the board can grow
-across machines and sessions; a run with rows there is skipped). ``<board>`` is ``<dataset>-<preset>``
+across machines and sessions: a (method, seed) with successful rows there is not trained again,
+unless ``--force``). ``<board>`` is ``<dataset>-<preset>``
 unless ``--board`` names it. The ``pixels`` and ``random-init``
 reference rows are computed once per seed. The table is then rebuilt from the committed rows
 with the same code as ``ssl-bench leaderboard``.
@@ -76,6 +77,17 @@ def run_dir(out: Path, dataset: str, method: str, preset: str, seed: int) -> Pat
     cands = sorted((p for p in out.glob(f"{dataset}-{method}-*-{preset}-s{seed}-*") if ours(p)),
                    key=lambda p: p.stat().st_mtime)
     return cands[-1] if cands else None
+
+
+def has_rows(rows_dir: Path, method: str, preset: str, seed: int, backbone: str | None) -> bool:
+    """Whether the board's rows folder already holds a successful run of (method, preset, seed) (on
+    ``backbone`` when one is named), from any machine: such a run is not trained again."""
+    for f in rows_dir.glob("*/results.jsonl"):
+        first = next(iter(read_rows(f)), None)
+        if (first and first.get("method") == method and first.get("preset") == preset and first.get("seed") == seed
+                and first.get("status", "ok") == "ok" and (backbone is None or first.get("backbone") == backbone)):
+            return True
+    return False
 
 
 def left(a) -> float | None:
@@ -215,6 +227,7 @@ def main(argv: list[str] | None = None) -> int:
                     "run starts (default: %(default)s)")
     ap.add_argument("--backbone", default=None, help="every method's backbone, and random-init's (default: auto)")
     ap.add_argument("--no-baselines", action="store_true")
+    ap.add_argument("--force", action="store_true", help="train (method, seed) again even when the board has its rows")
     ap.add_argument("--generated-by", default=None, help="the command the table's header names (default: this one)")
     ap.add_argument("--one-process", action="store_true", help="train and evaluate each run in one `ssl-bench run` "
                     "process (no --resume: for short runs, e.g. on a GPU)")
@@ -235,8 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     todo = []
     for seed in seeds:
         for m in methods:
-            rd = run_dir(a.out, a.dataset, m, a.preset, seed)
-            if rd is not None and (rows_dir / rd.name / "results.jsonl").is_file():
+            if not a.force and has_rows(rows_dir, m, a.preset, seed, a.backbone):
                 log(f"{m} seed {seed}: rows exist, skipped")
                 continue
             todo.append((m, seed))

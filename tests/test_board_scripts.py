@@ -92,3 +92,17 @@ def test_committed_curves_block_is_what_the_script_writes(doc, tmp_path):
         os.chdir(cwd)
     written = copy.read_text().replace(f"--doc {copy}", f"--doc {doc}")
     assert written == (ROOT / doc).read_text()
+
+
+def test_a_method_seed_with_committed_rows_is_not_trained_again(tmp_path, monkeypatch, capsys):
+    """The rows folder alone (e.g. a fresh machine with an empty runs/) decides what is left to train."""
+    sb = _load("standard_board")
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: (_ for _ in ()).throw(AssertionError("trained")))
+    rows = tmp_path / "lb" / "fashion-mnist-rows"
+    src = next((ROOT / "leaderboards" / "fashion-mnist-rows").glob("fashion-mnist-simclr-cnn-small-quick-s0-*"))
+    shutil.copytree(src, rows / src.name)
+    rc = sb.main(["--methods", "simclr", "--preset", "quick", "--seeds", "0", "--board", "fashion-mnist",
+                  "--no-baselines", "--out", str(tmp_path / "runs"), "--leaderboards", str(tmp_path / "lb")])
+    assert rc == 0
+    assert "simclr seed 0: rows exist, skipped" in capsys.readouterr().out
+    assert "| simclr |" in (tmp_path / "lb" / "fashion-mnist.md").read_text()
