@@ -105,7 +105,8 @@ def nearest(train: np.ndarray, test: np.ndarray, k: int, backend: str = "auto", 
     return torch.cat(sims).numpy(), torch.cat(idx).numpy()
 
 
-def knn_scores(sims: np.ndarray, idx: np.ndarray, train_y: np.ndarray, num_classes: int, temperature: float) -> np.ndarray:
+def knn_scores(sims: np.ndarray, idx: np.ndarray, train_y: np.ndarray, num_classes: int,
+               temperature: float) -> np.ndarray:
     """Class scores: sum over neighbours of exp(sim / T) for each neighbour's class."""
     w = np.exp(sims.astype(np.float64) / temperature)
     scores = np.zeros((len(sims), num_classes))

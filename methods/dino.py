@@ -30,8 +30,7 @@ from ssl_bench.distributed import mean_over_ranks
 from ssl_bench.ema import update_targets
 from ssl_bench.errors import ConfigError
 from ssl_bench.fidelity import OUR_EMA, PaperRecipe, WHY_EMA, WHY_LR, WHY_VIEWS, WHY_WIDTH
-from ssl_bench.heads import DINOHead, frozen_copy
-from ssl_bench.heads import forward_by_size
+from ssl_bench.heads import DINOHead, forward_by_size, frozen_copy
 from ssl_bench.method import Method
 from ssl_bench.registry import register_method
 from ssl_bench.views import method_multi_crop

@@ -20,11 +20,17 @@ import torch
 import torch.nn.functional as F
 
 from ssl_bench.distributed import shard, world_size
-from ssl_bench.errors import ConfigError
 from ssl_bench.ema import update_targets
+from ssl_bench.errors import ConfigError
 from ssl_bench.fidelity import PaperRecipe, WHY_EMA, WHY_LR
-from ssl_bench.heads import (MaskedTokenPredictor, frozen_copy, gather_tokens, timm_vit,
-                             vit_encode_tokens, vit_patch_tokens)
+from ssl_bench.heads import (
+    MaskedTokenPredictor,
+    frozen_copy,
+    gather_tokens,
+    timm_vit,
+    vit_encode_tokens,
+    vit_patch_tokens,
+)
 from ssl_bench.method import Method
 from ssl_bench.registry import register_method
 from ssl_bench.views import MultiView, default_augment, multiblock_masks

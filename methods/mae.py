@@ -16,7 +16,6 @@ preset (312 steps on 20k) norm_pix 69.95, raw pixels 69.85; 78 steps on a 5k sub
 61.10, raw pixels 62.95. At the quick budget the two are within 0.1 pt on one seed, so the
 default stays the paper's; ``--opt norm_pix_loss=false`` regresses raw pixels.
 """
-import torch.nn.functional as F
 
 from ssl_bench import losses
 from ssl_bench.distributed import shard, world_size

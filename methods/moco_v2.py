@@ -24,8 +24,7 @@ from ssl_bench import losses
 from ssl_bench.distributed import gather
 from ssl_bench.errors import ConfigError
 from ssl_bench.fidelity import PaperRecipe, WHY_LR, WHY_OPTIMIZER, WHY_VIEWS, WHY_WD, WHY_WIDTH
-from ssl_bench.heads import MLPHead, cosine_tau, ema_update_, frozen_copy
-from ssl_bench.heads import split_batchnorm_
+from ssl_bench.heads import MLPHead, cosine_tau, ema_update_, frozen_copy, split_batchnorm_
 from ssl_bench.method import Method
 from ssl_bench.registry import register_method
 

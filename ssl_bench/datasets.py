@@ -409,8 +409,8 @@ def imagefolder(root=None, image_size: int = 64, **_) -> Data:
         for path, _ in ds.samples:
             try:
                 with Image.open(path) as im:
-                    im = im.convert("RGB").resize((image_size, image_size), Image.Resampling.BILINEAR)
-                    xs.append(np.asarray(im))
+                    rgb = im.convert("RGB").resize((image_size, image_size), Image.Resampling.BILINEAR)
+                    xs.append(np.asarray(rgb))
             except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
                 # PIL.UnidentifiedImageError is an OSError; truncated files raise OSError
                 raise DatasetNotFoundError(f"imagefolder: cannot decode {path} ({type(exc).__name__}: "

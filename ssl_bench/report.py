@@ -402,8 +402,8 @@ def dataset_sections(ds: str, runs: list[Run], frame, log=None) -> tuple[str, di
         if not items:
             return _missing("no reconstruction.png artifacts (reconstruction evaluator, image datasets)")
         return '<div class="grid">' + "".join(
-            f"<figure>{_img(p.read_bytes(), f'{ds} {k} reconstruction', min_width=320)}<figcaption>{html.escape(k)}</figcaption>"
-            "</figure>" for k, p in items) + "</div>"
+            f"<figure>{_img(p.read_bytes(), f'{ds} {k} reconstruction', min_width=320)}"
+            f"<figcaption>{html.escape(k)}</figcaption></figure>" for k, p in items) + "</div>"
     timed("reconstruction", recon)
 
     mog = [r for r in trained if r.dataset == "mog2d"]
