@@ -8,7 +8,8 @@ speed of the bare networks on the same batch, and whether the step synchronises 
     # the ResNet-18 case
     python benchmarks/bench_gpu_step.py --device cuda --batch-size 256 --shape 3,224,224
     # host-device synchronisations per step instead of timings
-    python benchmarks/bench_gpu_step.py --device cuda --methods swav,ijepa --backbone auto --shape 1,28,28 --sync-check 5
+    python benchmarks/bench_gpu_step.py --device cuda --methods swav,ijepa --backbone auto --shape 1,28,28 \
+        --sync-check 5
     # on a CPU, tiny sizes, to prove it runs
     python benchmarks/bench_gpu_step.py --device cpu --batch-size 8 --shape 3,32,32 --steps 3 --warmup 1
 

@@ -37,8 +37,8 @@ def main(argv=None) -> dict:
     p.add_argument("--jsonl", default=None, help="append the JSON line to this file")
     a = p.parse_args(argv)
 
-    from ssl_bench.evaluators.knn import faiss_available
     from ssl_bench.config import RunConfig
+    from ssl_bench.evaluators.knn import faiss_available
     from ssl_bench.pipeline import evaluate_checkpoint
     from ssl_bench.trainer import train
 
