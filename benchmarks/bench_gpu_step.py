@@ -44,6 +44,7 @@ import time
 import traceback
 import warnings
 from collections import Counter
+from collections.abc import Callable
 
 import torch
 
@@ -80,28 +81,38 @@ def _dino(method, views):
     return loss
 
 
-def _mae(method, views, fixed={}):  # noqa: B006 - per-shape cache of the pre-drawn token split
+def _mae(method, views, split):
     x = views[0]
     tokens, grid = vit_patch_tokens(method.vit, x)
-    key = (x.shape[0], tokens.shape[1], x.device)
-    if key not in fixed:
-        fixed[key] = random_token_split(x.shape[0], tokens.shape[1], method.hp.mask_ratio,
-                                        g=torch.Generator().manual_seed(0), device=x.device)
-    keep, hidden = fixed[key]
+    keep, hidden = split  # drawn once, before any compilation (no branch for torch.compile to guard on)
     latent = vit_encode_tokens(method.vit, gather_tokens(tokens, keep))
     return method.decoder(latent, keep, hidden, grid).float().mean()
 
 
+def _mae_split(method, views):
+    with torch.no_grad():
+        n_tokens = vit_patch_tokens(method.vit, views[0])[0].shape[1]
+    return random_token_split(views[0].shape[0], n_tokens, method.hp.mask_ratio,
+                              g=torch.Generator().manual_seed(0), device=views[0].device)
+
+
 #: method -> ceiling(method, views) -> scalar loss. Methods not listed here fall back to
 #: backbone + projector per view (a method without a projector has no ceiling here).
-CEILINGS = {"byol": _byol, "dino": _dino, "mae": _mae}
+CEILINGS: dict[str, Callable[..., torch.Tensor]] = {"byol": _byol, "dino": _dino, "mae": _mae}
+#: what a ceiling needs drawn once from the fixed views (passed as its third argument)
+CEILING_STATE = {"mae": _mae_split}
 
 
-def ceiling_fn(name: str, method):
+def ceiling_fn(name: str, method, fixed_views):
+    """``f(views) -> loss``: the method's model-only ceiling, its fixed state drawn now."""
     if name in CEILINGS:
-        return CEILINGS[name]
+        fn = CEILINGS[name]
+        if name in CEILING_STATE:
+            state = CEILING_STATE[name](method, fixed_views)
+            return lambda views: fn(method, views, state)
+        return lambda views: fn(method, views)
     if hasattr(method, "projector"):
-        return _online
+        return lambda views: _online(method, views)
     raise ValueError(f"no model-only ceiling defined for {name!r} (add one to CEILINGS)")
 
 
@@ -211,16 +222,16 @@ def bench_method(name: str, a, device: torch.device) -> dict:
     def forward_ssl(vs):
         return method.training_step(vs)
 
-    def forward_model(vs):
-        return ceiling_fn(name, method)(method, vs)
+    def norm(v):
+        return precision.to_layout((v - mean) * inv_std, channels_last)
 
+    fixed = [norm(v) for v in views(pool[:a.batch_size].float() / 255, view_generator(0, 0, device))]
+    # the ceiling is not built for --sync-check: methods without one (swav, ijepa) can be checked
+    forward_model = None if a.sync_check else ceiling_fn(name, method, fixed)
     graphs = a.compile == "reduce-overhead"
     if a.compile != "none":
         forward_ssl = torch.compile(forward_ssl, mode=a.compile)
-        forward_model = torch.compile(forward_model, mode=a.compile)
-
-    def norm(v):
-        return precision.to_layout((v - mean) * inv_std, channels_last)
+        forward_model = forward_model and torch.compile(forward_model, mode=a.compile)
 
     def ssl_step():
         if graphs:  # outputs of the previous replay may be overwritten from here on
@@ -249,8 +260,6 @@ def bench_method(name: str, a, device: torch.device) -> dict:
             v = torch.as_tensor(v, device=device).detach().float()
             sums[k] = sums[k] + v if k in sums else v.clone()
 
-    fixed = [norm(v) for v in views(pool[:a.batch_size].float() / 255, view_generator(0, 0, device))]
-
     def model_step():
         if graphs:
             torch.compiler.cudagraph_mark_step_begin()
@@ -266,7 +275,7 @@ def bench_method(name: str, a, device: torch.device) -> dict:
         "views": [list(v.shape[1:]) for v in fixed], "compile": a.compile, "channels_last": channels_last,
         "precision": prec, "torch": torch.__version__,
     }
-    if a.sync_check:  # the ceiling is not run: methods without one (swav, ijepa) can be checked
+    if a.sync_check:
         for _ in range(a.warmup):
             ssl_step()
         res.update(kind="sync_check", steps=a.sync_check, **count_syncs(ssl_step, a.sync_check, device))

@@ -19,6 +19,7 @@ import json
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -42,7 +43,7 @@ def main(argv=None) -> dict:
     from ssl_bench.pipeline import evaluate_checkpoint
     from ssl_bench.trainer import train
 
-    over = {k: int(v) for k, v in (s.split("=", 1) for s in a.sets)}
+    over: dict[str, Any] = {k: int(v) for k, v in (s.split("=", 1) for s in a.sets)}
     if a.threads:
         torch.set_num_threads(a.threads)  # training and evaluation alike
     cfg = RunConfig(method=a.method, dataset=a.dataset, preset=a.preset, device=a.device, progress=False,
