@@ -556,8 +556,8 @@ def build_parser() -> argparse.ArgumentParser:
     cc.add_argument("--quick", action="store_true", help="the PR-sized check: only the cases marked quick = true "
                     "(the built-in file: at least one per method), each on its first seed")
     cc.add_argument("--full-budget", action="store_true", help="train every case for its whole step budget (by "
-                    "default a collapse case with check_every stops once its verdict agreed on `settle` checks "
-                    "in a row)")
+                    "default a collapse case with check_every stops once `settle` checks in a row gave the same "
+                    "agreeing verdict)")
     cc.add_argument("--json", action="store_true", help="print one JSON object with every case and seed")
     cc.set_defaults(func=cmd_check_collapse)
     return p

@@ -74,7 +74,7 @@ class Case:
     represent: str = "backbone"
     xfail: str | None = None  # a known non-reproduction: reported, does not fail the suite
     check_every: int = 0  # steps between checks of a collapse case's verdict (0: train the whole budget)
-    settle: int = 2  # ... that stops once it agreed on this many checks in a row
+    settle: int = 3  # ... that stops once this many checks in a row gave the same agreeing verdict
     quick: bool = False  # part of the PR-sized subset (`check-collapse --quick`)
 
     @property
@@ -85,8 +85,9 @@ class Case:
     def stops_early(self) -> bool:
         """May training stop before ``steps``? Only a collapse fact judged on its verdict alone
         (every expected verdict a collapse, no bounds) with ``check_every`` set: its verdict is
-        checked every ``check_every`` steps and training ends once it agreed ``settle`` checks in a
-        row. An ``ok`` fact always trains the whole budget (a random init is ``ok`` too)."""
+        checked every ``check_every`` steps and training ends once ``settle`` checks in a row gave
+        the same agreeing verdict. An ``ok`` fact always trains the whole budget (a random init is
+        ``ok`` too)."""
         return (self.check_every > 0 and bool(self.expected) and "ok" not in self.expected
                 and not self.bounds)
 
@@ -289,7 +290,8 @@ def run_case_seed(case: Case, seed: int, workdir: Path, data_cache: dict | None 
     """Train and judge one case x seed. Checkpoints are written after the last epoch only. A case
     that :attr:`Case.stops_early` is judged every ``check_every`` steps during training (the
     verdicts are kept in ``checks``); with ``early_stop`` it stops once ``settle`` checks in a row
-    agreed, else it trains the whole budget (the checks are then only recorded)."""
+    gave the same agreeing verdict, else it trains the whole budget (the checks are then only
+    recorded)."""
     from .build import load_data, resolve_device
     from .embeddings import checkpoint_embeddings, eval_split
     from .pipeline import run_evaluators
@@ -308,14 +310,15 @@ def run_case_seed(case: Case, seed: int, workdir: Path, data_cache: dict | None 
     stop = None
     if case.stops_early:
         every = max(1, round(case.check_every / per_epoch))  # in epochs
-        agreed = [0]
+        agreed = [0]  # agreeing checks in a row with the same verdict
 
         def stop(epoch: int, method) -> bool:
             if epoch % every:
                 return False
             got, fails = judge(case, live_metrics(case, cfg, data, method))
+            same = bool(checks) and checks[-1][1] == got
             checks.append((epoch * per_epoch, got))
-            agreed[0] = 0 if fails else agreed[0] + 1
+            agreed[0] = 0 if fails else agreed[0] + 1 if same else 1
             return early_stop and agreed[0] >= case.settle
 
     res = train(cfg, workdir / case.name, data=data, checkpoint_every=cfg.epochs, stop=stop)
