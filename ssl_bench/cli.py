@@ -554,7 +554,7 @@ def build_parser() -> argparse.ArgumentParser:
     cc.add_argument("--jobs", type=int, default=None, help="worker processes, one thread each (default: the "
                     "number of usable cores, from the CPU affinity and the cgroup CPU quota)")
     cc.add_argument("--quick", action="store_true", help="the PR-sized check: only the cases marked quick = true "
-                    "(the built-in file: at least one per method), each on its first seed")
+                    "(the built-in file: at least one per method), each on its first seed unless --seeds is given")
     cc.add_argument("--full-budget", action="store_true", help="train every case for its whole step budget (by "
                     "default a collapse case with check_every stops once `settle` checks in a row gave the same "
                     "agreeing verdict)")

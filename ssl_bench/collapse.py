@@ -8,12 +8,15 @@ evaluator (plus ``rankme`` / ``knn`` when the case bounds their metrics)::
     dataset = "mog2d"
     steps = 300                     # optimiser steps (epochs = ceil(steps / steps per epoch))
     seeds = [0, 1, 2, 3, 4]
+    check_every = 100               # a collapse case is judged every ~100 steps and stops once
+    settle = 3                      # 3 checks in a row gave the same agreeing verdict (0: off)
     [defaults.config]               # any RunConfig key (batch_size, lr, backbone_kwargs, views...)
     batch_size = 256
 
     [[case]]
     name = "simsiam-no-stopgrad"    # unique
     method = "simsiam"              # any registered method, entry-point plugins included
+    quick = true                    # part of the PR-sized check (`check-collapse --quick`)
     options = { stop_gradient = false }   # method options (the method's `defaults` keys)
     config = { lr = 0.01 }          # optional RunConfig overrides for this case
     expect = "complete"             # ok | dimensional | complete, or a list of them (e.g. any collapse:
@@ -149,7 +152,8 @@ class CaseResult:
             "passed": self.passed, "status": self.status,
             "agreement": f"{self.agreement}/{len(self.seeds)}",
             "seeds": [{"seed": s.seed, "verdict": s.verdict, "agrees": s.agrees, "failures": s.failures,
-                       "seconds": round(s.seconds, 3), "steps": s.steps, "metrics": s.metrics}
+                       "seconds": round(s.seconds, 3), "steps": s.steps, "checks": [list(c) for c in s.checks],
+                       "metrics": s.metrics}
                       for s in self.seeds],
         }
 

@@ -336,6 +336,7 @@ def test_check_collapse_quick_runs_the_marked_cases_on_one_seed(tmp_path, capsys
     res = json.loads(capsys.readouterr().out)
     assert [(c["case"], [s["seed"] for s in c["seeds"]]) for c in res["cases"]] == [("a-quick", [5])]
     assert res["cases"][0]["seeds"][0]["steps"] == 48  # whole epochs: 3 x 16 (2048-sample subset, batch 128)
+    assert res["cases"][0]["seeds"][0]["checks"] == []  # a case with bounds is not checked while it trains
 
 
 @pytest.mark.collapse
