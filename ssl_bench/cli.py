@@ -405,9 +405,11 @@ def cmd_report(a) -> int:
 
 
 def cmd_check_collapse(a) -> int:
-    from .collapse import builtin_cases_path, format_table, load_cases, run_suite
+    from .collapse import builtin_cases_path, format_table, load_cases, quick_cases, run_suite
 
     cases = load_cases(a.cases)  # a malformed file fails here, before any training
+    if a.quick:
+        cases = quick_cases(cases)
     if a.only:
         wanted = [n.strip() for n in a.only.split(",") if n.strip()]
         missing = sorted(set(wanted) - {c.name for c in cases})
@@ -421,7 +423,8 @@ def cmd_check_collapse(a) -> int:
         a.jobs = usable_cores()
     if a.jobs < 1:
         raise ConfigError(f"--jobs must be >= 1, got {a.jobs}")
-    results = run_suite(cases, _seeds(a.seeds) if a.seeds else None, workdir=a.keep, log=log, jobs=a.jobs)
+    results = run_suite(cases, _seeds(a.seeds) if a.seeds else None, workdir=a.keep, log=log, jobs=a.jobs,
+                        early_stop=not a.full_budget)
     if a.json:
         print(json.dumps({"cases": [r.to_dict() for r in results], "passed": all(r.ok for r in results)},
                          sort_keys=True))
@@ -550,6 +553,11 @@ def build_parser() -> argparse.ArgumentParser:
                     help="keep the runs under DIR (default: a temporary directory)")
     cc.add_argument("--jobs", type=int, default=None, help="worker processes, one thread each (default: the "
                     "number of usable cores, from the CPU affinity and the cgroup CPU quota)")
+    cc.add_argument("--quick", action="store_true", help="the PR-sized check: only the cases marked quick = true "
+                    "(the built-in file: at least one per method), each on its first seed unless --seeds is given")
+    cc.add_argument("--full-budget", action="store_true", help="train every case for its whole step budget (by "
+                    "default a collapse case with check_every stops once `settle` checks in a row gave the same "
+                    "agreeing verdict)")
     cc.add_argument("--json", action="store_true", help="print one JSON object with every case and seed")
     cc.set_defaults(func=cmd_check_collapse)
     return p

@@ -8,12 +8,15 @@ evaluator (plus ``rankme`` / ``knn`` when the case bounds their metrics)::
     dataset = "mog2d"
     steps = 300                     # optimiser steps (epochs = ceil(steps / steps per epoch))
     seeds = [0, 1, 2, 3, 4]
+    check_every = 100               # a collapse case is judged every ~100 steps and stops once
+    settle = 3                      # 3 checks in a row gave the same agreeing verdict (0: off)
     [defaults.config]               # any RunConfig key (batch_size, lr, backbone_kwargs, views...)
     batch_size = 256
 
     [[case]]
     name = "simsiam-no-stopgrad"    # unique
     method = "simsiam"              # any registered method, entry-point plugins included
+    quick = true                    # part of the PR-sized check (`check-collapse --quick`)
     options = { stop_gradient = false }   # method options (the method's `defaults` keys)
     config = { lr = 0.01 }          # optional RunConfig overrides for this case
     expect = "complete"             # ok | dimensional | complete, or a list of them (e.g. any collapse:
@@ -49,8 +52,8 @@ from ssl_bench.evaluators.collapse import VERDICTS, verdict
 from .errors import ConfigError
 
 CASE_KEYS = {"name", "method", "options", "config", "dataset", "steps", "seeds", "expect", "bounds", "note",
-             "represent", "xfail"}
-DEFAULT_KEYS = CASE_KEYS - {"name", "method", "expect", "bounds", "note", "xfail"}
+             "represent", "xfail", "check_every", "settle", "quick"}
+DEFAULT_KEYS = CASE_KEYS - {"name", "method", "expect", "bounds", "note", "xfail", "quick"}
 #: Metrics every case reports in the table (when computed).
 KEY_METRICS = ("collapse.std_ratio", "collapse.dims99", "collapse.mean_cos", "collapse.sigreg")
 
@@ -73,10 +76,23 @@ class Case:
     note: str = ""
     represent: str = "backbone"
     xfail: str | None = None  # a known non-reproduction: reported, does not fail the suite
+    check_every: int = 0  # steps between checks of a collapse case's verdict (0: train the whole budget)
+    settle: int = 3  # ... that stops once this many checks in a row gave the same agreeing verdict
+    quick: bool = False  # part of the PR-sized subset (`check-collapse --quick`)
 
     @property
     def expected(self) -> list[str]:
         return [] if self.expect is None else [self.expect] if isinstance(self.expect, str) else list(self.expect)
+
+    @property
+    def stops_early(self) -> bool:
+        """May training stop before ``steps``? Only a collapse fact judged on its verdict alone
+        (every expected verdict a collapse, no bounds) with ``check_every`` set: its verdict is
+        checked every ``check_every`` steps and training ends once ``settle`` checks in a row gave
+        the same agreeing verdict. An ``ok`` fact always trains the whole budget (a random init is
+        ``ok`` too)."""
+        return (self.check_every > 0 and bool(self.expected) and "ok" not in self.expected
+                and not self.bounds)
 
     @property
     def evaluators(self) -> list[str]:
@@ -95,6 +111,8 @@ class SeedResult:
     metrics: dict[str, float]  # "evaluator.metric" -> value
     failures: list[str]  # why this seed disagrees (empty = agrees)
     seconds: float
+    steps: int = 0  # optimiser steps trained (below the case's budget when it stopped early)
+    checks: list[tuple[int, str]] = field(default_factory=list)  # (step, verdict) of each early check
 
     @property
     def agrees(self) -> bool:
@@ -134,7 +152,9 @@ class CaseResult:
             "passed": self.passed, "status": self.status,
             "agreement": f"{self.agreement}/{len(self.seeds)}",
             "seeds": [{"seed": s.seed, "verdict": s.verdict, "agrees": s.agrees, "failures": s.failures,
-                       "seconds": round(s.seconds, 3), "metrics": s.metrics} for s in self.seeds],
+                       "seconds": round(s.seconds, 3), "steps": s.steps, "checks": [list(c) for c in s.checks],
+                       "metrics": s.metrics}
+                      for s in self.seeds],
         }
 
 
@@ -201,6 +221,12 @@ def _check_case(c: Case, label: str) -> None:
         raise ConfigError(f"{label}: xfail must be a non-empty string saying why the case is known to disagree")
     if isinstance(c.steps, bool) or not isinstance(c.steps, int) or c.steps < 1:
         raise ConfigError(f"{label}: steps must be a positive integer, got {c.steps!r}")
+    if isinstance(c.check_every, bool) or not isinstance(c.check_every, int) or c.check_every < 0:
+        raise ConfigError(f"{label}: check_every must be an integer >= 0 (0: no early stop), got {c.check_every!r}")
+    if isinstance(c.settle, bool) or not isinstance(c.settle, int) or c.settle < 1:
+        raise ConfigError(f"{label}: settle must be a positive integer, got {c.settle!r}")
+    if not isinstance(c.quick, bool):
+        raise ConfigError(f"{label}: quick must be true or false, got {c.quick!r}")
     if (not isinstance(c.seeds, list) or not c.seeds
             or not all(isinstance(s, int) and not isinstance(s, bool) for s in c.seeds)):
         raise ConfigError(f"{label}: seeds must be a non-empty list of integers, got {c.seeds!r}")
@@ -263,7 +289,13 @@ def judge(case: Case, metrics: dict[str, float]) -> tuple[str, list[str]]:
     return got, failures
 
 
-def run_case_seed(case: Case, seed: int, workdir: Path, data_cache: dict | None = None) -> SeedResult:
+def run_case_seed(case: Case, seed: int, workdir: Path, data_cache: dict | None = None,
+                  early_stop: bool = True) -> SeedResult:
+    """Train and judge one case x seed. Checkpoints are written after the last epoch only. A case
+    that :attr:`Case.stops_early` is judged every ``check_every`` steps during training (the
+    verdicts are kept in ``checks``); with ``early_stop`` it stops once ``settle`` checks in a row
+    gave the same agreeing verdict, else it trains the whole budget (the checks are then only
+    recorded)."""
     from .build import load_data, resolve_device
     from .embeddings import checkpoint_embeddings, eval_split
     from .pipeline import run_evaluators
@@ -277,7 +309,23 @@ def run_case_seed(case: Case, seed: int, workdir: Path, data_cache: dict | None 
         data_cache[key] = load_data(probe)
     data = data_cache[key]
     cfg = case_config(case, seed, len(data.x_train))
-    res = train(cfg, workdir / case.name, data=data)
+    per_epoch = min(len(data.x_train), cfg.train_subset or len(data.x_train)) // cfg.batch_size  # as the trainer
+    checks: list[tuple[int, str]] = []
+    stop = None
+    if case.stops_early:
+        every = max(1, round(case.check_every / per_epoch))  # in epochs
+        agreed = [0]  # agreeing checks in a row with the same verdict
+
+        def stop(epoch: int, method) -> bool:
+            if epoch % every:
+                return False
+            got, fails = judge(case, live_metrics(case, cfg, data, method))
+            same = bool(checks) and checks[-1][1] == got
+            checks.append((epoch * per_epoch, got))
+            agreed[0] = 0 if fails else agreed[0] + 1 if same else 1
+            return early_stop and agreed[0] >= case.settle
+
+    res = train(cfg, workdir / case.name, data=data, checkpoint_every=cfg.epochs, stop=stop)
     if case.represent == "backbone":
         emb, cfg, _meta, _, _method = checkpoint_embeddings(res.checkpoint, eval_split(cfg, data),
                                                             resolve_device(cfg.device))
@@ -287,7 +335,45 @@ def run_case_seed(case: Case, seed: int, workdir: Path, data_cache: dict | None 
     for ev, (m, _secs) in run_evaluators(emb, case.evaluators, cfg.eval_kwargs).items():
         metrics.update({f"{ev}.{k}": float(v) for k, v in m.items()})
     got, failures = judge(case, metrics)
-    return SeedResult(seed, got, metrics, failures, time.perf_counter() - t0)
+    return SeedResult(seed, got, metrics, failures, time.perf_counter() - t0, res.epochs * per_epoch, checks)
+
+
+def live_metrics(case: Case, cfg, data, method) -> dict[str, float]:
+    """The ``collapse`` metrics of what the case judges, from the method as it is now (eval mode,
+    as the final judgement sees its checkpoint); the random number generators are left as found,
+    so a checked run trains exactly as an unchecked one."""
+    import numpy as np
+    import torch
+
+    from .build import resolve_device
+    from .embeddings import embed_data, eval_split, layer_encoder
+    from .pipeline import run_evaluators
+    from .precision import resolve_precision
+
+    np_state = np.random.get_state()
+    was_training = method.training
+    try:
+        with torch.random.fork_rng(devices=[]), torch.no_grad():
+            method.eval()
+            split, device = eval_split(cfg, data), resolve_device(cfg.device)
+            prec = resolve_precision(cfg.precision, device)
+            if case.represent == "backbone":
+                if method.evaluated != "online":  # the checkpoint keeps the EMA target as the backbone
+                    saved = method.backbone
+                    method.backbone = method.evaluated_backbone()
+                    try:
+                        emb = embed_data(layer_encoder(method), split, device, precision=prec)
+                    finally:
+                        method.backbone = saved
+                else:
+                    emb = embed_data(layer_encoder(method), split, device, precision=prec)
+            else:
+                emb = _head_embed(method, case.represent, split, device, "live", cfg.method)
+            (m, _secs), = run_evaluators(emb, ["collapse"], cfg.eval_kwargs).values()
+    finally:
+        method.train(was_training)
+        np.random.set_state(np_state)
+    return {f"collapse.{k}": float(v) for k, v in m.items()}
 
 
 def head_embeddings(cfg, data, run_dir: Path, head: str):
@@ -297,23 +383,31 @@ def head_embeddings(cfg, data, run_dir: Path, head: str):
     head, e.g. a projection before its output normalisation."""
     from .build import build_method, data_spec, resolve_device, train_split
     from .checkpoint import load_resume
-    from .embeddings import embed_data, eval_split
+    from .embeddings import eval_split
 
     method = build_method(cfg, data_spec(train_split(cfg, data)))
+    method.load_state_dict(load_resume(Path(run_dir) / "checkpoints" / "resume.pt")["method"])
+    method.eval()
+    return _head_embed(method, head, eval_split(cfg, data), resolve_device(cfg.device), f"{run_dir}:{head}",
+                       cfg.method)
+
+
+def _head_embed(method, head: str, data, device, source: str, name: str = ""):
+    """Embeddings of ``method.<head>(method.backbone(x))``, or of a sub-module inside the head."""
+    from .embeddings import embed_data
+
     top, _, inner = head.partition(".")
     module = getattr(method, top, None)
     if not callable(module):
-        raise ConfigError(f"method {cfg.method!r} has no head module {top!r} to represent "
+        raise ConfigError(f"method {name or type(method).__name__!r} has no head module {top!r} to represent "
                           f"(use 'backbone' or one of its sub-modules: "
                           f"{', '.join(n for n, _ in method.named_children())})")
     try:
         target = module.get_submodule(inner) if inner else module
     except AttributeError:
         names = ", ".join(f"{top}.{n}" for n, _ in module.named_modules() if n)
-        raise ConfigError(f"head {top!r} of method {cfg.method!r} has no sub-module {inner!r} "
+        raise ConfigError(f"head {top!r} of method {name or type(method).__name__!r} has no sub-module {inner!r} "
                           f"(known: {names})") from None
-    method.load_state_dict(load_resume(Path(run_dir) / "checkpoints" / "resume.pt")["method"])
-    method.eval()
     captured: list = []
     hook = target.register_forward_hook(lambda _m, _inp, out: captured.append(out))
 
@@ -323,7 +417,7 @@ def head_embeddings(cfg, data, run_dir: Path, head: str):
         return captured[-1] if inner else out
 
     try:
-        return embed_data(embed, eval_split(cfg, data), resolve_device(cfg.device), source=f"{run_dir}:{head}")
+        return embed_data(embed, data, device, source=source)
     finally:
         hook.remove()
 
@@ -331,8 +425,8 @@ def head_embeddings(cfg, data, run_dir: Path, head: str):
 _WORKER_DATA: dict = {}
 
 
-def _worker(case: Case, seed: int, workdir: str) -> SeedResult:
-    return run_case_seed(case, seed, Path(workdir), _WORKER_DATA)
+def _worker(case: Case, seed: int, workdir: str, early_stop: bool = True) -> SeedResult:
+    return run_case_seed(case, seed, Path(workdir), _WORKER_DATA, early_stop)
 
 
 def usable_cores() -> int:
@@ -361,14 +455,28 @@ def usable_cores() -> int:
     return max(1, n)
 
 
+def quick_cases(cases: list[Case]) -> list[Case]:
+    """The PR-sized check: the cases marked ``quick`` (every case when none is), each on its
+    first seed only."""
+    chosen = [c for c in cases if c.quick] or list(cases)
+    return [dataclasses.replace(c, seeds=c.seeds[:1]) for c in chosen]
+
+
+def _log_line(c: Case, s: int, r: SeedResult) -> str:
+    stopped = f", stopped at step {r.steps} of {c.steps}" if r.steps and r.steps < c.steps else ""
+    return (f"[{c.name} seed {s}] {r.verdict} ({'agrees' if r.agrees else '; '.join(r.failures)}) "
+            f"in {r.seconds:.1f}s{stopped}")
+
+
 def run_suite(cases: list[Case], seeds: list[int] | None = None, workdir: str | Path | None = None,
-              log: Callable[[str], None] | None = None, jobs: int = 1) -> list[CaseResult]:
+              log: Callable[[str], None] | None = None, jobs: int = 1, early_stop: bool = True) -> list[CaseResult]:
     """Run every case x seed (``seeds`` overrides the cases' own); runs go to a temporary
     directory unless ``workdir`` is given (then they are kept there). ``jobs > 1`` runs the
     case x seed pairs in that many worker processes (one thread each); plugins must then be
-    importable in a fresh interpreter (installed, or registered through an entry point)."""
+    importable in a fresh interpreter (installed, or registered through an entry point).
+    ``early_stop=False`` trains every case for its whole step budget (see :attr:`Case.stops_early`)."""
     if jobs > 1:
-        return _run_parallel(cases, seeds, workdir, log, jobs)
+        return _run_parallel(cases, seeds, workdir, log, jobs, early_stop)
     import torch
 
     threads = torch.get_num_threads()  # the trainer sets the configured count: restore it after
@@ -382,10 +490,9 @@ def run_suite(cases: list[Case], seeds: list[int] | None = None, workdir: str | 
         for case in cases:
             out = []
             for seed in (seeds if seeds is not None else case.seeds):
-                r = run_case_seed(case, seed, Path(workdir), data_cache)
+                r = run_case_seed(case, seed, Path(workdir), data_cache, early_stop)
                 if log:
-                    log(f"[{case.name} seed {seed}] {r.verdict} ({'agrees' if r.agrees else '; '.join(r.failures)}) "
-                        f"in {r.seconds:.1f}s")
+                    log(_log_line(case, seed, r))
                 out.append(r)
             results.append(CaseResult(case, out))
         return results
@@ -395,25 +502,26 @@ def run_suite(cases: list[Case], seeds: list[int] | None = None, workdir: str | 
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _run_parallel(cases, seeds, workdir, log, jobs) -> list[CaseResult]:
+def _run_parallel(cases, seeds, workdir, log, jobs, early_stop=True) -> list[CaseResult]:
     import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures import ProcessPoolExecutor, as_completed
 
     tmp = None
     if workdir is None:
         tmp = workdir = tempfile.mkdtemp(prefix="ssl-bench-collapse-")
     try:
         tasks = [(c, s) for c in cases for s in (seeds if seeds is not None else c.seeds)]
+        # the longest first, so that no worker is left with a long case at the end
+        order = sorted(range(len(tasks)), key=lambda i: -tasks[i][0].steps)
         with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = [pool.submit(_worker, c, s, str(workdir)) for c, s in tasks]
-            done = []
-            for (c, s), fut in zip(tasks, futures, strict=True):
-                r = fut.result()
+            index = {pool.submit(_worker, *tasks[i], str(workdir), early_stop): i for i in order}
+            got: dict[int, SeedResult] = {}
+            for fut in as_completed(index):  # logged as they finish
+                i = index[fut]
+                got[i] = fut.result()
                 if log:
-                    log(f"[{c.name} seed {s}] {r.verdict} ({'agrees' if r.agrees else '; '.join(r.failures)}) "
-                        f"in {r.seconds:.1f}s")
-                done.append((c, r))
-        return [CaseResult(c, [r for cc, r in done if cc is c]) for c in cases]
+                    log(_log_line(*tasks[i], got[i]))
+        return [CaseResult(c, [got[i] for i in range(len(tasks)) if tasks[i][0] is c]) for c in cases]
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -94,22 +94,31 @@ class _Step(nn.Module):
 
 
 def train(cfg: RunConfig, out: str | Path, resume: bool = False, data: Data | None = None,
-          callbacks: list[Callable[[int, dict], None]] | None = None) -> TrainResult:
+          callbacks: list[Callable[[int, dict], None]] | None = None, *, checkpoint_every: int = 1,
+          stop: Callable[[int, Method], bool] | None = None) -> TrainResult:
     """Train ``cfg`` into ``out/<run_id>``; returns where the last checkpoint is.
 
     ``resume=True`` continues from ``checkpoints/resume.pt`` (and is a no-op on a finished
     run). ``callbacks`` are called as ``cb(epoch, logs)`` after each epoch's checkpoint.
+    ``checkpoint_every=N`` writes the checkpoints (and the log row) every N epochs only, and
+    always after the last one. ``stop(epoch, method)``, when given, is asked after every epoch
+    but the last; ``True`` ends training there (that epoch is checkpointed, ``epochs`` of the
+    result says how many ran). The learning-rate and EMA schedules keep the configured length,
+    so a stopped run is exactly the first epochs of the full one.
 
     While it trains, the process holds the run directory's lock (:func:`checkpoint.run_lock`);
     on every start the temporary files of a killed writer are removed and ``train_log.csv`` is
     trimmed to the epoch training restarts from (checkpoints after it are removed).
     """
+    if checkpoint_every < 1:
+        raise SSLBenchError(f"checkpoint_every must be >= 1, got {checkpoint_every}")
     with contextlib.ExitStack() as locks:
-        return _train(cfg, out, resume, data, callbacks, locks)
+        return _train(cfg, out, resume, data, callbacks, locks, checkpoint_every, stop)
 
 
 def _train(cfg: RunConfig, out: str | Path, resume: bool, data: Data | None,
-           callbacks: list[Callable[[int, dict], None]] | None, locks: contextlib.ExitStack) -> TrainResult:
+           callbacks: list[Callable[[int, dict], None]] | None, locks: contextlib.ExitStack,
+           checkpoint_every: int = 1, stop: Callable[[int, Method], bool] | None = None) -> TrainResult:
     cfg = cfg.with_preset()
     assert cfg.epochs is not None and cfg.batch_size is not None  # every preset sets both
     if cfg.num_threads:
@@ -198,6 +207,7 @@ def _train(cfg: RunConfig, out: str | Path, resume: bool, data: Data | None,
     autocast = precision.autocast(device, prec)
     monitor_every = monitor_every_of(cfg)
     monitor = KNNMonitor(full) if monitor_every and main and full.num_classes else None
+    ran = cfg.epochs
     for epoch in range(start_epoch, cfg.epochs):
         t0 = time.perf_counter()
         method.train()
@@ -245,7 +255,8 @@ def _train(cfg: RunConfig, out: str | Path, resume: bool, data: Data | None,
         train_seconds += time.perf_counter() - t0
         if monitor is not None and due(epoch + 1, monitor_every, cfg.epochs):  # not in train_seconds
             means["knn_monitor"] = monitor(method, device, prec)
-        if main:
+        stopping = stop is not None and epoch + 1 < cfg.epochs and bool(stop(epoch + 1, method))
+        if main and (stopping or epoch + 1 == cfg.epochs or (epoch + 1) % checkpoint_every == 0):
             meta = {
                 "schema_version": CHECKPOINT_SCHEMA_VERSION, "method": cfg.method, "dataset": cfg.dataset,
                 "backbone": bb_name, "epoch": epoch + 1,
@@ -267,12 +278,15 @@ def _train(cfg: RunConfig, out: str | Path, resume: bool, data: Data | None,
             })
         for cb in callbacks or []:
             cb(epoch + 1, means)
+        if stopping:
+            ran = epoch + 1
+            break
 
     dist.barrier()  # the other ranks return once rank 0 has written the last checkpoint
     last = latest_epoch_checkpoint(ckpt_dir)
     if last is None:
         raise CheckpointError(f"{run_dir}: training produced no checkpoint")
-    return TrainResult(run_dir, last, cfg.epochs, train_seconds, start_epoch)
+    return TrainResult(run_dir, last, ran, train_seconds, start_epoch)
 
 
 def _diverged_msg(cfg, epoch, step, value, ckpt_dir) -> str:

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from ssl_bench.cli import main
-from ssl_bench.collapse import Case, builtin_cases_path, judge, load_cases, run_suite
+from ssl_bench.collapse import Case, builtin_cases_path, judge, load_cases, quick_cases, run_case_seed, run_suite
 from ssl_bench.errors import ConfigError
 
 #: The CI run checks every built-in case on one seed (the 5-seed agreement run is
@@ -224,6 +224,10 @@ def test_judge_verdicts_and_bounds():
     ("[[case]]\nname = 'a'\nmethod = 'jepa'\nexpect = 'ok'\n[[case]]\nname = 'a'\nmethod = 'jepa'\nexpect = 'ok'",
      "duplicate case name"),
     ("[defaults]\nexpect = 'ok'\n[[case]]\nname = 'a'\nmethod = 'jepa'", "unknown key(s) ['expect'] in [defaults]"),
+    ("[[case]]\nname = 'a'\nmethod = 'jepa'\nexpect = 'ok'\ncheck_every = -1", "check_every must be an integer >= 0"),
+    ("[[case]]\nname = 'a'\nmethod = 'jepa'\nexpect = 'ok'\nsettle = 0", "settle must be a positive integer"),
+    ("[[case]]\nname = 'a'\nmethod = 'jepa'\nexpect = 'ok'\nquick = 1", "quick must be true or false"),
+    ("[defaults]\nquick = true\n[[case]]\nname = 'a'\nmethod = 'jepa'", "unknown key(s) ['quick'] in [defaults]"),
 ])
 def test_malformed_cases_file_is_one_line_error(tmp_path, capsys, text, msg):
     f = tmp_path / "bad.toml"
@@ -275,3 +279,79 @@ def test_usable_cores_respects_affinity_and_quota(monkeypatch, tmp_path):
     monkeypatch.setattr(collapse.Path, "read_text", lambda self, *a, **k: "max 100000\n"
                         if str(self) == "/sys/fs/cgroup/cpu.max" else real_read(self, *a, **k))
     assert collapse.usable_cores() == 4
+
+
+def test_quick_runs_one_seed_of_cases_that_cover_every_method_and_both_kinds_of_fact():
+    cases = load_cases()
+    quick = quick_cases(cases)
+    assert 0 < len(quick) < len(cases)
+    assert all(len(c.seeds) == 1 and c.seeds[0] == full.seeds[0]
+               for c in quick for full in cases if full.name == c.name)
+    assert {c.method for c in quick} == {c.method for c in cases}  # every method family
+    assert any("ok" in c.expected for c in quick) and any("ok" not in c.expected for c in quick)
+    assert not any(c.xfail for c in quick)  # a PR check that runs only what can fail
+    # a file that marks nothing quick: every case, on its first seed
+    plain = [Case("a", "jepa", expect="complete", seeds=[3, 4]), Case("b", "simclr", expect="ok")]
+    assert [(c.name, c.seeds) for c in quick_cases(plain)] == [("a", [3]), ("b", [0])]
+
+
+def test_only_collapse_facts_judged_on_their_verdict_stop_early():
+    assert Case("a", "jepa", expect="complete", check_every=100).stops_early
+    assert Case("a", "jepa", expect=["dimensional", "complete"], check_every=100).stops_early
+    assert not Case("a", "jepa", expect="complete").stops_early  # check_every 0: the whole budget
+    assert not Case("a", "simclr", expect="ok", check_every=100).stops_early  # a random init is ok too
+    assert not Case("a", "jepa", expect=["ok", "complete"], check_every=100).stops_early
+    assert not Case("a", "lejepa", expect="complete", check_every=100,
+                    bounds={"collapse.sigreg": {"max": 4.0}}).stops_early
+    ok_cases = [c for c in load_cases() if "ok" in c.expected or c.bounds]
+    assert ok_cases and not any(c.stops_early for c in ok_cases)
+
+
+QUICK_CASES = """
+[defaults]
+dataset = "mog2d"
+steps = 40
+seeds = [5, 6]
+[defaults.config]
+batch_size = 128
+backbone_kwargs = { hidden = 16, out_dim = 8 }
+
+[[case]]
+name = "a-quick"
+method = "jepa"
+quick = true
+bounds = { "collapse.std_ratio" = { min = 0.0 } }
+
+[[case]]
+name = "b-not-quick"
+method = "simclr"
+bounds = { "collapse.std_ratio" = { min = 0.0 } }
+"""
+
+
+def test_check_collapse_quick_runs_the_marked_cases_on_one_seed(tmp_path, capsys):
+    f = tmp_path / "c.toml"
+    f.write_text(QUICK_CASES)
+    assert main(["check-collapse", "--cases", str(f), "--quick", "--jobs", "1", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert [(c["case"], [s["seed"] for s in c["seeds"]]) for c in res["cases"]] == [("a-quick", [5])]
+    assert res["cases"][0]["seeds"][0]["steps"] == 48  # whole epochs: 3 x 16 (2048-sample subset, batch 128)
+    assert res["cases"][0]["seeds"][0]["checks"] == []  # a case with bounds is not checked while it trains
+
+
+@pytest.mark.collapse
+def test_an_early_stopped_case_gives_the_full_budget_verdict():
+    """jepa-complete, seed 0: stopping once the verdict settled gives the verdict of the whole
+    budget, from fewer steps, and the run up to the stop is exactly the full run's beginning."""
+    case = next(c for c in load_cases() if c.name == "jepa-complete")
+    assert case.stops_early
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as d:
+        early = run_case_seed(case, 0, Path(d) / "early", {}, early_stop=True)
+        full = run_case_seed(case, 0, Path(d) / "full", {}, early_stop=False)
+    assert early.agrees and full.agrees and early.verdict == full.verdict == "complete"
+    assert early.steps < full.steps == case.steps
+    assert full.checks[:len(early.checks)] == early.checks  # same trajectory up to the stop
+    assert [v for _, v in early.checks[-case.settle:]] == ["complete"] * case.settle

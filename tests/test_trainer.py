@@ -160,3 +160,35 @@ def test_evaluators_on_vector_data_run_on_one_cpu_thread(monkeypatch):
         assert run_evaluators(emb, ["knn"])["knn"][0]["top1"] == 2.0  # bare embeddings: unchanged
     finally:
         torch.set_num_threads(before)
+
+
+def test_checkpoint_every_and_stop(tiny, runs):
+    """``checkpoint_every`` writes the last epoch only (and every N-th); ``stop`` ends training after
+    an epoch, which is then checkpointed; a stop callback that looks but says no changes nothing."""
+    import torch
+
+    from ssl_bench.trainer import train
+
+    cfg = tiny(epochs=4)
+    seen = []
+
+    def look(epoch, method):
+        seen.append((epoch, method.training))
+        method.eval()  # a check may switch the mode: the next epoch switches it back
+        return False
+
+    res = train(cfg, runs / "a", checkpoint_every=4, stop=look)
+    assert [e for e, _ in seen] == [1, 2, 3] and all(t for _, t in seen)  # asked after every epoch but the last
+    written = sorted(p.name for p in (res.run_dir / "checkpoints").glob("epoch_*.safetensors"))
+    assert written == ["epoch_0004.safetensors"]
+    plain = train(cfg, runs / "b")
+    assert len(list((plain.run_dir / "checkpoints").glob("epoch_*.safetensors"))) == 4
+    from safetensors.torch import load_file
+
+    a, b = load_file(res.checkpoint), load_file(plain.checkpoint)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+    stopped = train(cfg, runs / "c", checkpoint_every=10, stop=lambda epoch, m: epoch == 2)
+    assert stopped.epochs == 2 and stopped.checkpoint.name == "epoch_0002.safetensors"
+    with pytest.raises(Exception, match="checkpoint_every must be >= 1"):
+        train(cfg, runs / "d", checkpoint_every=0)
