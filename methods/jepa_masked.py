@@ -8,7 +8,9 @@ coordinates zeroed, at least one kept, i.e. one of the two coordinates on ``mog2
 encoder + predictor on the masked view regress the layer-normalised embedding of the full view
 by a target encoder (EMA of the online one, no gradient); mean squared error. The tutorial
 alternates the masked coordinate per epoch; here it is drawn per sample. Ablation switches:
-``ema_tau=0`` (the target is the current encoder behind a stop-gradient), ``predictor=False``.
+``ema_tau=0`` (the target is the current encoder behind a stop-gradient), ``predictor=False``,
+``independent_views=True`` (the full view is a second, independent augmentation, as in Masked
+Siamese Networks: k-NN 78.05 against 78.49 on the validation split at the quick budget, a tie).
 Defaults: mask ratio 0.25 of 7 x 7-px cells (on 2-D points: still one of the two
 coordinates), predictor 2-layer MLP 512 hidden, tau 0.99 -> 1 cosine (raised for short
 runs to 1 - 10 / total_steps, :mod:`ssl_bench.ema`).
@@ -30,7 +32,7 @@ from ssl_bench.views import MaskedPair, coordinate_mask, default_augment, patch_
 @register_method("jepa-masked")
 class JEPAMasked(Method):
     defaults = dict(mask_ratio=0.25, mask_patch=7, pred_hidden_dim=512, predictor=True, ema_tau=0.99,
-                    ema_cosine=True)
+                    ema_cosine=True, independent_views=False)
     paper = PaperRecipe(
         source=("The JEA tutorial's masked JEPA: predict the EMA target's embedding of the full input from a "
                 "masked one (I-JEPA, Assran et al. 2023, in its simplest form); the tutorial masks one of two "
@@ -63,7 +65,7 @@ class JEPAMasked(Method):
             mask = partial(patch_mask, ratio=h.mask_ratio, patch=h.mask_patch)
         else:
             mask = partial(coordinate_mask, ratio=h.mask_ratio)
-        return MaskedPair(default_augment(spec.kind, overrides), mask)
+        return MaskedPair(default_augment(spec.kind, overrides), mask, independent=bool(h.independent_views))
 
     def training_step(self, views):
         masked, full = views

@@ -82,7 +82,9 @@ def markdown(log: Path, dataset: str, preset: str) -> str:
            "bank and 10,000 other TRAINING images (seeded, never trained on) as queries. The test split is never "
            "loaded. One seed per trial: differences under about 1 point are within noise. Training seconds "
            "were measured on a shared 2-core CPU under varying load (other work ran beside most trials) and "
-           "say little about speed.", ""]
+           "say little about speed. A tag `evaluated=target` marks a trial scored on the method's EMA target "
+           "encoder instead of the online one: a one-line change of the method's `evaluated` class attribute "
+           "made for that trial and not kept (neither trial gained).", ""]
     by_method: dict[str, list[dict]] = {}
     for r in rows:
         by_method.setdefault(r["method"].split("[")[0], []).append(r)

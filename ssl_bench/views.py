@@ -388,11 +388,16 @@ def multiblock_masks(batch: int, grid: tuple[int, int], g: torch.Generator | Non
 
 @dataclass
 class MaskedPair:
-    """Two views of one augmentation of the batch: ``[masked, full]`` (masked JEPA)."""
+    """``[masked, full]`` (masked JEPA): by default two views of one augmentation of the batch;
+    ``independent=True`` masks one augmentation and keeps a second, independent one whole (the
+    masked and target views of Masked Siamese Networks)."""
 
     augment: Callable[[Tensor, torch.Generator], Tensor]
     mask: Callable[[Tensor, torch.Generator], Tensor]
+    independent: bool = False
 
     def __call__(self, x: Tensor, g: torch.Generator) -> list[Tensor]:
         full = self.augment(x, g)
+        if self.independent:
+            return [self.mask(full, g), self.augment(x, g)]
         return [self.mask(full, g), full]

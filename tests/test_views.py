@@ -132,3 +132,21 @@ def test_asymmetric_views_solarise_only_the_second_view():
     # an explicit views.solarize_p applies to both views
     both = asymmetric_views("image", {"solarize_p": 1.0, "jitter": 0.0})(x, view_generator(0, 0, "cpu"))
     assert all((v.mean((1, 2, 3)) < 0.5).all() for v in both)
+
+
+def test_masked_pair_masks_one_augmentation_and_keeps_the_same_or_an_independent_one_whole():
+    from functools import partial
+
+    from ssl_bench.views import MaskedPair, default_augment, patch_mask
+
+    x = torch.rand(16, 1, 28, 28) + 0.1  # no exact zeros before masking
+    mask = partial(patch_mask, ratio=0.25, patch=7)
+    same = MaskedPair(default_augment("image"), mask)
+    masked, full = same(x, torch.Generator().manual_seed(0))
+    kept = masked != 0
+    assert 0 < kept.float().mean() < 1  # some cells masked, not all
+    assert torch.equal(masked[kept], full[kept])  # the same augmentation outside the masked cells
+    other = MaskedPair(default_augment("image"), mask, independent=True)
+    masked2, full2 = other(x, torch.Generator().manual_seed(0))
+    assert torch.equal(masked2, masked)  # the masked view is drawn first, from the same generator state
+    assert (masked2[masked2 != 0] - full2[masked2 != 0]).abs().mean() > 0.05  # a different augmentation
