@@ -44,15 +44,7 @@ pack() {
 }
 trap pack EXIT
 
-if ! $PY -c "import ssl_bench.methods" 2>/dev/null; then
-  # offline machines: no build isolation (setuptools and wheel must be there), no dependencies
-  # (else: the two plugin folders linked into the package, as the install maps them)
-  $PY -m pip install -q --no-deps --no-build-isolation --no-index -e . ||
-    { ln -sfn ../methods ssl_bench/methods && ln -sfn ../evaluators ssl_bench/evaluators; }
-  $PY -c "import ssl_bench.methods, ssl_bench.evaluators" || { echo "cannot import ssl-bench"; exit 2; }
-fi
-# a machine without the Debian package: the IDX files carried in .data/fashion-mnist/
-if [ ! -d /usr/share/datasets/fashion-mnist ] && [ -d .data/fashion-mnist ]; then export SSL_BENCH_DATA=${SSL_BENCH_DATA:-$PWD/.data}; fi
+. scripts/offline_env.sh  # importable checkout, Fashion-MNIST on an offline machine
 [ "$DEVICE" = cpu ] || nvidia-smi -L || true
 at() { echo $((T0 + BUDGET * $1 / 100)); }
 board() { $PY scripts/standard_board.py --device "$DEVICE" --ssl-bench "$SB" --jobs "${JOBS}" --one-process "$@"; }
