@@ -4,7 +4,19 @@ from pathlib import Path
 import pytest
 import torch
 
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+TORCH_THREADS = min(2, os.cpu_count() or 1)
+torch.set_num_threads(TORCH_THREADS)
+
+
+@pytest.fixture(autouse=True)
+def _torch_threads_as_set_here():
+    """Every test starts with the same torch thread count: ``train()`` applies a config's
+    ``num_threads`` to the whole process (the collapse cases use 1), and the DDP-equals-one-process
+    check of tests/test_distributed.py fails when its reference trains on another count than usual
+    (reduction order moves vicreg's BatchNorm running mean beyond 1e-5 on mog2d)."""
+    torch.set_num_threads(TORCH_THREADS)
+    yield
+    torch.set_num_threads(TORCH_THREADS)
 
 FMNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 HAVE_FMNIST = (FMNIST_DIR / "train-images-idx3-ubyte.gz").is_file() or bool(os.environ.get("SSL_BENCH_DATA"))
