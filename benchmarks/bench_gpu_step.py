@@ -54,7 +54,7 @@ from ssl_bench.build import backbone_choice
 from ssl_bench.config import RunConfig
 from ssl_bench.heads import forward_by_size, gather_tokens, vit_encode_tokens, vit_patch_tokens
 from ssl_bench.method import DataSpec, TrainClock
-from ssl_bench.optim import clip_gradients_, drop_gradients_, make_optimizer, set_weight_decay_, warmup_cosine
+from ssl_bench.optim import make_optimizer, update_, warmup_cosine
 from ssl_bench.registry import METHODS
 from ssl_bench.views import random_token_split, view_generator
 
@@ -242,20 +242,8 @@ def bench_method(name: str, a, device: torch.device) -> dict:
         method.clock = TrainClock(step, 100, total)
         with autocast:
             loss, logs = forward_ssl(vs)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        frozen = method.frozen_parameters()
-        if frozen:
-            drop_gradients_(method, frozen)
-        clip = method.grad_clip()
-        if clip > 0:
-            clip_gradients_(method, clip)
-        if wd_end is not None:
-            set_weight_decay_(opt, wd_base, wd_end, step / total)
-        opt.step()
-        sched.step()
+        update_(method, opt, sched, loss, step, total, wd_base, wd_end)
         state["step"] += 1
-        method.on_step_end(state["step"] / total)
         for k, v in {"loss": loss.detach(), **logs}.items():
             v = torch.as_tensor(v, device=device).detach().float()
             sums[k] = sums[k] + v if k in sums else v.clone()

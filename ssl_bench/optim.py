@@ -130,3 +130,24 @@ def set_weight_decay_(opt: torch.optim.Optimizer, base: list[float], end: float,
     for g, b in zip(opt.param_groups, base, strict=True):
         if b > 0:
             g["weight_decay"] = cosine_value(b, end, progress)
+
+
+def update_(method, opt: torch.optim.Optimizer, sched, loss: torch.Tensor, step: int, total_steps: int,
+            wd_base: list[float], wd_end: float | None) -> None:
+    """One update after the forward, the same for every method (the trainer's and the benchmarks'):
+    backward, the method's declared recipe pieces (frozen parameters, gradient clipping, the
+    weight-decay schedule), the optimiser and learning-rate steps, then ``on_step_end`` (EMA
+    targets). ``step`` counts the updates before this one."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    frozen = method.frozen_parameters()
+    if frozen:
+        drop_gradients_(method, frozen)
+    clip = method.grad_clip()
+    if clip > 0:
+        clip_gradients_(method, clip)
+    if wd_end is not None:
+        set_weight_decay_(opt, wd_base, wd_end, step / total_steps)
+    opt.step()
+    sched.step()
+    method.on_step_end((step + 1) / total_steps)

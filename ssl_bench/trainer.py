@@ -64,7 +64,7 @@ from .errors import CheckpointError, SSLBenchError, TrainingDivergedError
 from .method import Method, TrainClock
 from .monitor import KNNMonitor, due
 from .monitor import every as monitor_every_of
-from .optim import clip_gradients_, drop_gradients_, make_optimizer, set_weight_decay_, warmup_cosine
+from .optim import make_optimizer, update_, warmup_cosine
 from .results import CHECKPOINT_SCHEMA_VERSION
 from .views import view_generator
 
@@ -224,21 +224,8 @@ def _train(cfg: RunConfig, out: str | Path, resume: bool, data: Data | None,
             method.clock = TrainClock(step, steps_per_epoch, total_steps)
             with autocast:
                 loss, logs = step_fn(vs)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            # the method's declared recipe pieces, the same code for every method
-            frozen = method.frozen_parameters()
-            if frozen:
-                drop_gradients_(method, frozen)
-            clip = method.grad_clip()
-            if clip > 0:
-                clip_gradients_(method, clip)
-            if wd_end is not None:
-                set_weight_decay_(opt, wd_base, wd_end, step / total_steps)
-            opt.step()
-            sched.step()
+            update_(method, opt, sched, loss, step, total_steps, wd_base, wd_end)
             step += 1
-            method.on_step_end(step / total_steps)
             for k, v in {"loss": loss.detach(), **logs}.items():
                 v = torch.as_tensor(v, device=device).detach().float()
                 sums[k] = sums[k] + v if k in sums else v
