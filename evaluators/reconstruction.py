@@ -145,7 +145,8 @@ class Reconstruction(Evaluator):
         with torch.no_grad():
             dim = model.encode(data.normalize(xtr_n[:2])).flatten(1).shape[1]
         decoder = Decoder(dim, tuple(xtr.shape[1:]), o["hidden"], image).to(device)
-        out, recs = {}, {}
+        out: dict[str, float] = {}
+        recs: dict[str, torch.Tensor] = {}
         with small_work_threads(o["batch_size"] * xtr[0].numel() * 64 if device.type == "cpu" else float("inf")):
             self._phases(model, decoder, xtr, xtr_n, xte, xte_n, data, o, peak, out, recs,
                          lambda: self.autocast(device))

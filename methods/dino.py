@@ -80,6 +80,8 @@ class DINO(Method):
                                     "leaderboards/tuning/)"),
         ))
 
+    center: torch.Tensor  # a buffer (register_buffer), declared for the type checker
+
     def __init__(self, backbone, hp=None, spec=None):
         super().__init__(backbone, hp, spec)
         h = self.hp

@@ -116,7 +116,7 @@ class DSM(Method):
             raise ConfigError("dsm: head_hidden_dim, dec_channels and code_channels must be >= 1")
         self.in_shape = tuple(spec.input_shape)
         if spec.kind == "image" and len(self.in_shape) == 3:
-            self.denoiser = ConvDenoiser(self.in_shape, backbone.out_dim, h.dec_channels, h.code_channels)
+            self.denoiser: nn.Module = ConvDenoiser(self.in_shape, backbone.out_dim, h.dec_channels, h.code_channels)
         else:
             self.denoiser = MLPDenoiser(math.prod(self.in_shape), backbone.out_dim, h.head_hidden_dim)
 
@@ -129,12 +129,13 @@ class DSM(Method):
         x = views[0]
         b, h = x.shape[0], self.hp
         lo, hi = math.log(h.sigma_min), math.log(h.sigma_max)
-        # CPU global RNG, drawn for the global batch and sliced under DDP: reproducible on every
-        # device and for any number of ranks
-        gb = b * world_size()
-        log_sigma = shard(torch.rand(gb) * (hi - lo) + lo)
+        # the step's own CPU stream (self.clock.generator()), drawn for the global batch and sliced
+        # under DDP: the same on every device, for any number of ranks, and after a resume
+        gb, g = b * world_size(), self.clock.generator()
+        log_sigma = shard(torch.rand(gb, generator=g) * (hi - lo) + lo)
         sigma = log_sigma.exp().to(x.device, x.dtype)
-        noise = shard(torch.randn((gb, *x.shape[1:]))).to(x.device, x.dtype) * sigma.view(-1, *([1] * (x.dim() - 1)))
+        noise = shard(torch.randn((gb, *x.shape[1:]), generator=g)).to(x.device, x.dtype)
+        noise = noise * sigma.view(-1, *([1] * (x.dim() - 1)))
         score = self.score(x + noise, sigma)
         return losses.dsm_loss(score, noise.float(), sigma.float()), {}
 

@@ -108,8 +108,9 @@ class IJEPA(Method):
         x = views[0]
         tokens, grid = vit_patch_tokens(self.vit, x)
         b = x.shape[0]
-        # drawn for the global batch and sliced: under DDP every rank gets its own samples' masks
-        ctx_idx, tgt_idx = (shard(t) for t in multiblock_masks(b * world_size(), grid,
+        # drawn from the step's own stream for the global batch and sliced: under DDP every rank
+        # gets its own samples' masks, the same as in one process and after a resume
+        ctx_idx, tgt_idx = (shard(t) for t in multiblock_masks(b * world_size(), grid, self.clock.generator(),
                                                               num_targets=self.hp.num_targets,
                                                               min_keep=self.hp.min_keep, device=x.device))
         m, nt = tgt_idx.shape[1], tgt_idx.shape[2]

@@ -73,6 +73,7 @@ class LeJEPA(Method):
         # every view predicts the centre of the global views (== losses.lejepa_invariance without locals)
         inv = (z[:h.num_views].mean(0, keepdim=True) - z).pow(2).mean()
         zg = gather(z.transpose(0, 1).contiguous()).transpose(0, 1)  # (V, global N, D) under DDP
-        reg = losses.sigreg(zg, num_slices=h.num_slices, t_max=h.t_max, num_points=h.num_points)
+        reg = losses.sigreg(zg, num_slices=h.num_slices, t_max=h.t_max, num_points=h.num_points,
+                            generator=self.clock.generator())  # the step's stream: same directions on every rank
         loss = h.lambd * reg + (1 - h.lambd) * inv
         return loss, {"inv": inv.detach(), "sigreg": reg.detach()}

@@ -79,9 +79,11 @@ class MAE(Method):
     def training_step(self, views):
         x = views[0]
         tokens, grid = vit_patch_tokens(self.vit, x)
-        # drawn for the global batch and sliced: under DDP every rank gets its own samples' masks
+        # drawn from the step's own stream for the global batch and sliced: under DDP every rank
+        # gets its own samples' masks, the same as in one process and after a resume
         keep, hidden = (shard(t) for t in random_token_split(x.shape[0] * world_size(), tokens.shape[1],
-                                                             self.hp.mask_ratio, device=x.device))
+                                                             self.hp.mask_ratio, self.clock.generator(),
+                                                             device=x.device))
         latent = vit_encode_tokens(self.vit, gather_tokens(tokens, keep))
         pred = self.decoder(latent, keep, hidden, grid).float()
         target = gather_tokens(patchify(x.float(), self.patch), hidden)

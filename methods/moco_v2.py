@@ -61,6 +61,9 @@ class MoCoV2(Method):
                         "(the official CIFAR demo's form)"),
         ))
 
+    queue: torch.Tensor  # buffers (register_buffer), declared for the type checker
+    queue_ptr: torch.Tensor
+
     def __init__(self, backbone, hp=None, spec=None):
         super().__init__(backbone, hp, spec)
         h = self.hp
@@ -77,16 +80,17 @@ class MoCoV2(Method):
         self.register_buffer("queue", F.normalize(torch.randn(h.queue_size, h.proj_dim), dim=1))
         self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.long))
         self._keys = None
+        self.sync_batchnorm = h.bn_splits <= 1  # split BN stays per process under DDP
 
-    @property
-    def sync_batchnorm(self):  # split BN stays per process under DDP
-        return self.hp.bn_splits <= 1
 
     @torch.no_grad()
     def _key_embeddings(self, x):
         """Key embeddings; with split BN the batch is shuffled before the key encoder and unshuffled
         after (the single-device shuffle-BN of the official MoCo demo)."""
-        perm = torch.randperm(x.shape[0], device=x.device) if self.hp.bn_splits > 1 else None
+        # the shuffle draws from the step's own stream (self.clock.generator()), not the global RNG
+        perm = None
+        if self.hp.bn_splits > 1:
+            perm = torch.randperm(x.shape[0], generator=self.clock.generator()).to(x.device)
         k = self.key_projector(self.key_backbone(x if perm is None else x[perm]))
         if perm is not None:
             k = k[torch.argsort(perm)]

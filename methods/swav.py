@@ -63,6 +63,8 @@ class SwAV(Method):
             weight_decay="the harness's AdamW weight decay 1e-4 (none on 1-D parameters); 1e-6 belongs to LARC",
         ))
 
+    queue: torch.Tensor  # a buffer (register_buffer), declared for the type checker
+
     def __init__(self, backbone, hp=None, spec=None):
         super().__init__(backbone, hp, spec)
         h = self.hp
@@ -97,7 +99,7 @@ class SwAV(Method):
         protos = F.normalize(self.prototypes.weight.float(), dim=1)
         scores = (z @ protos.t()).split(n)
         filling = self._queue_steps()
-        loss = 0.0
+        loss: torch.Tensor | float = 0.0
         for i in range(N_GLOBAL):
             with torch.no_grad():
                 out = scores[i].detach()

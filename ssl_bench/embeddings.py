@@ -9,6 +9,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -48,7 +49,7 @@ class Embeddings:
 
         def write(tmp):
             with open(tmp, "wb") as f:
-                np.savez(f, **arrays)
+                np.savez(f, **cast(dict[str, Any], arrays))  # numpy's stub types **kwds as its options
 
         atomic_write(path, write)
 

@@ -25,8 +25,11 @@ What a method declares:
   ``frozen_parameters()`` (parameter-name prefixes that get no update this step, e.g. DINO's
   last layer in epoch 1), ``grad_clip()`` (per-tensor gradient-norm clipping, DINO's 3.0) and
   ``weight_decay_end()`` (weight decay follows a cosine from its configured value to this one).
-  ``self.clock`` says where training is (step, steps per epoch, total steps); the harness sets
-  it before each step, so these may depend on it;
+  ``self.clock`` says where training is (step, steps per epoch, total steps, seed); the harness
+  sets it before each step, so these may depend on it. Randomness inside ``training_step``
+  (masks, noise levels) draws from ``self.clock.generator()``, the step's own seeded stream, like
+  the views do from theirs: never from the global RNG, so a step is the same after a resume, on
+  any number of ranks, and whatever ran before it;
 * ``data_kinds``: the data kinds it can train on (default both; ``("image",)`` for ViT-token methods);
 * ``encode(x)``: the representation the evaluators judge. It must depend on ``self.backbone``
   only: checkpoints store the backbone weights, those of ``evaluated_backbone()`` (the EMA
@@ -48,7 +51,7 @@ import torch
 from torch import nn
 
 from .errors import ConfigError
-from .views import MultiView, default_augment
+from .views import MultiView, default_augment, view_generator
 
 
 @dataclass(frozen=True)
@@ -59,11 +62,18 @@ class TrainClock:
     step: int = 0
     steps_per_epoch: int = 0
     total_steps: int = 0
+    seed: int = 0
 
     @property
     def epoch(self) -> float:
         """Epochs completed so far (fractional); 0 when the epoch length is not known."""
         return self.step / self.steps_per_epoch if self.steps_per_epoch else 0.0
+
+    def generator(self) -> torch.Generator:
+        """A CPU generator whose state depends only on (seed, step): the method's random stream for
+        this step (masks, noise), separate from the views' stream. A new one on each call, so a
+        step that needs several draws takes one generator and draws from it in order."""
+        return view_generator(self.seed, self.step, "cpu", stream=1)
 
 
 @dataclass(frozen=True)
@@ -87,7 +97,7 @@ class Method(nn.Module):
     #: None = the data kind's default (cnn-small for images, mlp for vectors).
     default_backbone: ClassVar[dict[str, tuple[str, dict]] | None] = None
     #: Under DDP (torchrun), batch norm layers use global-batch statistics; False keeps them per rank.
-    sync_batchnorm: ClassVar[bool] = True
+    sync_batchnorm: bool = True  # a class default; a method may set it per instance from its options
     #: Under DDP, set True when some trainable parameters get no gradient in ``training_step``.
     ddp_find_unused_parameters: ClassVar[bool] = False
     #: The data kinds (``DataSpec.kind``) the method can train on. A method that needs images (a

@@ -121,7 +121,7 @@ class small_work_threads:
 
     def __init__(self, work: float, threshold: float = 2e7):
         self.single = work < threshold
-        self.saved = None
+        self.saved: int | None = None
 
     def __enter__(self):
         if self.single:

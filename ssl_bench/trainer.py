@@ -221,7 +221,7 @@ def _train(cfg: RunConfig, out: str | Path, resume: bool, data: Data | None,
             xb = data.to_float(x_all[perm[i * cfg.batch_size:(i + 1) * cfg.batch_size]])
             g = view_generator(cfg.seed, step, device)
             vs = [precision.to_layout(normalize(dist.shard(v)), channels_last) for v in views(xb, g)]
-            method.clock = TrainClock(step, steps_per_epoch, total_steps)
+            method.clock = TrainClock(step, steps_per_epoch, total_steps, cfg.seed)
             with autocast:
                 loss, logs = step_fn(vs)
             update_(method, opt, sched, loss, step, total_steps, wd_base, wd_end)

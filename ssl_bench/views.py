@@ -287,10 +287,12 @@ def default_augment(kind: str, overrides: dict | None = None):
     return cls(**overrides)
 
 
-def view_generator(seed: int, step: int, device) -> torch.Generator:
-    """A generator whose state depends only on (seed, step): views are reproducible on resume."""
+def view_generator(seed: int, step: int, device, stream: int = 0) -> torch.Generator:
+    """A generator whose state depends only on (seed, step, stream): views are reproducible on
+    resume. Stream 0 is the views'; stream 1 the method's own draws in ``training_step``
+    (``Method.clock.generator()``)."""
     g = torch.Generator(device=device)
-    g.manual_seed((int(seed) * 1_000_003 + int(step) * 7_919 + 12_345) % (2**63 - 1))
+    g.manual_seed((int(seed) * 1_000_003 + int(step) * 7_919 + 12_345 + int(stream) * 104_729) % (2**63 - 1))
     return g
 
 
