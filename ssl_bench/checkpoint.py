@@ -104,6 +104,16 @@ def tensors_digest(state: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
+def artifact_dir(checkpoint: Path) -> Path:
+    """Where evaluators write files (spectra, reconstruction grids) for a checkpoint: the run's
+    ``artifacts/`` folder (``<run>/artifacts/`` for ``<run>/checkpoints/epoch_NNNN.safetensors``,
+    each file prefixed ``epoch_NNNN-``), the same folder a baseline run writes to; a checkpoint
+    outside a ``checkpoints/`` folder gets ``artifacts/`` next to it."""
+    checkpoint = Path(checkpoint)
+    parent = checkpoint.parent
+    return (parent.parent if parent.name == "checkpoints" else parent) / "artifacts"
+
+
 def save_encoder(path: Path, backbone: torch.nn.Module, meta: dict[str, Any]) -> None:
     state = {k: v.detach().to("cpu").contiguous() for k, v in backbone.state_dict().items()}
     meta = {**meta, DIGEST_KEY: tensors_digest(state)}

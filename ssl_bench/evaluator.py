@@ -16,7 +16,8 @@ representation (do not modify it: copy it to fine-tune), ``data`` the evaluation
 run on bare embeddings (``ssl-bench eval-embeddings``) nor on the ``pixels`` baseline.
 
 Evaluators return floats only. Arrays and images go to files: when the harness sets
-``artifact_dir`` (``<run>/artifacts/``) and ``artifact_prefix`` (e.g. ``epoch_0010-``),
+``artifact_dir`` (``<run>/artifacts/`` for runs and baselines alike,
+:func:`ssl_bench.checkpoint.artifact_dir`) and ``artifact_prefix`` (e.g. ``epoch_0010-``),
 :meth:`Evaluator.artifact_path` gives a path there and the evaluator records what it wrote in
 ``self.artifacts`` ({name: path}).
 

@@ -12,6 +12,7 @@ from . import precision as precision_mod
 from . import provenance
 from .backbones import build_backbone, default_backbone
 from .build import backbone_choice, load_data, resolve_device, seed_everything
+from .checkpoint import artifact_dir
 from .config import RunConfig
 from .datasets import Data
 from .embeddings import Embeddings, checkpoint_embeddings, embed_data, eval_split, pixel_embeddings
@@ -205,7 +206,7 @@ def _evaluate_locked(ckpt, meta, cfg, names, eval_kwargs, dev, data, results_pat
     rows = []
     options = eval_options(cfg.preset, cfg.eval_kwargs, eval_kwargs)
     results_ev = run_evaluators(emb, names, options, model=model, data=ev_data,
-                                device=dev, artifact_dir=ckpt.parent / "artifacts",
+                                device=dev, artifact_dir=artifact_dir(ckpt),
                                 artifact_prefix=f"{ckpt.stem}-",
                                 precision=precision_mod.resolve_precision(cfg.precision, dev))
     for name, (metrics, secs) in results_ev.items():

@@ -30,14 +30,15 @@ import html
 import json
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
 from . import figures
-from .checkpoint import atomic_write_text, latest_epoch_checkpoint
+from .checkpoint import artifact_dir, atomic_write_text, latest_epoch_checkpoint
 from .stats import small_work_threads
 
 #: Figure sections in page order: (anchor id, title, one-line caption).
@@ -139,11 +140,15 @@ def read_curve(run: Run) -> dict | None:
 
 
 def latest_artifact(run: Run, name: str) -> Path | None:
-    """``checkpoints/artifacts/<prefix><name>`` of the run's last checkpoint (prefix
-    ``epoch_NNNN-``, where ``ssl-bench eval`` writes them), or ``artifacts/<name>`` of a baseline."""
+    """``<run>/artifacts/<prefix><name>`` of the run's last checkpoint (prefix ``epoch_NNNN-``,
+    :func:`ssl_bench.checkpoint.artifact_dir`), or ``<run>/artifacts/<name>`` of a baseline. Runs
+    evaluated before 2026-11-30 kept them in ``checkpoints/artifacts/``; that folder is read too."""
     if run.checkpoint is not None:
-        p = run.checkpoint.parent / "artifacts" / f"{run.checkpoint.stem}-{name}"
-        return p if p.is_file() else None
+        name = f"{run.checkpoint.stem}-{name}"
+        for folder in (artifact_dir(run.checkpoint), run.checkpoint.parent / "artifacts"):
+            if (folder / name).is_file():
+                return folder / name
+        return None
     p = run.path / "artifacts" / name
     return p if p.is_file() else None
 
@@ -244,8 +249,10 @@ def dsm_panel(run: Run, data, n_samples: int = 1000, levels: int = 8, steps: int
     method.eval()
     h = method.hp
 
+    dsm_score = cast(Callable[[torch.Tensor, float], torch.Tensor], method.score)  # the DSM method's own
+
     def score(x, sigma):  # the method's own score s(x~, sigma) = (r(x~, sigma) - x~) / sigma^2
-        return method.score(x, float(sigma)).view(x.shape)
+        return dsm_score(x, float(sigma)).view(x.shape)
 
     xs, ys, pts = _mog_grid(data, n=25)
     g = torch.Generator().manual_seed(seed)

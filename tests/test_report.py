@@ -5,7 +5,7 @@ import time
 
 import torch
 
-from ssl_bench.checkpoint import read_encoder
+from ssl_bench.checkpoint import latest_epoch_checkpoint, read_encoder
 from ssl_bench.trainer import train
 
 
@@ -78,6 +78,22 @@ def _sections(page: str) -> dict[str, str]:
 def test_run_writes_the_report_by_default(report_dir):
     page = (report_dir / "report" / "index.html").read_text()
     assert "mog2d" in page and "digits" not in page  # written at the end of the first run only
+
+
+def test_runs_and_baselines_write_their_files_to_one_artifacts_folder(report_dir):
+    """Every run and every baseline keeps its evaluators' files in ``<run>/artifacts/``
+    (checkpoint runs prefix them ``epoch_NNNN-``); nothing under ``checkpoints/``."""
+    runs = report_dir / "runs"
+    assert not list(runs.glob("*/checkpoints/artifacts"))
+    trained = [d for d in runs.iterdir() if (d / "checkpoints").is_dir()]
+    baselines = [d for d in runs.iterdir() if d.is_dir() and not (d / "checkpoints").is_dir()]
+    assert trained and baselines
+    for d in trained:
+        assert sorted(p.name for p in (d / "artifacts").glob("*collapse-spectrum.npy")) == [
+            f"{latest_epoch_checkpoint(d / 'checkpoints').stem}-collapse-spectrum.npy"]
+    assert all((d / "artifacts" / "collapse-spectrum.npy").is_file() for d in baselines)
+    digits = [d for d in trained if "digits" in d.name]
+    assert digits and list((digits[0] / "artifacts").glob("epoch_*-reconstruction.png"))
 
 
 def test_report_is_self_contained(report_dir):
