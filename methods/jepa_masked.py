@@ -15,24 +15,42 @@ Defaults: mask ratio 0.25 of 7 x 7-px cells (on 2-D points: still one of the two
 coordinates), predictor 2-layer MLP 512 hidden, tau 0.99 -> 1 cosine (raised for short
 runs to 1 - 10 / total_steps, :mod:`ssl_bench.ema`).
 """
+from collections.abc import Callable
 from functools import partial
+from typing import cast
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ssl_bench.ema import update_targets
+from ssl_bench.errors import ConfigError
 from ssl_bench.fidelity import OUR_EMA, PaperRecipe, WHY_TUTORIAL
 from ssl_bench.heads import MLPHead, frozen_copy
 from ssl_bench.method import Method
 from ssl_bench.registry import register_method
-from ssl_bench.views import MaskedPair, coordinate_mask, default_augment, patch_mask
+from ssl_bench.views import MaskedPair, MultiView, coordinate_mask, default_augment, patch_mask
+
+
+def _has_spatial_map(backbone: nn.Module, input_shape) -> bool:
+    """Whether ``backbone.feature_map`` gives a (B, C, h, w) map (CNNs; not MLPs or ViT tokens)."""
+    feature_map = getattr(backbone, "feature_map", None)
+    if not callable(feature_map) or len(input_shape) != 3:
+        return False
+    was_training = backbone.training
+    backbone.eval()  # no batch-norm statistics are updated by the probe
+    try:
+        with torch.no_grad():
+            out = feature_map(torch.zeros(1, *input_shape))
+    finally:
+        backbone.train(was_training)
+    return out.dim() == 4
 
 
 @register_method("jepa-masked")
 class JEPAMasked(Method):
     defaults = dict(mask_ratio=0.25, mask_patch=7, pred_hidden_dim=512, predictor=True, ema_tau=0.99,
-                    ema_cosine=True, independent_views=False)
+                    ema_cosine=True, independent_views=False, dense=False, dense_loss="masked")
     paper = PaperRecipe(
         source=("The JEA tutorial's masked JEPA: predict the EMA target's embedding of the full input from a "
                 "masked one (I-JEPA, Assran et al. 2023, in its simplest form); the tutorial masks one of two "
@@ -55,12 +73,27 @@ class JEPAMasked(Method):
 
     def __init__(self, backbone, hp=None, spec=None):
         super().__init__(backbone, hp, spec)
-        d = backbone.out_dim
-        self.predictor = MLPHead(d, self.hp.pred_hidden_dim, d) if self.hp.predictor else nn.Identity()
+        d, h = backbone.out_dim, self.hp
+        if h.dense_loss not in ("masked", "all"):
+            raise ConfigError(f"jepa-masked: dense_loss must be 'masked' or 'all', got {h.dense_loss!r}")
+        self.dense = bool(h.dense) and spec is not None and _has_spatial_map(backbone, spec.input_shape)
+        if self.dense and h.dense_loss == "masked" and h.independent_views:
+            raise ConfigError("jepa-masked: dense_loss='masked' needs the masked and full views aligned "
+                              "(independent_views=False)")
+        if not h.predictor:
+            self.predictor: nn.Module = nn.Identity()
+        elif self.dense:  # per location of the feature map; the 3 x 3 conv sees the neighbouring cells
+            self.predictor = nn.Sequential(nn.Conv2d(d, h.pred_hidden_dim, 3, padding=1, bias=False),
+                                           nn.BatchNorm2d(h.pred_hidden_dim), nn.ReLU(inplace=True),
+                                           nn.Conv2d(h.pred_hidden_dim, d, 1))
+        else:
+            self.predictor = MLPHead(d, h.pred_hidden_dim, d)
         self.target_backbone = frozen_copy(self.backbone)
 
     def make_views(self, spec, overrides=None):
         h = self.hp
+        if self.dense and h.dense_loss == "masked":  # one view; training_step masks it and knows where
+            return MultiView(default_augment(spec.kind, overrides), n=1)
         if spec.kind == "image":
             mask = partial(patch_mask, ratio=h.mask_ratio, patch=h.mask_patch)
         else:
@@ -68,12 +101,43 @@ class JEPAMasked(Method):
         return MaskedPair(default_augment(spec.kind, overrides), mask, independent=bool(h.independent_views))
 
     def training_step(self, views):
+        if self.dense:  # I-JEPA's per-location targets on a CNN's last feature map (B, C, h, w)
+            online, target = (cast(Callable[[torch.Tensor], torch.Tensor], net.feature_map)
+                              for net in (self.backbone, self.target_backbone))
+            if self.hp.dense_loss == "masked":
+                full = views[0]
+                keep = self._cell_keep(full)  # (B, 1, H, W), 1 = visible
+                masked = full * keep  # hidden cells set to 0 after normalisation: the data mean
+            else:
+                masked, full = views
+            pred = self.predictor(online(masked)).float()
+            with torch.no_grad():
+                t = target(full).float()
+            t = F.layer_norm(t.movedim(1, -1), t.shape[1:2])
+            err = (pred.movedim(1, -1) - t).pow(2).mean(-1)  # (B, h, w)
+            if self.hp.dense_loss == "all":
+                return err.mean(), {}
+            # as I-JEPA: only the hidden locations count, each by the fraction of its cell that was hidden
+            w = 1 - F.adaptive_avg_pool2d(keep.float(), err.shape[-2:]).squeeze(1)
+            return (w * err).sum() / w.sum().clamp_min(1e-6), {}
         masked, full = views
         pred = self.predictor(self.backbone(masked)).float()
         with torch.no_grad():
             t = self.target_backbone(full).float()
-            t = F.layer_norm(t, t.shape[-1:])
+        t = F.layer_norm(t, t.shape[-1:])
         return F.mse_loss(pred, t), {}
+
+    def _cell_keep(self, x: torch.Tensor) -> torch.Tensor:
+        """A random ``mask_ratio`` of the ``mask_patch``-px cells hidden (0), drawn from the step's
+        own stream; at least one cell of each image stays visible."""
+        h, (b, _, hh, ww) = self.hp, x.shape
+        p = int(h.mask_patch)
+        gh, gw = -(-hh // p), -(-ww // p)
+        score = torch.rand(b, gh * gw, generator=self.clock.generator())
+        n_hide = min(max(1, round(h.mask_ratio * gh * gw)), gh * gw - 1)
+        keep = (score.argsort(1).argsort(1) >= n_hide).float().view(b, 1, gh, gw)
+        keep = keep.repeat_interleave(p, 2).repeat_interleave(p, 3)[:, :, :hh, :ww]
+        return keep.to(x.device, x.dtype)
 
     def on_step_end(self, progress):
         update_targets(self, progress)  # target_backbone; tau scaled to the run length (ssl_bench.ema)
