@@ -1,6 +1,8 @@
-"""Datasets, registered by name. Small datasets are held in memory as uint8 tensors.
+"""Datasets, registered by name. Small datasets are held in memory as uint8 tensors; large ones
+(``imagefolder``, ``imagenet``, STL-10's unlabelled split) stay on disk as an
+:class:`~ssl_bench.streaming.ImageSource` that DataLoader workers decode (:mod:`ssl_bench.streaming`).
 
-Every loader returns a :class:`Data`: train/test tensors, labels and the facts the views and
+Every loader returns a :class:`Data`: train/test images, labels and the facts the views and
 the backbones need (kind, shape, channel statistics). Nothing here downloads: a dataset that is
 not on disk raises :class:`DatasetNotFoundError` with the command that gets it.
 
@@ -22,40 +24,63 @@ import torch
 from .errors import ConfigError, DatasetNotFoundError
 from .registry import DATASETS, register_dataset
 from .sampling import is_subsampled, subsample_indices
+from .streaming import BinImages, FileImages, ImageSource, is_streamed, list_image_folder
+
+#: What a split holds: a tensor in memory, or images on disk decoded by workers.
+Images = torch.Tensor | ImageSource
 
 
 @dataclass
 class Data:
     name: str
-    x_train: torch.Tensor  # uint8 (N,C,H,W) for images; float32 (N,D) for vectors
+    x_train: Images  # uint8 (N,C,H,W) for images; float32 (N,D) for vectors; or an ImageSource
     y_train: torch.Tensor  # int64 (N,)
-    x_test: torch.Tensor
+    x_test: Images
     y_test: torch.Tensor
     num_classes: int
     kind: str  # "image" | "vector"
     mean: tuple[float, ...] = ()
     std: tuple[float, ...] = ()
     info: dict = field(default_factory=dict)
+    #: The images self-supervised training sees when they are not the labelled training split
+    #: (STL-10's unlabelled 100k); ``None``: training uses ``x_train``.
+    x_pretrain: Images | None = None
 
     @property
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.x_train.shape[1:])
 
     @property
+    def pretrain(self) -> Images:
+        """The images the trainer trains on (``x_pretrain``, else ``x_train``)."""
+        return self.x_train if self.x_pretrain is None else self.x_pretrain
+
+    @property
+    def streamed(self) -> bool:
+        """True when the training images are decoded from disk by workers (:mod:`ssl_bench.streaming`)."""
+        return is_streamed(self.pretrain)
+
+    @property
     def in_channels(self) -> int:
         return self.input_shape[0] if self.kind == "image" else 1
 
-    def subset(self, n_train: int | None = None, n_test: int | None = None, seed: int = 0) -> Data:
+    def subset(self, n_train: int | None = None, n_test: int | None = None, seed: int = 0,
+               pretrain: bool = False) -> Data:
         """A seeded random subset (the same for every method, so rows stay comparable); the test
-        subset is drawn after the training one, from the same generator."""
+        subset is drawn after the training one, from the same generator. ``pretrain=True`` draws
+        ``n_train`` from the pretraining images where the data has its own (``x_pretrain``)."""
         g = torch.Generator().manual_seed(seed)
 
         def take(x, y, n):
             if not is_subsampled(len(x), n):
                 return x, y
             idx = subsample_indices(len(x), n, g)
-            return x[idx], y[idx]
+            return (x.take(idx) if isinstance(x, ImageSource) else x[idx]), y[idx]
 
+        if pretrain and self.x_pretrain is not None:  # the labelled training split is kept
+            xp, _ = take(self.x_pretrain, torch.zeros(len(self.x_pretrain)), n_train)
+            xte, yte = take(self.x_test, self.y_test, n_test)
+            return replace(self, x_pretrain=xp, x_test=xte, y_test=yte)
         xtr, ytr = take(self.x_train, self.y_train, n_train)
         xte, yte = take(self.x_test, self.y_test, n_test)
         return replace(self, x_train=xtr, y_train=ytr, x_test=xte, y_test=yte)
@@ -80,6 +105,15 @@ class Data:
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         """Channel standardisation applied after the views, before the encoder (:meth:`normalizer`)."""
         return self.normalizer(x.device, x.dtype)(x)
+
+
+def in_memory(x: Images, what: str = "this step") -> torch.Tensor:
+    """``x`` as the tensor it is; images streamed from disk are a ConfigError naming ``what``
+    (code that needs every image in memory says so instead of failing on an attribute)."""
+    if isinstance(x, ImageSource):
+        raise ConfigError(f"{what} needs the images in memory; this dataset streams them from disk "
+                          f"(ssl_bench.streaming)")
+    return x
 
 
 def load_dataset(name: str, root: str | os.PathLike | None = None, **kwargs) -> Data:
@@ -347,14 +381,25 @@ def cifar100(root=None, **_) -> Data:
     return _cifar("cifar100", root)
 
 
+STL10_SHAPE = (3, 96, 96)
+STL10_UNLABELED = 100_000
+
+
 @register_dataset("stl10")
-def stl10(root=None, image_size: int | None = None, **_) -> Data:
-    """STL-10 labelled train/test splits (`stl10_binary/`), optionally resized."""
+def stl10(root=None, image_size: int | None = None, pretrain: str = "train") -> Data:
+    """STL-10 (`stl10_binary/`), optionally resized. The labelled train/test splits are held in
+    memory (evaluation); ``pretrain="unlabeled"`` trains on the 100k unlabelled images, streamed
+    from ``unlabeled_X.bin`` through a memory map (:class:`~ssl_bench.streaming.BinImages`)."""
     from torchvision import datasets as tvd
 
+    if pretrain not in ("train", "unlabeled"):
+        raise ConfigError(f"stl10 option 'pretrain' must be 'train' or 'unlabeled', got {pretrain!r}")
+    if image_size is not None and (isinstance(image_size, bool) or not isinstance(image_size, int)
+                                   or not 8 <= image_size <= 1024):
+        raise ConfigError(f"stl10 option 'image_size' must be an integer in [8, 1024], got {image_size!r}")
     base = data_root(root, default="data")
 
-    class _NoChecksum(tvd.STL10):  # labelled splits only: the unlabelled 2.5 GB file is not needed
+    class _NoChecksum(tvd.STL10):  # labelled splits only: the unlabelled 2.5 GB file is streamed
         def _check_integrity(self) -> bool:
             return all((Path(self.root) / self.base_folder / f).is_file()
                        for f in ("train_X.bin", "train_y.bin", "test_X.bin", "test_y.bin"))
@@ -370,8 +415,20 @@ def stl10(root=None, image_size: int | None = None, **_) -> Data:
     if image_size:
         xtr, xte = _resize_uint8(xtr, image_size), _resize_uint8(xte, image_size)
     mean, std = _channel_stats(xtr)
+    unlabeled: BinImages | None = None
+    info: dict = {"pretrain": pretrain}
+    if pretrain == "unlabeled":
+        path = base / tvd.STL10.base_folder / "unlabeled_X.bin"
+        record = int(np.prod(STL10_SHAPE))
+        size = path.stat().st_size if path.is_file() else -1
+        if size <= 0 or size % record:
+            raise _tv_missing("STL-10 unlabeled", base, f"{path} is missing or not a whole number of 3x96x96 "
+                              f"images ({size} bytes)")
+        unlabeled = BinImages(path, size // record, STL10_SHAPE, image_size or 96, transpose=True)
+        info["unlabeled"] = {"file": str(path), "images": size // record}
     return Data("stl10", xtr, torch.from_numpy(tr.labels.astype(np.int64)), xte,
-                torch.from_numpy(te.labels.astype(np.int64)), 10, "image", mean, std)
+                torch.from_numpy(te.labels.astype(np.int64)), 10, "image", mean, std, info=info,
+                x_pretrain=unlabeled)
 
 
 def _resize_uint8(x: torch.Tensor, size: int) -> torch.Tensor:
@@ -381,22 +438,65 @@ def _resize_uint8(x: torch.Tensor, size: int) -> torch.Tensor:
     return out.round().clamp(0, 255).to(torch.uint8)
 
 
+def _folder_options(name: str, root, image_size, channels, mean, std, stats_sample) -> tuple[Path, Path]:
+    base = data_root(root)
+    if base is None:
+        raise DatasetNotFoundError(f"{name} needs a root: pass --data-root DIR "
+                                   "(DIR/train/<class>/*.png, DIR/test/... or DIR/val/...)")
+    test_dir = next((base / s for s in ("test", "val") if (base / s).is_dir()), None)
+    if not (base / "train").is_dir() or test_dir is None:
+        raise DatasetNotFoundError(f"{name}: expected {base}/train/<class>/ and {base}/test/<class>/ (or val/)")
+    if isinstance(image_size, bool) or not isinstance(image_size, int) or not 4 <= image_size <= 4096:
+        raise DatasetNotFoundError(f"{name}: image_size must be an integer in [4, 4096], got {image_size!r}")
+    if channels not in (1, 3) or isinstance(channels, bool):
+        raise ConfigError(f"{name} option 'channels' must be 1 (grey) or 3 (RGB), got {channels!r}")
+    for k, v in (("mean", mean), ("std", std)):
+        if v is not None and (not isinstance(v, (list, tuple)) or len(v) != channels
+                              or not all(isinstance(f, (int, float)) and not isinstance(f, bool) for f in v)):
+            raise ConfigError(f"{name} option {k!r} must be a list of {channels} numbers, got {v!r}")
+    if (mean is None) != (std is None):
+        raise ConfigError(f"{name}: give both 'mean' and 'std' or neither")
+    if isinstance(stats_sample, bool) or not isinstance(stats_sample, int) or stats_sample < 1:
+        raise ConfigError(f"{name} option 'stats_sample' must be an integer >= 1, got {stats_sample!r}")
+    return base, test_dir
+
+
+def _sampled_stats(src: FileImages, n: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Channel mean/std of ``n`` training images drawn with seed 0 (unreadable ones left out)."""
+    idx = subsample_indices(len(src), n, torch.Generator().manual_seed(0)) if len(src) > n else range(len(src))
+    xs = [a for a in (src.decode(int(i))[0] for i in idx) if a is not None]
+    if not xs:
+        raise DatasetNotFoundError(f"imagefolder {src.root}: none of {len(idx)} sampled files is a readable image")
+    return _channel_stats(torch.from_numpy(np.stack(xs)))
+
+
+def _streamed_folder(name: str, base: Path, test_dir: Path, image_size: int, channels: int, mean, std,
+                     stats_sample: int, info: dict | None = None) -> Data:
+    rel, labels, classes = list_image_folder(base / "train")
+    rel_te, labels_te, _ = list_image_folder(test_dir, classes)
+    tr = FileImages(base / "train", rel, labels, image_size, channels)
+    te = FileImages(test_dir, rel_te, labels_te, image_size, channels)
+    if mean is None:
+        mean, std = _sampled_stats(tr, stats_sample)
+    return Data(name, tr, torch.from_numpy(labels), te, torch.from_numpy(labels_te), len(classes), "image",
+                tuple(float(m) for m in mean), tuple(float(s) for s in std),
+                info={"classes": classes, "streamed": True, **(info or {})})
+
+
 @register_dataset("imagefolder")
-def imagefolder(root=None, image_size: int = 64, **_) -> Data:
-    """Any ``ROOT/{train,test|val}/<class>/<image>`` tree, resized to ``image_size`` and held in memory."""
+def imagefolder(root=None, image_size: int = 64, stream: bool = True, channels: int = 3,
+                mean: list | None = None, std: list | None = None, stats_sample: int = 1000) -> Data:
+    """Any ``ROOT/{train,test|val}/<class>/<image>`` tree (any format Pillow reads), resized to
+    ``image_size``. Streamed by default: files stay on disk and DataLoader workers decode them,
+    an unreadable file is skipped and counted. ``stream=False`` decodes everything into memory
+    at load (small folders; an unreadable file is then an error). ``channels`` 1 (grey) or 3;
+    ``mean``/``std`` default to the statistics of ``stats_sample`` training images."""
     from PIL import Image
     from torchvision import datasets as tvd
 
-    base = data_root(root)
-    if base is None:
-        raise DatasetNotFoundError("imagefolder needs a root: pass --data-root DIR "
-                                   "(DIR/train/<class>/*.png, DIR/test/...)")
-    test_dir = next((base / s for s in ("test", "val") if (base / s).is_dir()), None)
-    if not (base / "train").is_dir() or test_dir is None:
-        raise DatasetNotFoundError(f"imagefolder: expected {base}/train/<class>/ and {base}/test/<class>/ (or val/)")
-
-    if isinstance(image_size, bool) or not isinstance(image_size, int) or not 4 <= image_size <= 4096:
-        raise DatasetNotFoundError(f"imagefolder: image_size must be an integer in [4, 4096], got {image_size!r}")
+    base, test_dir = _folder_options("imagefolder", root, image_size, channels, mean, std, stats_sample)
+    if stream:
+        return _streamed_folder("imagefolder", base, test_dir, image_size, channels, mean, std, stats_sample)
 
     def load(folder: Path, classes: list[str] | None = None):
         try:
@@ -409,8 +509,9 @@ def imagefolder(root=None, image_size: int = 64, **_) -> Data:
         for path, _ in ds.samples:
             try:
                 with Image.open(path) as im:
-                    rgb = im.convert("RGB").resize((image_size, image_size), Image.Resampling.BILINEAR)
-                    xs.append(np.asarray(rgb))
+                    rgb = im.convert("RGB" if channels == 3 else "L").resize((image_size, image_size),
+                                                                             Image.Resampling.BILINEAR)
+                    xs.append(np.asarray(rgb).reshape(image_size, image_size, channels))
             except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
                 # PIL.UnidentifiedImageError is an OSError; truncated files raise OSError
                 raise DatasetNotFoundError(f"imagefolder: cannot decode {path} ({type(exc).__name__}: "
@@ -421,8 +522,46 @@ def imagefolder(root=None, image_size: int = 64, **_) -> Data:
 
     xtr, ytr, classes = load(base / "train")
     xte, yte, _ = load(test_dir, classes)
-    mean, std = _channel_stats(xtr)
-    return Data("imagefolder", xtr, ytr, xte, yte, len(classes), "image", mean, std, info={"classes": classes})
+    m, sd = _channel_stats(xtr) if mean is None or std is None else (tuple(mean), tuple(std))
+    return Data("imagefolder", xtr, ytr, xte, yte, len(classes), "image", m, sd, info={"classes": classes})
 
 
-__all__ = ["Data", "DATASETS", "load_dataset", "read_idx", "register_dataset"]
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+#: Files that map WordNet ids (the class folders) to readable names, in the order tried.
+IMAGENET_CLASS_FILES = ("LOC_synset_mapping.txt", "synset_words.txt", "words.txt")
+
+
+def imagenet_class_names(base: Path, wnids: list[str]) -> dict[str, str]:
+    """WordNet id -> readable name, from the first of :data:`IMAGENET_CLASS_FILES` under ``base``
+    (lines ``n01440764 tench, Tinca tinca``); empty when there is none."""
+    for fname in IMAGENET_CLASS_FILES:
+        p = base / fname
+        if p.is_file():
+            names = {}
+            for line in p.read_text(errors="replace").splitlines():
+                wnid, _, name = line.strip().partition(" ")
+                if wnid in wnids:
+                    names[wnid] = name.strip() or wnid
+            return names
+    return {}
+
+
+@register_dataset("imagenet")
+def imagenet(root=None, image_size: int = 224, channels: int = 3, mean: list | None = None,
+             std: list | None = None, stats_sample: int = 1000) -> Data:
+    """ImageNet-1k or a class subset such as ImageNet-100, in the standard layout
+    ``ROOT/train/<wnid>/*.JPEG`` and ``ROOT/val/<wnid>/*.JPEG``, streamed. Labels are the sorted
+    WordNet ids (torchvision's order); ``info["class_names"]`` maps them to readable names when
+    ``LOC_synset_mapping.txt`` (or ``synset_words.txt``) is in ROOT. Normalised with the usual
+    ImageNet statistics unless ``mean``/``std`` are given."""
+    base, test_dir = _folder_options("imagenet", root, image_size, channels, mean, std, stats_sample)
+    if mean is None and channels == 3:
+        mean, std = list(IMAGENET_MEAN), list(IMAGENET_STD)
+    data = _streamed_folder("imagenet", base, test_dir, image_size, channels, mean, std, stats_sample)
+    data.info["class_names"] = imagenet_class_names(base, data.info["classes"])
+    return data
+
+
+
+
+__all__ = ["Data", "DATASETS", "in_memory", "load_dataset", "read_idx", "register_dataset"]

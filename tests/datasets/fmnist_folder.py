@@ -1,0 +1,59 @@
+"""Fashion-MNIST written as an image folder of PNG files, for the streaming-path tests.
+
+``write_fmnist_folder(root)`` writes ``root/{train,test}/<label>/<index>.png`` (60k + 10k grey
+28x28 PNGs, zlib level 1, two processes: a few seconds). ``class_major(data)`` is the in-memory
+Fashion-MNIST in the order an image folder lists those files (by class, then by index), so the
+in-memory and the streamed path can be compared batch for batch.
+"""
+from __future__ import annotations
+
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+FMNIST_MEAN, FMNIST_STD = [0.2860], [0.3530]
+
+
+def _write(args) -> int:
+    from PIL import Image
+
+    folder, x, y, idx = args
+    for img, label, i in zip(x, y, idx, strict=True):
+        Image.fromarray(img, mode="L").save(os.path.join(folder, str(int(label)), f"{int(i):05d}.png"),
+                                            compress_level=1)
+    return len(idx)
+
+
+def write_fmnist_folder(root: Path, n_train: int | None = None, n_test: int | None = None, workers: int = 2) -> Path:
+    """The first ``n_train`` / ``n_test`` images of each split (all by default) as PNG files."""
+    from ssl_bench.datasets import load_dataset
+
+    data = load_dataset("fashion-mnist")
+    jobs = []
+    for split, x, y in (("train", data.x_train, data.y_train), ("test", data.x_test, data.y_test)):
+        n = n_train if split == "train" else n_test
+        x, y = x[:n, 0].numpy(), y[:n].numpy()
+        for c in range(10):
+            (root / split / str(c)).mkdir(parents=True, exist_ok=True)
+        idx = np.arange(len(x))
+        for part in np.array_split(idx, workers * 4):
+            jobs.append((str(root / split), x[part], y[part], part))
+    with ProcessPoolExecutor(workers) as ex:
+        assert sum(ex.map(_write, jobs)) == sum(len(j[3]) for j in jobs)
+    return root
+
+
+def class_major(data, n_train: int | None = None, n_test: int | None = None):
+    """In-memory Fashion-MNIST (its first n images) in image-folder order: stably sorted by label."""
+    def sort(x, y, n):
+        x, y = x[:n], y[:n]
+        order = torch.from_numpy(np.argsort(y.numpy(), kind="stable"))
+        return x[order], y[order]
+
+    xtr, ytr = sort(data.x_train, data.y_train, n_train)
+    xte, yte = sort(data.x_test, data.y_test, n_test)
+    return replace(data, x_train=xtr, y_train=ytr, x_test=xte, y_test=yte)
