@@ -1,13 +1,15 @@
 """Fashion-MNIST written as an image folder of PNG files, for the streaming-path tests.
 
 ``write_fmnist_folder(root)`` writes ``root/{train,test}/<label>/<index>.png`` (60k + 10k grey
-28x28 PNGs, zlib level 1, two processes: a few seconds). ``class_major(data)`` is the in-memory
+28x28 PNGs, zlib level 1, two processes: about 10 s on a shared 2-core CPU). ``class_major(data)`` is the in-memory
 Fashion-MNIST in the order an image folder lists those files (by class, then by index), so the
 in-memory and the streamed path can be compared batch for batch.
 """
 from __future__ import annotations
 
 import os
+import struct
+import zlib
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from pathlib import Path
@@ -18,13 +20,23 @@ import torch
 FMNIST_MEAN, FMNIST_STD = [0.2860], [0.3530]
 
 
-def _write(args) -> int:
-    from PIL import Image
+def png_bytes(img: np.ndarray) -> bytes:
+    """A grey 8-bit PNG of ``img`` (H, W) uint8, zlib level 1 (2.5x faster than PIL's writer here)."""
+    h, w = img.shape
 
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
+
+    raw = b"".join(b"\x00" + img[r].tobytes() for r in range(h))  # filter type 0 per row
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(raw, 1)) + chunk(b"IEND", b""))
+
+
+def _write(args) -> int:
     folder, x, y, idx = args
     for img, label, i in zip(x, y, idx, strict=True):
-        Image.fromarray(img, mode="L").save(os.path.join(folder, str(int(label)), f"{int(i):05d}.png"),
-                                            compress_level=1)
+        with open(os.path.join(folder, str(int(label)), f"{int(i):05d}.png"), "wb") as f:
+            f.write(png_bytes(img))
     return len(idx)
 
 

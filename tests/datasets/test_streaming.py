@@ -1,0 +1,198 @@
+"""The streaming data path (#18) on Fashion-MNIST written as 70k PNG files.
+
+* the same seed and config train the same weights streamed as in memory, and k-NN agrees;
+* streaming keeps at least 70% of the in-memory throughput with 2 decoding workers;
+* unreadable files (a truncated PNG, an empty file, a text file) are skipped and counted;
+* mid-epoch kill + resume trains the same final weights as an uninterrupted run;
+* 2 gloo processes train the same weights as one process on the streamed folder;
+* peak resident memory of training + evaluating does not grow with the number of files.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ssl_bench.checkpoint import load_resume, read_encoder
+from ssl_bench.config import RunConfig
+from ssl_bench.datasets import load_dataset
+from ssl_bench.embeddings import checkpoint_embeddings
+from ssl_bench.pipeline import evaluate_checkpoint
+
+from conftest import HAVE_FMNIST, needs_fmnist  # tests/conftest.py
+from fixtures import fmnist_png, fmnist_png_10k  # noqa: F401 (fixtures)
+from fmnist_folder import FMNIST_MEAN, FMNIST_STD, class_major, png_bytes
+
+HERE = Path(__file__).parent
+#: The training config every comparison uses: 8 steps of 64 images, 2 decoding workers.
+BASE = dict(method="simclr", preset="smoke", epochs=1, batch_size=64, train_subset=512, eval_train_subset=5000,
+            eval_test_subset=1000, progress=False, device="cpu", precision="fp32", num_workers=2)
+
+
+def streamed(root: Path):
+    """The PNG folder with Fashion-MNIST's statistics, so both paths normalise alike."""
+    return load_dataset("imagefolder", root=root, image_size=28, channels=1, mean=FMNIST_MEAN, std=FMNIST_STD)
+
+
+def cfg(**kw) -> RunConfig:
+    return RunConfig(**{"dataset": "imagefolder", **BASE, **kw})
+
+
+def weights(ckpt: Path) -> dict[str, torch.Tensor]:
+    return read_encoder(ckpt)[0]
+
+
+def max_diff(a: dict, b: dict) -> float:
+    assert a.keys() == b.keys()
+    return max(float((a[k].float() - b[k].float()).abs().max()) for k in a)
+
+
+def knn_top1(ckpt: Path, data) -> float:
+    rows = evaluate_checkpoint(ckpt, ["knn"], device="cpu", data=data)
+    return next(r["value"] for r in rows if r["metric"] == "top1")
+
+
+# ------------------------------------------------------------------------------- equality, speed
+@needs_fmnist
+def test_streamed_folder_trains_like_memory_and_keeps_pace(fmnist_png, tmp_path):
+    from ssl_bench.trainer import train
+
+    memory = class_major(load_dataset("fashion-mnist"))  # the same images, in the folder's order
+    stream = streamed(fmnist_png)
+    assert stream.streamed and not memory.streamed and len(stream.x_train) == len(memory.x_train) == 60_000
+    secs: dict[str, list[float]] = {"memory": [], "stream": []}
+    ckpts = {}
+    for rep in range(3):  # interleaved, best of 3: the CPU is shared
+        for name, data, ds in (("memory", memory, "fashion-mnist"), ("stream", stream, "imagefolder")):
+            res = train(cfg(dataset=ds), tmp_path / f"{name}{rep}", data=data)
+            secs[name].append(res.train_seconds)
+            ckpts.setdefault(name, res.checkpoint)
+    w_mem, w_stream = weights(ckpts["memory"]), weights(ckpts["stream"])
+    assert max_diff(w_mem, w_stream) <= 1e-6, "the streamed batches are not the in-memory ones"
+    k_mem, k_stream = knn_top1(ckpts["memory"], memory), knn_top1(ckpts["stream"], stream)
+    assert abs(k_mem - k_stream) <= 0.5, (k_mem, k_stream)
+    ratio = min(secs["memory"]) / min(secs["stream"])
+    print(f"\nk-NN top1 memory {k_mem:.2f} stream {k_stream:.2f}; train s memory {secs['memory']} stream "
+          f"{secs['stream']}; throughput stream/memory {ratio:.2f} (load {os.getloadavg()[0]:.2f})")
+    assert ratio >= 0.7, f"streaming at {ratio:.0%} of the in-memory throughput"
+
+
+# ------------------------------------------------------------------------------- corrupt files
+def _small_folder(root: Path) -> list[str]:
+    """2 classes x 31 good 16x16 PNGs for training (4 for test) plus 3 unreadable training files."""
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 31), ("test", 4)):
+        for c in ("a", "b"):
+            (root / split / c).mkdir(parents=True)
+            for i in range(n):
+                (root / split / c / f"{i:02d}.png").write_bytes(png_bytes(rng.integers(0, 256, (16, 16), np.uint8)))
+    bad = root / "train" / "a"
+    (bad / "truncated.png").write_bytes((bad / "00.png").read_bytes()[:60])
+    (bad / "empty.png").write_bytes(b"")
+    (bad / "notes.txt").write_text("not an image\n")
+    return sorted(str(bad / f) for f in ("truncated.png", "empty.png", "notes.txt"))
+
+
+def test_unreadable_files_are_skipped_and_counted(tmp_path):
+    from ssl_bench.trainer import train
+
+    bad = _small_folder(tmp_path / "data")
+    data = load_dataset("imagefolder", root=tmp_path / "data", image_size=16, channels=1)
+    assert len(data.x_train) == 65
+    c = RunConfig(dataset="imagefolder", method="simclr", preset="smoke", epochs=1, batch_size=13, progress=False,
+                  device="cpu", precision="fp32", num_workers=2)  # 5 steps of 13: every file is read
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        res = train(c, tmp_path / "runs", data=data)
+    meta = read_encoder(res.checkpoint)[1]
+    assert meta["corrupt_files"] == {"count": 3, "first": bad}
+    assert sum("skipped unreadable image" in str(w.message) for w in caught) == 3
+    emb = checkpoint_embeddings(res.checkpoint, data, torch.device("cpu"))[0]
+    assert emb.on_disk and emb.info["corrupt_files"]["count"] == 3
+    assert emb.train_x.shape[0] == 62 and emb.train_y.tolist() == [0] * 31 + [1] * 31  # the rows were dropped
+    assert emb.test_x.shape[0] == 8
+
+
+# ------------------------------------------------------------------------------- resume
+@pytest.mark.parametrize("where", ["stream", "memory"])
+def test_mid_epoch_kill_and_resume_trains_the_same_weights(where, request, tmp_path, monkeypatch):
+    from ssl_bench import trainer
+
+    if where == "stream":
+        if not HAVE_FMNIST and not os.environ.get("CI"):
+            pytest.skip("Fashion-MNIST not installed")
+        data, c = streamed(request.getfixturevalue("fmnist_png")), cfg(epochs=2)
+    else:
+        data, c = None, RunConfig(method="simclr", dataset="mog2d", preset="smoke", epochs=2, batch_size=64,
+                                  train_subset=512, progress=False, device="cpu", precision="fp32")
+    full = trainer.train(c, tmp_path / "full", data=data)  # 2 epochs of 8 steps
+
+    real_update = trainer.update_
+
+    def killed_at_step_12(method, opt, sched, loss, step, *a, **kw):
+        if step == 12:  # epoch 2, batch 5; the last save was after batch 3 (save_every_steps=3)
+            raise KeyboardInterrupt("killed")
+        return real_update(method, opt, sched, loss, step, *a, **kw)
+
+    monkeypatch.setattr(trainer, "update_", killed_at_step_12)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.train(c, tmp_path / "killed", data=data, save_every_steps=3)
+    monkeypatch.setattr(trainer, "update_", real_update)
+    run = next((tmp_path / "killed").iterdir())
+    state = load_resume(run / "checkpoints" / "resume.pt")
+    assert (state["epoch"], state["batch"], state["step"]) == (1, 3, 11)  # saved within the second epoch
+    res = trainer.train(c, tmp_path / "killed", resume=True, data=data, save_every_steps=3)
+    assert res.resumed_from == 1
+    assert max_diff(weights(full.checkpoint), weights(res.checkpoint)) == 0.0
+    log = (run / "train_log.csv").read_text().splitlines()
+    assert len(log) == 3 and log[-1].split(",")[:2] == ["2", "16"]  # header + one row per epoch
+
+
+# ------------------------------------------------------------------------------- DDP
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@needs_fmnist
+def test_ddp_on_streamed_folder_matches_one_process(fmnist_png, tmp_path):
+    from ssl_bench.trainer import train
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port",
+                        str(_free_port()), str(HERE / "ddp_stream_worker.py"), str(fmnist_png), str(tmp_path / "ddp")],
+                       env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    ddp = next((tmp_path / "ddp").iterdir()) / "checkpoints" / "epoch_0001.safetensors"
+    one = train(cfg(optimizer="sgd", num_workers=1), tmp_path / "one", data=streamed(fmnist_png))
+    # SGD: the runs differ by the order of floating-point sums only (tests/test_distributed.py)
+    assert max_diff(weights(ddp), weights(one.checkpoint)) <= 1e-5
+    assert read_encoder(ddp)[1]["world_size"] == 2
+
+
+# ------------------------------------------------------------------------------- memory
+@needs_fmnist
+def test_peak_memory_does_not_grow_with_the_number_of_files(fmnist_png, fmnist_png_10k, tmp_path):
+    peaks = {}
+    for n, root in ((10_000, fmnist_png_10k), (70_000, fmnist_png)):
+        t = time.perf_counter()
+        r = subprocess.run([sys.executable, str(HERE / "rss_probe.py"), str(root), str(tmp_path / f"runs{n}")],
+                           capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, r.stderr[-3000:]
+        peaks[n] = json.loads(r.stdout.strip().splitlines()[-1])
+        assert peaks[n]["embedded"] == n  # evaluation read every file
+        print(f"\n{n} files: peak RSS {peaks[n]['peak_mib']:.0f} MiB, {time.perf_counter() - t:.1f} s "
+              f"(load {os.getloadavg()[0]:.2f})")
+    growth = peaks[70_000]["peak_mib"] - peaks[10_000]["peak_mib"]
+    # in memory, 60k more 28x28 images and their embeddings alone are > 80 MiB
+    assert growth < 32, f"peak RSS grew by {growth:.0f} MiB from 10k to 70k files"
