@@ -92,7 +92,7 @@ def faiss_gpus() -> int:
 
 
 def _nearest_on_disk(train: np.ndarray, test: np.ndarray, k: int, index: str, nlist: int, nprobe: int,
-                     query_chunk: int = 4096, seed: int = 0):
+                     query_chunk: int = 1024, train_chunk: int = 8192, seed: int = 0):
     """(similarities, indices) as :func:`nearest`, reading on-disk arrays chunk by chunk."""
     k = min(k, len(train))
     if index == "ivf":
@@ -106,7 +106,7 @@ def _nearest_on_disk(train: np.ndarray, test: np.ndarray, k: int, index: str, nl
         if faiss_gpus():
             ix = faiss.index_cpu_to_all_gpus(ix)
         ix.train(_normalize(ondisk.take_rows(train, fit)))
-        for _, rows in ondisk.chunks(train):
+        for _, rows in ondisk.chunks(train, train_chunk):
             ix.add(_normalize(rows))
         faiss.extract_index_ivf(ix).nprobe = nprobe
         sims, idx = [], []
@@ -123,7 +123,7 @@ def _nearest_on_disk(train: np.ndarray, test: np.ndarray, k: int, index: str, nl
         tq = torch.from_numpy(_normalize(q)).to(dev)
         best_s = torch.full((len(q), 0), -float("inf"), device=dev)
         best_i = torch.zeros((len(q), 0), dtype=torch.int64, device=dev)
-        for lo, rows in ondisk.chunks(train):
+        for lo, rows in ondisk.chunks(train, train_chunk):  # similarities: query_chunk x train_chunk floats
             s = tq @ torch.from_numpy(_normalize(rows)).to(dev).T
             s, j = s.topk(min(k, s.shape[1]), dim=1)
             cat_s, cat_i = torch.cat([best_s, s], 1), torch.cat([best_i, j + lo], 1)

@@ -52,6 +52,21 @@ class ImageSource:
     def take(self, idx: torch.Tensor | np.ndarray | Sequence[int]) -> ImageSource:  # pragma: no cover
         raise NotImplementedError
 
+    def __getitem__(self, idx: torch.Tensor | np.ndarray | Sequence[int]) -> torch.Tensor:
+        """The images at ``idx`` decoded here, as one uint8 tensor ``(len(idx), C, S, S)``: for
+        the evaluators that look at a sample of images (LiDAR, reconstruction). An unreadable
+        item is replaced by the next readable one, as in training, with a warning."""
+        items = _Decoded(self, substitute=True)
+        out = []
+        for i in np.asarray(idx, dtype=np.int64).reshape(-1).tolist():
+            x, _, bad, _ = items[i]
+            for name, reason in bad:
+                warnings.warn(f"skipped unreadable image {name} ({reason})", RuntimeWarning, stacklevel=2)
+            out.append(x)
+        if not out:
+            return torch.zeros(0, self.channels, self.size, self.size, dtype=torch.uint8)
+        return torch.stack(out)
+
     def decode(self, i: int) -> tuple[np.ndarray | None, str]:  # pragma: no cover
         """``(CHW uint8 array, "")`` or ``(None, reason)`` for an unreadable item."""
         raise NotImplementedError
@@ -299,7 +314,7 @@ def default_num_workers(world: int = 1) -> int:
 
 def loader(source: ImageSource, *, batch_sampler: Any = None, batch_size: int | None = None,
            num_workers: int = 0, pin_memory: bool = False, substitute: bool = True,
-           seed: int = 0) -> torch.utils.data.DataLoader:
+           seed: int = 0, persistent: bool = False) -> torch.utils.data.DataLoader:
     """A DataLoader that decodes ``source`` into uint8 batches ``(x, y, unreadable, ok)``. Its
     workers' seeds come from its own generator (``seed``), never from torch's global one: the
     random draws of the training step stay those of the in-memory path."""
@@ -307,6 +322,7 @@ def loader(source: ImageSource, *, batch_sampler: Any = None, batch_size: int | 
                           "generator": torch.Generator().manual_seed(seed)}
     if num_workers > 0:
         kw["prefetch_factor"] = 4
+        kw["persistent_workers"] = persistent  # a batch sampler changed between epochs is read here
     if batch_sampler is not None:
         kw["batch_sampler"] = batch_sampler
     else:

@@ -322,6 +322,8 @@ class _Batches:
         self.x_all = None if isinstance(pretrain, streaming.ImageSource) else pretrain.to(device)
         self.num_workers = (cfg.num_workers if cfg.num_workers is not None
                             else streaming.default_num_workers(dist.world_size()))
+        self.loader: torch.utils.data.DataLoader | None = None
+        self.sampler: streaming.EpochBatches | None = None
 
     def __call__(self, epoch: int, first: int):
         if self.x_all is not None:
@@ -330,12 +332,15 @@ class _Batches:
                 yield i, self.x_all[perm[i * self.bs:(i + 1) * self.bs]]
             return
         assert self.source is not None
-        sampler = streaming.EpochBatches(len(self.source), self.bs, self.cfg.seed, epoch, first, dist.rank(),
-                                         dist.world_size())
         cuda = self.device.type == "cuda"
-        loader = streaming.loader(self.source, batch_sampler=sampler, num_workers=self.num_workers,
-                                  pin_memory=cuda, seed=self.cfg.seed * 100_003 + epoch)
-        for i, (xb, _y, bad, _ok) in enumerate(loader, first):
+        if self.loader is None:  # one loader per run: its workers persist from epoch to epoch
+            self.sampler = streaming.EpochBatches(len(self.source), self.bs, self.cfg.seed, epoch, first,
+                                                  dist.rank(), dist.world_size())
+            self.loader = streaming.loader(self.source, batch_sampler=self.sampler, num_workers=self.num_workers,
+                                           pin_memory=cuda, seed=self.cfg.seed, persistent=True)
+        assert self.sampler is not None
+        self.sampler.epoch, self.sampler.start = epoch, first  # read by the loader in this process
+        for i, (xb, _y, bad, _ok) in enumerate(self.loader, first):
             for name, reason in bad:
                 self.corrupt.add(name, reason)
             yield i, dist.all_gather_cat(xb.to(self.device, non_blocking=cuda))

@@ -18,6 +18,25 @@ import numpy as np
 import torch
 
 FMNIST_MEAN, FMNIST_STD = [0.2860], [0.3530]
+#: The training config the streaming tests compare with: 8 steps of 64 images, 2 decoding workers.
+BASE = dict(method="simclr", preset="smoke", epochs=1, batch_size=64, train_subset=512, eval_train_subset=5000,
+            eval_test_subset=1000, progress=False, device="cpu", precision="fp32", num_workers=2)
+
+#: The DDP comparison: SGD (as tests/test_distributed.py), 2 steps, one decoding worker per rank.
+DDP_CONFIG = dict(optimizer="sgd", num_workers=1, train_subset=128)
+
+
+def streamed(root: Path):
+    """The PNG folder with Fashion-MNIST's statistics, so both paths normalise alike."""
+    from ssl_bench.datasets import load_dataset
+
+    return load_dataset("imagefolder", root=root, image_size=28, channels=1, mean=FMNIST_MEAN, std=FMNIST_STD)
+
+
+def cfg(**kw):
+    from ssl_bench.config import RunConfig
+
+    return RunConfig(**{"dataset": "imagefolder", **BASE, **kw})
 
 
 def png_bytes(img: np.ndarray) -> bytes:

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_streaming import cfg, streamed  # noqa: E402
+from fmnist_folder import cfg, streamed  # noqa: E402
 
 import torch  # noqa: E402
 
@@ -29,10 +29,15 @@ def vm_hwm_mib() -> float:
 
 if __name__ == "__main__":
     torch.set_num_threads(2)
+    phases = {"start": vm_hwm_mib()}
     data = streamed(Path(sys.argv[1]))
+    phases["load"] = vm_hwm_mib()
     res = train(cfg(epochs=1, batch_size=256, train_subset=512), Path(sys.argv[2]), data=data)  # 2 steps
+    phases["train"] = vm_hwm_mib()
     emb = checkpoint_embeddings(res.checkpoint, data, torch.device("cpu"))[0]
     assert emb.on_disk
+    phases["embed"] = vm_hwm_mib()
     metrics = run_evaluators(emb, ["knn"])["knn"][0]
+    phases["knn"] = vm_hwm_mib()
     print(json.dumps({"peak_mib": vm_hwm_mib(), "embedded": int(len(emb.train_x) + len(emb.test_x)),
-                      "top1": metrics["top1"]}))
+                      "top1": metrics["top1"], "phases": phases}))
