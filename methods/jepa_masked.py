@@ -24,6 +24,7 @@ from torch import nn
 from ssl_bench.ema import update_targets
 from ssl_bench.fidelity import OUR_EMA, PaperRecipe, WHY_TUTORIAL
 from ssl_bench.heads import MLPHead, frozen_copy
+from ssl_bench.kinds import DataKind
 from ssl_bench.method import Method
 from ssl_bench.registry import register_method
 from ssl_bench.views import MaskedPair, coordinate_mask, default_augment, patch_mask
@@ -61,7 +62,7 @@ class JEPAMasked(Method):
 
     def make_views(self, spec, overrides=None):
         h = self.hp
-        if spec.kind == "image":
+        if spec.kind == DataKind.IMAGE:
             mask = partial(patch_mask, ratio=h.mask_ratio, patch=h.mask_patch)
         else:
             mask = partial(coordinate_mask, ratio=h.mask_ratio)

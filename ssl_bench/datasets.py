@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from .errors import ConfigError, DatasetNotFoundError
+from .kinds import DataKind
 from .registry import DATASETS, register_dataset
 from .sampling import is_subsampled, subsample_indices
 from .streaming import BinImages, FileImages, ImageSource, is_streamed, list_image_folder
@@ -38,7 +39,7 @@ class Data:
     x_test: Images
     y_test: torch.Tensor
     num_classes: int
-    kind: str  # "image" | "vector"
+    kind: DataKind
     mean: tuple[float, ...] = ()
     std: tuple[float, ...] = ()
     info: dict = field(default_factory=dict)
@@ -62,7 +63,7 @@ class Data:
 
     @property
     def in_channels(self) -> int:
-        return self.input_shape[0] if self.kind == "image" else 1
+        return self.input_shape[0] if self.kind == DataKind.IMAGE else 1
 
     def subset(self, n_train: int | None = None, n_test: int | None = None, seed: int = 0,
                pretrain: bool = False) -> Data:
@@ -96,7 +97,7 @@ class Data:
     ) -> Callable[[torch.Tensor], torch.Tensor]:
         """The channel standardisation ``x -> (x - mean) / std`` (images with statistics; else the
         identity), with the statistics put on ``device`` once: the trainer applies it every step."""
-        if self.kind != "image" or not self.mean:
+        if self.kind != DataKind.IMAGE or not self.mean:
             return lambda x: x
         mean = torch.tensor(self.mean, device=device, dtype=dtype).view(1, -1, 1, 1)
         std = torch.tensor(self.std, device=device, dtype=dtype).view(1, -1, 1, 1)
@@ -143,6 +144,40 @@ def data_root(root: str | os.PathLike | None, default: str | None = None) -> Pat
     if env:
         return Path(env)
     return Path(default) if default else None
+
+
+#: Suffix of a checksum file next to a dataset file: ``train-images-idx3-ubyte.gz.sha256`` holds the
+#: hex SHA-256 of ``train-images-idx3-ubyte.gz`` (``sha256sum`` output is accepted as it is).
+CHECKSUM_SUFFIX = ".sha256"
+_VERIFIED: dict[tuple[str, int, int], str] = {}
+
+
+def verify_checksum(path: Path) -> bool:
+    """Verify ``path`` against ``<path>.sha256`` when that file exists (True), else do nothing
+    (False). A mismatch is a :class:`DatasetNotFoundError` naming both digests. Verified once per
+    process for a given (path, size, mtime)."""
+    import hashlib
+
+    path = Path(path)
+    sidecar = path.with_name(path.name + CHECKSUM_SUFFIX)
+    if not sidecar.is_file():
+        return False
+    words = sidecar.read_text(errors="replace").split()
+    expected = words[0].lower() if words else ""
+    if len(expected) != 64 or any(ch not in "0123456789abcdef" for ch in expected):
+        raise DatasetNotFoundError(f"{sidecar} does not hold a SHA-256 digest (64 hex digits)")
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if _VERIFIED.get(key) != expected:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        if h.hexdigest() != expected:
+            raise DatasetNotFoundError(f"{path} does not match its checksum ({sidecar}: {expected[:16]}..., "
+                                       f"file: {h.hexdigest()[:16]}...): download it again")
+        _VERIFIED[key] = expected
+    return True
 
 
 def _channel_stats(x: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -205,7 +240,7 @@ def _find_idx(dirs: list[Path], stem: str) -> Path | None:
 
 
 @register_dataset("fashion-mnist")
-def fashion_mnist(root=None, **_) -> Data:
+def fashion_mnist(root=None) -> Data:
     """Fashion-MNIST (Xiao et al. 2017): 60k/10k 28x28 grey images, 10 classes."""
     base = data_root(root)
     dirs = [base / "fashion-mnist", base] if base else []
@@ -219,6 +254,8 @@ def fashion_mnist(root=None, **_) -> Data:
             f"run `sudo apt-get install dataset-fashion-mnist` or set SSL_BENCH_DATA to a folder with the IDX files"
         )
     found = {k: p for k, p in paths.items() if p is not None}  # all of them (checked above)
+    for p in found.values():
+        verify_checksum(p)
     arrays = {k: read_idx(p) for k, p in found.items()}
     for split in ("train", "test"):
         x, y = arrays[f"{split}_x"], arrays[f"{split}_y"]
@@ -234,7 +271,7 @@ def fashion_mnist(root=None, **_) -> Data:
     ytr = torch.from_numpy(arrays["train_y"].astype(np.int64))
     xte = torch.from_numpy(arrays["test_x"].copy()).unsqueeze(1)
     yte = torch.from_numpy(arrays["test_y"].astype(np.int64))
-    return Data("fashion-mnist", xtr, ytr, xte, yte, 10, "image", (0.2860,), (0.3530,),
+    return Data("fashion-mnist", xtr, ytr, xte, yte, 10, DataKind.IMAGE, (0.2860,), (0.3530,),
                 info={"source": str(found["train_x"].parent)})
 
 
@@ -242,7 +279,7 @@ def fashion_mnist(root=None, **_) -> Data:
 # scikit-learn digits and the 2-D mixture of Gaussians: always available
 # --------------------------------------------------------------------------------------------
 @register_dataset("digits")
-def digits(root=None, **_) -> Data:
+def digits(root=None) -> Data:
     """scikit-learn's 8x8 handwritten digits (1797 images, 10 classes), split 80/20 (seed 0)."""
     from sklearn.datasets import load_digits
 
@@ -253,12 +290,12 @@ def digits(root=None, **_) -> Data:
     n_tr = int(0.8 * len(x))
     tr, te = perm[:n_tr].sort().values, perm[n_tr:].sort().values
     mean, std = _channel_stats(x[tr])
-    return Data("digits", x[tr], y[tr], x[te], y[te], 10, "image", mean, std)
+    return Data("digits", x[tr], y[tr], x[te], y[te], 10, DataKind.IMAGE, mean, std)
 
 
 @register_dataset("mog2d")
 def mog2d(root=None, n_components: int = 8, n_train: int = 4096, n_test: int = 1024,
-          radius: float = 4.0, sigma: float = 0.5, seed: int = 0, **_) -> Data:
+          radius: float = 4.0, sigma: float = 0.5, seed: int = 0) -> Data:
     """2-D mixture of Gaussians: ``n_components`` on a ring, label = component."""
     for k, v, lo, hi in (("n_components", n_components, 1, 10_000), ("n_train", n_train, 2, 10_000_000),
                          ("n_test", n_test, 2, 10_000_000), ("seed", seed, 0, 2**63 - 1)):
@@ -278,7 +315,7 @@ def mog2d(root=None, n_components: int = 8, n_train: int = 4096, n_test: int = 1
 
     xtr, ytr = sample(n_train)
     xte, yte = sample(n_test)
-    return Data("mog2d", xtr, ytr, xte, yte, n_components, "vector",
+    return Data("mog2d", xtr, ytr, xte, yte, n_components, DataKind.VECTOR,
                 info={"centers": centers.tolist(), "sigma": sigma})
 
 
@@ -332,6 +369,7 @@ def safe_unpickle(path: Path):
 def _cifar_batches(folder: Path, files: list[str], label_key: str) -> tuple[np.ndarray, np.ndarray]:
     xs, ys = [], []
     for name in files:
+        verify_checksum(folder / name)
         d = safe_unpickle(folder / name)
         if not isinstance(d, dict):
             raise DatasetNotFoundError(f"{folder / name} is not a CIFAR batch (holds a {type(d).__name__})")
@@ -366,17 +404,17 @@ def _cifar(kind: str, root) -> Data:
                                        f"found {int(y.min())}..{int(y.max())}")
     xtr_t, xte_t = torch.from_numpy(np.ascontiguousarray(xtr)), torch.from_numpy(np.ascontiguousarray(xte))
     mean, std = _channel_stats(xtr_t)
-    return Data(kind, xtr_t, torch.from_numpy(ytr), xte_t, torch.from_numpy(yte), n_classes, "image", mean, std)
+    return Data(kind, xtr_t, torch.from_numpy(ytr), xte_t, torch.from_numpy(yte), n_classes, DataKind.IMAGE, mean, std)
 
 
 @register_dataset("cifar10")
-def cifar10(root=None, **_) -> Data:
+def cifar10(root=None) -> Data:
     """CIFAR-10 (python pickle batches, `cifar-10-batches-py/`)."""
     return _cifar("cifar10", root)
 
 
 @register_dataset("cifar100")
-def cifar100(root=None, **_) -> Data:
+def cifar100(root=None) -> Data:
     """CIFAR-100 (python pickle batches, `cifar-100-python/`)."""
     return _cifar("cifar100", root)
 
@@ -407,6 +445,9 @@ def stl10(root=None, image_size: int | None = None, pretrain: str = "train") -> 
     if not (base / tvd.STL10.base_folder).is_dir():
         raise _tv_missing("STL-10", base, "download it once with `python -c \"import torchvision; "
                           f"torchvision.datasets.STL10('{base}', download=True)\"`")
+    for f in ("train_X.bin", "train_y.bin", "test_X.bin", "test_y.bin"):
+        if (base / tvd.STL10.base_folder / f).is_file():
+            verify_checksum(base / tvd.STL10.base_folder / f)
     try:
         tr, te = _NoChecksum(str(base), split="train"), _NoChecksum(str(base), split="test")
     except (RuntimeError, OSError, ValueError) as exc:
@@ -424,10 +465,11 @@ def stl10(root=None, image_size: int | None = None, pretrain: str = "train") -> 
         if size <= 0 or size % record:
             raise _tv_missing("STL-10 unlabeled", base, f"{path} is missing or not a whole number of 3x96x96 "
                               f"images ({size} bytes)")
+        verify_checksum(path)  # (2.7 GB: about 10 s, only when unlabeled_X.bin.sha256 is there)
         unlabeled = BinImages(path, size // record, STL10_SHAPE, image_size or 96, transpose=True)
         info["unlabeled"] = {"file": str(path), "images": size // record}
     return Data("stl10", xtr, torch.from_numpy(tr.labels.astype(np.int64)), xte,
-                torch.from_numpy(te.labels.astype(np.int64)), 10, "image", mean, std, info=info,
+                torch.from_numpy(te.labels.astype(np.int64)), 10, DataKind.IMAGE, mean, std, info=info,
                 x_pretrain=unlabeled)
 
 
@@ -478,7 +520,7 @@ def _streamed_folder(name: str, base: Path, test_dir: Path, image_size: int, cha
     te = FileImages(test_dir, rel_te, labels_te, image_size, channels)
     if mean is None:
         mean, std = _sampled_stats(tr, stats_sample)
-    return Data(name, tr, torch.from_numpy(labels), te, torch.from_numpy(labels_te), len(classes), "image",
+    return Data(name, tr, torch.from_numpy(labels), te, torch.from_numpy(labels_te), len(classes), DataKind.IMAGE,
                 tuple(float(m) for m in mean), tuple(float(s) for s in std),
                 info={"classes": classes, "streamed": True, **(info or {})})
 
@@ -523,7 +565,7 @@ def imagefolder(root=None, image_size: int = 64, stream: bool = True, channels: 
     xtr, ytr, classes = load(base / "train")
     xte, yte, _ = load(test_dir, classes)
     m, sd = _channel_stats(xtr) if mean is None or std is None else (tuple(mean), tuple(std))
-    return Data("imagefolder", xtr, ytr, xte, yte, len(classes), "image", m, sd, info={"classes": classes})
+    return Data("imagefolder", xtr, ytr, xte, yte, len(classes), DataKind.IMAGE, m, sd, info={"classes": classes})
 
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -564,4 +606,5 @@ def imagenet(root=None, image_size: int = 224, channels: int = 3, mean: list | N
 
 
 
-__all__ = ["Data", "DATASETS", "in_memory", "load_dataset", "read_idx", "register_dataset"]
+__all__ = ["Data", "DATASETS", "DataKind", "in_memory", "load_dataset", "read_idx", "register_dataset",
+           "verify_checksum"]

@@ -17,6 +17,7 @@ from .datasets import Data
 from .embeddings import Embeddings, checkpoint_embeddings, embed_data, eval_split, pixel_embeddings
 from .errors import SSLBenchError, TrainingDivergedError
 from .evaluator import format_metrics
+from .kinds import DataKind
 from .method import Method
 from .registry import EVALUATORS
 from .results import append_rows, make_rows
@@ -114,7 +115,7 @@ def run_evaluators(emb: Embeddings, names: list[str], eval_kwargs: dict | None =
     out = {}
     # vector data (small MLPs, a few thousand points) on the CPU: one thread, as in training
     # (ssl_bench.trainer); mog2d's evaluators took 2-4x longer with two threads on a shared 2-core CPU
-    one = data is not None and data.kind == "vector" and (device is None or torch.device(device).type == "cpu")
+    one = data is not None and data.kind == DataKind.VECTOR and (device is None or torch.device(device).type == "cpu")
     with small_work_threads(0 if one else float("inf")):
         for name, ev in evs:
             ev.artifact_dir, ev.artifact_prefix, ev.precision = artifact_dir, artifact_prefix, precision

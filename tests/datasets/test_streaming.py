@@ -202,8 +202,10 @@ def test_peak_memory_does_not_grow_with_the_number_of_files(fmnist_png, fmnist_p
         print(f"\n{n} files: peak RSS {peaks[n]['peak_mib']:.0f} MiB, {time.perf_counter() - t:.1f} s "
               f"(load {os.getloadavg()[0]:.2f})")
     growth = peaks[70_000]["peak_mib"] - peaks[10_000]["peak_mib"]
-    # in memory, 60k more 28x28 images and their embeddings alone are > 80 MiB
-    assert growth < 32, f"peak RSS grew by {growth:.0f} MiB from 10k to 70k files"
+    # Held in memory, the 60k more images (45 MiB as uint8) and their 128-d embeddings (29 MiB) alone
+    # would add 74 MiB. Streamed: 27 MiB measured, which is run-to-run allocator noise (the 10k
+    # peak itself moved by 13 MiB between runs) plus the file list and labels (~2 MiB).
+    assert growth < 48, f"peak RSS grew by {growth:.0f} MiB from 10k to 70k files"
 
 
 # ------------------------------------------------------------------------------- STL-10, ImageNet
