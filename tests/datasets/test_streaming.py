@@ -194,18 +194,19 @@ def test_peak_memory_does_not_grow_with_the_number_of_files(fmnist_png, fmnist_p
     peaks = {}
     for n, root in ((10_000, fmnist_png_10k), (70_000, fmnist_png)):
         t = time.perf_counter()
+        # two malloc arenas: fewer per-thread heaps, less run-to-run noise in the peak
         r = subprocess.run([sys.executable, str(HERE / "rss_probe.py"), str(root), str(tmp_path / f"runs{n}")],
-                           capture_output=True, text=True, timeout=600)
+                           capture_output=True, text=True, timeout=600, env={**os.environ, "MALLOC_ARENA_MAX": "2"})
         assert r.returncode == 0, r.stderr[-3000:]
         peaks[n] = json.loads(r.stdout.strip().splitlines()[-1])
         assert peaks[n]["embedded"] == n  # evaluation read every file
-        print(f"\n{n} files: peak RSS {peaks[n]['peak_mib']:.0f} MiB, {time.perf_counter() - t:.1f} s "
-              f"(load {os.getloadavg()[0]:.2f})")
+        print(f"\n{n} files: peak RSS {peaks[n]['peak_mib']:.0f} MiB (phases {peaks[n]['phases']}), "
+              f"{time.perf_counter() - t:.1f} s (load {os.getloadavg()[0]:.2f})")
     growth = peaks[70_000]["peak_mib"] - peaks[10_000]["peak_mib"]
-    # Held in memory, the 60k more images (45 MiB as uint8) and their 128-d embeddings (29 MiB) alone
-    # would add 74 MiB. Streamed: 27 MiB measured, which is run-to-run allocator noise (the 10k
-    # peak itself moved by 13 MiB between runs) plus the file list and labels (~2 MiB).
-    assert growth < 48, f"peak RSS grew by {growth:.0f} MiB from 10k to 70k files"
+    # Held in memory at 64 px, the 60k more images alone would add 234 MiB (uint8), their embeddings
+    # 29 MiB more. Streamed, the file list and labels add ~2 MiB; the rest is the allocator's
+    # run-to-run noise, measured between -106 and +27 MiB (the 10k run's peak is often the higher).
+    assert growth < 128, f"peak RSS grew by {growth:.0f} MiB from 10k to 70k files"
 
 
 # ------------------------------------------------------------------------------- STL-10, ImageNet
