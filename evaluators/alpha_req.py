@@ -26,7 +26,7 @@ from ssl_bench.sampling import subsample
 
 def covariance_eigenvalues(z, max_samples: int = 20_000, seed: int = 0) -> np.ndarray:
     """Eigenvalues of the sample covariance (ddof 1), descending."""
-    z = subsample(np.asarray(z), max_samples, np.random.default_rng(seed))
+    z = subsample(z if isinstance(z, np.ndarray) else np.asarray(z), max_samples, np.random.default_rng(seed))
     zt = torch.as_tensor(z, dtype=torch.float64)
     zc = zt - zt.mean(0, keepdim=True)
     cov = zc.T @ zc / max(len(zc) - 1, 1)

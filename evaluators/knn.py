@@ -19,12 +19,19 @@ the same neighbours up to float ties. ``index="ivf"`` (FAISS only) uses an inver
 (``IndexIVFFlat``, ``nlist`` k-means cells, ``nprobe`` of them searched per query) for train sets
 beyond what exact search handles in time: approximate, recall vs exact is measured by
 ``benchmarks/ivf_scale.py``.
+
+Embeddings on disk (memory-mapped ``.npy`` of a streamed dataset, :mod:`ssl_bench.ondisk`) are
+never loaded whole: ``index="flat"`` is an exact search over train chunks with a running top-k
+(torch; on the GPU when there is one), ``index="ivf"`` trains the FAISS index on a seeded
+subsample and adds the train rows chunk by chunk (on the GPUs when faiss-gpu is installed). Use
+``ivf`` from about N = 1e6 on. Memory: one chunk of train rows plus one of queries, whatever N.
 """
 from __future__ import annotations
 
 import numpy as np
 import torch
 
+from ssl_bench import ondisk
 from ssl_bench.errors import ConfigError
 from ssl_bench.evaluator import Evaluator, Metric
 from ssl_bench.registry import register_evaluator
@@ -74,6 +81,59 @@ def _faiss_index(tr: np.ndarray, index: str, nlist: int, nprobe: int, seed: int 
     return ix
 
 
+def faiss_gpus() -> int:
+    """GPUs faiss can use (faiss-gpu installed and a GPU present), else 0."""
+    try:
+        import faiss
+    except ImportError:
+        return 0
+    get = getattr(faiss, "get_num_gpus", None)
+    return int(get()) if get is not None else 0
+
+
+def _nearest_on_disk(train: np.ndarray, test: np.ndarray, k: int, index: str, nlist: int, nprobe: int,
+                     query_chunk: int = 1024, train_chunk: int = 8192, seed: int = 0):
+    """(similarities, indices) as :func:`nearest`, reading on-disk arrays chunk by chunk."""
+    k = min(k, len(train))
+    if index == "ivf":
+        import faiss
+
+        nlist, nprobe = ivf_defaults(len(train), nlist, nprobe)
+        d = train.shape[1]
+        ix = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, faiss.METRIC_INNER_PRODUCT)
+        n_fit = min(len(train), 64 * nlist)
+        fit = np.sort(np.random.default_rng(seed).choice(len(train), n_fit, replace=False))
+        if faiss_gpus():
+            ix = faiss.index_cpu_to_all_gpus(ix)
+        ix.train(_normalize(ondisk.take_rows(train, fit)))
+        for _, rows in ondisk.chunks(train, train_chunk):
+            ix.add(_normalize(rows))
+        faiss.extract_index_ivf(ix).nprobe = nprobe
+        sims, idx = [], []
+        for _, q in ondisk.chunks(test, query_chunk):
+            s, j = ix.search(_normalize(q), k)
+            sims.append(s)
+            idx.append(j)
+        sims_a, idx_a = np.concatenate(sims), np.concatenate(idx)
+        sims_a[idx_a < 0] = -np.inf
+        return sims_a, idx_a
+    dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    out_s, out_i = [], []
+    for _, q in ondisk.chunks(test, query_chunk):
+        tq = torch.from_numpy(_normalize(q)).to(dev)
+        best_s = torch.full((len(q), 0), -float("inf"), device=dev)
+        best_i = torch.zeros((len(q), 0), dtype=torch.int64, device=dev)
+        for lo, rows in ondisk.chunks(train, train_chunk):  # similarities: query_chunk x train_chunk floats
+            s = tq @ torch.from_numpy(_normalize(rows)).to(dev).T
+            s, j = s.topk(min(k, s.shape[1]), dim=1)
+            cat_s, cat_i = torch.cat([best_s, s], 1), torch.cat([best_i, j + lo], 1)
+            best_s, pos = cat_s.topk(min(k, cat_s.shape[1]), dim=1)
+            best_i = cat_i.gather(1, pos)
+        out_s.append(best_s.cpu())
+        out_i.append(best_i.cpu())
+    return torch.cat(out_s).numpy(), torch.cat(out_i).numpy()
+
+
 def nearest(train: np.ndarray, test: np.ndarray, k: int, backend: str = "auto", chunk: int = 2048,
             index: str = "flat", nlist: int = 0, nprobe: int = 0):
     """(similarities, indices) of the k most cosine-similar train rows for each test row.
@@ -83,6 +143,10 @@ def nearest(train: np.ndarray, test: np.ndarray, k: int, backend: str = "auto", 
     """
     if index not in ("flat", "ivf"):
         raise ConfigError(f"unknown k-NN index {index!r}; known: flat, ivf")
+    if ondisk.is_on_disk(train):
+        if index == "ivf" and not faiss_available():
+            raise ConfigError("k-NN index 'ivf' needs the faiss backend (pip install faiss-cpu)")
+        return _nearest_on_disk(train, test, k, index, nlist, nprobe)
     tr, te = _normalize(train), _normalize(test)
     k = min(k, len(tr))
     if backend == "auto":

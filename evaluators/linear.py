@@ -24,6 +24,17 @@ Two modes (option ``mode``):
     the linear layer, with the training statistics), SGD momentum 0.9, lr 0.1 x batch/256,
     no weight decay, batch 256, 100 epochs, cosine schedule, seeded. No augmentation (the
     features are cached).
+
+``stream``
+    For embeddings on disk (a streamed dataset's memory-mapped ``.npy``, :mod:`ssl_bench.ondisk`)
+    that should not be loaded whole: mini-batch SGD over the file, read chunk by chunk (chunks
+    in a seeded order, rows shuffled within a chunk), on ``device``. One linear head per value
+    of ``weight_decays`` is trained in the same pass (as DINOv2 trains many heads at once):
+    per-feature standardised inputs (statistics from one pass over the file), SGD momentum 0.9,
+    lr ``lr`` x batch/256 with a cosine schedule over ``stream_epochs``, each head with its own
+    L2 penalty. The head with the best accuracy on the held-out ``val_frac`` of the training
+    rows (stratified, seeded) is scored on the test split. Memory: one chunk and the heads.
+    ``fast`` on on-disk embeddings of more than ``max_in_memory`` rows runs ``stream``.
 """
 from __future__ import annotations
 
@@ -33,6 +44,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ssl_bench import ondisk
 from ssl_bench.errors import ConfigError
 from ssl_bench.evaluator import Evaluator, Metric
 from ssl_bench.registry import register_evaluator
@@ -206,10 +218,93 @@ def linear_protocol(train_x, train_y, test_x, test_y, epochs: int = 100, batch_s
     return {"top1": acc[1], "top5": acc[5]}, {"final_loss": float(loss.detach())}
 
 
+def linear_stream(train_x, train_y, test_x, test_y, weight_decays=WEIGHT_DECAYS, val_frac: float = 0.1,
+                  seed: int = 0, epochs: int = 10, batch_size: int = 256, lr: float = 0.1, momentum: float = 0.9,
+                  device: str = "cpu", chunk_rows: int = 65_536) -> tuple[dict[str, float], dict]:
+    """Several L2-penalised linear heads trained in one pass of mini-batch SGD over (on-disk)
+    embeddings; the head best on a held-out part of the training rows is scored on the test rows."""
+    ytr_np, yte_np, c = encode_labels(train_y, test_y)
+    wds = sorted((float(w) for w in weight_decays), reverse=True)
+    if not wds:
+        raise ConfigError("linear: weight_decays is empty")
+    dev = torch.device(device)
+    n, d = int(len(train_x)), int(train_x.shape[1])
+    # per-feature statistics in one pass (float64 sums)
+    s1, s2 = np.zeros(d), np.zeros(d)
+    for _, rows in ondisk.chunks(train_x, chunk_rows):
+        r = rows.astype(np.float64)
+        s1 += r.sum(0)
+        s2 += (r * r).sum(0)
+    mean = s1 / max(n, 1)
+    std = np.sqrt(np.maximum(s2 / max(n, 1) - mean * mean, 0.0)).clip(1e-6)
+    mean_t, std_t = (torch.as_tensor(v, dtype=torch.float32, device=dev) for v in (mean, std))
+    fit_idx, val_idx = stratified_split(ytr_np, val_frac, seed)
+    is_fit = np.zeros(n, dtype=bool)
+    is_fit[fit_idx] = True
+    g = torch.Generator().manual_seed(seed)
+    h = len(wds)
+    w = (torch.randn(h, d, c, generator=g) * 0.01).to(dev).requires_grad_()
+    b = torch.zeros(h, 1, c, device=dev, requires_grad=True)
+    wd_t = torch.tensor(wds, device=dev).view(h, 1, 1)
+    base_lr = lr * batch_size / 256
+    opt = torch.optim.SGD([w, b], lr=base_lr, momentum=momentum)
+    n_chunks = max(1, math.ceil(n / chunk_rows))
+    total = max(1, epochs * math.ceil(len(fit_idx) / batch_size))
+    step, loss = 0, torch.zeros(())
+
+    def prep(rows: np.ndarray) -> torch.Tensor:
+        return (torch.as_tensor(rows, dtype=torch.float32, device=dev) - mean_t) / std_t
+
+    for _ in range(epochs):
+        for ci in torch.randperm(n_chunks, generator=g).tolist():
+            lo = ci * chunk_rows
+            rows = ondisk.read_rows(train_x, lo, lo + chunk_rows)
+            keep = np.flatnonzero(is_fit[lo:lo + len(rows)])
+            keep = keep[torch.randperm(len(keep), generator=g).numpy()]
+            for i in range(0, len(keep), batch_size):
+                sel = keep[i:i + batch_size]
+                x = prep(rows[sel])
+                y = torch.as_tensor(ytr_np[lo + sel], device=dev)
+                for group in opt.param_groups:
+                    group["lr"] = base_lr * 0.5 * (1 + math.cos(math.pi * min(step, total) / total))
+                logits = torch.einsum("nd,hdc->hnc", x, w) + b
+                ce = F.cross_entropy(logits.reshape(-1, c), y.repeat(h), reduction="none").view(h, -1).mean(1)
+                loss = ce.sum() + (wd_t / 2 * w.pow(2)).sum()
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                step += 1
+
+    @torch.no_grad()
+    def accuracy(x_rows, y_np, mask=None) -> torch.Tensor:  # (heads, 2): top-1 and top-5 hits
+        hits = torch.zeros(h, 2, dtype=torch.float64)
+        count = 0
+        k5 = min(5, c)
+        for lo, rows in ondisk.chunks(x_rows, chunk_rows):
+            sel = np.arange(len(rows)) if mask is None else np.flatnonzero(mask[lo:lo + len(rows)])
+            if not len(sel):
+                continue
+            logits = torch.einsum("nd,hdc->hnc", prep(rows[sel]), w) + b
+            y = torch.as_tensor(y_np[lo + sel], device=dev)
+            top = logits.topk(k5, dim=2).indices
+            hits[:, 0] += (top[:, :, 0] == y).sum(1).double().cpu()
+            hits[:, 1] += (top == y[None, :, None]).any(2).sum(1).double().cpu()
+            count += len(sel)
+        return hits / max(count, 1) * 100
+
+    val = accuracy(train_x, ytr_np, ~is_fit) if len(val_idx) else torch.zeros(h, 2)
+    best = max(range(h), key=lambda j: (float(val[j, 0]), wds[j]))  # ties: the stronger penalty
+    test = accuracy(test_x, yte_np)
+    return ({"top1": float(test[best, 0]), "top5": float(test[best, 1])},
+            {"weight_decay": wds[best], "val_top1": {wd: float(val[j, 0]) for j, wd in enumerate(wds)},
+             "final_loss": float(loss.detach()), "mode": "stream"})
+
+
 @register_evaluator("linear")
 class Linear(Evaluator):
     defaults = dict(mode="fast", weight_decays=list(WEIGHT_DECAYS), val_frac=0.1, max_iter=40, seed=0,
-                    sweep_samples=5000, sweep_iter=25, epochs=100, batch_size=256, lr=0.1, device="cpu")
+                    sweep_samples=5000, sweep_iter=25, epochs=100, batch_size=256, lr=0.1, device="cpu",
+                    stream_epochs=10, max_in_memory=500_000)
     metrics = (
         Metric("top1", "linear top1", "%", True, "linear probe on frozen features (fast: L-BFGS logistic "
                "regression, L2 chosen on a held-out train split; protocol: SGD), top-1 accuracy", headline=True),
@@ -222,7 +317,14 @@ class Linear(Evaluator):
 
     def evaluate(self, emb):
         o = self.options
-        if o["mode"] == "fast":
+        mode = o["mode"]
+        if mode == "fast" and ondisk.is_on_disk(emb.train_x) and len(emb.train_x) > o["max_in_memory"]:
+            mode = "stream"  # too large to hold in memory: mini-batches over the file
+        if mode == "stream":
+            metrics, self.details = linear_stream(emb.train_x, emb.train_y, emb.test_x, emb.test_y,
+                                                  o["weight_decays"], o["val_frac"], o["seed"], o["stream_epochs"],
+                                                  o["batch_size"], o["lr"], device=o["device"])
+        elif mode == "fast":
             metrics, self.details = linear_fast(emb.train_x, emb.train_y, emb.test_x, emb.test_y,
                                                 o["weight_decays"], o["val_frac"], o["seed"], o["max_iter"],
                                                 o["device"], o["sweep_samples"], o["sweep_iter"])
@@ -230,5 +332,5 @@ class Linear(Evaluator):
             metrics, self.details = linear_protocol(emb.train_x, emb.train_y, emb.test_x, emb.test_y, o["epochs"],
                                                     o["batch_size"], o["lr"], seed=o["seed"], device=o["device"])
         else:
-            raise ConfigError(f"linear: unknown mode {o['mode']!r}; known: fast, protocol")
+            raise ConfigError(f"linear: unknown mode {o['mode']!r}; known: fast, protocol, stream")
         return metrics

@@ -12,12 +12,15 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ssl_bench import ondisk
 from ssl_bench.evaluator import Evaluator, Metric
 from ssl_bench.registry import register_evaluator
 from ssl_bench.sampling import subsample
 
 
 def singular_values(z: np.ndarray | torch.Tensor, max_samples: int = 25_600, seed: int = 0) -> torch.Tensor:
+    if isinstance(z, np.ndarray) and ondisk.is_on_disk(z):  # only the sample's rows are read (the same rows)
+        return torch.linalg.svdvals(torch.as_tensor(subsample(z, max_samples, seed, sort=False), dtype=torch.float64))
     z = subsample(torch.as_tensor(np.asarray(z), dtype=torch.float64), max_samples, seed, sort=False)
     return torch.linalg.svdvals(z)
 

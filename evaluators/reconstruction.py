@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ssl_bench.evaluator import Evaluator, Metric
+from ssl_bench.kinds import DataKind
 from ssl_bench.registry import register_evaluator
 from ssl_bench.sampling import subsample_indices
 from ssl_bench.stats import small_work_threads
@@ -128,7 +129,7 @@ class Reconstruction(Evaluator):
 
     def evaluate_model(self, method, data, device):
         o = self.options
-        image = data.kind == "image"
+        image = data.kind == DataKind.IMAGE
         g = torch.Generator().manual_seed(o["seed"])
         itr = subsample_indices(len(data.x_train), o["n_train"], g)
         ite = subsample_indices(len(data.x_test), o["n_test"], g)

@@ -30,6 +30,7 @@ from ssl_bench import losses
 from ssl_bench.distributed import shard, world_size
 from ssl_bench.errors import ConfigError
 from ssl_bench.fidelity import PaperRecipe, WHY_LR
+from ssl_bench.kinds import DataKind
 from ssl_bench.method import Method
 from ssl_bench.registry import register_method
 from ssl_bench.views import MultiView, default_augment
@@ -115,13 +116,13 @@ class DSM(Method):
         if min(h.head_hidden_dim, h.dec_channels, h.code_channels) < 1:
             raise ConfigError("dsm: head_hidden_dim, dec_channels and code_channels must be >= 1")
         self.in_shape = tuple(spec.input_shape)
-        if spec.kind == "image" and len(self.in_shape) == 3:
+        if spec.kind == DataKind.IMAGE and len(self.in_shape) == 3:
             self.denoiser: nn.Module = ConvDenoiser(self.in_shape, backbone.out_dim, h.dec_channels, h.code_channels)
         else:
             self.denoiser = MLPDenoiser(math.prod(self.in_shape), backbone.out_dim, h.head_hidden_dim)
 
     def make_views(self, spec, overrides=None):
-        base = ({"crop_scale": (1.0, 1.0), "crop_ratio": (1.0, 1.0), "jitter": 0.0} if spec.kind == "image"
+        base = ({"crop_scale": (1.0, 1.0), "crop_ratio": (1.0, 1.0), "jitter": 0.0} if spec.kind == DataKind.IMAGE
                 else {"noise_std": 0.0})
         return MultiView(default_augment(spec.kind, {**base, **(overrides or {})}), n=1)
 

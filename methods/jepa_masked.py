@@ -37,6 +37,7 @@ from ssl_bench.ema import update_targets
 from ssl_bench.errors import ConfigError
 from ssl_bench.fidelity import OUR_EMA, PaperRecipe, WHY_TUTORIAL
 from ssl_bench.heads import MLPHead, frozen_copy
+from ssl_bench.kinds import DataKind
 from ssl_bench.method import Method
 from ssl_bench.registry import register_method
 from ssl_bench.views import MaskedPair, MultiView, coordinate_mask, default_augment, patch_mask
@@ -111,7 +112,7 @@ class JEPAMasked(Method):
         h = self.hp
         if self.dense and h.dense_loss == "masked":  # one view; training_step masks it and knows where
             return MultiView(default_augment(spec.kind, overrides), n=1)
-        if spec.kind == "image":
+        if spec.kind == DataKind.IMAGE:
             mask = partial(patch_mask, ratio=h.mask_ratio, patch=h.mask_patch)
         else:
             mask = partial(coordinate_mask, ratio=h.mask_ratio)

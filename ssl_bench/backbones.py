@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from .errors import ConfigError, UnknownNameError
+from .kinds import DataKind
 from .registry import BACKBONES, FAMILY_SUFFIX, register_backbone
 
 
@@ -198,7 +199,7 @@ def timm_model(input_shape: tuple[int, ...], model_name: str, **kwargs) -> nn.Mo
 
 
 def default_backbone(kind: str) -> str:
-    return "cnn-small" if kind == "image" else "mlp"
+    return "cnn-small" if kind == DataKind.IMAGE else "mlp"
 
 
 def auto_patch_size(hw: tuple[int, ...], tokens: int = 16) -> int:

@@ -50,12 +50,12 @@ def load_data(cfg: RunConfig) -> Data:
 def train_split(cfg: RunConfig, data: Data) -> Data:
     """The training subset of a config: ``train_subset`` samples of the training split, seeded
     and the same for every method and seed (the test split is kept whole)."""
-    return data.subset(cfg.train_subset, None, seed=TRAIN_SUBSET_SEED)
+    return data.subset(cfg.train_subset, None, seed=TRAIN_SUBSET_SEED, pretrain=True)
 
 
 def data_spec(data: Data, num_train: int | None = None) -> DataSpec:
     """What a method may know of its data: kind, input shape and training-set size."""
-    return DataSpec(kind=data.kind, input_shape=data.input_shape, num_train=num_train or len(data.x_train))
+    return DataSpec(kind=data.kind, input_shape=data.input_shape, num_train=num_train or len(data.pretrain))
 
 
 def backbone_choice(cfg: RunConfig, kind: str) -> tuple[str, dict]:

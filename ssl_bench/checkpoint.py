@@ -33,6 +33,7 @@ from typing import Any
 import torch
 
 from .errors import CheckpointError, SSLBenchError
+from .kinds import DataKind
 
 META_KEY = "ssl_bench"
 DIGEST_KEY = "weights_sha256"
@@ -176,13 +177,13 @@ def check_meta(p: Path, meta: Any) -> None:
         RunConfig.from_dict(meta["config"])
     except ConfigError as exc:
         raise bad(f"config: {exc}") from None
-    if meta["kind"] not in ("image", "vector"):
+    if meta["kind"] not in tuple(DataKind):
         raise bad(f"'kind' must be 'image' or 'vector', got {meta['kind']!r}")
     shp = meta["input_shape"]
     if (not isinstance(shp, list) or not 1 <= len(shp) <= 4
             or not all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 1 << 16 for v in shp)):
         raise bad(f"'input_shape' must be a list of 1-4 positive integers, got {shp!r}")
-    if meta["kind"] == "image" and len(shp) != 3:
+    if meta["kind"] == DataKind.IMAGE and len(shp) != 3:
         raise bad(f"an image checkpoint needs input_shape [C, H, W], got {shp!r}")
     if isinstance(meta["epoch"], bool) or not isinstance(meta["epoch"], int) or meta["epoch"] < 0:
         raise bad(f"'epoch' must be an integer >= 0, got {meta['epoch']!r}")

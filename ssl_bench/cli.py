@@ -211,7 +211,7 @@ def cmd_train(a) -> int:
     from .trainer import train
 
     EVALUATORS.resolve(cfg.evaluators)  # the evaluators its checkpoints will be judged by must exist
-    res = train(cfg, Path(a.out), resume=a.resume)
+    res = train(cfg, Path(a.out), resume=a.resume, save_every_steps=a.save_every_steps)
     start = f" (resumed after epoch {res.resumed_from})" if res.resumed_from else ""
     if is_main():  # under torchrun, rank 0 reports
         print(f"trained {cfg.method} for {res.epochs} epochs{start} in {res.train_seconds:.1f}s -> {res.checkpoint}")
@@ -476,6 +476,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=None, help="random seed (default: 0)")
     t.add_argument("--out", default="runs", help="runs directory (default: runs/)")
     t.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
+    t.add_argument("--save-every-steps", type=int, default=0, metavar="N",
+                   help="also save the resume state every N steps within an epoch (long epochs: --resume then "
+                        "restarts at the next batch; default: at epoch ends only)")
     _add_common(t)
     t.set_defaults(func=cmd_train)
 

@@ -51,7 +51,7 @@ _VIEW_UNIT_PAIRS = ("crop_scale", "context_scale", "target_scale")
 _VIEW_POSITIVE_PAIRS = ("crop_ratio", "target_aspect", "scale")
 
 NON_TRAINING_KEYS = {"device", "data_root", "num_threads", "evaluators", "eval_kwargs", "log_every",
-                     "progress", "compile", "knn_monitor_every"}
+                     "progress", "compile", "knn_monitor_every", "num_workers"}
 
 
 @dataclass
@@ -86,6 +86,8 @@ class RunConfig:
     compile: bool = False
     precision: str = "auto"  # auto | fp32 | bf16 (ssl_bench.precision)
     knn_monitor_every: int | None = None  # online k-NN monitor every N epochs, 0 = off (ssl_bench.monitor)
+    # decoding workers of a streamed dataset (ssl_bench.streaming); None: from the CPU count, 0: in the loop
+    num_workers: int | None = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -156,6 +158,8 @@ class RunConfig:
                 raise ConfigError(f"config key {f.name!r} must be a list, got {v!r}")
             if t == "bool" and not isinstance(v, bool):
                 raise ConfigError(f"config key {f.name!r} must be true/false, got {v!r}")
+        if self.num_workers is not None and not 0 <= self.num_workers <= 256:
+            raise ConfigError(f"config key 'num_workers' must be in [0, 256], got {self.num_workers}")
         if self.knn_monitor_every is not None and self.knn_monitor_every < 0:
             raise ConfigError(f"config key 'knn_monitor_every' must be >= 0, got {self.knn_monitor_every}")
         for k in ("epochs", "batch_size", "train_subset", "eval_train_subset", "eval_test_subset"):

@@ -160,6 +160,25 @@ class _AllReduceSum(torch.autograd.Function):
         return g
 
 
+def all_gather_cat(x: torch.Tensor) -> torch.Tensor:
+    """The rows of every rank, in rank order (no gradient): a streamed batch's slices (each rank
+    decoded its own) put back together into the global batch; ``x`` in one process."""
+    if not is_initialized() or world_size() == 1:
+        return x
+    parts = [torch.empty_like(x) for _ in range(world_size())]
+    dist.all_gather(parts, x.contiguous())
+    return torch.cat(parts)
+
+
+def all_gather_objects(obj) -> list:
+    """``obj`` of every rank, in rank order (picklable Python objects); ``[obj]`` in one process."""
+    if not is_initialized() or world_size() == 1:
+        return [obj]
+    out: list = [None] * world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
 def all_reduce_sum(x: torch.Tensor) -> torch.Tensor:
     """Sum of ``x`` over ranks, differentiable (the gradient is summed over ranks too)."""
     if world_size() == 1:

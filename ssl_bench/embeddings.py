@@ -2,23 +2,32 @@
 
 Evaluators never see a model: they get an :class:`Embeddings` (float32 arrays + labels), so
 ``ssl-bench eval-embeddings`` can judge vectors from any model with the same code.
+
+Streamed data (:mod:`ssl_bench.streaming`) is embedded batch by batch into ``.npy`` files
+(:mod:`ssl_bench.ondisk`) that the :class:`Embeddings` then hold memory-mapped: the vectors of a
+million images are never in RAM at once. Rows of unreadable files are dropped (and counted in
+``Embeddings.info["corrupt_files"]``).
 """
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
 import torch
 
+from . import ondisk, streaming
 from . import precision as prec
 from .build import build_method
 from .checkpoint import atomic_write, file_digest, read_encoder
 from .config import RunConfig
-from .datasets import Data
+from .datasets import Data, in_memory
 from .errors import CheckpointError, ConfigError
 from .method import DataSpec
 
@@ -35,10 +44,50 @@ class Embeddings:
     test_x: np.ndarray
     test_y: np.ndarray | None
     source: str = ""
+    info: dict = field(default_factory=dict)
 
     @property
     def dim(self) -> int:
         return int(self.train_x.shape[1])
+
+    @property
+    def on_disk(self) -> bool:
+        """True when the vectors are memory-mapped ``.npy`` files (streamed data)."""
+        return ondisk.is_on_disk(self.train_x) or ondisk.is_on_disk(self.test_x)
+
+    def save_dir(self, path: Path) -> None:
+        """Write (or move) the arrays into the folder ``path`` as ``.npy`` files, atomically."""
+        path = Path(path)
+        tmp = Path(tempfile.mkdtemp(prefix=path.name + ".", dir=path.parent))
+        try:
+            for name in ("train_x", "train_y", "test_x", "test_y"):
+                a = getattr(self, name)
+                if a is None:
+                    continue
+                if ondisk.is_on_disk(a):
+                    shutil.copyfile(a.filename, tmp / f"{name}.npy")
+                else:
+                    ondisk.save_npy(tmp / f"{name}.npy", np.asarray(a))
+            (tmp / "info.json").write_text(json.dumps(self.info, sort_keys=True) + "\n")
+            if path.exists():
+                shutil.rmtree(path)
+            os.replace(tmp, path)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    @classmethod
+    def load_dir(cls, path: Path, source: str = "") -> Embeddings:
+        path = Path(path)
+
+        def arr(name):
+            p = path / f"{name}.npy"
+            return ondisk.open_npy(p) if p.is_file() else None
+
+        info = json.loads((path / "info.json").read_text()) if (path / "info.json").is_file() else {}
+        tx, te = arr("train_x"), arr("test_x")
+        if tx is None or te is None:
+            raise CheckpointError(f"{path}: incomplete embeddings folder")
+        return cls(tx, arr("train_y"), te, arr("test_y"), source or str(path), info)
 
     def save(self, path: Path) -> None:
         arrays = {"train_x": self.train_x, "test_x": self.test_x}
@@ -75,16 +124,82 @@ def embed_tensor(encode, data: Data, x: torch.Tensor, device: torch.device, batc
     return torch.cat(out).numpy().astype(np.float32, copy=False)
 
 
-def embed_data(encode, data: Data, device: torch.device, source: str = "", precision: str = "fp32") -> Embeddings:
-    return Embeddings(embed_tensor(encode, data, data.x_train, device, precision=precision), data.y_train.numpy(),
-                      embed_tensor(encode, data, data.x_test, device, precision=precision), data.y_test.numpy(),
-                      source)
+@torch.inference_mode()
+def embed_source(encode, data: Data, images: streaming.ImageSource, device: torch.device, path: Path,
+                 batch_size: int = 256, precision: str = "fp32", num_workers: int | None = None
+                 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Embed streamed images into the ``.npy`` file ``path`` batch by batch: (memory-mapped
+    embeddings, labels of the kept rows, names of the unreadable files whose rows were dropped)."""
+    cl = prec.wants_channels_last(data.kind, data.input_shape)
+    workers = streaming.default_num_workers() if num_workers is None else num_workers
+    cuda = device.type == "cuda"
+    corrupt = streaming.CorruptFiles()
+    labels: list[np.ndarray] = []
+    writer: ondisk.NpyWriter | None = None
+    normalize = data.normalizer(device)
+    try:
+        for xb, yb, bad, ok in streaming.loader(images, batch_size=batch_size, num_workers=workers,
+                                                pin_memory=cuda, substitute=False):
+            for name, reason in bad:
+                corrupt.add(name, reason)
+            x = prec.to_layout(normalize(data.to_float(xb.to(device, non_blocking=cuda))), cl)
+            with prec.autocast(device, precision):
+                z = encode(x)
+            z = z.float().flatten(1).cpu().numpy()
+            keep = ok.numpy()
+            if writer is None:
+                writer = ondisk.NpyWriter(path, z.shape[1:], np.float32)
+            writer.append(z[keep])
+            labels.append(yb.numpy()[keep])
+    finally:
+        if writer is not None:
+            writer.close()
+    if writer is None:
+        raise ConfigError(f"no images to embed in {images.name_of(0) if len(images) else 'an empty split'}")
+    return ondisk.open_npy(path), np.concatenate(labels).astype(np.int64), corrupt.names
+
+
+def embed_data(encode, data: Data, device: torch.device, source: str = "", precision: str = "fp32",
+               out_dir: Path | None = None, num_workers: int | None = None) -> Embeddings:
+    """Embeddings of both splits. Streamed splits are written to ``out_dir`` (default: a temporary
+    folder whose files are unlinked once mapped) and held memory-mapped."""
+    if not (streaming.is_streamed(data.x_train) or streaming.is_streamed(data.x_test)):
+        return Embeddings(embed_tensor(encode, data, in_memory(data.x_train), device, precision=precision),
+                          data.y_train.numpy(),
+                          embed_tensor(encode, data, in_memory(data.x_test), device, precision=precision),
+                          data.y_test.numpy(), source)
+    tmp = out_dir is None
+    folder = Path(tempfile.mkdtemp(prefix="ssl-bench-emb-")) if out_dir is None else Path(out_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    out: dict[str, np.ndarray] = {}
+    corrupt: list[str] = []
+    try:
+        for split, x, y in (("train", data.x_train, data.y_train), ("test", data.x_test, data.y_test)):
+            if streaming.is_streamed(x):
+                assert isinstance(x, streaming.ImageSource)
+                out[f"{split}_x"], out[f"{split}_y"], bad = embed_source(
+                    encode, data, x, device, folder / f"{split}_x.npy", precision=precision, num_workers=num_workers)
+                ondisk.save_npy(folder / f"{split}_y.npy", out[f"{split}_y"])
+                corrupt += bad
+            else:
+                ondisk.save_npy(folder / f"{split}_x.npy",
+                                embed_tensor(encode, data, in_memory(x), device, precision=precision))
+                ondisk.save_npy(folder / f"{split}_y.npy", y.numpy())
+                out[f"{split}_x"], out[f"{split}_y"] = (ondisk.open_npy(folder / f"{split}_x.npy"),
+                                                        ondisk.open_npy(folder / f"{split}_y.npy"))
+    finally:
+        if tmp:  # the mappings keep the unlinked files alive until the arrays go
+            shutil.rmtree(folder, ignore_errors=True)
+    info = {"corrupt_files": {"count": len(corrupt), "first": sorted(corrupt)[:20]}}
+    return Embeddings(out["train_x"], out["train_y"], out["test_x"], out["test_y"], source, info)
 
 
 def pixel_embeddings(data: Data) -> Embeddings:
     """The ``pixels`` baseline: the raw input in [0, 1], flattened."""
-    return Embeddings(data.to_float(data.x_train).flatten(1).numpy(), data.y_train.numpy(),
-                      data.to_float(data.x_test).flatten(1).numpy(), data.y_test.numpy(), "pixels")
+    if streaming.is_streamed(data.x_train) or streaming.is_streamed(data.x_test):
+        return embed_data(lambda x: x, data, torch.device("cpu"), "pixels")
+    return Embeddings(data.to_float(in_memory(data.x_train)).flatten(1).numpy(), data.y_train.numpy(),
+                      data.to_float(in_memory(data.x_test)).flatten(1).numpy(), data.y_test.numpy(), "pixels")
 
 
 def eval_split(cfg: RunConfig, data: Data, seed: int = EVAL_SUBSET_SEED) -> Data:
@@ -97,6 +212,9 @@ def data_fingerprint(data: Data) -> str:
     seed or underlying files gives another fingerprint (~0.1 s for Fashion-MNIST's 55 MB)."""
     h = hashlib.blake2b(digest_size=16)
     for t in (data.x_train, data.y_train, data.x_test, data.y_test):
+        if isinstance(t, streaming.ImageSource):  # names, sizes and labels: files are not read
+            h.update(t.fingerprint().encode())
+            continue
         a = t.detach().cpu().contiguous().numpy()
         h.update(f"{a.dtype}{a.shape}".encode())
         h.update(a.data.cast("B"))
@@ -174,6 +292,29 @@ def checkpoint_embeddings(path: Path, data: Data, device: torch.device, cache_di
     key_fields = cache_key(digest, data, precision, layer)
     key_hash = hashlib.sha256(json.dumps(key_fields, sort_keys=True).encode()).hexdigest()[:16]
     key = f"{path.stem}-{key_hash}"
+    if streaming.is_streamed(data.x_train) or streaming.is_streamed(data.x_test):
+        # streamed data: a folder of .npy files, written in chunks and read memory-mapped
+        folder = cache_dir / f"{key}.emb"
+        if (folder / "info.json").is_file():
+            try:
+                return Embeddings.load_dir(folder, source=str(path)), cfg, meta, True, method
+            except Exception:  # a damaged cache is recomputed, never trusted
+                shutil.rmtree(folder, ignore_errors=True)
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix=f"{key}.", dir=cache_dir))
+        try:
+            emb = embed_data(layer_encoder(method, layer), data, device, source=str(path), precision=precision,
+                             out_dir=work, num_workers=cfg.num_workers)
+            (work / "info.json").write_text(json.dumps(emb.info, sort_keys=True) + "\n")
+            if folder.exists():
+                shutil.rmtree(folder)
+            os.replace(work, folder)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        emb = Embeddings.load_dir(folder, source=str(path))
+        (cache_dir / f"{key}.json").write_text(json.dumps({"checkpoint": str(path), **key_fields}, sort_keys=True)
+                                               + "\n")
+        return emb, cfg, meta, False, method
     cache = cache_dir / f"{key}.npz"
     if cache.is_file():
         try:

@@ -80,7 +80,7 @@ class TrainClock:
 class DataSpec:
     """What a method may know about the data: never the labels."""
 
-    kind: str  # "image" | "vector"
+    kind: str  # a DataKind ("image" | "vector"; a StrEnum, so plain strings from old files compare equal)
     input_shape: tuple[int, ...]
     num_train: int = 0
 

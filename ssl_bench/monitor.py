@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from .datasets import Data
+from .datasets import Data, in_memory
 from .embeddings import embed_tensor
 
 BANK, QUERIES, SEED = 1000, 500, 12345
@@ -32,8 +32,10 @@ class KNNMonitor:
         was_training = method.training
         method.eval()
         try:
-            bank = embed_tensor(method.encode, self.data, self.data.x_train, device, precision=precision)
-            query = embed_tensor(method.encode, self.data, self.data.x_test, device, precision=precision)
+            bank = embed_tensor(method.encode, self.data, in_memory(self.data.x_train, "the k-NN monitor"), device,
+                                precision=precision)
+            query = embed_tensor(method.encode, self.data, in_memory(self.data.x_test, "the k-NN monitor"), device,
+                                 precision=precision)
         finally:
             method.train(was_training)
         return knn_accuracy(bank, self.bank_y, query, self.query_y, k=20, temperature=0.07, backend="torch")["top1"]

@@ -18,6 +18,7 @@ from .datasets import Data
 from .embeddings import Embeddings, checkpoint_embeddings, embed_data, eval_split, pixel_embeddings
 from .errors import SSLBenchError, TrainingDivergedError
 from .evaluator import format_metrics
+from .kinds import DataKind
 from .method import Method
 from .registry import EVALUATORS
 from .results import append_rows, make_rows
@@ -71,17 +72,26 @@ def check_embeddings(emb: Embeddings) -> None:
     """Refuse embeddings no evaluator can judge honestly: non-finite, complex or absurdly large."""
     import numpy as np
 
+    from . import ondisk
+
     for split in ("train_x", "test_x"):
         x = getattr(emb, split)
         if np.iscomplexobj(x):
             raise NonFiniteEmbeddingsError(f"{emb.source or 'embeddings'}: {split} is complex; evaluators need "
                                            f"real embeddings")
-        bad = int(x.size - np.isfinite(x).sum())
+        if ondisk.is_on_disk(x):  # chunk by chunk: the file is never read whole into memory
+            bad, peak = 0, 0.0
+            for _, rows in ondisk.chunks(x):
+                fin = np.isfinite(rows)
+                bad += int(rows.size - fin.sum())
+                peak = max(peak, float(np.abs(np.where(fin, rows, 0)).max()) if rows.size else 0.0)
+        else:
+            bad = int(x.size - np.isfinite(x).sum())
+            peak = float(np.abs(x).max()) if x.size and not bad else 0.0
         if bad:
             raise NonFiniteEmbeddingsError(
                 f"{emb.source or 'embeddings'}: {split} holds {bad} NaN/inf value(s) of {x.size} (non-finite "
                 f"weights? a diverged run?); no evaluator was run and no numbers were written")
-        peak = float(np.abs(x).max()) if x.size else 0.0
         if peak > MAX_ABS_EMBEDDING:
             raise NonFiniteEmbeddingsError(
                 f"{emb.source or 'embeddings'}: {split} holds values up to {peak:.3g} (> {MAX_ABS_EMBEDDING:g}); "
@@ -106,7 +116,7 @@ def run_evaluators(emb: Embeddings, names: list[str], eval_kwargs: dict | None =
     out = {}
     # vector data (small MLPs, a few thousand points) on the CPU: one thread, as in training
     # (ssl_bench.trainer); mog2d's evaluators took 2-4x longer with two threads on a shared 2-core CPU
-    one = data is not None and data.kind == "vector" and (device is None or torch.device(device).type == "cpu")
+    one = data is not None and data.kind == DataKind.VECTOR and (device is None or torch.device(device).type == "cpu")
     with small_work_threads(0 if one else float("inf")):
         for name, ev in evs:
             ev.artifact_dir, ev.artifact_prefix, ev.precision = artifact_dir, artifact_prefix, precision

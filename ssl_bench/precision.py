@@ -23,6 +23,7 @@ from torch import nn
 
 from .config import PRECISIONS
 from .errors import ConfigError
+from .kinds import DataKind
 
 ModuleT = TypeVar("ModuleT", bound=nn.Module)
 
@@ -61,7 +62,7 @@ def autocast(device: torch.device, precision: str):
 
 def wants_channels_last(kind: str, input_shape) -> bool:
     """Images (C, H, W) run channels_last; vectors have no layout to choose."""
-    return kind == "image" and len(tuple(input_shape)) == 3
+    return kind == DataKind.IMAGE and len(tuple(input_shape)) == 3
 
 
 def to_layout(x: torch.Tensor, channels_last: bool) -> torch.Tensor:

@@ -432,7 +432,8 @@ def dataset_sections(ds: str, runs: list[Run], frame, log=None) -> tuple[str, di
                     res = dsm_panel(r, data)
                 if res is not None:
                     xs, ys, sc, samples, sigma = res
-                    parts.append(_img(figures.dsm_field(xs, ys, sc, samples, data.x_test.numpy(), sigma, r.label),
+                    test_x = np.asarray(data.x_test)  # mog2d: always an in-memory tensor
+                    parts.append(_img(figures.dsm_field(xs, ys, sc, samples, test_x, sigma, r.label),
                                       f"{ds} {r.label} DSM field and Langevin samples"))
             return "".join(parts) or _missing("no dsm run with checkpoints/resume.pt")
         timed("dsm", dsm)

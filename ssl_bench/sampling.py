@@ -58,4 +58,6 @@ def subsample(
     idx = subsample_indices(len(x), n, rng, sort=sort)
     if isinstance(x, torch.Tensor):
         return x[torch.as_tensor(idx).to(x.device)]
-    return x[np.asarray(idx)]
+    from .ondisk import take_rows  # an on-disk array is read chunk by chunk, never mapped whole
+
+    return take_rows(x, np.asarray(idx))

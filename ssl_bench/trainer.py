@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from . import distributed as dist
-from . import precision, provenance
+from . import precision, provenance, streaming
 
 # construction lives in .build; its names stay importable from here (plugins, scripts, tests)
 from .build import backbone_choice as backbone_choice
@@ -95,7 +95,7 @@ class _Step(nn.Module):
 
 def train(cfg: RunConfig, out: str | Path, resume: bool = False, data: Data | None = None,
           callbacks: list[Callable[[int, dict], None]] | None = None, *, checkpoint_every: int = 1,
-          stop: Callable[[int, Method], bool] | None = None) -> TrainResult:
+          stop: Callable[[int, Method], bool] | None = None, save_every_steps: int = 0) -> TrainResult:
     """Train ``cfg`` into ``out/<run_id>``; returns where the last checkpoint is.
 
     ``resume=True`` continues from ``checkpoints/resume.pt`` (and is a no-op on a finished
@@ -104,7 +104,13 @@ def train(cfg: RunConfig, out: str | Path, resume: bool = False, data: Data | No
     always after the last one. ``stop(epoch, method)``, when given, is asked after every epoch
     but the last; ``True`` ends training there (that epoch is checkpointed, ``epochs`` of the
     result says how many ran). The learning-rate and EMA schedules keep the configured length,
-    so a stopped run is exactly the first epochs of the full one.
+    so a stopped run is exactly the first epochs of the full one. ``save_every_steps=N`` also
+    writes ``resume.pt`` every N steps within an epoch (long epochs): ``resume=True`` then
+    restarts at the next batch and trains the same weights as an uninterrupted run.
+
+    Streamed data (:mod:`ssl_bench.streaming`) is decoded by ``cfg.num_workers`` DataLoader
+    workers; each rank decodes its own slice of every global batch. Unreadable files are skipped
+    and counted: ``corrupt_files`` in the checkpoint metadata.
 
     While it trains, the process holds the run directory's lock (:func:`checkpoint.run_lock`);
     on every start the temporary files of a killed writer are removed and ``train_log.csv`` is
@@ -112,13 +118,16 @@ def train(cfg: RunConfig, out: str | Path, resume: bool = False, data: Data | No
     """
     if checkpoint_every < 1:
         raise SSLBenchError(f"checkpoint_every must be >= 1, got {checkpoint_every}")
+    if save_every_steps < 0:
+        raise SSLBenchError(f"save_every_steps must be >= 0, got {save_every_steps}")
     with contextlib.ExitStack() as locks:
-        return _train(cfg, out, resume, data, callbacks, locks, checkpoint_every, stop)
+        return _train(cfg, out, resume, data, callbacks, locks, checkpoint_every, stop, save_every_steps)
 
 
 def _train(cfg: RunConfig, out: str | Path, resume: bool, data: Data | None,
            callbacks: list[Callable[[int, dict], None]] | None, locks: contextlib.ExitStack,
-           checkpoint_every: int = 1, stop: Callable[[int, Method], bool] | None = None) -> TrainResult:
+           checkpoint_every: int = 1, stop: Callable[[int, Method], bool] | None = None,
+           save_every_steps: int = 0) -> TrainResult:
     cfg = cfg.with_preset()
     assert cfg.epochs is not None and cfg.batch_size is not None  # every preset sets both
     if cfg.num_threads:
@@ -150,9 +159,10 @@ def _train(cfg: RunConfig, out: str | Path, resume: bool, data: Data | None,
     method = precision.model_to_layout(method, channels_last)
     prec = precision.resolve_precision(cfg.precision, device)
     views = method.make_views(spec, cfg.views)
-    steps_per_epoch = len(data.x_train) // cfg.batch_size
+    n_train = len(data.pretrain)
+    steps_per_epoch = n_train // cfg.batch_size
     if steps_per_epoch < 1:
-        raise SSLBenchError(f"batch_size {cfg.batch_size} is larger than the training set ({len(data.x_train)})")
+        raise SSLBenchError(f"batch_size {cfg.batch_size} is larger than the training set ({n_train})")
     total_steps = steps_per_epoch * cfg.epochs
     method.total_steps = total_steps  # EMA schedules scale to the run length (ssl_bench.ema)
     lr = cfg.lr if cfg.lr is not None else method.optim_defaults.get("lr")
@@ -164,7 +174,9 @@ def _train(cfg: RunConfig, out: str | Path, resume: bool, data: Data | None,
     wd_base = [float(g["weight_decay"]) for g in opt.param_groups]  # before a resume overwrites them
     wd_end = method.weight_decay_end()
 
-    start_epoch, step, train_seconds = 0, 0, 0.0
+    start_epoch, step, train_seconds, start_batch = 0, 0, 0.0, 0
+    resumed_sums: dict[str, float] = {}
+    corrupt = streaming.CorruptFiles()
     if resume and resume_path.is_file():
         state = load_resume(resume_path)
         if state.get("config_hash") != cfg.hash():
@@ -175,6 +187,9 @@ def _train(cfg: RunConfig, out: str | Path, resume: bool, data: Data | None,
         sched.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["rng_cpu"])
         start_epoch, step, train_seconds = int(state["epoch"]), int(state["step"]), float(state["train_seconds"])
+        start_batch = int(state.get("batch", 0))  # > 0: saved within epoch start_epoch + 1
+        resumed_sums = dict(state.get("sums", {}))
+        corrupt.merge(state.get("corrupt_files", []))
         if start_epoch > cfg.epochs:
             raise CheckpointError(f"{resume_path} is at epoch {start_epoch}, beyond this run's {cfg.epochs} epochs: "
                                   f"it belongs to a longer run; delete it to restart from scratch")
@@ -201,24 +216,33 @@ def _train(cfg: RunConfig, out: str | Path, resume: bool, data: Data | None,
             find_unused_parameters=bool(method.ddp_find_unused_parameters), **no_buf_sync)
     step_fn: Callable[..., Any] = torch.compile(step_module) if cfg.compile else step_module
 
-    x_all = data.x_train.to(device)
+    batches = _Batches(cfg, data, device, steps_per_epoch, corrupt)
     normalize = data.normalizer(device)  # the statistics moved to the device once
     bb_name = backbone_name(cfg, data.kind)
     autocast = precision.autocast(device, prec)
     monitor_every = monitor_every_of(cfg)
-    monitor = KNNMonitor(full) if monitor_every and main and full.num_classes else None
+    streamed_eval = streaming.is_streamed(full.x_train) or streaming.is_streamed(full.x_test)
+    monitor = KNNMonitor(full) if monitor_every and main and full.num_classes and not streamed_eval else None
     ran = cfg.epochs
+
+    def resume_state(epoch: int, batch: int, sums: dict[str, torch.Tensor]) -> dict:
+        return {"method": method.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                "rng_cpu": torch.get_rng_state(), "epoch": epoch, "step": step, "batch": batch,
+                "sums": {k: float(v) for k, v in sums.items()}, "corrupt_files": list(corrupt.names),
+                "train_seconds": train_seconds, "config_hash": cfg.hash()}
+
     for epoch in range(start_epoch, cfg.epochs):
         t0 = time.perf_counter()
         method.train()
-        perm = torch.randperm(len(x_all), generator=torch.Generator().manual_seed(cfg.seed * 100_003 + epoch))
-        perm = perm.to(device)
-        sums: dict[str, torch.Tensor] = {}
+        first = start_batch if epoch == start_epoch else 0
+        sums: dict[str, torch.Tensor] = ({k: torch.tensor(v, device=device) for k, v in resumed_sums.items()}
+                                         if first else {})
         bar = _progress(steps_per_epoch, f"{cfg.method} ep {epoch + 1}/{cfg.epochs}", cfg.progress and main)
-        for i in range(steps_per_epoch):
+        bar.update(first)
+        for i, xb in batches(epoch, first):
             # every rank draws the same global batch and views, then keeps its own slice: the
             # result does not depend on the number of processes
-            xb = data.to_float(x_all[perm[i * cfg.batch_size:(i + 1) * cfg.batch_size]])
+            xb = data.to_float(xb)
             g = view_generator(cfg.seed, step, device)
             vs = [precision.to_layout(normalize(dist.shard(v)), channels_last) for v in views(xb, g)]
             method.clock = TrainClock(step, steps_per_epoch, total_steps, cfg.seed)
@@ -235,11 +259,16 @@ def _train(cfg: RunConfig, out: str | Path, resume: bool, data: Data | None,
                     raise TrainingDivergedError(_diverged_msg(cfg, epoch, step, cur, ckpt_dir))
                 bar.set_postfix(loss=f"{cur:.4f}")
             bar.update(1)
+            if save_every_steps and (i + 1) % save_every_steps == 0 and i + 1 < steps_per_epoch:
+                batches.sync_corrupt()
+                if main:  # mid-epoch: the next run resumes at batch i + 1 of this epoch
+                    save_resume(resume_path, resume_state(epoch, i + 1, sums))
         bar.close()
+        batches.sync_corrupt()
         means = {k: float(dist.mean_over_ranks(v)) / steps_per_epoch for k, v in sums.items()}
         if not all(np.isfinite(v) for v in means.values()):
             raise TrainingDivergedError(_diverged_msg(cfg, epoch, step, means.get("loss", float("nan")), ckpt_dir))
-        train_seconds += time.perf_counter() - t0
+        train_seconds += time.perf_counter() - t0  # (a resumed epoch: the time since the restart)
         if monitor is not None and due(epoch + 1, monitor_every, cfg.epochs):  # not in train_seconds
             means["knn_monitor"] = monitor(method, device, prec)
         stopping = stop is not None and epoch + 1 < cfg.epochs and bool(stop(epoch + 1, method))
@@ -254,15 +283,14 @@ def _train(cfg: RunConfig, out: str | Path, resume: bool, data: Data | None,
                 "run_id": run_dir.name, "world_size": world, "precision": prec,
                 "evaluated": method.evaluated,
             }
+            if data.streamed:
+                meta["corrupt_files"] = corrupt.summary()
+                meta["num_workers"] = batches.num_workers
             _append_log(log_path, {"epoch": epoch + 1, "step": step, "lr": sched.get_last_lr()[0],
                                    "seconds": round(train_seconds, 3), **means})
             ckpt = ckpt_dir / f"epoch_{epoch + 1:04d}.safetensors"
             save_encoder(ckpt, method.evaluated_backbone(), meta)  # resume.pt keeps the online one
-            save_resume(resume_path, {
-                "method": method.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                "rng_cpu": torch.get_rng_state(), "epoch": epoch + 1, "step": step,
-                "train_seconds": train_seconds, "config_hash": cfg.hash(),
-            })
+            save_resume(resume_path, resume_state(epoch + 1, 0, {}))
         for cb in callbacks or []:
             cb(epoch + 1, means)
         if stopping:
@@ -274,6 +302,54 @@ def _train(cfg: RunConfig, out: str | Path, resume: bool, data: Data | None,
     if last is None:
         raise CheckpointError(f"{run_dir}: training produced no checkpoint")
     return TrainResult(run_dir, last, ran, train_seconds, start_epoch)
+
+
+class _Batches:
+    """The uint8 global batches of an epoch, from batch ``first`` on, on the training device.
+
+    In memory: rows of the tensor put on the device once, in the epoch's seeded order. Streamed:
+    DataLoader workers decode this rank's slice of each global batch (pinned memory and a
+    non-blocking copy on CUDA) and the slices are all-gathered, so every rank holds the same
+    global batch as in memory. Unreadable files met by the workers are added to ``corrupt``
+    (and, under DDP, shared between the ranks by :meth:`sync_corrupt`)."""
+
+    def __init__(self, cfg: RunConfig, data: Data, device: torch.device, steps: int,
+                 corrupt: streaming.CorruptFiles):
+        assert cfg.batch_size is not None
+        self.cfg, self.device, self.steps, self.corrupt, self.bs = cfg, device, steps, corrupt, cfg.batch_size
+        pretrain = data.pretrain
+        self.source = pretrain if isinstance(pretrain, streaming.ImageSource) else None
+        self.x_all = None if isinstance(pretrain, streaming.ImageSource) else pretrain.to(device)
+        self.num_workers = (cfg.num_workers if cfg.num_workers is not None
+                            else streaming.default_num_workers(dist.world_size()))
+        self.loader: torch.utils.data.DataLoader | None = None
+        self.sampler: streaming.EpochBatches | None = None
+
+    def __call__(self, epoch: int, first: int):
+        if self.x_all is not None:
+            perm = streaming.epoch_permutation(len(self.x_all), self.cfg.seed, epoch).to(self.device)
+            for i in range(first, self.steps):
+                yield i, self.x_all[perm[i * self.bs:(i + 1) * self.bs]]
+            return
+        assert self.source is not None
+        cuda = self.device.type == "cuda"
+        if self.loader is None:  # one loader per run: its workers persist from epoch to epoch
+            self.sampler = streaming.EpochBatches(len(self.source), self.bs, self.cfg.seed, epoch, first,
+                                                  dist.rank(), dist.world_size())
+            self.loader = streaming.loader(self.source, batch_sampler=self.sampler, num_workers=self.num_workers,
+                                           pin_memory=cuda, seed=self.cfg.seed, persistent=True)
+        assert self.sampler is not None
+        self.sampler.epoch, self.sampler.start = epoch, first  # read by the loader in this process
+        for i, (xb, _y, bad, _ok) in enumerate(self.loader, first):
+            for name, reason in bad:
+                self.corrupt.add(name, reason)
+            yield i, dist.all_gather_cat(xb.to(self.device, non_blocking=cuda))
+
+    def sync_corrupt(self) -> None:
+        """Every rank learns the unreadable files the others met (collective under DDP)."""
+        if self.source is not None and dist.world_size() > 1:
+            for names in dist.all_gather_objects(list(self.corrupt.names)):
+                self.corrupt.merge(names)
 
 
 def _diverged_msg(cfg, epoch, step, value, ckpt_dir) -> str:

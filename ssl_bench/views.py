@@ -25,6 +25,8 @@ from typing import cast
 import torch
 import torch.nn.functional as F
 
+from .kinds import DataKind
+
 Tensor = torch.Tensor
 #: An augmentation: (batch, generator) -> augmented batch.
 Transform = Callable[[Tensor, torch.Generator], Tensor]
@@ -218,12 +220,12 @@ def multi_crop(kind: str, input_shape, overrides: dict | None = None, n_global: 
     if not 0 < lo <= hi <= 1:
         raise ConfigError(f"multi-crop local crop scale must satisfy 0 < min <= max <= 1, got ({lo}, {hi})")
     base = default_augment(kind, overrides)
-    own = kind == "image" and "solarize_p" not in (overrides or {})  # a config value applies to every view
+    own = kind == DataKind.IMAGE and "solarize_p" not in (overrides or {})  # a config value applies to every view
     globals_ = [_with(base, solarize_p=float(solarize_p[i])) if own and i < len(solarize_p) else base
                 for i in range(n_global)]
     if n_local == 0:
         return MultiCrop(globals_)
-    if kind != "image":
+    if kind != DataKind.IMAGE:
         return MultiCrop(globals_, base, n_local)
     side = local_side(input_shape, local_size)
     return MultiCrop(globals_, _with(base, size=side, crop_scale=(lo, hi), solarize_p=0.0), n_local)
@@ -247,7 +249,7 @@ def method_multi_crop(method, spec, overrides: dict | None = None, n_global: int
     from .heads import check_accepts_size
 
     h = method.hp
-    if spec.kind == "image" and h.n_local > 0:
+    if spec.kind == DataKind.IMAGE and h.n_local > 0:
         check_accepts_size(method.backbone, spec.input_shape, local_side(spec.input_shape, h.local_size),
                            method.registry_name)
     extra = {} if solarize_p is None else {"solarize_p": tuple(solarize_p)}
@@ -260,7 +262,7 @@ def asymmetric_views(kind: str, overrides: dict | None = None, solarize_p: Seque
     probability (BYOL's asymmetric recipe: 0 for view 1, 0.2 for view 2). A ``solarize_p`` in
     ``overrides`` (config ``views``) applies to both views instead."""
     base = default_augment(kind, overrides)
-    if kind != "image" or "solarize_p" in (overrides or {}):
+    if kind != DataKind.IMAGE or "solarize_p" in (overrides or {}):
         return MultiView(base, n=len(solarize_p))
     return MultiView([_with(base, solarize_p=float(p)) for p in solarize_p], n=len(solarize_p))
 
@@ -275,7 +277,7 @@ def default_augment(kind: str, overrides: dict | None = None):
     """The default recipe for a data kind, with config overrides (unknown keys are an error)."""
     from .errors import ConfigError
 
-    cls = ImageAugment if kind == "image" else VectorAugment
+    cls = ImageAugment if kind == DataKind.IMAGE else VectorAugment
     overrides = dict(overrides or {})
     known = set(asdict(cls()).keys())
     bad = sorted(set(overrides) - known)
