@@ -98,10 +98,16 @@ def _label(opts: dict) -> str:
     return ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in opts.items()) or "defaults"
 
 
-def test_knn(checkpoint: str, data, results: Path) -> float:
-    """k-NN top-1 of a checkpoint on the real test split; rows appended to ``results``."""
+def knn_on_test(checkpoint: str, data, results: Path) -> float:
+    """k-NN top-1 of a checkpoint on the real test split; rows appended to ``results`` (read back
+    from there when this checkpoint was evaluated before)."""
     from ..pipeline import evaluate_checkpoint
+    from ..results import read_rows
 
+    if results.is_file():
+        done = [r for r in read_rows([results]) if r.get("checkpoint") == str(checkpoint) and r["metric"] == "top1"]
+        if done:
+            return float(done[-1]["value"])
     rows = evaluate_checkpoint(Path(checkpoint), ["knn"], device="cpu", data=data, results=results)
     return next(float(r["value"]) for r in rows if r["metric"] == "top1")
 
@@ -132,7 +138,7 @@ def run(a: argparse.Namespace) -> list[Path]:
             label = _label({**opts, **({"lr": lr} if lr is not None else {})})
             c = {"method": m, "config": label, "metrics": res}
             if "status" not in res:
-                c["test_knn"] = test_knn(
+                c["test_knn"] = knn_on_test(
                     res["checkpoint"], full, Path(res["checkpoint"]).parent.parent / "test-results.jsonl"
                 )
             configs.append(c)

@@ -23,15 +23,41 @@ def train_config(
     from ..pipeline import run_sweep
 
     cfg = dataclasses.replace(base, method=method, method_kwargs={**base.method_kwargs, **opts})
-    rows, failures = run_sweep(
-        [method], cfg, [seed], out, baselines=False, log=log or (lambda m: None), return_failures=True, data=data
-    )
-    if failures:
-        return {"status": failures[0]["status"]}
+    rows = finished_rows(dataclasses.replace(cfg, seed=seed), out, data.kind)
+    if rows is None:
+        rows, failures = run_sweep(
+            [method], cfg, [seed], out, baselines=False, log=log or (lambda m: None), return_failures=True, data=data
+        )
+        if failures:
+            return {"status": failures[0]["status"]}
     out_m: dict = metrics_of(rows)
     if with_checkpoint:
         out_m["checkpoint"] = next(r["checkpoint"] for r in rows if r.get("checkpoint"))
     return out_m
+
+
+def finished_rows(cfg: RunConfig, out: Path, kind: str) -> list[dict] | None:
+    """The result rows of a run that is already trained to its last epoch and evaluated by every
+    evaluator of ``cfg`` (the latest row of each metric), or None: a study run again rereads them
+    instead of evaluating the same checkpoint again (the sweep would append a second copy)."""
+    from ..registry import EVALUATORS
+    from ..results import read_rows
+    from ..trainer import run_dir_for
+
+    path = run_dir_for(cfg, out, kind) / "results.jsonl"
+    if not path.is_file():
+        return None
+    epochs = cfg.with_preset().epochs
+    latest: dict[tuple[str, str], dict] = {}
+    for r in read_rows([path]):
+        if r.get("status", "ok") == "ok" and r.get("epochs") == epochs and r.get("checkpoint"):
+            latest[(r["evaluator"], r["metric"])] = r
+    have = {ev for ev, _ in latest}
+    if not set(EVALUATORS.resolve(cfg.evaluators)) <= have:
+        return None
+    if not all(Path(r["checkpoint"]).is_file() for r in latest.values()):
+        return None
+    return list(latest.values())
 
 
 def metrics_of(rows: list[dict]) -> dict:

@@ -74,6 +74,36 @@ def _base(budget: str, dataset: str | None):
     )
 
 
+def reference_rows(base, data, out: Path, seed: int) -> list[dict]:
+    """The untrained backbone (random-init) and the raw pixels at the same evaluation budget (seed
+    ``seed``): an SSL row means something only next to them (the sweep's baselines; read back when
+    already evaluated)."""
+    from ..pipeline import evaluate_baselines
+    from ..results import read_rows
+
+    cfg = dataclasses.replace(base, method="vicreg", seed=seed)
+    found = sorted(out.glob(f"{cfg.dataset}-pixels-*-s{seed}/results.jsonl")) + sorted(
+        out.glob(f"{cfg.dataset}-random-init-*-s{seed}/results.jsonl")
+    )
+    rows = read_rows(found) if len(found) == 2 else evaluate_baselines(cfg, out, data, EVALUATORS, ["vicreg"])
+    refs = []
+    for name in ("random-init", "pixels"):
+        m = {f"{r['evaluator']}.{r['metric']}": r["value"] for r in rows if r["method"] == name}
+        code = m.get("collapse.verdict_code")
+        refs.append(
+            {
+                "variant": f"_{name}_ (reference, seed {seed})",
+                "seeds": 1,
+                "k-NN top1": m.get("knn.top1"),
+                "linear top1": m.get("linear.top1"),
+                "RankMe": m.get("rankme.rank"),
+                "backbone verdict": VERDICT.get(int(code)) if code is not None else None,
+                "backbone std·√d": m.get("collapse.std_ratio"),
+            }
+        )
+    return refs
+
+
 def projector_verdict(cfg, data, out: Path) -> tuple[str, float]:
     """(verdict, std_ratio) of the projector output of the trained run."""
     from ..collapse import head_embeddings
@@ -135,6 +165,7 @@ def run(a: argparse.Namespace) -> list[Path]:
         )
         row["projector verdict"] = _verdicts([m.get("projector_verdict", m.get("status", "?")) for m in per_seed])
         rows.append(row)
+    refs = reference_rows(base, data, runs, seeds[0])
     cols = [
         "variant",
         "lambda (inv)",
@@ -156,20 +187,82 @@ def run(a: argparse.Namespace) -> list[Path]:
     name = "vicreg-ablation" + ("-tiny" if a.budget == "tiny" else "")
     intro = (
         f"VICReg with loss terms removed, trained by the sweep on {base.dataset} at the `{base.preset}` preset"
-        f"{' (tiny test budget)' if a.budget == 'tiny' else ''}, seeds {','.join(map(str, seeds))}; mean and "
+        f"{' (tiny test budget)' if a.budget == 'tiny' else ''} with a training subset of {base.train_subset} "
+        f"images, evaluated on {base.eval_train_subset} train / {base.eval_test_subset} test embeddings, seeds "
+        f"{','.join(map(str, seeds))}; mean and "
         f"sample sd over seeds. Verdicts: one word per seed (ok / dimensional / complete), on the backbone "
         f"(what the evaluators see) and on the projector output (where the loss acts). The paper's column "
-        f"is its own result (ImageNet, 100 epochs), quoted for comparison. Wall time of the study: "
+        f"is its own result (ImageNet, 100 epochs), quoted for comparison. The last two rows are the references "
+        f"at the same evaluation budget: the untrained backbone and the raw pixels. Wall time of the study: "
         f"{time.perf_counter() - t0:.0f} s."
     )
     notes = [
         "The paper's Inv + Cov rows: we ran two weightings, (lambda, nu) = (25, 1) and (1, 25), both with "
         "mu = 0; that these are the paper's two weightings was not checked against the paper's table."
     ]
+    png = figure(rows, Path(a.out) / f"{name}.png")
+    rows = rows + refs
     paths = write_table(
-        Path(a.out), name, cols, rows, "VICReg loss-term ablation (Bardes et al. 2022)", intro, command_line(a), notes
+        Path(a.out),
+        name,
+        cols,
+        rows,
+        "VICReg loss-term ablation (Bardes et al. 2022)",
+        intro,
+        command_line(a),
+        notes,
+        extra_md=f"![k-NN, linear and RankMe per variant]({png.name})",
     )
-    return paths
+    return [*paths, png]
+
+
+def figure(rows: list[dict], path: Path) -> Path:
+    """k-NN and linear top-1 (mean, sd over seeds) and RankMe per variant; a variant whose backbone
+    was judged collapsed on some seed is hatched."""
+    from ..figures import _plt
+
+    plt = _plt()
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 3.8))
+    labels = [r["variant"].replace(" (", "\n(").replace("lambda ", "λ=").replace("nu ", "ν=") for r in rows]
+    x = range(len(rows))
+    hatch = ["//" if any(w.strip() != "ok" for w in r["backbone verdict"].split(",")) else "" for r in rows]
+    for off, col, color in ((-0.2, "k-NN top1", "tab:blue"), (0.2, "linear top1", "tab:orange")):
+        bars = a1.bar(
+            [i + off for i in x],
+            [r[col] for r in rows],
+            0.4,
+            yerr=[r[col + " sd"] for r in rows],
+            label=col,
+            color=color,
+            capsize=3,
+        )
+        for b, h in zip(bars, hatch, strict=True):
+            b.set_hatch(h)
+    lo = min(min(r["k-NN top1"], r["linear top1"]) for r in rows)
+    a1.set_ylim(max(0.0, lo - 10), 100)
+    a1.set_ylabel("top-1 %")
+    a1.legend(fontsize=8)
+    a2.bar(
+        list(x),
+        [r["RankMe"] for r in rows],
+        0.6,
+        yerr=[r["RankMe sd"] for r in rows],
+        color="tab:green",
+        capsize=3,
+        hatch=None,
+    )
+    for b, h in zip(a2.patches, hatch, strict=True):
+        b.set_hatch(h)
+    a2.set_ylabel("RankMe")
+    for ax in (a1, a2):
+        ax.set_xticks(list(x))
+        ax.set_xticklabels(labels, fontsize=7)
+    fig.suptitle("VICReg ablation (hatched: backbone judged collapsed on some seed)", fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
 
 
 def _verdicts(words: list) -> str:

@@ -13,7 +13,13 @@ from ssl_bench.studies.vicreg_ablation import VARIANTS
 def test_vicreg_ablation_tiny_writes_every_variant(tmp_path):
     assert main(["study", "vicreg-ablation", "--budget", "tiny", "--seeds", "0", "--out", str(tmp_path)]) == 0
     rows = list(csv.DictReader(open(tmp_path / "vicreg-ablation-tiny.csv")))
+    refs = rows[len(VARIANTS) :]
+    rows = rows[: len(VARIANTS)]
     assert [r["variant"] for r in rows] == [v[0] for v in VARIANTS]
+    # the untrained backbone and the pixels, evaluated at the same budget, as reference rows
+    assert [r["variant"].split()[0] for r in refs] == ["_random-init_", "_pixels_"]
+    assert all(0 <= float(r["k-NN top1"]) <= 100 for r in refs)
+    assert (tmp_path / "vicreg-ablation-tiny.png").stat().st_size > 1000
     for r, (_, opts, paper) in zip(rows, VARIANTS):
         assert float(r["mu (var)"]) == opts.get("var_weight", 25.0) and r["paper (ImageNet linear top-1)"] == paper
         assert 0 <= float(r["k-NN top1"]) <= 100 and 0 <= float(r["linear top1"]) <= 100
