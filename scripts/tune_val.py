@@ -27,7 +27,7 @@ import torch
 from ssl_bench import precision as prec
 from ssl_bench.cli import _parse_kv
 from ssl_bench.config import RunConfig
-from ssl_bench.datasets import load_dataset
+from ssl_bench.datasets import VAL_SEED, VAL_SIZE, load_dataset, validation_split
 from ssl_bench.embeddings import embed_data, load_method_from_checkpoint
 from ssl_bench.provenance import hardware
 from ssl_bench.backbones import build_backbone
@@ -35,19 +35,13 @@ from ssl_bench.build import backbone_choice, resolve_device, seed_everything
 from ssl_bench.trainer import train
 
 HERE = Path(__file__).resolve().parent.parent
-VAL_SIZE, VAL_SEED = 10_000, 2024
 
 
 def validation_data(dataset: str, data_root: str | None = None):
-    """(train pool, validation queries) as one Data: ``x_test`` holds held-out TRAINING images."""
-    full = load_dataset(dataset, data_root)
-    g = torch.Generator().manual_seed(VAL_SEED)
-    perm = torch.randperm(len(full.x_train), generator=g)
-    val, pool = perm[:VAL_SIZE].sort().values, perm[VAL_SIZE:].sort().values
-    from dataclasses import replace
-
-    return replace(full, name=f"{full.name}-val", x_train=full.x_train[pool], y_train=full.y_train[pool],
-                   x_test=full.x_train[val], y_test=full.y_train[val])
+    """(train pool, validation queries) as one Data: ``x_test`` holds held-out TRAINING images
+    (:func:`ssl_bench.datasets.validation_split`, the split ``ssl-bench study rankme-selection``
+    uses too)."""
+    return validation_split(load_dataset(dataset, data_root), VAL_SIZE, VAL_SEED)
 
 
 def _cpu_model() -> str:

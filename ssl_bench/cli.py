@@ -1,5 +1,5 @@
-"""Command line: ``ssl-bench run|train|eval|eval-embeddings|list|leaderboard|compare|check-collapse``
-(also ``python -m ssl_bench``)."""
+"""Command line: ``ssl-bench run|train|eval|eval-embeddings|list|leaderboard|compare|report|check-collapse``,
+``study`` and ``select`` (also ``python -m ssl_bench``)."""
 from __future__ import annotations
 
 import argparse
@@ -433,6 +433,34 @@ def cmd_check_collapse(a) -> int:
     return 0 if all(r.ok for r in results) else 1
 
 
+def cmd_study(a) -> int:
+    from .studies import get
+
+    study = get(a.study)
+    if a.budget not in ("tiny", "default"):
+        raise ConfigError(f"--budget must be tiny or default, got {a.budget!r}")
+    if a.threads is not None and a.threads < 1:
+        raise ConfigError(f"--threads must be >= 1, got {a.threads}")
+    if a.threads is not None:  # every training (config num_threads is None: the process's count) and evaluation
+        import torch
+
+        torch.set_num_threads(a.threads)
+    written = study.run(a)
+    print("wrote " + ", ".join(str(p) for p in written))
+    return 0
+
+
+def cmd_select(a) -> int:
+    from .studies.selection import format_selection, select_runs
+
+    picks = select_runs(Path(a.runs), a.by, dataset=a.dataset)
+    if a.json:
+        print(json.dumps(picks, sort_keys=True, default=str))
+    else:
+        print(format_selection(picks, a.by))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -563,6 +591,42 @@ def build_parser() -> argparse.ArgumentParser:
                     "agreeing verdict)")
     cc.add_argument("--json", action="store_true", help="print one JSON object with every case and seed")
     cc.set_defaults(func=cmd_check_collapse)
+
+    from .studies import BUDGETS, DEFAULT_OUT, STUDIES
+
+    st = sub.add_parser("study", help="run a study from the literature (RankMe selection, Littwin et al.'s JEPA "
+                        "vs MAE, the VICReg ablation, the MoG table): a table and figures under --out",
+                        epilog=EPILOG, description="Each study checks a published claim with ssl-bench's own "
+                        "sweep and evaluators and writes NAME.csv, NAME.md and PNG figures under --out. "
+                        "--budget tiny runs in seconds (tests, CI); default is the budget of the committed "
+                        "tables. See docs/studies.md.")
+    ssub = st.add_subparsers(dest="study", metavar="STUDY", parser_class=_Parser)
+    ssub.required = True
+    for name in sorted(STUDIES):
+        spec = STUDIES[name]
+        sp = ssub.add_parser(name, help=spec.help, description=spec.description.split("\n\n")[0],
+                             epilog=EPILOG)
+        sp.add_argument("--out", default=DEFAULT_OUT, help=f"where the table and figures go (default: {DEFAULT_OUT}/)")
+        sp.add_argument("--budget", default="default", choices=BUDGETS,
+                        help="tiny: seconds, for tests and CI; default: the budget of the committed table")
+        sp.add_argument("--runs", default=None, help="where trained runs go (default: runs/studies/NAME, or "
+                        "OUT/runs/NAME with another --out; an existing run is resumed, not retrained)")
+        sp.add_argument("--threads", type=int, default=None, help="torch threads of every training and evaluation "
+                        "(default: torch's; 1 is faster on a CPU that other jobs share)")
+        spec.add_arguments(sp)
+        sp.set_defaults(func=cmd_study)
+
+    se = sub.add_parser("select", help="pick each method's configuration by a label-free score (RankMe, LiDAR, "
+                        "alpha-ReQ) from the runs of a sweep", epilog=EPILOG,
+                        description="Group the result rows under RUNS by method and training configuration "
+                        "(seeds averaged) and pick, per method, the configuration with the highest RankMe or "
+                        "LiDAR, or the alpha-ReQ closest to 1. No label is used. See docs/studies.md.")
+    se.add_argument("--runs", default="runs", help="runs directory (default: runs/)")
+    se.add_argument("--by", default="rankme", choices=["rankme", "lidar", "alpha-req"],
+                    help="the score (default: rankme)")
+    se.add_argument("--dataset", default=None, help="only rows of this dataset")
+    se.add_argument("--json", action="store_true", help="print one JSON object")
+    se.set_defaults(func=cmd_select)
     return p
 
 
@@ -628,6 +692,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = [x for x in argv if x != "--traceback"]
     parser = build_parser()
     a = parser.parse_args(argv)
+    a.argv = argv  # the command as typed (a study writes it into its table)
     if getattr(a, "seed", None) is not None:
         a.sets = (a.sets or []) + [f"seed={a.seed}"]
     try:

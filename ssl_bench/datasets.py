@@ -117,6 +117,28 @@ def in_memory(x: Images, what: str = "this step") -> torch.Tensor:
     return x
 
 
+#: The validation split of ``scripts/tune_val.py`` and ``ssl-bench study rankme-selection``.
+VAL_SIZE, VAL_SEED = 10_000, 2024
+
+
+def validation_split(full: Data, size: int = VAL_SIZE, seed: int = VAL_SEED) -> Data:
+    """Tuning data carved from the TRAINING set, never the test set: a seeded ``size`` of the
+    training examples become the queries (``x_test``, ``y_test``) and the others the training pool
+    (``x_train``, ``y_train``) that a model trains on and that k-NN uses as its memory bank. The
+    name gains ``-val``. The draw is :func:`ssl_bench.sampling.subsample_indices` with ``seed``
+    (the split recipes were tuned on, see docs/tuning.md)."""
+    n = len(full.x_train)
+    if not 1 <= size < n:
+        raise ConfigError(f"validation split: size must be in [1, {n - 1}] for {full.name}'s {n} training "
+                          f"examples, got {size}")
+    val = subsample_indices(n, size, seed)
+    keep = torch.ones(n, dtype=torch.bool)
+    keep[val] = False
+    pool = keep.nonzero().flatten()
+    return replace(full, name=f"{full.name}-val", x_train=full.x_train[pool], y_train=full.y_train[pool],
+                   x_test=full.x_train[val], y_test=full.y_train[val])
+
+
 def load_dataset(name: str, root: str | os.PathLike | None = None, **kwargs) -> Data:
     import inspect
 

@@ -1,0 +1,62 @@
+"""ssl-bench study vicreg-ablation and mog at the tiny budget; the MoG structure scores."""
+
+import csv
+
+import numpy as np
+import pytest
+
+from ssl_bench.cli import main
+from ssl_bench.studies.mog import global_structure, local_structure
+from ssl_bench.studies.vicreg_ablation import VARIANTS
+
+
+def test_vicreg_ablation_tiny_writes_every_variant(tmp_path):
+    assert main(["study", "vicreg-ablation", "--budget", "tiny", "--seeds", "0", "--out", str(tmp_path)]) == 0
+    rows = list(csv.DictReader(open(tmp_path / "vicreg-ablation-tiny.csv")))
+    refs = rows[len(VARIANTS) :]
+    rows = rows[: len(VARIANTS)]
+    assert [r["variant"] for r in rows] == [v[0] for v in VARIANTS]
+    # the untrained backbone and the pixels, evaluated at the same budget, as reference rows
+    assert [r["variant"].split()[0] for r in refs] == ["_random-init_", "_pixels_"]
+    assert all(0 <= float(r["k-NN top1"]) <= 100 for r in refs)
+    assert (tmp_path / "vicreg-ablation-tiny.png").stat().st_size > 1000
+    for r, (_, opts, paper) in zip(rows, VARIANTS):
+        assert float(r["mu (var)"]) == opts.get("var_weight", 25.0) and r["paper (ImageNet linear top-1)"] == paper
+        assert 0 <= float(r["k-NN top1"]) <= 100 and 0 <= float(r["linear top1"]) <= 100
+        assert r["backbone verdict"] in ("ok", "dimensional", "complete")
+        assert r["projector verdict"] in ("ok", "dimensional", "complete")
+    assert "| Inv + Var + Cov (VICReg) |" in (tmp_path / "vicreg-ablation-tiny.md").read_text()
+
+
+def test_mog_tiny_writes_the_table(tmp_path):
+    assert main(["study", "mog", "--budget", "tiny", "--out", str(tmp_path)]) == 0
+    rows = list(csv.DictReader(open(tmp_path / "mog-tiny.csv")))
+    assert [r["method"] for r in rows] == ["contrastive-jea", "dsm", "jepa-pairwise", "jepa-masked", "ema-jepa", "jepa"]
+    for r in rows:
+        assert 0 <= float(r["k-NN top1"]) <= 100
+        assert -1 <= float(r["global structure"]) <= 1 and 0 <= float(r["local structure"]) <= 1
+        assert r["collapse verdicts"] in ("ok", "dimensional", "complete")
+
+
+@pytest.fixture
+def ring():
+    from ssl_bench.datasets import load_dataset
+
+    d = load_dataset("mog2d", n_train=64, n_test=800)
+    return d.x_test.numpy(), d.y_test.numpy(), np.asarray(d.info["centers"])
+
+
+def test_structure_scores_tell_a_faithful_embedding_from_a_scrambled_one(ring):
+    x, y, centers = ring
+    rng = np.random.default_rng(0)
+    # the centre itself + the within-component offset, lifted to 3-D so cosine keeps both
+    faithful = np.concatenate([x, np.ones((len(x), 1)) * 8.0], 1)
+    assert global_structure(faithful, y, centers) > 0.8
+    assert local_structure(x, faithful, y) > 0.5
+    noise = rng.standard_normal((len(x), 8))
+    assert abs(global_structure(noise, y, centers)) < 0.1
+    assert local_structure(x, noise, y) < 0.2
+    perm = rng.permutation(len(centers))  # components moved to other places on the ring
+    scrambled = np.concatenate([centers[perm][y] + (x - centers[y]), np.ones((len(x), 1)) * 8.0], 1)
+    assert global_structure(scrambled, y, centers) < global_structure(faithful, y, centers) - 0.3
+    assert local_structure(x, scrambled, y) > 0.5  # neighbourhoods inside a component are intact
