@@ -22,6 +22,7 @@ import hashlib
 import importlib
 import json
 import os
+import shutil
 import socket
 import tempfile
 import time
@@ -70,6 +71,21 @@ def atomic_write(path: Path, write: Callable[[str], object]) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def atomic_write_dir(path: Path, write: Callable[[Path], object]) -> None:
+    """Call ``write(tmp_dir)`` on a new folder beside ``path``, then move it to ``path`` (a folder
+    already there is replaced); if anything fails, the partial folder is removed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f"{path.name}.", dir=path.parent))
+    try:
+        write(tmp)
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def atomic_write_text(path: Path, text: str) -> None:

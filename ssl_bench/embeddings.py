@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -25,7 +24,7 @@ import torch
 from . import ondisk, streaming
 from . import precision as prec
 from .build import build_method
-from .checkpoint import atomic_write, file_digest, read_encoder
+from .checkpoint import atomic_write, atomic_write_dir, file_digest, read_encoder
 from .config import RunConfig
 from .datasets import Data, in_memory
 from .errors import CheckpointError, ConfigError
@@ -57,9 +56,8 @@ class Embeddings:
 
     def save_dir(self, path: Path) -> None:
         """Write (or move) the arrays into the folder ``path`` as ``.npy`` files, atomically."""
-        path = Path(path)
-        tmp = Path(tempfile.mkdtemp(prefix=path.name + ".", dir=path.parent))
-        try:
+
+        def write(tmp: Path) -> None:
             for name in ("train_x", "train_y", "test_x", "test_y"):
                 a = getattr(self, name)
                 if a is None:
@@ -69,11 +67,8 @@ class Embeddings:
                 else:
                     ondisk.save_npy(tmp / f"{name}.npy", np.asarray(a))
             (tmp / "info.json").write_text(json.dumps(self.info, sort_keys=True) + "\n")
-            if path.exists():
-                shutil.rmtree(path)
-            os.replace(tmp, path)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+
+        atomic_write_dir(Path(path), write)
 
     @classmethod
     def load_dir(cls, path: Path, source: str = "") -> Embeddings:
@@ -300,17 +295,13 @@ def checkpoint_embeddings(path: Path, data: Data, device: torch.device, cache_di
                 return Embeddings.load_dir(folder, source=str(path)), cfg, meta, True, method
             except Exception:  # a damaged cache is recomputed, never trusted
                 shutil.rmtree(folder, ignore_errors=True)
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        work = Path(tempfile.mkdtemp(prefix=f"{key}.", dir=cache_dir))
-        try:
+
+        def write(work: Path) -> None:
             emb = embed_data(layer_encoder(method, layer), data, device, source=str(path), precision=precision,
                              out_dir=work, num_workers=cfg.num_workers)
             (work / "info.json").write_text(json.dumps(emb.info, sort_keys=True) + "\n")
-            if folder.exists():
-                shutil.rmtree(folder)
-            os.replace(work, folder)
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
+
+        atomic_write_dir(folder, write)
         emb = Embeddings.load_dir(folder, source=str(path))
         (cache_dir / f"{key}.json").write_text(json.dumps({"checkpoint": str(path), **key_fields}, sort_keys=True)
                                                + "\n")

@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 
 from .base import Study, command_line, register
-from .common import write_table
+from .common import save_figure, write_table
 
 LAMBDA = (1.0, 0.35)
 RHO = (0.4, 1.0)
@@ -157,12 +157,7 @@ def figure(results: list[dict], path: Path) -> Path:
         ax.set_xticks([r["depth"] for r in rs])
         ax.set_title(title)
         ax.legend(fontsize=8)
-    fig.suptitle(f"Feature learning time vs depth (lambda = {LAMBDA}, rho = {RHO})", fontsize=10)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, f"Feature learning time vs depth (lambda = {LAMBDA}, rho = {RHO})")
 
 
 def run(a: argparse.Namespace) -> list[Path]:

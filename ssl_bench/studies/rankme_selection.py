@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 
 from .base import Study, command_line, register, runs_dir
-from .common import fmt, spearman, write_table
+from .common import fmt, image_study_config, save_figure, spearman, write_table
 from .selection import SCORES, pick, score
 
 #: (method, options) per configuration; lr is a RunConfig key, the rest method options.
@@ -64,34 +64,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _base(budget: str):
-    from ..config import RunConfig
-
-    if budget == "tiny":
-        return RunConfig(
-            dataset="digits",
-            preset="smoke",
-            backbone="mlp",
-            train_subset=512,
-            eval_train_subset=512,
-            eval_test_subset=256,
-            batch_size=64,
-            evaluators=EVALUATORS,
-            progress=False,
-            knn_monitor_every=0,
-            precision="fp32",
-            eval_kwargs={"lidar": {"n_samples": 64, "n_views": 3}},
-        )
-    return RunConfig(
-        dataset="fashion-mnist",
-        preset="quick",
-        train_subset=10_000,
-        eval_train_subset=10_000,
-        eval_test_subset=5_000,
-        evaluators=EVALUATORS,
-        progress=False,
-        knn_monitor_every=0,
-        precision="fp32",
-    )
+    return image_study_config(budget, EVALUATORS, tiny_eval_kwargs={"lidar": {"n_samples": 64, "n_views": 3}})
 
 
 def _label(opts: dict) -> str:
@@ -254,12 +227,7 @@ def figure(configs: list[dict], methods: list[str], path: Path) -> Path:
         ax.set_xlabel(f"{by} ({'-|alpha - 1|' if by == 'alpha-req' else metric})")
         ax.set_ylabel("test k-NN top-1 %")
         ax.legend(fontsize=8)
-    fig.suptitle("Label-free scores against test k-NN, one point per configuration", fontsize=10)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, "Label-free scores against test k-NN, one point per configuration")
 
 
 register(

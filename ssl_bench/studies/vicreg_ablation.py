@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from .base import Study, command_line, register, runs_dir
-from .common import parse_seeds, write_table
+from .common import image_study_config, parse_seeds, save_figure, write_table
 from .sweep import mean_std, train_config
 
 #: (label, method options, the paper's result for the row). The paper's column is quoted from its
@@ -42,36 +42,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _base(budget: str, dataset: str | None):
-    from ..config import RunConfig
-
-    if budget == "tiny":
-        return RunConfig(
-            dataset=dataset or "digits",
-            preset="smoke",
-            backbone="mlp",
-            train_subset=512,
-            eval_train_subset=512,
-            eval_test_subset=256,
-            batch_size=64,
-            evaluators=EVALUATORS,
-            progress=False,
-            knn_monitor_every=0,
-            precision="fp32",
-        )
-    # the quick preset on a 10,000-image training subset (156 steps, half of quick's 312), k-NN / linear on
-    # 10,000 train / 5,000 test embeddings: the whole quick budget took ~4 min per run (155 s training, the
-    # rest evaluation) on the 2-core CPU shared with two other engineers' jobs (load 8), 60 min for 15 runs
-    return RunConfig(
-        dataset=dataset or "fashion-mnist",
-        preset="quick",
-        train_subset=10_000,
-        eval_train_subset=10_000,
-        eval_test_subset=5_000,
-        evaluators=EVALUATORS,
-        progress=False,
-        knn_monitor_every=0,
-        precision="fp32",
-    )
+    return image_study_config(budget, EVALUATORS, dataset)
 
 
 def reference_rows(base, data, out: Path, seed: int) -> list[dict]:
@@ -257,12 +228,7 @@ def figure(rows: list[dict], path: Path) -> Path:
     for ax in (a1, a2):
         ax.set_xticks(list(x))
         ax.set_xticklabels(labels, fontsize=7)
-    fig.suptitle("VICReg ablation (hatched: backbone judged collapsed on some seed)", fontsize=10)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, "VICReg ablation (hatched: backbone judged collapsed on some seed)")
 
 
 def _verdicts(words: list) -> str:
