@@ -442,9 +442,9 @@ def cmd_study(a) -> int:
     if a.threads is not None and a.threads < 1:
         raise ConfigError(f"--threads must be >= 1, got {a.threads}")
     if a.threads is not None:  # every training (config num_threads is None: the process's count) and evaluation
-        import torch
+        from . import threads
 
-        torch.set_num_threads(a.threads)
+        threads.pin(a.threads)
     written = study.run(a)
     print("wrote " + ", ".join(str(p) for p in written))
     return 0
@@ -696,6 +696,9 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(a, "seed", None) is not None:
         a.sets = (a.sets or []) + [f"seed={a.seed}"]
     try:
+        from . import threads
+
+        threads.configure()  # $SSL_BENCH_THREADS: fair share of the CPU (default) or a fixed count
         rc = int(a.func(a) or 0)
         sys.stdout.flush()
         return rc

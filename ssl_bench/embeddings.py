@@ -21,7 +21,7 @@ from typing import Any, cast
 import numpy as np
 import torch
 
-from . import ondisk, streaming
+from . import ondisk, streaming, threads
 from . import precision as prec
 from .build import build_method
 from .checkpoint import atomic_write, atomic_write_dir, file_digest, read_encoder
@@ -112,6 +112,7 @@ def embed_tensor(encode, data: Data, x: torch.Tensor, device: torch.device, batc
     cl = prec.wants_channels_last(data.kind, data.input_shape)
     out = []
     for i in range(0, len(x), batch_size):
+        threads.adapt()
         xb = prec.to_layout(data.normalize(data.to_float(x[i:i + batch_size].to(device))), cl)
         with prec.autocast(device, precision):
             z = encode(xb)

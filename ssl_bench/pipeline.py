@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from . import precision as precision_mod
-from . import provenance
+from . import provenance, threads
 from .backbones import build_backbone, default_backbone
 from .build import backbone_choice, load_data, resolve_device, seed_everything
 from .checkpoint import artifact_dir
@@ -122,6 +122,7 @@ def run_evaluators(emb: Embeddings, names: list[str], eval_kwargs: dict | None =
             ev.artifact_dir, ev.artifact_prefix, ev.precision = artifact_dir, artifact_prefix, precision
             if ev.needs_model and model is None:
                 continue
+            threads.adapt()
             t0 = time.perf_counter()
             if ev.needs_model:
                 metrics = ev.run_model(model, data, device or torch.device("cpu"))

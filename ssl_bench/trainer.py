@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from . import distributed as dist
-from . import precision, provenance, streaming
+from . import precision, provenance, streaming, threads
 
 # construction lives in .build; its names stay importable from here (plugins, scripts, tests)
 from .build import backbone_choice as backbone_choice
@@ -131,7 +131,7 @@ def _train(cfg: RunConfig, out: str | Path, resume: bool, data: Data | None,
     cfg = cfg.with_preset()
     assert cfg.epochs is not None and cfg.batch_size is not None  # every preset sets both
     if cfg.num_threads:
-        torch.set_num_threads(cfg.num_threads)
+        threads.pin(cfg.num_threads)
     device = resolve_device(cfg.device)
     ddp = dist.init_from_env(device.type)
     device = dist.local_device(device)
@@ -250,6 +250,7 @@ def _train(cfg: RunConfig, out: str | Path, resume: bool, data: Data | None,
                 loss, logs = step_fn(vs)
             update_(method, opt, sched, loss, step, total_steps, wd_base, wd_end)
             step += 1
+            threads.adapt()  # the fair-share thread count, when the policy is on (ssl_bench.threads)
             for k, v in {"loss": loss.detach(), **logs}.items():
                 v = torch.as_tensor(v, device=device).detach().float()
                 sums[k] = sums[k] + v if k in sums else v

@@ -1,0 +1,132 @@
+"""Torch's CPU thread count on a machine that other processes share: the fair-share policy.
+
+Torch runs its CPU ops on an OpenMP team (on Linux, GNU libgomp) whose threads spin while they
+wait for each other. On a quiet machine that is the fastest choice; when another CPU-bound
+process holds one of the cores, the team's threads spin-wait on a partner that is not running,
+and a step costs several times its quiet figure (measured on a 2-core AVX2 CPU, SimCLR cnn-small
+step, batch 128, fp32, img/s): quiet, 2 threads 681-720, 1 thread 423-498; with one other
+CPU-bound process, 2 threads 245-270, 1 thread 414-427 (``docs/benchmarks.md``, section 7).
+
+The fair-share policy watches how much CPU the *other* processes use (``/proc/stat`` minus this
+process's own time, over the last :data:`INTERVAL` seconds) and sets torch's intra-op thread count
+to the cores they leave free: ``round(cpus - others)``, at least 1, at most the count the process
+started with. So a quiet machine keeps every core, and a busy one costs its fair share rather
+than several times it. It is on for the ``ssl-bench`` command (:func:`configure` reads the
+``SSL_BENCH_THREADS`` variable: ``fair``, the default, or a fixed count) and off in library use
+until :func:`enable` is called; a config's ``num_threads`` or ``--threads`` pins the count.
+
+The thread count changes the order of floating-point reductions, so two runs on differently
+loaded machines can differ in the last bits of their weights. Pin the count (``SSL_BENCH_THREADS=2``
+or ``--set num_threads=2``) where bitwise repeatability matters more than speed.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+#: seconds between two looks at the machine's load (each look reads one line of /proc/stat)
+INTERVAL = 2.0
+#: the environment variable of the ``ssl-bench`` command: ``fair`` (default) or a thread count
+ENV = "SSL_BENCH_THREADS"
+
+
+def _busy_seconds() -> float | None:
+    """CPU seconds the whole machine has been busy (user, nice, system, irq, softirq, steal), or
+    None where ``/proc/stat`` cannot be read (not Linux)."""
+    try:
+        with open("/proc/stat", "rb") as f:
+            fields = f.readline().split()
+    except OSError:
+        return None
+    if not fields or fields[0] != b"cpu" or len(fields) < 9:
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[1:9])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def _own_seconds() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
+def _cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+class FairShare:
+    """Adapts ``torch.set_num_threads`` to the other processes' CPU use; :meth:`poll` is cheap
+    (a clock read) between looks and can be called every step."""
+
+    def __init__(self, max_threads: int | None = None, interval: float = INTERVAL):
+        import torch
+
+        self.max = max(1, max_threads or torch.get_num_threads())
+        self.cpus = _cpus()
+        self.interval = interval
+        self.last = (time.monotonic(), _busy_seconds(), _own_seconds())
+        self.others = 0.0  # cores the other processes used over the last window
+
+    def want(self, others: float) -> int:
+        """Threads for ``others`` cores in use by other processes."""
+        return max(1, min(self.max, round(self.cpus - others)))
+
+    def poll(self) -> int:
+        import torch
+
+        now = time.monotonic()
+        t0, busy0, own0 = self.last
+        if now - t0 < self.interval or busy0 is None:
+            return torch.get_num_threads()
+        busy, own = _busy_seconds(), _own_seconds()
+        if busy is None:
+            return torch.get_num_threads()
+        self.others = max(0.0, (busy - busy0) - (own - own0)) / (now - t0)
+        self.last = (now, busy, own)
+        n = self.want(self.others)
+        if n != torch.get_num_threads():
+            torch.set_num_threads(n)
+        return n
+
+
+_policy: FairShare | None = None
+
+
+def enable(max_threads: int | None = None) -> FairShare:
+    """Turn the fair-share policy on for this process (the ``ssl-bench`` command does)."""
+    global _policy
+    _policy = FairShare(max_threads)
+    return _policy
+
+
+def pin(n: int) -> None:
+    """A fixed thread count: the policy is off from now on."""
+    import torch
+
+    global _policy
+    _policy = None
+    torch.set_num_threads(n)
+
+
+def adapt() -> None:
+    """Apply the policy, if on (training steps, embedding batches and evaluators call this)."""
+    if _policy is not None:
+        _policy.poll()
+
+
+def configure(value: str | None = None) -> str:
+    """The ``ssl-bench`` command's setting, from ``value`` or ``$SSL_BENCH_THREADS``: ``fair``
+    (default) turns the policy on; a positive integer pins the count. Returns what was set."""
+    from .errors import ConfigError
+
+    v = (os.environ.get(ENV, "") if value is None else value).strip() or "fair"
+    if v == "fair":
+        enable()
+        return v
+    if not v.isdigit() or int(v) < 1:
+        raise ConfigError(f"{ENV} must be 'fair' or a thread count >= 1, got {v!r}")
+    pin(int(v))
+    return v
