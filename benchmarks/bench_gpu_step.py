@@ -27,7 +27,9 @@ for images):
   through the networks the method trains (with gradient) and its targets (without), ``mean()``
   as the loss, backward, optimiser step: no augmentation, no masks drawn, no loss work, no EMA.
 
-Prints img/s (source images, B per step) of both and the ratio ssl / ceiling.
+Prints img/s (source images, B per step) of both and the ratio ssl / ceiling. On a CPU the two
+are timed one step of each in turn and each figure is steps x its median step (``--no-interleave``:
+all ssl steps, then all ceiling steps, as on a GPU).
 
 ``--sync-check N`` runs N steps after the warm-up and counts, per step, the host-device
 synchronisations: on CUDA with ``torch.cuda.set_sync_debug_mode("warn")`` (each warning's
@@ -39,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import time
 import traceback
@@ -96,9 +99,46 @@ def _mae_split(method, views):
                               g=torch.Generator().manual_seed(0), device=views[0].device)
 
 
+def _moco_v2(method, views):
+    loss = _online(method, views)
+    with torch.no_grad():  # the key encoder embeds both views
+        for v in views:
+            method.key_projector(method.key_backbone(v))
+    return loss
+
+
+def _ema_jepa(method, views):
+    loss = sum(method.predictor(method.backbone(v)).float().mean() for v in views)
+    with torch.no_grad():
+        for v in views:
+            method.target_backbone(v)
+    return loss
+
+
+def _jepa_masked(method, views):
+    x = views[0]  # dense (the image default): the context (masked) view and the full one are one shape
+    if method.dense:
+        loss = method.predictor(method.backbone.feature_map(x)).float().mean()
+        with torch.no_grad():
+            method.target_backbone.feature_map(x)
+        return loss
+    loss = method.predictor(method.backbone(x)).float().mean()
+    with torch.no_grad():
+        method.target_backbone(views[-1])
+    return loss
+
+
+def _dsm(method, views):
+    x = views[0]
+    sigma = torch.full((x.shape[0],), 0.5, device=x.device, dtype=x.dtype)
+    return method.score(x, sigma).float().mean()
+
+
 #: method -> ceiling(method, views) -> scalar loss. Methods not listed here fall back to
 #: backbone + projector per view (a method without a projector has no ceiling here).
-CEILINGS: dict[str, Callable[..., torch.Tensor]] = {"byol": _byol, "dino": _dino, "mae": _mae}
+CEILINGS: dict[str, Callable[..., torch.Tensor]] = {
+    "byol": _byol, "moco-v3": _byol, "moco-v2": _moco_v2, "ema-jepa": _ema_jepa, "jepa-masked": _jepa_masked,
+    "dsm": _dsm, "dino": _dino, "mae": _mae}
 #: what a ceiling needs drawn once from the fixed views (passed as its third argument)
 CEILING_STATE = {"mae": _mae_split}
 
@@ -187,6 +227,28 @@ def _timed(step, steps: int, warmup: int, device: torch.device) -> tuple[float, 
     return t1 - t0, time.perf_counter() - t1
 
 
+def _interleaved(ssl_step, model_step, steps: int, warmup: int) -> tuple[float, float, float, float]:
+    """CPU: one ssl step, one ceiling step, in turn, each timed alone; (warm-up s, steps x the
+    median ssl step, warm-up s, steps x the median ceiling step). A load change on a shared
+    machine hits both alike, and the median drops the steps it hit hardest."""
+    t0 = time.perf_counter()
+    for _ in range(warmup):
+        ssl_step()
+    t1 = time.perf_counter()
+    for _ in range(warmup):
+        model_step()
+    t2 = time.perf_counter()
+    ts, tm = [], []
+    for _ in range(steps):
+        a = time.perf_counter()
+        ssl_step()
+        b = time.perf_counter()
+        model_step()
+        ts.append(b - a)
+        tm.append(time.perf_counter() - b)
+    return t1 - t0, steps * statistics.median(ts), t2 - t1, steps * statistics.median(tm)
+
+
 def bench_method(name: str, a, device: torch.device) -> dict:
     torch.manual_seed(0)
     shape = tuple(int(s) for s in a.shape.split(","))
@@ -268,8 +330,11 @@ def bench_method(name: str, a, device: torch.device) -> dict:
             ssl_step()
         res.update(kind="sync_check", steps=a.sync_check, **count_syncs(ssl_step, a.sync_check, device))
         return res
-    w_ssl, t_ssl = _timed(ssl_step, a.steps, a.warmup, device)
-    w_model, t_model = _timed(model_step, a.steps, a.warmup, device)
+    if device.type == "cpu" and not a.no_interleave:
+        w_ssl, t_ssl, w_model, t_model = _interleaved(ssl_step, model_step, a.steps, a.warmup)
+    else:
+        w_ssl, t_ssl = _timed(ssl_step, a.steps, a.warmup, device)
+        w_model, t_model = _timed(model_step, a.steps, a.warmup, device)
     res.update(kind="throughput", steps=a.steps, warmup=a.warmup, warmup_s=round(w_ssl + w_model, 3),
                ssl_ms_per_step=1000 * t_ssl / a.steps, ceiling_ms_per_step=1000 * t_model / a.steps,
                ssl_img_s=a.steps * a.batch_size / t_ssl, ceiling_img_s=a.steps * a.batch_size / t_model)
@@ -294,6 +359,8 @@ def main(argv=None) -> list[dict]:
                    help="torch.compile mode of both forwards (bare --compile: default; reduce-overhead: CUDA graphs)")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
     p.add_argument("--no-channels-last", action="store_true")
+    p.add_argument("--no-interleave", action="store_true",
+                   help="CPU: time all ssl steps, then all ceiling steps (default: one of each in turn, medians)")
     p.add_argument("--sync-check", type=int, default=0, metavar="N",
                    help="count host-device syncs over N steps instead of timing")
     p.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")

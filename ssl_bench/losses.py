@@ -141,9 +141,36 @@ def sigreg(z: Tensor, num_slices: int = 256, t_max: float = 3.0, num_points: int
     dt = t_max / (num_points - 1)
     w = torch.full_like(t, 2 * dt)
     w[0] = w[-1] = dt  # trapezoid on [0, t_max], doubled for [-t_max, 0]
-    xt = (z @ a).unsqueeze(-1) * t  # (..., N, S, T)
-    err = (xt.cos().mean(-3) - phi).pow(2) + xt.sin().mean(-3).pow(2)  # (..., S, T)
-    return ((err @ (w * phi)) * n).mean()
+    return _EppsPulleySlices.apply(z @ a, t, phi, w * phi)
+
+
+class _EppsPulleySlices(torch.autograd.Function):
+    """mean over slices (and leading dims) of ``N * sum_t q_t |phi_N(t) - phi(t)|^2`` for the
+    projections ``x`` (shape ``(..., N, S)``). The same value as autograd through ``cos``/``sin``,
+    with a hand-written backward that reuses the forward's cosines and sines instead of
+    recomputing them: for ``C_t, S_t`` the means over N of ``cos(x t), sin(x t)`` and K the number
+    of averaged slices, dL/dx_n = (2/K) sum_t q_t t (S_t cos(x_n t) - (C_t - phi_t) sin(x_n t)).
+    (About half the time of the autograd version for LeJEPA's 8 x 128 x 256 x 17 on a CPU.)"""
+
+    @staticmethod
+    def forward(ctx, x, t, phi, q):  # type: ignore[override]
+        xt = x.unsqueeze(-1) * t  # (..., N, S, T)
+        cos, sin = xt.cos(), xt.sin()
+        c, s = cos.mean(-3), sin.mean(-3)  # (..., S, T)
+        err = (c - phi).pow(2) + s.pow(2)
+        per_slice = (err @ q) * x.shape[-2]  # (..., S)
+        ctx.save_for_backward(cos, sin, c, s, t, phi, q)
+        ctx.k = per_slice.numel()
+        return per_slice.mean()
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        cos, sin, c, s, t, phi, q = ctx.saved_tensors
+        scale = grad * 2.0 / ctx.k * q * t  # (T,)
+        a_t = (s * scale).unsqueeze(-3)  # (..., 1, S, T)
+        b_t = (-(c - phi) * scale).unsqueeze(-3)
+        gx = (cos * a_t).sum(-1) + (sin * b_t).sum(-1)  # (..., N, S)
+        return gx, None, None, None
 
 
 def lejepa_invariance(zs: Tensor) -> Tensor:
