@@ -10,7 +10,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 #: source folder -> the package it installs as (pyproject.toml, [tool.setuptools] package-dir)
 PACKAGES = {"ssl_bench": "ssl_bench", "methods": "ssl_bench.methods", "evaluators": "ssl_bench.evaluators"}
 
