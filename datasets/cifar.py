@@ -1,5 +1,6 @@
 """CIFAR-10 and CIFAR-100 from their python pickle batches, read with :func:`safe_unpickle`
 (never downloaded here)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -17,14 +18,24 @@ from ssl_bench.registry import register_dataset
 # dicts, strings and numbers. Anything else (os.system, builtins.eval, ...) is refused before it
 # is looked up, so a crafted folder cannot run code.
 _SAFE_PICKLE_GLOBALS = {
-    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
-    ("numpy", "ndarray"), ("numpy", "dtype"),
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.numeric", "_frombuffer"),
+    ("numpy._core.numeric", "_frombuffer"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
     ("_codecs", "encode"),  # how protocol-2 pickles written by Python 3 spell a bytes object
 }
 _CIFAR = {  # folder, training batches, test batches, label key, meta file, class-name key, classes
-    "cifar10": ("cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)], ["test_batch"], "labels",
-                "batches.meta", "label_names", 10),
+    "cifar10": (
+        "cifar-10-batches-py",
+        [f"data_batch_{i}" for i in range(1, 6)],
+        ["test_batch"],
+        "labels",
+        "batches.meta",
+        "label_names",
+        10,
+    ),
     "cifar100": ("cifar-100-python", ["train"], ["test"], "fine_labels", "meta", "fine_label_names", 100),
 }
 
@@ -42,10 +53,20 @@ def safe_unpickle(path: Path):
     try:
         with open(path, "rb") as f:
             return _Restricted(f, encoding="latin1").load()
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError,
-            KeyError, MemoryError) as exc:
-        raise DatasetNotFoundError(f"{path} is not a CIFAR data file ({type(exc).__name__}: "
-                                   f"{str(exc).splitlines()[0] if str(exc) else 'unreadable'})") from None
+    except (
+        pickle.UnpicklingError,
+        EOFError,
+        ValueError,
+        TypeError,
+        AttributeError,
+        IndexError,
+        KeyError,
+        MemoryError,
+    ) as exc:
+        raise DatasetNotFoundError(
+            f"{path} is not a CIFAR data file ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else 'unreadable'})"
+        ) from None
 
 
 def _cifar_batches(folder: Path, files: list[str], label_key: str) -> tuple[np.ndarray, np.ndarray]:
@@ -72,9 +93,13 @@ def _cifar(kind: str, root) -> Data:
     folder_name, train_files, test_files, label_key, meta_file, names_key, n_classes = _CIFAR[kind]
     folder = base / folder_name
     if not folder.is_dir():
-        raise dataset_missing(kind.upper(), base, f"download it once with `python -c \"import torchvision; "
-                          f"torchvision.datasets.{'CIFAR10' if kind == 'cifar10' else 'CIFAR100'}"
-                          f"('{base}', download=True)\"`")
+        raise dataset_missing(
+            kind.upper(),
+            base,
+            f'download it once with `python -c "import torchvision; '
+            f"torchvision.datasets.{'CIFAR10' if kind == 'cifar10' else 'CIFAR100'}"
+            f"('{base}', download=True)\"`",
+        )
     missing = [f for f in train_files + test_files + [meta_file] if not (folder / f).is_file()]
     if missing:
         raise dataset_missing(kind.upper(), base, f"incomplete files in {folder} (missing {', '.join(missing)})")
@@ -82,8 +107,9 @@ def _cifar(kind: str, root) -> Data:
     xte, yte = _cifar_batches(folder, test_files, label_key)
     for split, y in (("train", ytr), ("test", yte)):
         if len(y) and (y.min() < 0 or y.max() >= n_classes):
-            raise DatasetNotFoundError(f"{folder}: {split} labels must lie in [0, {n_classes}), "
-                                       f"found {int(y.min())}..{int(y.max())}")
+            raise DatasetNotFoundError(
+                f"{folder}: {split} labels must lie in [0, {n_classes}), found {int(y.min())}..{int(y.max())}"
+            )
     xtr_t, xte_t = torch.from_numpy(np.ascontiguousarray(xtr)), torch.from_numpy(np.ascontiguousarray(xte))
     mean, std = channel_stats(xtr_t)
     return Data(kind, xtr_t, torch.from_numpy(ytr), xte_t, torch.from_numpy(yte), n_classes, DataKind.IMAGE, mean, std)

@@ -1,4 +1,5 @@
 """scikit-learn's 8x8 handwritten digits: always available (no files)."""
+
 from __future__ import annotations
 
 import numpy as np

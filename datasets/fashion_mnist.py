@@ -1,4 +1,5 @@
 """Fashion-MNIST (Xiao et al. 2017), read from its IDX files (:func:`read_idx`)."""
+
 from __future__ import annotations
 
 import gzip
@@ -34,9 +35,11 @@ def read_idx(path: Path) -> np.ndarray:
         with opener(path, "rb") as f:
             raw = f.read(MAX_IDX_BYTES + 1)
     except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
-        raise DatasetNotFoundError(f"{path} is truncated or corrupt ({type(exc).__name__}: "
-                                   f"{str(exc).splitlines()[0] if str(exc) else 'unexpected end of data'}); "
-                                   "reinstall or download it again") from None
+        raise DatasetNotFoundError(
+            f"{path} is truncated or corrupt ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else 'unexpected end of data'}); "
+            "reinstall or download it again"
+        ) from None
     except OSError as exc:
         raise DatasetNotFoundError(f"{path} cannot be read ({exc.strerror or exc})") from None
     if len(raw) > MAX_IDX_BYTES:
@@ -84,16 +87,30 @@ def fashion_mnist(root=None) -> Data:
     for split in ("train", "test"):
         x, y = arrays[f"{split}_x"], arrays[f"{split}_y"]
         if x.ndim != 3 or y.ndim != 1:
-            raise DatasetNotFoundError(f"{paths[split + '_x']} / {paths[split + '_y']}: expected N images (N, H, W) "
-                                       f"and N labels, got shapes {x.shape} and {y.shape}")
+            raise DatasetNotFoundError(
+                f"{paths[split + '_x']} / {paths[split + '_y']}: expected N images (N, H, W) "
+                f"and N labels, got shapes {x.shape} and {y.shape}"
+            )
         if len(x) != len(y) or not len(x):
-            raise DatasetNotFoundError(f"{paths[split + '_y']} holds {len(y)} labels for the {len(x)} images of "
-                                       f"{paths[split + '_x']}: the files do not belong together (or one is cut)")
+            raise DatasetNotFoundError(
+                f"{paths[split + '_y']} holds {len(y)} labels for the {len(x)} images of "
+                f"{paths[split + '_x']}: the files do not belong together (or one is cut)"
+            )
         if y.max() >= 10:
             raise DatasetNotFoundError(f"{paths[split + '_y']}: labels must lie in [0, 10), found up to {int(y.max())}")
     xtr = torch.from_numpy(arrays["train_x"].copy()).unsqueeze(1)
     ytr = torch.from_numpy(arrays["train_y"].astype(np.int64))
     xte = torch.from_numpy(arrays["test_x"].copy()).unsqueeze(1)
     yte = torch.from_numpy(arrays["test_y"].astype(np.int64))
-    return Data("fashion-mnist", xtr, ytr, xte, yte, 10, DataKind.IMAGE, (0.2860,), (0.3530,),
-                info={"source": str(found["train_x"].parent)})
+    return Data(
+        "fashion-mnist",
+        xtr,
+        ytr,
+        xte,
+        yte,
+        10,
+        DataKind.IMAGE,
+        (0.2860,),
+        (0.3530,),
+        info={"source": str(found["train_x"].parent)},
+    )

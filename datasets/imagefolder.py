@@ -1,4 +1,5 @@
 """Any ``ROOT/{train,test|val}/<class>/<image>`` tree, streamed from disk or decoded into memory."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,10 +17,16 @@ def _images_hwc_to_tensor(arr: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(arr)).permute(0, 3, 1, 2).contiguous()
 
 
-
 @register_dataset("imagefolder")
-def imagefolder(root=None, image_size: int = 64, stream: bool = True, channels: int = 3,
-                mean: list | None = None, std: list | None = None, stats_sample: int = 1000) -> Data:
+def imagefolder(
+    root=None,
+    image_size: int = 64,
+    stream: bool = True,
+    channels: int = 3,
+    mean: list | None = None,
+    std: list | None = None,
+    stats_sample: int = 1000,
+) -> Data:
     """Any ``ROOT/{train,test|val}/<class>/<image>`` tree (any format Pillow reads), resized to
     ``image_size``. Streamed by default: files stay on disk and DataLoader workers decode them,
     an unreadable file is skipped and counted. ``stream=False`` decodes everything into memory
@@ -43,13 +50,16 @@ def imagefolder(root=None, image_size: int = 64, stream: bool = True, channels: 
         for path, _ in ds.samples:
             try:
                 with Image.open(path) as im:
-                    rgb = im.convert("RGB" if channels == 3 else "L").resize((image_size, image_size),
-                                                                             Image.Resampling.BILINEAR)
+                    rgb = im.convert("RGB" if channels == 3 else "L").resize(
+                        (image_size, image_size), Image.Resampling.BILINEAR
+                    )
                     xs.append(np.asarray(rgb).reshape(image_size, image_size, channels))
             except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
                 # PIL.UnidentifiedImageError is an OSError; truncated files raise OSError
-                raise DatasetNotFoundError(f"imagefolder: cannot decode {path} ({type(exc).__name__}: "
-                                           f"{' '.join(str(exc).split())[:200]}); remove or replace it") from None
+                raise DatasetNotFoundError(
+                    f"imagefolder: cannot decode {path} ({type(exc).__name__}: "
+                    f"{' '.join(str(exc).split())[:200]}); remove or replace it"
+                ) from None
         if not xs:
             raise DatasetNotFoundError(f"imagefolder {folder}: no images")
         return _images_hwc_to_tensor(np.stack(xs)), torch.tensor(ds.targets).long(), ds.classes

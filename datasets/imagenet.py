@@ -1,4 +1,5 @@
 """ImageNet-1k or a class subset (ImageNet-100...) in the standard folder layout, streamed."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -27,8 +28,14 @@ def imagenet_class_names(base: Path, wnids: list[str]) -> dict[str, str]:
 
 
 @register_dataset("imagenet")
-def imagenet(root=None, image_size: int = 224, channels: int = 3, mean: list | None = None,
-             std: list | None = None, stats_sample: int = 1000) -> Data:
+def imagenet(
+    root=None,
+    image_size: int = 224,
+    channels: int = 3,
+    mean: list | None = None,
+    std: list | None = None,
+    stats_sample: int = 1000,
+) -> Data:
     """ImageNet-1k or a class subset such as ImageNet-100, in the standard layout
     ``ROOT/train/<wnid>/*.JPEG`` and ``ROOT/val/<wnid>/*.JPEG``, streamed. Labels are the sorted
     WordNet ids (torchvision's order); ``info["class_names"]`` maps them to readable names when

@@ -1,4 +1,5 @@
 """A 2-D mixture of Gaussians on a ring: synthetic vectors, always available (no files)."""
+
 from __future__ import annotations
 
 import torch
@@ -10,11 +11,22 @@ from ssl_bench.registry import register_dataset
 
 
 @register_dataset("mog2d")
-def mog2d(root=None, n_components: int = 8, n_train: int = 4096, n_test: int = 1024,
-          radius: float = 4.0, sigma: float = 0.5, seed: int = 0) -> Data:
+def mog2d(
+    root=None,
+    n_components: int = 8,
+    n_train: int = 4096,
+    n_test: int = 1024,
+    radius: float = 4.0,
+    sigma: float = 0.5,
+    seed: int = 0,
+) -> Data:
     """2-D mixture of Gaussians: ``n_components`` on a ring, label = component."""
-    for k, v, lo, hi in (("n_components", n_components, 1, 10_000), ("n_train", n_train, 2, 10_000_000),
-                         ("n_test", n_test, 2, 10_000_000), ("seed", seed, 0, 2**63 - 1)):
+    for k, v, lo, hi in (
+        ("n_components", n_components, 1, 10_000),
+        ("n_train", n_train, 2, 10_000_000),
+        ("n_test", n_test, 2, 10_000_000),
+        ("seed", seed, 0, 2**63 - 1),
+    ):
         if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
             raise ConfigError(f"mog2d option {k!r} must be an integer in [{lo}, {hi}], got {v!r}")
     for k, num in (("radius", radius), ("sigma", sigma)):
@@ -31,5 +43,6 @@ def mog2d(root=None, n_components: int = 8, n_train: int = 4096, n_test: int = 1
 
     xtr, ytr = sample(n_train)
     xte, yte = sample(n_test)
-    return Data("mog2d", xtr, ytr, xte, yte, n_components, DataKind.VECTOR,
-                info={"centers": centers.tolist(), "sigma": sigma})
+    return Data(
+        "mog2d", xtr, ytr, xte, yte, n_components, DataKind.VECTOR, info={"centers": centers.tolist(), "sigma": sigma}
+    )

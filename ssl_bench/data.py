@@ -11,6 +11,7 @@ not on disk raises :class:`DatasetNotFoundError` with the command that gets it.
 
 Data roots: ``root=`` argument, else ``$SSL_BENCH_DATA``, else the system location.
 """
+
 from __future__ import annotations
 
 import os
@@ -66,8 +67,9 @@ class Data:
     def in_channels(self) -> int:
         return self.input_shape[0] if self.kind == DataKind.IMAGE else 1
 
-    def subset(self, n_train: int | None = None, n_test: int | None = None, seed: int = 0,
-               pretrain: bool = False) -> Data:
+    def subset(
+        self, n_train: int | None = None, n_test: int | None = None, seed: int = 0, pretrain: bool = False
+    ) -> Data:
         """A seeded random subset (the same for every method, so rows stay comparable); the test
         subset is drawn after the training one, from the same generator. ``pretrain=True`` draws
         ``n_train`` from the pretraining images where the data has its own (``x_pretrain``)."""
@@ -113,8 +115,9 @@ def in_memory(x: Images, what: str = "this step") -> torch.Tensor:
     """``x`` as the tensor it is; images streamed from disk are a ConfigError naming ``what``
     (code that needs every image in memory says so instead of failing on an attribute)."""
     if isinstance(x, ImageSource):
-        raise ConfigError(f"{what} needs the images in memory; this dataset streams them from disk "
-                          f"(ssl_bench.streaming)")
+        raise ConfigError(
+            f"{what} needs the images in memory; this dataset streams them from disk (ssl_bench.streaming)"
+        )
     return x
 
 
@@ -130,14 +133,21 @@ def validation_split(full: Data, size: int = VAL_SIZE, seed: int = VAL_SEED) -> 
     (the split recipes were tuned on, see docs/tuning.md)."""
     n = len(full.x_train)
     if not 1 <= size < n:
-        raise ConfigError(f"validation split: size must be in [1, {n - 1}] for {full.name}'s {n} training "
-                          f"examples, got {size}")
+        raise ConfigError(
+            f"validation split: size must be in [1, {n - 1}] for {full.name}'s {n} training examples, got {size}"
+        )
     val = subsample_indices(n, size, seed)
     keep = torch.ones(n, dtype=torch.bool)
     keep[val] = False
     pool = keep.nonzero().flatten()
-    return replace(full, name=f"{full.name}-val", x_train=full.x_train[pool], y_train=full.y_train[pool],
-                   x_test=full.x_train[val], y_test=full.y_train[val])
+    return replace(
+        full,
+        name=f"{full.name}-val",
+        x_train=full.x_train[pool],
+        y_train=full.y_train[pool],
+        x_test=full.x_train[val],
+        y_test=full.y_train[val],
+    )
 
 
 def load_dataset(name: str, root: str | os.PathLike | None = None, **kwargs) -> Data:
@@ -197,8 +207,10 @@ def verify_checksum(path: Path) -> bool:
             for block in iter(lambda: f.read(1 << 20), b""):
                 h.update(block)
         if h.hexdigest() != expected:
-            raise DatasetNotFoundError(f"{path} does not match its checksum ({sidecar}: {expected[:16]}..., "
-                                       f"file: {h.hexdigest()[:16]}...): download it again")
+            raise DatasetNotFoundError(
+                f"{path} does not match its checksum ({sidecar}: {expected[:16]}..., "
+                f"file: {h.hexdigest()[:16]}...): download it again"
+            )
         _VERIFIED[key] = expected
     return True
 
@@ -209,7 +221,6 @@ def channel_stats(x: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]
     return tuple(xf.mean(dims).tolist()), tuple(xf.std(dims).clamp_min(1e-3).tolist())
 
 
-
 # --------------------------------------------------------------------------------------------
 # Helpers of several loaders
 # --------------------------------------------------------------------------------------------
@@ -217,12 +228,12 @@ def dataset_missing(name: str, root: Path, hint: str) -> DatasetNotFoundError:
     return DatasetNotFoundError(f"{name} not found under {root}: {hint} (or set SSL_BENCH_DATA)")
 
 
-
 def folder_options(name: str, root, image_size, channels, mean, std, stats_sample) -> tuple[Path, Path]:
     base = data_root(root)
     if base is None:
-        raise DatasetNotFoundError(f"{name} needs a root: pass --data-root DIR "
-                                   "(DIR/train/<class>/*.png, DIR/test/... or DIR/val/...)")
+        raise DatasetNotFoundError(
+            f"{name} needs a root: pass --data-root DIR (DIR/train/<class>/*.png, DIR/test/... or DIR/val/...)"
+        )
     test_dir = next((base / s for s in ("test", "val") if (base / s).is_dir()), None)
     if not (base / "train").is_dir() or test_dir is None:
         raise DatasetNotFoundError(f"{name}: expected {base}/train/<class>/ and {base}/test/<class>/ (or val/)")
@@ -231,8 +242,11 @@ def folder_options(name: str, root, image_size, channels, mean, std, stats_sampl
     if channels not in (1, 3) or isinstance(channels, bool):
         raise ConfigError(f"{name} option 'channels' must be 1 (grey) or 3 (RGB), got {channels!r}")
     for k, v in (("mean", mean), ("std", std)):
-        if v is not None and (not isinstance(v, (list, tuple)) or len(v) != channels
-                              or not all(isinstance(f, (int, float)) and not isinstance(f, bool) for f in v)):
+        if v is not None and (
+            not isinstance(v, (list, tuple))
+            or len(v) != channels
+            or not all(isinstance(f, (int, float)) and not isinstance(f, bool) for f in v)
+        ):
             raise ConfigError(f"{name} option {k!r} must be a list of {channels} numbers, got {v!r}")
     if (mean is None) != (std is None):
         raise ConfigError(f"{name}: give both 'mean' and 'std' or neither")
@@ -250,14 +264,32 @@ def _sampled_stats(src: FileImages, n: int) -> tuple[tuple[float, ...], tuple[fl
     return channel_stats(torch.from_numpy(np.stack(xs)))
 
 
-def streamed_folder(name: str, base: Path, test_dir: Path, image_size: int, channels: int, mean, std,
-                     stats_sample: int, info: dict | None = None) -> Data:
+def streamed_folder(
+    name: str,
+    base: Path,
+    test_dir: Path,
+    image_size: int,
+    channels: int,
+    mean,
+    std,
+    stats_sample: int,
+    info: dict | None = None,
+) -> Data:
     rel, labels, classes = list_image_folder(base / "train")
     rel_te, labels_te, _ = list_image_folder(test_dir, classes)
     tr = FileImages(base / "train", rel, labels, image_size, channels)
     te = FileImages(test_dir, rel_te, labels_te, image_size, channels)
     if mean is None:
         mean, std = _sampled_stats(tr, stats_sample)
-    return Data(name, tr, torch.from_numpy(labels), te, torch.from_numpy(labels_te), len(classes), DataKind.IMAGE,
-                tuple(float(m) for m in mean), tuple(float(s) for s in std),
-                info={"classes": classes, "streamed": True, **(info or {})})
+    return Data(
+        name,
+        tr,
+        torch.from_numpy(labels),
+        te,
+        torch.from_numpy(labels_te),
+        len(classes),
+        DataKind.IMAGE,
+        tuple(float(m) for m in mean),
+        tuple(float(s) for s in std),
+        info={"classes": classes, "streamed": True, **(info or {})},
+    )
