@@ -54,9 +54,9 @@ def test_real_fashion_mnist():
 
 
 def test_missing_fmnist_names_the_install_command(tmp_path, monkeypatch):
-    import ssl_bench.datasets as ds
+    import ssl_bench.datasets.fashion_mnist as fmnist
 
-    monkeypatch.setattr(ds, "FMNIST_SYSTEM_DIR", str(tmp_path / "nowhere"))
+    monkeypatch.setattr(fmnist, "FMNIST_SYSTEM_DIR", str(tmp_path / "nowhere"))
     monkeypatch.setenv("SSL_BENCH_DATA", str(tmp_path / "empty"))
     with pytest.raises(DatasetNotFoundError) as err:
         load_dataset("fashion-mnist")
