@@ -6,7 +6,7 @@ Every invocation runs in-process through ``ssl_bench.cli.main`` (one torch impor
 outcome is *clean* when the status is 2 and stderr is one ``ssl-bench: error:`` line, a
 *traceback* when an exception escapes ``main``, *accepted* when the status is 0 (the input was
 valid after all: listed, so that a human can judge), *other* otherwise. Nothing writes outside
-``--out`` (a temporary folder by default). Not part of the test run (tests/test_reliability.py
+``--out`` (a temporary folder by default). Not part of the test run (tests/harness/test_reliability.py
 keeps a fixed list); this generates combinations, damaged checkpoints and damaged data files.
 """
 from __future__ import annotations

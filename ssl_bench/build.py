@@ -17,7 +17,7 @@ import torch
 
 from .backbones import build_backbone, default_backbone
 from .config import RunConfig
-from .datasets import Data, load_dataset
+from .data import Data, load_dataset
 from .errors import ConfigError, SSLBenchError
 from .method import DataSpec, Method
 from .registry import METHODS

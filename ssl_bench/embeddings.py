@@ -28,7 +28,7 @@ from . import precision as prec
 from .build import build_method
 from .checkpoint import atomic_write, atomic_write_dir, file_digest, read_encoder
 from .config import RunConfig
-from .datasets import Data, in_memory
+from .data import Data, in_memory
 from .errors import CheckpointError, ConfigError
 from .method import DataSpec
 

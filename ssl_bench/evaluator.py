@@ -11,7 +11,7 @@ reconstruction fine-tune needs the encoder and the images) get the trained metho
 
 ``method`` is a :class:`ssl_bench.method.Method` in eval mode whose ``encode`` is the judged
 representation (do not modify it: copy it to fine-tune), ``data`` the evaluation split
-(:class:`ssl_bench.datasets.Data`, images as uint8; feed the encoder
+(:class:`ssl_bench.data.Data`, images as uint8; feed the encoder
 ``data.normalize(data.to_float(x))``), ``device`` a ``torch.device``. Model evaluators cannot
 run on bare embeddings (``ssl-bench eval-embeddings``) nor on the ``pixels`` baseline.
 

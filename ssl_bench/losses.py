@@ -1,7 +1,7 @@
 """Loss functions: plain functions of tensors, no modules, no state.
 
 Each one is tested against an independent computation of its formula in
-``tests/test_losses.py``. Methods compose them; stop-gradients are the method's business
+``tests/methods/test_losses.py``. Methods compose them; stop-gradients are the method's business
 (pass ``z.detach()``), never hidden in here.
 """
 from __future__ import annotations

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from .datasets import Data, in_memory
+from .data import Data, in_memory
 from .embeddings import embed_tensor
 
 BANK, QUERIES, SEED = 1000, 500, 12345

@@ -14,7 +14,7 @@ from .backbones import build_backbone, default_backbone
 from .build import backbone_choice, load_data, resolve_device, seed_everything
 from .checkpoint import artifact_dir
 from .config import RunConfig
-from .datasets import Data
+from .data import Data
 from .embeddings import Embeddings, checkpoint_embeddings, embed_data, eval_split, pixel_embeddings
 from .errors import SSLBenchError, TrainingDivergedError
 from .evaluator import format_metrics

@@ -415,7 +415,7 @@ def dataset_sections(ds: str, runs: list[Run], frame, log=None) -> tuple[str, di
 
     mog = [r for r in trained if r.dataset == "mog2d"]
     if mog:
-        from .datasets import load_dataset
+        from .data import load_dataset
 
         data = load_dataset("mog2d", **mog[0].config.get("dataset_kwargs", {}))
 

@@ -59,7 +59,7 @@ from .checkpoint import (
     save_resume,
 )
 from .config import RunConfig
-from .datasets import Data
+from .data import Data
 from .errors import CheckpointError, SSLBenchError, TrainingDivergedError
 from .method import Method, TrainClock
 from .monitor import KNNMonitor, due

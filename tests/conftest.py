@@ -17,9 +17,9 @@ os.environ[threads.ENV] = str(TORCH_THREADS)
 def _torch_threads_as_set_here():
     """Every test starts with the same torch thread count: ``train()`` applies a config's
     ``num_threads`` to the whole process (the collapse cases use 1), and the DDP-equals-one-process
-    check of tests/test_distributed.py fails when its reference trains on another count than usual
-    (reduction order moves vicreg's BatchNorm running mean beyond 1e-5 on mog2d). The fair-share
-    policy is off (a test that turns it on turns it off here)."""
+    check of tests/harness/test_distributed.py fails when its reference trains on another count than
+    usual (reduction order moves vicreg's BatchNorm running mean beyond 1e-5 on mog2d). The
+    fair-share policy is off (a test that turns it on turns it off here)."""
     threads.pin(TORCH_THREADS)
     yield
     threads.pin(TORCH_THREADS)

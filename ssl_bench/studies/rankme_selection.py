@@ -7,7 +7,7 @@ The claim: picking hyperparameters by the effective rank of the embeddings (no l
 A grid of configurations per method (SimCLR temperature x learning rate, VICReg's three loss
 weights, BYOL's target momentum tau x predictor learning-rate scale) is trained by the ordinary
 sweep on a training pool carved from Fashion-MNIST's TRAINING set (the split of
-``scripts/tune_val.py``, :func:`ssl_bench.datasets.validation_split`: 10,000 held-out training
+``scripts/tune_val.py``, :func:`ssl_bench.data.validation_split`: 10,000 held-out training
 images are the validation queries, the rest the pool). Each run is evaluated on that split (k-NN
 on the validation queries, RankMe, LiDAR, alpha-ReQ: ``results.jsonl`` of the run) and, once, on
 the test split (k-NN only: ``test-results.jsonl``). Per method the study picks
@@ -87,7 +87,7 @@ def knn_on_test(checkpoint: str, data, results: Path) -> float:
 
 def run(a: argparse.Namespace) -> list[Path]:
     from ..build import load_data
-    from ..datasets import validation_split
+    from ..data import validation_split
     from ..errors import ConfigError
     from .sweep import train_config
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # torch is imported only when a study runs, not by `ssl-bench --help`
     from ..config import RunConfig
-    from ..datasets import Data
+    from ..data import Data
 
 
 def train_config(

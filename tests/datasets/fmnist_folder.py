@@ -22,7 +22,7 @@ FMNIST_MEAN, FMNIST_STD = [0.2860], [0.3530]
 BASE = dict(method="simclr", preset="smoke", epochs=1, batch_size=64, train_subset=512, eval_train_subset=5000,
             eval_test_subset=1000, progress=False, device="cpu", precision="fp32", num_workers=2)
 
-#: The DDP comparison: SGD (as tests/test_distributed.py), 2 steps, one decoding worker per rank.
+#: The DDP comparison: SGD (as tests/harness/test_distributed.py), 2 steps, one decoding worker per rank.
 DDP_CONFIG = dict(optimizer="sgd", num_workers=1, train_subset=128)
 
 

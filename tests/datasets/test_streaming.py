@@ -32,6 +32,7 @@ from ssl_bench.pipeline import evaluate_checkpoint
 from conftest import HAVE_FMNIST, needs_fmnist  # tests/conftest.py
 from fixtures import fmnist_png, fmnist_png_10k  # noqa: F401 (fixtures)
 from fmnist_folder import DDP_CONFIG, cfg, class_major, png_bytes, streamed
+from stl10_files import write_stl10
 
 HERE = Path(__file__).parent
 
@@ -240,14 +241,7 @@ def test_stl10_trains_on_the_unlabeled_split_streamed(tmp_path):
     from ssl_bench.streaming import BinImages
     from ssl_bench.trainer import train
 
-    rng = np.random.default_rng(2)
-    d = tmp_path / "stl10_binary"
-    d.mkdir()
-    for split, n in [("train", 4), ("test", 2)]:
-        rng.integers(0, 256, (n, 3, 96, 96), dtype=np.uint8).tofile(d / f"{split}_X.bin")
-        rng.integers(1, 11, n, dtype=np.uint8).tofile(d / f"{split}_y.bin")
-    raw = rng.integers(0, 256, (24, 3, 96, 96), dtype=np.uint8)
-    raw.tofile(d / "unlabeled_X.bin")
+    raw = write_stl10(tmp_path, n_unlabeled=24)
     data = load_dataset("stl10", root=tmp_path, pretrain="unlabeled")
     assert isinstance(data.x_pretrain, BinImages) and data.streamed and data.pretrain.shape == (24, 3, 96, 96)
     assert data.x_train.shape == (4, 3, 96, 96)  # the labelled split, in memory, for evaluation

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from conftest import needs_fmnist
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 STEP_METHODS = {"simclr", "byol", "vicreg", "dino", "mae"}
 
 

@@ -1,6 +1,6 @@
 """DDP on gloo: two CPU processes must train the model one process trains on the same global batch.
 
-One ``torchrun --nproc-per-node 2`` launch of ``tests/ddp_worker.py`` trains with the real
+One ``torchrun --nproc-per-node 2`` launch of ``tests/harness/ddp_worker.py`` trains with the real
 trainer (which joins the process group from torchrun's environment) and runs the ``run`` command. Gradients of the
 distributed pieces (all-gather for InfoNCE negatives and VICReg statistics, synchronised batch
 norm) are checked against the one-process gradient of the same global loss.
@@ -39,7 +39,7 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def ddp_runs(tmp_path_factory):
-    """One torchrun launch: tests/ddp_worker.py on 2 gloo processes."""
+    """One torchrun launch: tests/harness/ddp_worker.py on 2 gloo processes."""
     base = tmp_path_factory.mktemp("ddp")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(WORLD),

@@ -11,7 +11,7 @@ import torch
 from ssl_bench.registry import METHODS
 from ssl_bench.trainer import train
 
-DOC = Path(__file__).resolve().parents[1] / "docs" / "adding-a-method.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "adding-a-method.md"
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from ssl_bench import fidelity, optim
 from ssl_bench.fidelity import PaperRecipe, builtin_methods, check, render_markdown
 from ssl_bench.method import Method
 
-DOC = Path(__file__).resolve().parents[1] / "docs" / "fidelity.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "fidelity.md"
 
 
 def test_every_builtin_method_declares_its_paper_recipe_without_problems():

@@ -1,4 +1,4 @@
-"""No import cycles among the project's modules (ssl_bench, methods, evaluators).
+"""No import cycles among the project's modules (ssl_bench, methods, evaluators, datasets).
 
 The graph is read from the source with ``ast``: every ``import`` counts, including the ones inside
 functions (a lazy import hides a cycle from the interpreter, not from the design). Imports under
@@ -10,9 +10,14 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 #: source folder -> the package it installs as (pyproject.toml, [tool.setuptools] package-dir)
-PACKAGES = {"ssl_bench": "ssl_bench", "methods": "ssl_bench.methods", "evaluators": "ssl_bench.evaluators"}
+PACKAGES = {
+    "ssl_bench": "ssl_bench",
+    "methods": "ssl_bench.methods",
+    "evaluators": "ssl_bench.evaluators",
+    "datasets": "ssl_bench.datasets",
+}
 
 
 def module_files(root: Path, packages: dict[str, str]) -> dict[str, Path]:
@@ -141,6 +146,8 @@ def test_the_graph_sees_the_project() -> None:
     assert "ssl_bench.build" in graph["ssl_bench.trainer"]  # from .build import ...
     assert "ssl_bench.evaluators.linear" in graph["ssl_bench.evaluators.lowshot"]  # absolute import
     assert "ssl_bench.methods.ijepa" in graph["ssl_bench.methods.mae"]  # from .ijepa import ...
+    assert "ssl_bench.datasets.cifar" in graph["ssl_bench.datasets"]  # datasets/__init__.py: from .cifar import ...
+    assert "ssl_bench.data" in graph["ssl_bench.datasets.imagenet"]
 
 
 def test_construction_has_one_home() -> None:

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from conftest import needs_fmnist
+from stl10_files import write_stl10
 from ssl_bench.datasets import Data, load_dataset, read_idx
 from ssl_bench.errors import DatasetNotFoundError
 
@@ -53,9 +54,9 @@ def test_real_fashion_mnist():
 
 
 def test_missing_fmnist_names_the_install_command(tmp_path, monkeypatch):
-    import ssl_bench.datasets as ds
+    import ssl_bench.datasets.fashion_mnist as fmnist
 
-    monkeypatch.setattr(ds, "FMNIST_SYSTEM_DIR", str(tmp_path / "nowhere"))
+    monkeypatch.setattr(fmnist, "FMNIST_SYSTEM_DIR", str(tmp_path / "nowhere"))
     monkeypatch.setenv("SSL_BENCH_DATA", str(tmp_path / "empty"))
     with pytest.raises(DatasetNotFoundError) as err:
         load_dataset("fashion-mnist")
@@ -110,12 +111,7 @@ def test_cifar100_fixture_and_missing(tmp_path):
 
 
 def test_stl10_from_fixture(tmp_path):
-    rng = np.random.default_rng(2)
-    d = tmp_path / "stl10_binary"
-    d.mkdir()
-    for split, n in [("train", 4), ("test", 2)]:
-        rng.integers(0, 256, (n, 3, 96, 96), dtype=np.uint8).tofile(d / f"{split}_X.bin")
-        rng.integers(1, 11, n, dtype=np.uint8).tofile(d / f"{split}_y.bin")
+    write_stl10(tmp_path)
     data = load_dataset("stl10", root=tmp_path, image_size=32)
     assert data.x_train.shape == (4, 3, 32, 32) and data.y_train.min() >= 0 and data.y_train.max() <= 9
 

@@ -26,7 +26,7 @@ from ssl_bench.registry import METHODS
 from ssl_bench.trainer import build_method, data_spec, seed_everything, train
 from ssl_bench.views import view_generator
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "ssl-bench-example-plugin"
 CPU = torch.device("cpu")
 _DATA: dict = {}

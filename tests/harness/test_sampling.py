@@ -11,7 +11,7 @@ import torch
 
 from ssl_bench.sampling import is_subsampled, subsample, subsample_indices
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_torch_stream_is_a_seeded_sorted_randperm_prefix():

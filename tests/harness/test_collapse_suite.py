@@ -261,7 +261,7 @@ def test_missing_cases_file_and_unknown_names(tmp_path, capsys):
 def test_docs_example_cases_file_parses(tmp_path):
     from pathlib import Path
 
-    doc = (Path(__file__).resolve().parents[1] / "docs" / "collapse-ci.md").read_text()
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "collapse-ci.md").read_text()
     toml_text = re.search(r"```toml\n(.*?)```", doc, re.S).group(1)
     f = tmp_path / "my_cases.toml"
     f.write_text(toml_text)

@@ -559,7 +559,7 @@ def test_sigkill_between_weights_and_resume_state_leaves_nothing_behind(tmp_path
     out = tmp_path / "runs"
     code = textwrap.dedent(f"""
         import os, signal, sys
-        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r})
         import ssl_bench.checkpoint as ck
         from conftest import tiny_config
         from ssl_bench.trainer import train

@@ -1,6 +1,6 @@
-"""The worker of tests/test_distributed.py, started by torchrun (2 processes, gloo):
+"""The worker of tests/harness/test_distributed.py, started by torchrun (2 processes, gloo):
 
-    python -m torch.distributed.run --nproc-per-node 2 tests/ddp_worker.py OUT RESULTS
+    python -m torch.distributed.run --nproc-per-node 2 tests/harness/ddp_worker.py OUT RESULTS
 
 It trains the test's configs with the real trainer (which joins the process group torchrun
 describes), checks the batch-size error, saves each rank's losses/gradients of the distributed
@@ -17,7 +17,7 @@ from ssl_bench import losses
 from ssl_bench.errors import SSLBenchError
 from ssl_bench.trainer import train
 
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from conftest import tiny_config  # noqa: E402
 
 
