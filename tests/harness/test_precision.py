@@ -8,7 +8,7 @@ from ssl_bench.backbones import SmallCNN
 from ssl_bench.checkpoint import read_encoder
 from ssl_bench.config import RunConfig
 from ssl_bench.datasets import load_dataset
-from ssl_bench.embeddings import checkpoint_embeddings, embed_tensor
+from ssl_bench.embeddings import checkpoint_embeddings, embed_tensor, inference_copy
 from ssl_bench.errors import ConfigError
 from ssl_bench.trainer import train
 
@@ -60,6 +60,34 @@ def test_channels_last_embedding_equals_contiguous():
         b = net_ref(data.normalize(data.to_float(data.x_test[:300]))).numpy()
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
     assert not precision.wants_channels_last("vector", (2,))
+
+
+def test_inference_copy_folds_batchnorm_into_convolutions_and_keeps_the_outputs():
+    """Embedding runs on a copy with each eval-mode BatchNorm folded into the convolution before
+    it: the same embeddings within float rounding, trained BN statistics included, and the
+    model itself (which the model evaluators fine-tune) untouched."""
+    data = load_dataset("digits")
+    torch.manual_seed(0)
+    net = precision.model_to_layout(SmallCNN(in_channels=1), True)
+    net.train()
+    with torch.no_grad():  # BN running statistics and affine parameters away from their init
+        for _ in range(3):
+            net(data.normalize(data.to_float(data.x_train[:256])) * 2 + 0.3)
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.2, 0.2)
+    net.eval()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    fast = inference_copy(net)
+    n_bn = sum(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())
+    assert n_bn == 3 and not any(isinstance(m, torch.nn.BatchNorm2d) for m in fast.modules())
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+    assert fast.features[0].weight.is_contiguous(memory_format=torch.channels_last)
+    a = embed_tensor(net, data, data.x_test[:300], CPU)
+    b = embed_tensor(fast, data, data.x_test[:300], CPU)
+    assert np.abs(a).max() > 0.1
+    np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-4)
 
 
 def test_bf16_training_on_cpu_is_deterministic_and_recorded(tmp_path):
