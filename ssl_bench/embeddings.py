@@ -271,7 +271,7 @@ def inference_copy(model: nn.Module) -> nn.Module:
         if not isinstance(seq, nn.Sequential):
             continue
         names = list(seq._modules)
-        for a, b in zip(names, names[1:]):
+        for a, b in zip(names[:-1], names[1:], strict=True):
             conv, bn = seq._modules[a], seq._modules[b]
             if (isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d) and bn.running_mean is not None
                     and bn.running_var is not None):

@@ -131,7 +131,6 @@ def sigreg(z: Tensor, num_slices: int = 256, t_max: float = 3.0, num_points: int
     so runs are reproducible on every device).
     """
     d = z.shape[-1]
-    n = z.shape[-2]
     if directions is None:
         a = torch.randn(d, num_slices, generator=generator, dtype=torch.float32)
         directions = a / a.norm(dim=0, keepdim=True)
