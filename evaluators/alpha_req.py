@@ -13,6 +13,7 @@ the last index) among eigenvalues above the numerical tolerance λ_1 · 1e-12 (e
 directions of a low-rank matrix carry no power law). Computed on at most ``max_samples`` train
 embeddings (seeded subset), in float64.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -48,7 +49,7 @@ def power_law_fit(eigenvalues: np.ndarray, fit_start: int = 1, fit_stop: int = 0
     slope, intercept = np.polyfit(x, y, 1)
     resid = y - (slope * x + intercept)
     ss_tot = float(((y - y.mean()) ** 2).sum())
-    r2 = 1.0 - float((resid ** 2).sum()) / ss_tot if ss_tot > 0 else 1.0
+    r2 = 1.0 - float((resid**2).sum()) / ss_tot if ss_tot > 0 else 1.0
     return float(-slope), r2
 
 
@@ -56,8 +57,15 @@ def power_law_fit(eigenvalues: np.ndarray, fit_start: int = 1, fit_stop: int = 0
 class AlphaReQ(Evaluator):
     defaults = dict(max_samples=20_000, seed=0, fit_start=1, fit_stop=0)
     metrics = (
-        Metric("alpha", "α-ReQ", "", None, "α-ReQ: power-law decay of the covariance spectrum (no "
-               "better direction: about 1 is reported as best for downstream accuracy)", headline=True),
+        Metric(
+            "alpha",
+            "α-ReQ",
+            "",
+            None,
+            "α-ReQ: power-law decay of the covariance spectrum (no "
+            "better direction: about 1 is reported as best for downstream accuracy)",
+            headline=True,
+        ),
         Metric("fit_r2", "α-ReQ fit R²", "", None, "R² of the power-law fit"),
     )
     order = 60

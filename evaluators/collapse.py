@@ -36,6 +36,7 @@ gives the evaluator an artifact directory (``ssl-bench run`` / ``eval``: ``<run>
 ``eval-embeddings --artifacts DIR``) it is saved as ``<prefix>collapse-spectrum.npy`` there and
 its path is kept in ``evaluator.artifacts["spectrum"]``. :func:`collapse_report` returns it too.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -105,9 +106,16 @@ def mean_random_pair_cosine(z: torch.Tensor, n_pairs: int, seed: int) -> float:
     return float((zn[i] * zn[j]).sum(1).mean())
 
 
-def collapse_report(z, max_samples: int = 10_000, n_pairs: int = 10_000, sigreg_samples: int = 10_000,
-                    sigreg_directions: int = 128, seed: int = 0, complete_std_ratio: float = 0.05,
-                    dimensional_ratio: float = 0.1) -> CollapseReport:
+def collapse_report(
+    z,
+    max_samples: int = 10_000,
+    n_pairs: int = 10_000,
+    sigreg_samples: int = 10_000,
+    sigreg_directions: int = 128,
+    seed: int = 0,
+    complete_std_ratio: float = 0.05,
+    dimensional_ratio: float = 0.1,
+) -> CollapseReport:
     z = np.asarray(z)
     if z.ndim != 2 or len(z) < 2:
         raise ValueError(f"collapse diagnostics need a (N >= 2, d) matrix, got shape {z.shape}")
@@ -119,29 +127,56 @@ def collapse_report(z, max_samples: int = 10_000, n_pairs: int = 10_000, sigreg_
     s[s <= 1e-10 * float(z.abs().max()) * np.sqrt(n)] = 0  # round-off of the centring is no variance
     k99 = dims_for_variance(s, 0.99)
     cos = mean_random_pair_cosine(z, n_pairs, seed)
-    sig = sigreg_statistic(subsample(z.numpy(), sigreg_samples, np.random.default_rng(seed + 1)), sigreg_directions,
-                           seed=seed)
+    sig = sigreg_statistic(
+        subsample(z.numpy(), sigreg_samples, np.random.default_rng(seed + 1)), sigreg_directions, seed=seed
+    )
     if ratio < complete_std_ratio:
         code = 2
     elif k99 < dimensional_ratio * min(d, n - 1):
         code = 1
     else:
         code = 0
-    metrics = dict(norm_std=nstd, std_ratio=float(ratio), dims99=float(k99), dims99_ratio=k99 / d,
-                   mean_cos=cos, sigreg=sig, verdict_code=float(code))
+    metrics = dict(
+        norm_std=nstd,
+        std_ratio=float(ratio),
+        dims99=float(k99),
+        dims99_ratio=k99 / d,
+        mean_cos=cos,
+        sigreg=sig,
+        verdict_code=float(code),
+    )
     return CollapseReport(metrics, s.numpy())
 
 
 @register_evaluator("collapse")
 class Collapse(Evaluator):
-    defaults = dict(max_samples=10_000, n_pairs=10_000, sigreg_samples=10_000, sigreg_directions=128, seed=0,
-                    complete_std_ratio=0.05, dimensional_ratio=0.1)
+    defaults = dict(
+        max_samples=10_000,
+        n_pairs=10_000,
+        sigreg_samples=10_000,
+        sigreg_directions=128,
+        seed=0,
+        complete_std_ratio=0.05,
+        dimensional_ratio=0.1,
+    )
     metrics = (
-        Metric("std_ratio", "std·√d", "", True, "std·√d: std of the L2-normalised embeddings times √d "
-               "(1 = isotropic, 0 = collapsed)", headline=True),
-        Metric("verdict_code", "collapse", "", None, "collapse verdict (ok / dimensional / complete; over "
-               "seeds: the word of the rounded mean code)", headline=True,
-               categorical={0: "ok", 1: "dimensional", 2: "complete"}),
+        Metric(
+            "std_ratio",
+            "std·√d",
+            "",
+            True,
+            "std·√d: std of the L2-normalised embeddings times √d (1 = isotropic, 0 = collapsed)",
+            headline=True,
+        ),
+        Metric(
+            "verdict_code",
+            "collapse",
+            "",
+            None,
+            "collapse verdict (ok / dimensional / complete; over seeds: the word of the rounded mean code)",
+            headline=True,
+            categorical={0: "ok", 1: "dimensional", 2: "complete"},
+        ),
         Metric("norm_std", "normalised std", "", True, "std of the L2-normalised embeddings"),
         Metric("dims99", "dims 99%", "", True, "dimensions holding 99% of the variance"),
         Metric("dims99_ratio", "dims 99% / d", "", True, "dims99 divided by the embedding dimension"),

@@ -26,6 +26,7 @@ never loaded whole: ``index="flat"`` is an exact search over train chunks with a
 subsample and adds the train rows chunk by chunk (on the GPUs when faiss-gpu is installed). Use
 ``ivf`` from about N = 1e6 on. Memory: one chunk of train rows plus one of queries, whatever N.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -68,17 +69,18 @@ def _faiss_index(tr: np.ndarray, index: str, nlist: int, nprobe: int, seed: int 
 
     d = tr.shape[1]
     if index == "flat":
-        ix = faiss.IndexFlatIP(d)
-    else:
-        nlist, nprobe = ivf_defaults(len(tr), nlist, nprobe)
-        ix = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, faiss.METRIC_INNER_PRODUCT)
-        # k-means on at most 64 points per cell (seeded subsample): minutes -> seconds at N = 1e6
-        n_fit = min(len(tr), 64 * nlist)
-        fit = tr if n_fit == len(tr) else tr[np.random.default_rng(seed).choice(len(tr), n_fit, replace=False)]
-        ix.train(fit)
-        ix.nprobe = nprobe
-    ix.add(tr)
-    return ix
+        flat = faiss.IndexFlatIP(d)
+        flat.add(tr)
+        return flat
+    nlist, nprobe = ivf_defaults(len(tr), nlist, nprobe)
+    ivf = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, faiss.METRIC_INNER_PRODUCT)
+    # k-means on at most 64 points per cell (seeded subsample): minutes -> seconds at N = 1e6
+    n_fit = min(len(tr), 64 * nlist)
+    fit = tr if n_fit == len(tr) else tr[np.random.default_rng(seed).choice(len(tr), n_fit, replace=False)]
+    ivf.train(fit)
+    ivf.nprobe = nprobe
+    ivf.add(tr)
+    return ivf
 
 
 def faiss_gpus() -> int:
@@ -91,8 +93,17 @@ def faiss_gpus() -> int:
     return int(get()) if get is not None else 0
 
 
-def _nearest_on_disk(train: np.ndarray, test: np.ndarray, k: int, index: str, nlist: int, nprobe: int,
-                     query_chunk: int = 1024, train_chunk: int = 8192, seed: int = 0):
+def _nearest_on_disk(
+    train: np.ndarray,
+    test: np.ndarray,
+    k: int,
+    index: str,
+    nlist: int,
+    nprobe: int,
+    query_chunk: int = 1024,
+    train_chunk: int = 8192,
+    seed: int = 0,
+):
     """(similarities, indices) as :func:`nearest`, reading on-disk arrays chunk by chunk."""
     k = min(k, len(train))
     if index == "ivf":
@@ -103,15 +114,14 @@ def _nearest_on_disk(train: np.ndarray, test: np.ndarray, k: int, index: str, nl
         ix = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, faiss.METRIC_INNER_PRODUCT)
         n_fit = min(len(train), 64 * nlist)
         fit = np.sort(np.random.default_rng(seed).choice(len(train), n_fit, replace=False))
-        if faiss_gpus():
-            ix = faiss.index_cpu_to_all_gpus(ix)
-        ix.train(_normalize(ondisk.take_rows(train, fit)))
+        search = faiss.index_cpu_to_all_gpus(ix) if faiss_gpus() else ix
+        search.train(_normalize(ondisk.take_rows(train, fit)))
         for _, rows in ondisk.chunks(train, train_chunk):
-            ix.add(_normalize(rows))
-        faiss.extract_index_ivf(ix).nprobe = nprobe
+            search.add(_normalize(rows))
+        faiss.extract_index_ivf(search).nprobe = nprobe
         sims, idx = [], []
         for _, q in ondisk.chunks(test, query_chunk):
-            s, j = ix.search(_normalize(q), k)
+            s, j = search.search(_normalize(q), k)
             sims.append(s)
             idx.append(j)
         sims_a, idx_a = np.concatenate(sims), np.concatenate(idx)
@@ -124,9 +134,9 @@ def _nearest_on_disk(train: np.ndarray, test: np.ndarray, k: int, index: str, nl
         best_s = torch.full((len(q), 0), -float("inf"), device=dev)
         best_i = torch.zeros((len(q), 0), dtype=torch.int64, device=dev)
         for lo, rows in ondisk.chunks(train, train_chunk):  # similarities: query_chunk x train_chunk floats
-            s = tq @ torch.from_numpy(_normalize(rows)).to(dev).T
-            s, j = s.topk(min(k, s.shape[1]), dim=1)
-            cat_s, cat_i = torch.cat([best_s, s], 1), torch.cat([best_i, j + lo], 1)
+            sim = tq @ torch.from_numpy(_normalize(rows)).to(dev).T
+            top_s, top_j = sim.topk(min(k, sim.shape[1]), dim=1)
+            cat_s, cat_i = torch.cat([best_s, top_s], 1), torch.cat([best_i, top_j + lo], 1)
             best_s, pos = cat_s.topk(min(k, cat_s.shape[1]), dim=1)
             best_i = cat_i.gather(1, pos)
         out_s.append(best_s.cpu())
@@ -134,8 +144,16 @@ def _nearest_on_disk(train: np.ndarray, test: np.ndarray, k: int, index: str, nl
     return torch.cat(out_s).numpy(), torch.cat(out_i).numpy()
 
 
-def nearest(train: np.ndarray, test: np.ndarray, k: int, backend: str = "auto", chunk: int = 2048,
-            index: str = "flat", nlist: int = 0, nprobe: int = 0):
+def nearest(
+    train: np.ndarray,
+    test: np.ndarray,
+    k: int,
+    backend: str = "auto",
+    chunk: int = 2048,
+    index: str = "flat",
+    nlist: int = 0,
+    nprobe: int = 0,
+):
     """(similarities, indices) of the k most cosine-similar train rows for each test row.
 
     ``index="ivf"`` is approximate; a query whose probed cells hold fewer than k rows gets
@@ -163,14 +181,15 @@ def nearest(train: np.ndarray, test: np.ndarray, k: int, backend: str = "auto", 
     ttr = torch.from_numpy(tr)
     sims, idx = [], []
     for i in range(0, len(te), chunk):
-        s, j = (torch.from_numpy(te[i:i + chunk]) @ ttr.T).topk(k, dim=1)
+        s, j = (torch.from_numpy(te[i : i + chunk]) @ ttr.T).topk(k, dim=1)
         sims.append(s)
         idx.append(j)
     return torch.cat(sims).numpy(), torch.cat(idx).numpy()
 
 
-def knn_scores(sims: np.ndarray, idx: np.ndarray, train_y: np.ndarray, num_classes: int,
-               temperature: float) -> np.ndarray:
+def knn_scores(
+    sims: np.ndarray, idx: np.ndarray, train_y: np.ndarray, num_classes: int, temperature: float
+) -> np.ndarray:
     """Class scores: sum over neighbours of exp(sim / T) for each neighbour's class."""
     w = np.exp(sims.astype(np.float64) / temperature)
     scores = np.zeros((len(sims), num_classes))
@@ -208,8 +227,9 @@ def precision_recall_f1(test_y: np.ndarray, pred: np.ndarray) -> dict[str, np.nd
     return {"classes": classes, "precision": p, "recall": r, "f1": ratio(2 * p * r, p + r)}
 
 
-def knn_prf(train_x, train_y, test_x, test_y, k: int = 20, temperature: float = 0.07, backend: str = "auto",
-            **search) -> dict[str, np.ndarray]:
+def knn_prf(
+    train_x, train_y, test_x, test_y, k: int = 20, temperature: float = 0.07, backend: str = "auto", **search
+) -> dict[str, np.ndarray]:
     """:func:`precision_recall_f1` of the weighted k-NN's top-1 prediction."""
     train_y, test_y = np.asarray(train_y).astype(np.int64), np.asarray(test_y).astype(np.int64)
     num_classes = int(max(train_y.max(), test_y.max())) + 1
@@ -227,9 +247,22 @@ def prf_metrics(prf: dict[str, np.ndarray], per_class_max: int) -> dict[str, flo
     return out
 
 
-def knn_accuracy(train_x, train_y, test_x, test_y, k: int = 20, temperature: float = 0.07,
-                 backend: str = "auto", ks=(), temperatures=(), index: str = "flat", nlist: int = 0,
-                 nprobe: int = 0, prf: bool = False, per_class_max: int = 20) -> dict[str, float]:
+def knn_accuracy(
+    train_x,
+    train_y,
+    test_x,
+    test_y,
+    k: int = 20,
+    temperature: float = 0.07,
+    backend: str = "auto",
+    ks=(),
+    temperatures=(),
+    index: str = "flat",
+    nlist: int = 0,
+    nprobe: int = 0,
+    prf: bool = False,
+    per_class_max: int = 20,
+) -> dict[str, float]:
     """top1 and top5 (and the sweeps); with ``prf`` also :func:`prf_metrics` at (k, T)."""
     train_y, test_y = np.asarray(train_y).astype(np.int64), np.asarray(test_y).astype(np.int64)
     num_classes = int(max(train_y.max(), test_y.max())) + 1
@@ -237,8 +270,10 @@ def knn_accuracy(train_x, train_y, test_x, test_y, k: int = 20, temperature: flo
     sims, idx = nearest(train_x, test_x, max([k, *ks]), backend, index=index, nlist=nlist, nprobe=nprobe)
     order = _order(sims[:, :k], idx[:, :k], train_y, num_classes, temperature)
     k5 = min(5, num_classes)
-    out = {"top1": float((order[:, 0] == test_y).mean() * 100),
-           "top5": float((order[:, :k5] == test_y[:, None]).any(1).mean() * 100)}
+    out = {
+        "top1": float((order[:, 0] == test_y).mean() * 100),
+        "top5": float((order[:, :k5] == test_y[:, None]).any(1).mean() * 100),
+    }
     if prf:
         out.update(prf_metrics(precision_recall_f1(test_y, order[:, 0]), per_class_max))
     for kk in ks:
@@ -250,22 +285,42 @@ def knn_accuracy(train_x, train_y, test_x, test_y, k: int = 20, temperature: flo
 
 @register_evaluator("knn")
 class KNN(Evaluator):
-    defaults = dict(k=20, temperature=0.07, backend="auto", ks=[], temperatures=[], index="flat", nlist=0, nprobe=0,
-                    per_class_max=20)
+    defaults = dict(
+        k=20,
+        temperature=0.07,
+        backend="auto",
+        ks=[],
+        temperatures=[],
+        index="flat",
+        nlist=0,
+        nprobe=0,
+        per_class_max=20,
+    )
     metrics = (
-        Metric("top1", "k-NN top1", "%", True, "weighted k-NN (cosine, vote weight exp(s/T)) top-1 accuracy",
-               headline=True),
+        Metric(
+            "top1", "k-NN top1", "%", True, "weighted k-NN (cosine, vote weight exp(s/T)) top-1 accuracy", headline=True
+        ),
         Metric("top5", "k-NN top5", "%", True, "weighted k-NN top-5 accuracy"),
         Metric("top1_k*", "k-NN top1", "%", True, "k-NN top-1 at another k (sweep)", pattern=True),
         Metric("top1_T*", "k-NN top1", "%", True, "k-NN top-1 at another temperature (sweep)", pattern=True),
-        Metric("precision_macro", "k-NN macro P", "%", True, "precision of the k-NN top-1 prediction, unweighted "
-               "mean over classes"),
-        Metric("recall_macro", "k-NN macro R", "%", True, "recall of the k-NN top-1 prediction, unweighted mean "
-               "over classes"),
-        Metric("f1_macro", "k-NN macro F1", "%", True, "F1 of the k-NN top-1 prediction, unweighted mean over "
-               "classes"),
-        Metric("precision_class*", "k-NN precision", "%", True, "k-NN precision of one class", pattern=True,
-               detail=True),
+        Metric(
+            "precision_macro",
+            "k-NN macro P",
+            "%",
+            True,
+            "precision of the k-NN top-1 prediction, unweighted mean over classes",
+        ),
+        Metric(
+            "recall_macro",
+            "k-NN macro R",
+            "%",
+            True,
+            "recall of the k-NN top-1 prediction, unweighted mean over classes",
+        ),
+        Metric("f1_macro", "k-NN macro F1", "%", True, "F1 of the k-NN top-1 prediction, unweighted mean over classes"),
+        Metric(
+            "precision_class*", "k-NN precision", "%", True, "k-NN precision of one class", pattern=True, detail=True
+        ),
         Metric("recall_class*", "k-NN recall", "%", True, "k-NN recall of one class", pattern=True, detail=True),
         Metric("f1_class*", "k-NN F1", "%", True, "k-NN F1 of one class", pattern=True, detail=True),
     )
@@ -280,6 +335,19 @@ class KNN(Evaluator):
             raise ConfigError(f"unknown k-NN index {o['index']!r}; known: flat, ivf")
         if max([o["k"], *o["ks"]]) > len(emb.train_x):
             raise ConfigError(f"k-NN k = {max([o['k'], *o['ks']])} exceeds the {len(emb.train_x)} training embeddings")
-        return knn_accuracy(emb.train_x, emb.train_y, emb.test_x, emb.test_y, o["k"], o["temperature"], o["backend"],
-                            o["ks"], o["temperatures"], index=o["index"], nlist=o["nlist"], nprobe=o["nprobe"],
-                            prf=True, per_class_max=o["per_class_max"])
+        return knn_accuracy(
+            emb.train_x,
+            emb.train_y,
+            emb.test_x,
+            emb.test_y,
+            o["k"],
+            o["temperature"],
+            o["backend"],
+            o["ks"],
+            o["temperatures"],
+            index=o["index"],
+            nlist=o["nlist"],
+            nprobe=o["nprobe"],
+            prf=True,
+            per_class_max=o["per_class_max"],
+        )

@@ -16,6 +16,7 @@ over the eigenvalues λ_k of Σ_LiDAR (δ = 1e-4, ε = 1e-8 as in the paper). Me
 (in [1, d]) and ``lidar_ratio`` = lidar / d. Not defined for the ``pixels`` baseline (no model):
 the harness skips it there.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -51,8 +52,16 @@ def lidar_score(e, delta: float = 1e-4, eps: float = 1e-8) -> float:
 
 
 @torch.no_grad()
-def surrogate_embeddings(method, data, device, n_samples: int, n_views: int, seed: int,
-                         batch_size: int = 512, autocast=contextlib.nullcontext) -> np.ndarray:
+def surrogate_embeddings(
+    method,
+    data,
+    device,
+    n_samples: int,
+    n_views: int,
+    seed: int,
+    batch_size: int = 512,
+    autocast=contextlib.nullcontext,
+) -> np.ndarray:
     """(n, q, d) embeddings of q default-recipe views of n seeded training samples; ``autocast()``
     gives the context of each forward."""
     n = min(n_samples, len(data.x_train))
@@ -64,7 +73,7 @@ def surrogate_embeddings(method, data, device, n_samples: int, n_views: int, see
     for _ in range(n_views):
         zs = []
         for i in range(0, n, batch_size):
-            xb = data.normalize(aug(x[i:i + batch_size], g))
+            xb = data.normalize(aug(x[i : i + batch_size], g))
             with autocast():
                 zs.append(method.encode(xb).float().flatten(1).cpu())
         views.append(torch.cat(zs))
@@ -75,8 +84,14 @@ def surrogate_embeddings(method, data, device, n_samples: int, n_views: int, see
 class LiDAR(Evaluator):
     defaults = dict(n_samples=500, n_views=8, delta=1e-4, eps=1e-8, seed=0)
     metrics = (
-        Metric("lidar", "LiDAR", "", True, "LiDAR: effective rank of the LDA matrix of augmented views "
-               "(model evaluator: no value for pixels)", headline=True),
+        Metric(
+            "lidar",
+            "LiDAR",
+            "",
+            True,
+            "LiDAR: effective rank of the LDA matrix of augmented views (model evaluator: no value for pixels)",
+            headline=True,
+        ),
         Metric("lidar_ratio", "LiDAR / d", "", True, "LiDAR divided by the embedding dimension"),
     )
     order = 50
@@ -89,7 +104,8 @@ class LiDAR(Evaluator):
         o = self.options
         if o["n_views"] < 2 or o["n_samples"] < 2:
             raise ConfigError("lidar: n_samples and n_views must be >= 2")
-        e = surrogate_embeddings(method, data, device, o["n_samples"], o["n_views"], o["seed"],
-                                 autocast=lambda: self.autocast(device))
+        e = surrogate_embeddings(
+            method, data, device, o["n_samples"], o["n_views"], o["seed"], autocast=lambda: self.autocast(device)
+        )
         score = lidar_score(e, o["delta"], o["eps"])
         return {"lidar": score, "lidar_ratio": score / e.shape[2]}

@@ -36,6 +36,7 @@ Two modes (option ``mode``):
     rows (stratified, seeded) is scored on the test split. Memory: one chunk and the heads.
     ``fast`` on on-disk embeddings of more than ``max_in_memory`` rows runs ``stream``.
 """
+
 from __future__ import annotations
 
 import math
@@ -80,7 +81,7 @@ def topk_accuracy(logits: torch.Tensor, y: torch.Tensor, ks=(1, 5)) -> dict[int,
     k_max = min(max(ks), logits.shape[1])
     top = logits.topk(k_max, dim=1).indices
     hit = top == y[:, None]
-    return {k: float(hit[:, :min(k, k_max)].any(1).float().mean() * 100) for k in ks}
+    return {k: float(hit[:, : min(k, k_max)].any(1).float().mean() * 100) for k in ks}
 
 
 class Preconditioner:
@@ -108,9 +109,16 @@ class Preconditioner:
         return uw / p[:, None]
 
 
-def fit_logreg(x: torch.Tensor, y: torch.Tensor, num_classes: int, wd: float, pre: Preconditioner,
-               init: tuple[torch.Tensor, torch.Tensor] | None = None, max_iter: int = 100,
-               tol: float = 1e-6) -> tuple[torch.Tensor, torch.Tensor]:
+def fit_logreg(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    num_classes: int,
+    wd: float,
+    pre: Preconditioner,
+    init: tuple[torch.Tensor, torch.Tensor] | None = None,
+    max_iter: int = 100,
+    tol: float = 1e-6,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Minimise mean CE(x W + b, y) + wd/2 ‖W‖² with L-BFGS; returns (W, b)."""
     d = x.shape[1]
     p = pre.scale(wd)
@@ -123,8 +131,15 @@ def fit_logreg(x: torch.Tensor, y: torch.Tensor, num_classes: int, wd: float, pr
         counts = torch.bincount(y, minlength=num_classes).to(x.dtype).clamp_min(0.5)
         b0 = (counts / counts.sum()).log()
     b = b0.detach().clone().requires_grad_(True)
-    opt = torch.optim.LBFGS([v, b], lr=1.0, max_iter=max_iter, history_size=20, line_search_fn="strong_wolfe",
-                            tolerance_grad=1e-7, tolerance_change=tol)
+    opt = torch.optim.LBFGS(
+        [v, b],
+        lr=1.0,
+        max_iter=max_iter,
+        history_size=20,
+        line_search_fn="strong_wolfe",
+        tolerance_grad=1e-7,
+        tolerance_change=tol,
+    )
 
     def closure():
         opt.zero_grad()
@@ -138,17 +153,29 @@ def fit_logreg(x: torch.Tensor, y: torch.Tensor, num_classes: int, wd: float, pr
         return pre.to_w(v, p).detach(), b.detach()
 
 
-def linear_fast(train_x, train_y, test_x, test_y, weight_decays=WEIGHT_DECAYS, val_frac: float = 0.1,
-                seed: int = 0, max_iter: int = 100, device: str = "cpu", sweep_samples: int = 10_000,
-                sweep_iter: int = 40) -> tuple[dict[str, float], dict]:
+def linear_fast(
+    train_x,
+    train_y,
+    test_x,
+    test_y,
+    weight_decays=WEIGHT_DECAYS,
+    val_frac: float = 0.1,
+    seed: int = 0,
+    max_iter: int = 100,
+    device: str = "cpu",
+    sweep_samples: int = 10_000,
+    sweep_iter: int = 40,
+) -> tuple[dict[str, float], dict]:
     n, d = np.shape(train_x)
     with small_work_threads(n * d * 10 if device == "cpu" else float("inf")):
-        return _linear_fast(train_x, train_y, test_x, test_y, weight_decays, val_frac, seed, max_iter, device,
-                            sweep_samples, sweep_iter)
+        return _linear_fast(
+            train_x, train_y, test_x, test_y, weight_decays, val_frac, seed, max_iter, device, sweep_samples, sweep_iter
+        )
 
 
-def _linear_fast(train_x, train_y, test_x, test_y, weight_decays, val_frac, seed, max_iter, device,
-                 sweep_samples, sweep_iter):
+def _linear_fast(
+    train_x, train_y, test_x, test_y, weight_decays, val_frac, seed, max_iter, device, sweep_samples, sweep_iter
+):
     ytr_np, yte_np, c = encode_labels(train_y, test_y)
     dev = torch.device(device)
     xtr = torch.as_tensor(np.asarray(train_x, dtype=np.float32), device=dev)
@@ -182,9 +209,18 @@ def _linear_fast(train_x, train_y, test_x, test_y, weight_decays, val_frac, seed
     return {"top1": acc[1], "top5": acc[5]}, {"weight_decay": best, "val_top1": val_acc}
 
 
-def linear_protocol(train_x, train_y, test_x, test_y, epochs: int = 100, batch_size: int = 256,
-                    lr: float = 0.1, momentum: float = 0.9, seed: int = 0,
-                    device: str = "cpu") -> tuple[dict[str, float], dict]:
+def linear_protocol(
+    train_x,
+    train_y,
+    test_x,
+    test_y,
+    epochs: int = 100,
+    batch_size: int = 256,
+    lr: float = 0.1,
+    momentum: float = 0.9,
+    seed: int = 0,
+    device: str = "cpu",
+) -> tuple[dict[str, float], dict]:
     ytr_np, yte_np, c = encode_labels(train_y, test_y)
     dev = torch.device(device)
     xtr = torch.as_tensor(np.asarray(train_x, dtype=np.float32), device=dev)
@@ -204,7 +240,7 @@ def linear_protocol(train_x, train_y, test_x, test_y, epochs: int = 100, batch_s
     for _ in range(epochs):
         perm = torch.randperm(len(xtr), generator=g).to(dev)
         for i in range(0, len(xtr), batch_size):
-            idx = perm[i:i + batch_size]
+            idx = perm[i : i + batch_size]
             for group in opt.param_groups:
                 group["lr"] = base_lr * 0.5 * (1 + math.cos(math.pi * step / total))
             loss = F.cross_entropy(layer(xtr[idx]), ytr[idx])
@@ -218,9 +254,21 @@ def linear_protocol(train_x, train_y, test_x, test_y, epochs: int = 100, batch_s
     return {"top1": acc[1], "top5": acc[5]}, {"final_loss": float(loss.detach())}
 
 
-def linear_stream(train_x, train_y, test_x, test_y, weight_decays=WEIGHT_DECAYS, val_frac: float = 0.1,
-                  seed: int = 0, epochs: int = 10, batch_size: int = 256, lr: float = 0.1, momentum: float = 0.9,
-                  device: str = "cpu", chunk_rows: int = 65_536) -> tuple[dict[str, float], dict]:
+def linear_stream(
+    train_x,
+    train_y,
+    test_x,
+    test_y,
+    weight_decays=WEIGHT_DECAYS,
+    val_frac: float = 0.1,
+    seed: int = 0,
+    epochs: int = 10,
+    batch_size: int = 256,
+    lr: float = 0.1,
+    momentum: float = 0.9,
+    device: str = "cpu",
+    chunk_rows: int = 65_536,
+) -> tuple[dict[str, float], dict]:
     """Several L2-penalised linear heads trained in one pass of mini-batch SGD over (on-disk)
     embeddings; the head best on a held-out part of the training rows is scored on the test rows."""
     ytr_np, yte_np, c = encode_labels(train_y, test_y)
@@ -259,10 +307,10 @@ def linear_stream(train_x, train_y, test_x, test_y, weight_decays=WEIGHT_DECAYS,
         for ci in torch.randperm(n_chunks, generator=g).tolist():
             lo = ci * chunk_rows
             rows = ondisk.read_rows(train_x, lo, lo + chunk_rows)
-            keep = np.flatnonzero(is_fit[lo:lo + len(rows)])
+            keep = np.flatnonzero(is_fit[lo : lo + len(rows)])
             keep = keep[torch.randperm(len(keep), generator=g).numpy()]
             for i in range(0, len(keep), batch_size):
-                sel = keep[i:i + batch_size]
+                sel = keep[i : i + batch_size]
                 x = prep(rows[sel])
                 y = torch.as_tensor(ytr_np[lo + sel], device=dev)
                 for group in opt.param_groups:
@@ -281,7 +329,7 @@ def linear_stream(train_x, train_y, test_x, test_y, weight_decays=WEIGHT_DECAYS,
         count = 0
         k5 = min(5, c)
         for lo, rows in ondisk.chunks(x_rows, chunk_rows):
-            sel = np.arange(len(rows)) if mask is None else np.flatnonzero(mask[lo:lo + len(rows)])
+            sel = np.arange(len(rows)) if mask is None else np.flatnonzero(mask[lo : lo + len(rows)])
             if not len(sel):
                 continue
             logits = torch.einsum("nd,hdc->hnc", prep(rows[sel]), w) + b
@@ -295,25 +343,52 @@ def linear_stream(train_x, train_y, test_x, test_y, weight_decays=WEIGHT_DECAYS,
     val = accuracy(train_x, ytr_np, ~is_fit) if len(val_idx) else torch.zeros(h, 2)
     best = max(range(h), key=lambda j: (float(val[j, 0]), wds[j]))  # ties: the stronger penalty
     test = accuracy(test_x, yte_np)
-    return ({"top1": float(test[best, 0]), "top5": float(test[best, 1])},
-            {"weight_decay": wds[best], "val_top1": {wd: float(val[j, 0]) for j, wd in enumerate(wds)},
-             "final_loss": float(loss.detach()), "mode": "stream"})
+    return (
+        {"top1": float(test[best, 0]), "top5": float(test[best, 1])},
+        {
+            "weight_decay": wds[best],
+            "val_top1": {wd: float(val[j, 0]) for j, wd in enumerate(wds)},
+            "final_loss": float(loss.detach()),
+            "mode": "stream",
+        },
+    )
 
 
 @register_evaluator("linear")
 class Linear(Evaluator):
-    defaults = dict(mode="fast", weight_decays=list(WEIGHT_DECAYS), val_frac=0.1, max_iter=40, seed=0,
-                    sweep_samples=5000, sweep_iter=25, epochs=100, batch_size=256, lr=0.1, device="cpu",
-                    stream_epochs=10, max_in_memory=500_000)
+    defaults = dict(
+        mode="fast",
+        weight_decays=list(WEIGHT_DECAYS),
+        val_frac=0.1,
+        max_iter=40,
+        seed=0,
+        sweep_samples=5000,
+        sweep_iter=25,
+        epochs=100,
+        batch_size=256,
+        lr=0.1,
+        device="cpu",
+        stream_epochs=10,
+        max_in_memory=500_000,
+    )
     metrics = (
-        Metric("top1", "linear top1", "%", True, "linear probe on frozen features (fast: L-BFGS logistic "
-               "regression, L2 chosen on a held-out train split; protocol: SGD), top-1 accuracy", headline=True),
+        Metric(
+            "top1",
+            "linear top1",
+            "%",
+            True,
+            "linear probe on frozen features (fast: L-BFGS logistic "
+            "regression, L2 chosen on a held-out train split; protocol: SGD), top-1 accuracy",
+            headline=True,
+        ),
         Metric("top5", "linear top5", "%", True, "linear probe top-5 accuracy"),
     )
     order = 20
     legend_options = ("mode",)
-    preset_options = {"smoke": dict(weight_decays=[1e-2, 1e-3, 1e-4], max_iter=50, sweep_iter=20),
-                      "full": dict(sweep_samples=30_000)}
+    preset_options = {
+        "smoke": dict(weight_decays=[1e-2, 1e-3, 1e-4], max_iter=50, sweep_iter=20),
+        "full": dict(sweep_samples=30_000),
+    }
 
     def evaluate(self, emb):
         o = self.options
@@ -321,16 +396,45 @@ class Linear(Evaluator):
         if mode == "fast" and ondisk.is_on_disk(emb.train_x) and len(emb.train_x) > o["max_in_memory"]:
             mode = "stream"  # too large to hold in memory: mini-batches over the file
         if mode == "stream":
-            metrics, self.details = linear_stream(emb.train_x, emb.train_y, emb.test_x, emb.test_y,
-                                                  o["weight_decays"], o["val_frac"], o["seed"], o["stream_epochs"],
-                                                  o["batch_size"], o["lr"], device=o["device"])
+            metrics, self.details = linear_stream(
+                emb.train_x,
+                emb.train_y,
+                emb.test_x,
+                emb.test_y,
+                o["weight_decays"],
+                o["val_frac"],
+                o["seed"],
+                o["stream_epochs"],
+                o["batch_size"],
+                o["lr"],
+                device=o["device"],
+            )
         elif mode == "fast":
-            metrics, self.details = linear_fast(emb.train_x, emb.train_y, emb.test_x, emb.test_y,
-                                                o["weight_decays"], o["val_frac"], o["seed"], o["max_iter"],
-                                                o["device"], o["sweep_samples"], o["sweep_iter"])
+            metrics, self.details = linear_fast(
+                emb.train_x,
+                emb.train_y,
+                emb.test_x,
+                emb.test_y,
+                o["weight_decays"],
+                o["val_frac"],
+                o["seed"],
+                o["max_iter"],
+                o["device"],
+                o["sweep_samples"],
+                o["sweep_iter"],
+            )
         elif o["mode"] == "protocol":
-            metrics, self.details = linear_protocol(emb.train_x, emb.train_y, emb.test_x, emb.test_y, o["epochs"],
-                                                    o["batch_size"], o["lr"], seed=o["seed"], device=o["device"])
+            metrics, self.details = linear_protocol(
+                emb.train_x,
+                emb.train_y,
+                emb.test_x,
+                emb.test_y,
+                o["epochs"],
+                o["batch_size"],
+                o["lr"],
+                seed=o["seed"],
+                device=o["device"],
+            )
         else:
             raise ConfigError(f"linear: unknown mode {o['mode']!r}; known: fast, protocol, stream")
         return metrics

@@ -7,6 +7,7 @@ more than the class has), a ``linear`` fast-mode probe (:func:`ssl_bench.evaluat
 its L2 penalty chosen on a held-out part of that subset) is fitted on it, and scored on the whole
 test split. Metrics: ``top1_1pct``, ``top1_10pct`` (percent; the name is ``top1_<100·f>pct``).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -34,15 +35,35 @@ def metric_name(fraction: float) -> str:
 
 @register_evaluator("lowshot")
 class LowShot(Evaluator):
-    defaults = dict(fractions=[0.01, 0.1], seed=0, weight_decays=list(WEIGHT_DECAYS), val_frac=0.2, max_iter=30,
-                    sweep_iter=25, device="cpu")
+    defaults = dict(
+        fractions=[0.01, 0.1],
+        seed=0,
+        weight_decays=list(WEIGHT_DECAYS),
+        val_frac=0.2,
+        max_iter=30,
+        sweep_iter=25,
+        device="cpu",
+    )
     metrics = (
-        Metric("top1_1pct", "1% top1", "%", True, "the fast linear probe trained on 1% of the train labels "
-               "(class-balanced), top-1 accuracy", headline=True),
-        Metric("top1_10pct", "10% top1", "%", True, "the fast linear probe on 10% of the train labels, top-1",
-               headline=True),
-        Metric("top1_*pct", "low-shot top1", "%", True, "the fast linear probe on another label fraction",
-               pattern=True),
+        Metric(
+            "top1_1pct",
+            "1% top1",
+            "%",
+            True,
+            "the fast linear probe trained on 1% of the train labels (class-balanced), top-1 accuracy",
+            headline=True,
+        ),
+        Metric(
+            "top1_10pct",
+            "10% top1",
+            "%",
+            True,
+            "the fast linear probe on 10% of the train labels, top-1",
+            headline=True,
+        ),
+        Metric(
+            "top1_*pct", "low-shot top1", "%", True, "the fast linear probe on another label fraction", pattern=True
+        ),
     )
     order = 30
     legend_options = ("fractions",)
@@ -55,9 +76,18 @@ class LowShot(Evaluator):
             if not 0 < float(f) <= 1:
                 raise ConfigError(f"lowshot: fractions must lie in (0, 1], got {f}")
             idx = balanced_subset(emb.train_y, float(f), o["seed"])
-            m, det = linear_fast(emb.train_x[idx], emb.train_y[idx], emb.test_x, emb.test_y, o["weight_decays"],
-                                 o["val_frac"], o["seed"], o["max_iter"], o["device"],
-                                 sweep_iter=o["sweep_iter"])
+            m, det = linear_fast(
+                emb.train_x[idx],
+                emb.train_y[idx],
+                emb.test_x,
+                emb.test_y,
+                o["weight_decays"],
+                o["val_frac"],
+                o["seed"],
+                o["max_iter"],
+                o["device"],
+                sweep_iter=o["sweep_iter"],
+            )
             out[metric_name(float(f))] = m["top1"]
             self.details[metric_name(float(f))] = {"n_train": int(len(idx)), **det}
         return out

@@ -7,6 +7,7 @@ rank tolerance (sigma_max * max(N, D) * machine eps) count as zero, so the resul
 [1, min(N, D)] and a rank-r matrix with equal singular values gives exactly r.
 Computed on the train split's embeddings; ``rank_ratio`` = rank / dimension.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -40,8 +41,14 @@ def rankme(z, max_samples: int = 25_600, seed: int = 0) -> float:
 class RankMe(Evaluator):
     defaults = dict(max_samples=25_600, seed=0)
     metrics = (
-        Metric("rank", "RankMe", "", True, "RankMe: effective rank of the train embeddings (exp entropy of "
-               "the normalised singular values)", headline=True),
+        Metric(
+            "rank",
+            "RankMe",
+            "",
+            True,
+            "RankMe: effective rank of the train embeddings (exp entropy of the normalised singular values)",
+            headline=True,
+        ),
         Metric("rank_ratio", "RankMe / d", "", True, "RankMe divided by the embedding dimension"),
     )
     order = 40

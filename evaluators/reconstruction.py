@@ -23,6 +23,7 @@ Artifact (images, when the harness gives an artifact directory): ``<prefix>recon
 a grid of ``grid`` test images: originals (top row), perturbed inputs, frozen-phase and
 fine-tuned reconstructions (bottom row).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -68,12 +69,23 @@ class Decoder(nn.Module):
 
 def _batches(n: int, batch_size: int, g: torch.Generator):
     perm = torch.randperm(n, generator=g)
-    return [perm[i:i + batch_size] for i in range(0, n, batch_size)]
+    return [perm[i : i + batch_size] for i in range(0, n, batch_size)]
 
 
-def train_phase(model, decoder: Decoder, x: torch.Tensor, x_noisy: torch.Tensor, data, epochs: int,
-                batch_size: int, lr: float, finetune: bool, finetune_lr: float, seed: int,
-                autocast=contextlib.nullcontext) -> None:
+def train_phase(
+    model,
+    decoder: Decoder,
+    x: torch.Tensor,
+    x_noisy: torch.Tensor,
+    data,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    finetune: bool,
+    finetune_lr: float,
+    seed: int,
+    autocast=contextlib.nullcontext,
+) -> None:
     """Fit the decoder (and the encoder when ``finetune``) on (perturbed -> clean) pairs;
     ``autocast()`` gives the context of each forward (a fresh one per step)."""
     model.train(finetune)
@@ -105,25 +117,45 @@ def reconstruct(model, decoder, x_noisy, data, batch_size: int = 512, autocast=c
     out = []
     for i in range(0, len(x_noisy), batch_size):
         with autocast():
-            out.append(decoder(model.encode(data.normalize(x_noisy[i:i + batch_size]))).float())
+            out.append(decoder(model.encode(data.normalize(x_noisy[i : i + batch_size]))).float())
     return torch.cat(out)
 
 
 @register_evaluator("reconstruction")
 class Reconstruction(Evaluator):
-    defaults = dict(n_train=4000, n_test=1000, epochs_frozen=1, epochs_finetune=1, batch_size=128, lr=1e-3,
-                    finetune_lr=1e-4, noise_std=0.3, mask_ratio=0.25, hidden=512, grid=8, seed=0)
+    defaults = dict(
+        n_train=4000,
+        n_test=1000,
+        epochs_frozen=1,
+        epochs_finetune=1,
+        batch_size=128,
+        lr=1e-3,
+        finetune_lr=1e-4,
+        noise_std=0.3,
+        mask_ratio=0.25,
+        hidden=512,
+        grid=8,
+        seed=0,
+    )
     metrics = (
-        Metric("psnr_finetune", "recon PSNR", "dB", True, "denoising reconstruction PSNR after fine-tuning "
-               "the encoder with the decoder (model evaluator)", headline=True),
+        Metric(
+            "psnr_finetune",
+            "recon PSNR",
+            "dB",
+            True,
+            "denoising reconstruction PSNR after fine-tuning the encoder with the decoder (model evaluator)",
+            headline=True,
+        ),
         Metric("psnr_frozen", "recon PSNR frozen", "dB", True, "denoising reconstruction PSNR, frozen encoder"),
         Metric("mse_finetune", "recon MSE", "", False, "reconstruction MSE after fine-tuning"),
         Metric("mse_frozen", "recon MSE frozen", "", False, "reconstruction MSE, frozen encoder"),
     )
     order = 80
     legend_options = ("n_train", "epochs_frozen", "epochs_finetune")
-    preset_options = {"smoke": dict(n_train=512, n_test=256, hidden=128, batch_size=64),
-                      "full": dict(n_train=20_000, n_test=5000, epochs_frozen=5, epochs_finetune=5)}
+    preset_options = {
+        "smoke": dict(n_train=512, n_test=256, hidden=128, batch_size=64),
+        "full": dict(n_train=20_000, n_test=5000, epochs_frozen=5, epochs_finetune=5),
+    }
     needs_labels = False
     needs_model = True
 
@@ -149,8 +181,9 @@ class Reconstruction(Evaluator):
         out: dict[str, float] = {}
         recs: dict[str, torch.Tensor] = {}
         with small_work_threads(o["batch_size"] * xtr[0].numel() * 64 if device.type == "cpu" else float("inf")):
-            self._phases(model, decoder, xtr, xtr_n, xte, xte_n, data, o, peak, out, recs,
-                         lambda: self.autocast(device))
+            self._phases(
+                model, decoder, xtr, xtr_n, xte, xte_n, data, o, peak, out, recs, lambda: self.autocast(device)
+            )
         path = self.artifact_path("reconstruction.png") if image and o["grid"] > 0 else None
         if path is not None:
             from torchvision.utils import save_image
@@ -165,10 +198,22 @@ class Reconstruction(Evaluator):
     def _phases(model, decoder, xtr, xtr_n, xte, xte_n, data, o, peak, out, recs, autocast):
         phases = (("frozen", o["epochs_frozen"], False), ("finetune", o["epochs_finetune"], True))
         for phase, epochs, finetune in phases:
-            train_phase(model, decoder, xtr, xtr_n, data, epochs, o["batch_size"], o["lr"], finetune,
-                        o["finetune_lr"], o["seed"] + 2, autocast)
+            train_phase(
+                model,
+                decoder,
+                xtr,
+                xtr_n,
+                data,
+                epochs,
+                o["batch_size"],
+                o["lr"],
+                finetune,
+                o["finetune_lr"],
+                o["seed"] + 2,
+                autocast,
+            )
             with torch.no_grad():
                 rec = reconstruct(model, decoder, xte_n, data, autocast=autocast)
             mse = float(F.mse_loss(rec, xte))
             out[f"mse_{phase}"], out[f"psnr_{phase}"] = mse, psnr(mse, peak)
-            recs[phase] = rec[:o["grid"]].cpu()
+            recs[phase] = rec[: o["grid"]].cpu()

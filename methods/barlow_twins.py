@@ -11,6 +11,7 @@ Views: the default crop/flip/jitter recipe with asymmetric solarisation, p = ``s
 view 1 and ``solarize_p2`` 0.2 in view 2 (the paper's BYOL-style augmentation; applied to [0, 1]
 images before normalisation; blur is not used at 28 px).
 """
+
 from ssl_bench import losses
 from ssl_bench.distributed import gather
 from ssl_bench.fidelity import PaperRecipe, WHY_LR, WHY_OPTIMIZER, WHY_VIEWS, WHY_WIDTH
@@ -22,25 +23,45 @@ from ssl_bench.views import asymmetric_views
 
 @register_method("barlow-twins")
 class BarlowTwins(Method):
-    defaults = dict(proj_hidden_dim=512, proj_dim=512, proj_layers=3, lambd=5e-3, scale_loss=1.0,
-                    solarize_p1=0.0, solarize_p2=0.2)
+    defaults = dict(
+        proj_hidden_dim=512, proj_dim=512, proj_layers=3, lambd=5e-3, scale_loss=1.0, solarize_p1=0.0, solarize_p2=0.2
+    )
     paper = PaperRecipe(
-        source=("Zbontar, Jing, Misra, LeCun & Deny 2021 (Barlow Twins): facebookresearch/barlowtwins main.py "
-                "(ResNet-50, batch 2048, 1000 epochs)"),
+        source=(
+            "Zbontar, Jing, Misra, LeCun & Deny 2021 (Barlow Twins): facebookresearch/barlowtwins main.py "
+            "(ResNet-50, batch 2048, 1000 epochs)"
+        ),
         heads="projector 8192-8192-8192 (Linear without bias, BN, ReLU), affine-free BN before the loss",
-        views=("asymmetric: crop 0.08-1, flip, colour jitter (p 0.8), grayscale p 0.2, blur p 1.0 / 0.1, "
-               "solarize p 0 / 0.2"),
-        hparams=dict(proj_hidden_dim=8192, proj_dim=8192, proj_layers=3, lambd=0.0051, scale_loss=1.0,
-                     solarize_p1=0.0, solarize_p2=0.2),
-        optim=dict(optimizer="LARS (eta 0.001)", lr="0.2 x batch/256 for weights, 0.0048 x batch/256 for biases/BN",
-                   weight_decay=1e-6),
+        views=(
+            "asymmetric: crop 0.08-1, flip, colour jitter (p 0.8), grayscale p 0.2, blur p 1.0 / 0.1, "
+            "solarize p 0 / 0.2"
+        ),
+        hparams=dict(
+            proj_hidden_dim=8192,
+            proj_dim=8192,
+            proj_layers=3,
+            lambd=0.0051,
+            scale_loss=1.0,
+            solarize_p1=0.0,
+            solarize_p2=0.2,
+        ),
+        optim=dict(
+            optimizer="LARS (eta 0.001)",
+            lr="0.2 x batch/256 for weights, 0.0048 x batch/256 for biases/BN",
+            weight_decay=1e-6,
+        ),
         ours=dict(views="crop 0.3-1, flip, brightness/contrast 0.4 (p 0.8), solarize p 0 / 0.2"),
         deviations=dict(
-            heads=WHY_WIDTH, proj_hidden_dim=WHY_WIDTH, proj_dim=WHY_WIDTH,
+            heads=WHY_WIDTH,
+            proj_hidden_dim=WHY_WIDTH,
+            proj_dim=WHY_WIDTH,
             lambd="5e-3 is the value the paper's text gives (not verified here); main.py uses 0.0051",
-            views=WHY_VIEWS, optimizer=WHY_OPTIMIZER, lr=WHY_LR,
+            views=WHY_VIEWS,
+            optimizer=WHY_OPTIMIZER,
+            lr=WHY_LR,
             weight_decay="the harness's AdamW weight decay 1e-4 (none on 1-D parameters); 1e-6 belongs to LARS",
-        ))
+        ),
+    )
 
     def __init__(self, backbone, hp=None, spec=None):
         super().__init__(backbone, hp, spec)

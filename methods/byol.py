@@ -13,6 +13,7 @@ Views: the default crop/flip/jitter recipe with asymmetric solarisation, p = ``s
 view 1 and ``solarize_p2`` 0.2 in view 2 (the paper's BYOL-style augmentation; applied to [0, 1]
 images before normalisation; blur is not used at 28 px).
 """
+
 import torch
 
 from ssl_bench import losses
@@ -26,30 +27,55 @@ from ssl_bench.views import asymmetric_views
 
 @register_method("byol")
 class BYOL(Method):
-    defaults = dict(proj_hidden_dim=512, proj_dim=128, pred_hidden_dim=512, predictor=True,
-                    ema_tau=0.99, ema_cosine=True, pred_lr_scale=1.0, solarize_p1=0.0,
-                    solarize_p2=0.2)
+    defaults = dict(
+        proj_hidden_dim=512,
+        proj_dim=128,
+        pred_hidden_dim=512,
+        predictor=True,
+        ema_tau=0.99,
+        ema_cosine=True,
+        pred_lr_scale=1.0,
+        solarize_p1=0.0,
+        solarize_p2=0.2,
+    )
     paper = PaperRecipe(
-        source=("Grill et al. 2020 (BYOL), ImageNet 1000-epoch recipe (batch 4096): the presets and head sizes of "
-                "google-deepmind/deepmind-research byol/configs/byol.py (the stored copy's config body is altered "
-                "to ResNet-18 / 10 classes; augmentations from the paper, not verified against code)"),
+        source=(
+            "Grill et al. 2020 (BYOL), ImageNet 1000-epoch recipe (batch 4096): the presets and head sizes of "
+            "google-deepmind/deepmind-research byol/configs/byol.py (the stored copy's config body is altered "
+            "to ResNet-18 / 10 classes; augmentations from the paper, not verified against code)"
+        ),
         heads="projector 4096 -> 256 and predictor 4096 -> 256, 2-layer MLPs with BN",
-        views=("asymmetric: crop 0.08-1, flip, colour jitter (p 0.8), grayscale p 0.2, blur p 1.0 / 0.1, "
-               "solarize p 0 / 0.2"),
+        views=(
+            "asymmetric: crop 0.08-1, flip, colour jitter (p 0.8), grayscale p 0.2, blur p 1.0 / 0.1, "
+            "solarize p 0 / 0.2"
+        ),
         ema="cosine 0.996 -> 1",
-        hparams=dict(proj_hidden_dim=4096, proj_dim=256, pred_hidden_dim=4096, predictor=True, ema_tau=0.996,
-                     ema_cosine=True, pred_lr_scale=1.0, solarize_p1=0.0, solarize_p2=0.2),
+        hparams=dict(
+            proj_hidden_dim=4096,
+            proj_dim=256,
+            pred_hidden_dim=4096,
+            predictor=True,
+            ema_tau=0.996,
+            ema_cosine=True,
+            pred_lr_scale=1.0,
+            solarize_p1=0.0,
+            solarize_p2=0.2,
+        ),
         optim=dict(optimizer="LARS (eta 1e-3, momentum 0.9)", lr="0.2 x batch/256", weight_decay=1.5e-6),
-        ours=dict(views="crop 0.3-1, flip, brightness/contrast 0.4 (p 0.8), solarize p 0 / 0.2",
-                  ema=OUR_EMA),
+        ours=dict(views="crop 0.3-1, flip, brightness/contrast 0.4 (p 0.8), solarize p 0 / 0.2", ema=OUR_EMA),
         deviations=dict(
-            heads=WHY_WIDTH, proj_hidden_dim=WHY_WIDTH, proj_dim=WHY_WIDTH, pred_hidden_dim=WHY_WIDTH,
+            heads=WHY_WIDTH,
+            proj_hidden_dim=WHY_WIDTH,
+            proj_dim=WHY_WIDTH,
+            pred_hidden_dim=WHY_WIDTH,
             views=WHY_VIEWS,
             ema=WHY_EMA + "; BYOL's own presets lower tau for shorter runs (0.99 at 100 epochs, 0.97 at 40)",
             ema_tau=WHY_EMA + "; BYOL's own presets lower tau for shorter runs (0.99 at 100 epochs, 0.97 at 40)",
-            optimizer=WHY_OPTIMIZER, lr=WHY_LR,
+            optimizer=WHY_OPTIMIZER,
+            lr=WHY_LR,
             weight_decay="the harness's AdamW weight decay 1e-4 (none on 1-D parameters); 1.5e-6 belongs to LARS",
-        ))
+        ),
+    )
 
     def __init__(self, backbone, hp=None, spec=None):
         super().__init__(backbone, hp, spec)

@@ -9,6 +9,7 @@ symmetrised. Defaults: temperature 0.03 (chosen on the validation split: with no
 loss acts on the representation itself, and lower temperatures judged it better, see the
 fidelity declaration), ``proj_dim=0`` (> 0 adds a 2-layer MLP projector).
 """
+
 from torch import nn
 
 from ssl_bench import losses
@@ -22,8 +23,10 @@ from ssl_bench.registry import register_method
 class ContrastiveJEA(Method):
     defaults = dict(temperature=0.03, proj_dim=0, proj_hidden_dim=512)
     paper = PaperRecipe(
-        source=("The JEA tutorial's contrastive model: energy -cos(f(x), f(y)) with InfoNCE (van den Oord, Li & "
-                "Vinyals 2018); the tutorial fixes no image recipe"),
+        source=(
+            "The JEA tutorial's contrastive model: energy -cos(f(x), f(y)) with InfoNCE (van den Oord, Li & "
+            "Vinyals 2018); the tutorial fixes no image recipe"
+        ),
         heads="none (the energy is on the encoder's embedding)",
         views="two augmented views (augmentations not specified)",
         temperature="not specified",
@@ -32,12 +35,17 @@ class ContrastiveJEA(Method):
         deviations=dict(
             heads="proj_dim=0 keeps the tutorial's form (no projector); proj_hidden_dim is used only when proj_dim > 0",
             views=WHY_TUTORIAL,
-            temperature=("0.03, chosen on the validation split at the quick budget (the tutorial does not specify it): "
-                         "k-NN 72.87 / 77.96 / 80.91 / 82.18 / 83.12 / 83.45 at 0.5 / 0.2 / 0.1 / 0.05 / 0.03 / 0.02 "
-                         "(random-init 80.43; scripts/tune_val.py, docs/tuning.md); 0.02 and 0.03 tie and the less "
-                         "extreme one is kept"),
-            optimizer=WHY_TUTORIAL, lr=WHY_TUTORIAL, weight_decay=WHY_TUTORIAL,
-        ))
+            temperature=(
+                "0.03, chosen on the validation split at the quick budget (the tutorial does not specify it): "
+                "k-NN 72.87 / 77.96 / 80.91 / 82.18 / 83.12 / 83.45 at 0.5 / 0.2 / 0.1 / 0.05 / 0.03 / 0.02 "
+                "(random-init 80.43; scripts/tune_val.py, docs/tuning.md); 0.02 and 0.03 tie and the less "
+                "extreme one is kept"
+            ),
+            optimizer=WHY_TUTORIAL,
+            lr=WHY_TUTORIAL,
+            weight_decay=WHY_TUTORIAL,
+        ),
+    )
 
     def __init__(self, backbone, hp=None, spec=None):
         super().__init__(backbone, hp, spec)

@@ -23,6 +23,7 @@ sharpening (teacher temperature below the student's). Defaults and the paper:
 
 As in the paper, the teacher (``target_backbone``) is the evaluated network that checkpoints store.
 """
+
 import torch
 
 from ssl_bench import losses
@@ -41,54 +42,111 @@ N_GLOBAL = 2
 @register_method("dino")
 class DINO(Method):
     evaluated = "teacher"  # the paper evaluates the teacher (checkpoint_key=teacher)
-    defaults = dict(hidden_dim=512, bottleneck_dim=64, out_dim=1024, student_temp=0.1, teacher_temp=0.04,
-                    center_momentum=0.9, ema_tau=0.99, ema_cosine=True,
-                    n_local=6, local_size=0, local_scale_min=0.05, local_scale_max=0.3, solarize_p1=0.0,
-                    solarize_p2=0.2, freeze_last_layer_epochs=1.0, freeze_last_layer_frac=0.01, clip_grad=3.0,
-                    wd_cosine=True, weight_decay_end=0.4)
+    defaults = dict(
+        hidden_dim=512,
+        bottleneck_dim=64,
+        out_dim=1024,
+        student_temp=0.1,
+        teacher_temp=0.04,
+        center_momentum=0.9,
+        ema_tau=0.99,
+        ema_cosine=True,
+        n_local=6,
+        local_size=0,
+        local_scale_min=0.05,
+        local_scale_max=0.3,
+        solarize_p1=0.0,
+        solarize_p2=0.2,
+        freeze_last_layer_epochs=1.0,
+        freeze_last_layer_frac=0.01,
+        clip_grad=3.0,
+        wd_cosine=True,
+        weight_decay_end=0.4,
+    )
     optim_defaults = dict(weight_decay=0.04)
     paper = PaperRecipe(
-        source=("Caron et al. 2021 (DINO), ViT recipe: facebookresearch/dino main_dino.py defaults (AdamW; the "
-                "ResNet-50 recipe uses LARS)"),
-        heads=("DINO head: 3-layer MLP 2048 hidden -> 256 bottleneck -> weight-normalised 65536 (hidden and "
-               "bottleneck are DINOHead's defaults, seen only in copies of vision_transformer.py: not verified)"),
-        views=("multi-crop 2 x 224 (scale 0.4-1) + 8 x 96 (scale 0.05-0.4) (main_dino.py default; the paper's "
-               "best runs use 10 local crops); DataAugmentationDINO: flip, colour jitter (p 0.8), grayscale p 0.2 "
-               "on every crop, blur p 1.0 / 0.1 / 0.5 (global 1 / global 2 / local), solarize p 0.2 on global 2"),
+        source=(
+            "Caron et al. 2021 (DINO), ViT recipe: facebookresearch/dino main_dino.py defaults (AdamW; the "
+            "ResNet-50 recipe uses LARS)"
+        ),
+        heads=(
+            "DINO head: 3-layer MLP 2048 hidden -> 256 bottleneck -> weight-normalised 65536 (hidden and "
+            "bottleneck are DINOHead's defaults, seen only in copies of vision_transformer.py: not verified)"
+        ),
+        views=(
+            "multi-crop 2 x 224 (scale 0.4-1) + 8 x 96 (scale 0.05-0.4) (main_dino.py default; the paper's "
+            "best runs use 10 local crops); DataAugmentationDINO: flip, colour jitter (p 0.8), grayscale p 0.2 "
+            "on every crop, blur p 1.0 / 0.1 / 0.5 (global 1 / global 2 / local), solarize p 0.2 on global 2"
+        ),
         ema="cosine 0.996 -> 1",
         temperature="student 0.1, teacher 0.04 (no warm-up by default)",
-        hparams=dict(hidden_dim=2048, bottleneck_dim=256, out_dim=65536, student_temp=0.1, teacher_temp=0.04,
-                     center_momentum=0.9, ema_tau=0.996, ema_cosine=True, n_local=8, local_scale_min=0.05,
-                     local_scale_max=0.4, solarize_p1=0.0, solarize_p2=0.2, freeze_last_layer_epochs=1.0,
-                     clip_grad=3.0, wd_cosine=True, weight_decay_end=0.4),
+        hparams=dict(
+            hidden_dim=2048,
+            bottleneck_dim=256,
+            out_dim=65536,
+            student_temp=0.1,
+            teacher_temp=0.04,
+            center_momentum=0.9,
+            ema_tau=0.996,
+            ema_cosine=True,
+            n_local=8,
+            local_scale_min=0.05,
+            local_scale_max=0.4,
+            solarize_p1=0.0,
+            solarize_p2=0.2,
+            freeze_last_layer_epochs=1.0,
+            clip_grad=3.0,
+            wd_cosine=True,
+            weight_decay_end=0.4,
+        ),
         optim=dict(optimizer="adamw", lr="5e-4 x batch/256, cosine to 1e-6", weight_decay=0.04),
-        ours=dict(views=("multi-crop 2 x 28 (scale 0.3-1) + 6 x 14 (scale 0.05-0.3), brightness/contrast 0.4 "
-                         "(p 0.8), solarize p 0 / 0.2 on the global crops"),
-                  ema=OUR_EMA),
+        ours=dict(
+            views=(
+                "multi-crop 2 x 28 (scale 0.3-1) + 6 x 14 (scale 0.05-0.3), brightness/contrast 0.4 "
+                "(p 0.8), solarize p 0 / 0.2 on the global crops"
+            ),
+            ema=OUR_EMA,
+        ),
         deviations=dict(
-            heads=WHY_WIDTH, hidden_dim=WHY_WIDTH, bottleneck_dim=WHY_WIDTH,
+            heads=WHY_WIDTH,
+            hidden_dim=WHY_WIDTH,
+            bottleneck_dim=WHY_WIDTH,
             out_dim="1024 prototypes for a 10-class dataset and a 128-d backbone; 65536 is for ImageNet",
-            views=(WHY_VIEWS + "; multi-crop scaled to 28 px: 14 px local crops of scale 0.05-0.3 (the audit's 28 px "
-                   "analogue; not searched on validation), 6 of them to fit the CPU budget"),
+            views=(
+                WHY_VIEWS + "; multi-crop scaled to 28 px: 14 px local crops of scale 0.05-0.3 (the audit's 28 px "
+                "analogue; not searched on validation), 6 of them to fit the CPU budget"
+            ),
             n_local="6 local crops: each costs a forward pass on 2 CPU cores",
             local_scale_max="0.3: the audit's 28 px analogue of 0.05-0.4 at 224 px (not searched on validation)",
-            ema=WHY_EMA, ema_tau=WHY_EMA, lr=WHY_LR,
-            freeze_last_layer_frac=("the freeze lasts freeze_last_layer_epochs but at most 1% of the run, the "
-                                    "paper's proportion (1 of main_dino.py's 100 epochs); an unscaled epoch froze "
-                                    "half of a 2-epoch quick run. With the cap the teacher reached k-NN 80.89 on the "
-                                    "validation split at the quick budget (scripts/tune_val.py, "
-                                    "leaderboards/tuning/)"),
-        ))
+            ema=WHY_EMA,
+            ema_tau=WHY_EMA,
+            lr=WHY_LR,
+            freeze_last_layer_frac=(
+                "the freeze lasts freeze_last_layer_epochs but at most 1% of the run, the "
+                "paper's proportion (1 of main_dino.py's 100 epochs); an unscaled epoch froze "
+                "half of a 2-epoch quick run. With the cap the teacher reached k-NN 80.89 on the "
+                "validation split at the quick budget (scripts/tune_val.py, "
+                "leaderboards/tuning/)"
+            ),
+        ),
+    )
 
     center: torch.Tensor  # a buffer (register_buffer), declared for the type checker
 
     def __init__(self, backbone, hp=None, spec=None):
         super().__init__(backbone, hp, spec)
         h = self.hp
-        if (h.n_local < 0 or h.freeze_last_layer_epochs < 0 or not 0 <= h.freeze_last_layer_frac <= 1
-                or h.clip_grad < 0 or h.weight_decay_end < 0):
-            raise ConfigError("dino: n_local, freeze_last_layer_epochs, clip_grad and weight_decay_end must be >= 0, "
-                              "freeze_last_layer_frac in [0, 1]")
+        if (
+            h.n_local < 0
+            or h.freeze_last_layer_epochs < 0
+            or not 0 <= h.freeze_last_layer_frac <= 1
+            or h.clip_grad < 0
+            or h.weight_decay_end < 0
+        ):
+            raise ConfigError(
+                "dino: n_local, freeze_last_layer_epochs, clip_grad and weight_decay_end must be >= 0, "
+                "freeze_last_layer_frac in [0, 1]"
+            )
         self.head = DINOHead(backbone.out_dim, h.hidden_dim, h.bottleneck_dim, h.out_dim)
         self.target_backbone = frozen_copy(self.backbone)  # the teacher
         self.target_head = frozen_copy(self.head)
@@ -103,8 +161,10 @@ class DINO(Method):
         c = self.clock
         if not c.steps_per_epoch:
             return ()
-        frozen_steps = min(self.hp.freeze_last_layer_epochs * c.steps_per_epoch,
-                           self.hp.freeze_last_layer_frac * c.total_steps if c.total_steps else float("inf"))
+        frozen_steps = min(
+            self.hp.freeze_last_layer_epochs * c.steps_per_epoch,
+            self.hp.freeze_last_layer_frac * c.total_steps if c.total_steps else float("inf"),
+        )
         return ("head.last",) if c.step < frozen_steps else ()
 
     def grad_clip(self):
@@ -119,8 +179,12 @@ class DINO(Method):
         student = self.head(forward_by_size(self.backbone, views)).float().split(n)  # all crops
         with torch.no_grad():  # the teacher sees the global crops only
             teacher = self.target_head(self.target_backbone(torch.cat(views[:N_GLOBAL]))).float()
-        terms = [losses.dino_loss(student[v], t, self.center, h.student_temp, h.teacher_temp)
-                 for iq, t in enumerate(teacher.split(n)) for v in range(len(views)) if v != iq]
+        terms = [
+            losses.dino_loss(student[v], t, self.center, h.student_temp, h.teacher_temp)
+            for iq, t in enumerate(teacher.split(n))
+            for v in range(len(views))
+            if v != iq
+        ]
         self._teacher_mean = teacher.mean(0, keepdim=True)
         return sum(terms) / len(terms), {}
 

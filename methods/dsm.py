@@ -20,6 +20,7 @@ and a global one through the encoder, as in a one-level U-Net); for vectors g is
 the score is that of the data), none for vectors. Defaults: sigma in [0.05, 0.5] (standardised
 pixels / mog2d units; chosen on a validation split), decoder 32 channels with a 16-channel code, vector MLP 512 hidden.
 """
+
 import math
 
 import torch
@@ -38,6 +39,7 @@ from ssl_bench.views import MultiView, default_augment
 
 def _near_zero_(layer: nn.Module) -> None:
     """Last layer of g: tiny weights (not zero, so the first step's gradient reaches the encoder)."""
+    assert isinstance(layer, (nn.Linear, nn.Conv2d)) and layer.bias is not None
     nn.init.normal_(layer.weight, std=1e-3)
     nn.init.zeros_(layer.bias)
 
@@ -52,9 +54,12 @@ class ConvDenoiser(nn.Module):
         self.code_shape = (code_channels, code_hw, code_hw)
         self.code = nn.Linear(feat_dim + 1, math.prod(self.code_shape))
         self.net = nn.Sequential(
-            nn.Conv2d(c + code_channels + 1, channels, 3, padding=1), nn.GELU(),
-            nn.Conv2d(channels, channels, 3, padding=1), nn.GELU(),
-            nn.Conv2d(channels, c, 3, padding=1))
+            nn.Conv2d(c + code_channels + 1, channels, 3, padding=1),
+            nn.GELU(),
+            nn.Conv2d(channels, channels, 3, padding=1),
+            nn.GELU(),
+            nn.Conv2d(channels, c, 3, padding=1),
+        )
         _near_zero_(self.net[-1])  # g ~ 0 at init: r ~ x~, the trivial floor
 
     def forward(self, x_noisy, feats, log_sigma):
@@ -70,8 +75,13 @@ class MLPDenoiser(nn.Module):
 
     def __init__(self, dim: int, feat_dim: int, hidden: int = 512):
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(dim + feat_dim + 1, hidden), nn.GELU(), nn.Linear(hidden, hidden), nn.GELU(),
-                                 nn.Linear(hidden, dim))
+        self.net = nn.Sequential(
+            nn.Linear(dim + feat_dim + 1, hidden),
+            nn.GELU(),
+            nn.Linear(hidden, hidden),
+            nn.GELU(),
+            nn.Linear(hidden, dim),
+        )
         _near_zero_(self.net[-1])
 
     def forward(self, x_noisy, feats, log_sigma):
@@ -82,28 +92,38 @@ class MLPDenoiser(nn.Module):
 class DSM(Method):
     defaults = dict(sigma_min=0.05, sigma_max=0.5, head_hidden_dim=512, dec_channels=32, code_channels=16)
     paper = PaperRecipe(
-        source=("Vincent 2011 (denoising score matching); the noise-conditional form and recipe of Song & Ermon "
-                "2019 (NCSN: 10 noise levels, geometric from 1 to 0.01, Adam lr 1e-3; values from the paper, "
-                "not verified against code)"),
-        heads=("score s(x~, sigma) = (r(x~, sigma) - x~) / sigma^2 with r a denoiser that sees x~ (Vincent); "
-               "NCSN's score network is a RefineNet"),
+        source=(
+            "Vincent 2011 (denoising score matching); the noise-conditional form and recipe of Song & Ermon "
+            "2019 (NCSN: 10 noise levels, geometric from 1 to 0.01, Adam lr 1e-3; values from the paper, "
+            "not verified against code)"
+        ),
+        heads=(
+            "score s(x~, sigma) = (r(x~, sigma) - x~) / sigma^2 with r a denoiser that sees x~ (Vincent); "
+            "NCSN's score network is a RefineNet"
+        ),
         views="none (the score is that of the data; NCSN uses random flips on CIFAR-10, not verified)",
         hparams=dict(sigma_min=0.01, sigma_max=1.0),
         optim=dict(optimizer="Adam", lr=1e-3, weight_decay=0.0),
         ours=dict(views="flip only (no crop, no jitter)"),
         deviations=dict(
-            heads=("Vincent's form with a small conv decoder g (r = x~ - sigma g) fed by x~, log sigma and the encoder "
-                   "under study; no RefineNet, which would dwarf the encoder"),
+            heads=(
+                "Vincent's form with a small conv decoder g (r = x~ - sigma g) fed by x~, log sigma and the encoder "
+                "under study; no RefineNet, which would dwarf the encoder"
+            ),
             views="flips only: they keep the data distribution (NCSN flips CIFAR-10 images; not verified)",
-            sigma_min=("sigma log-uniform in [0.05, 0.5], chosen on the validation split at the quick budget: k-NN "
-                       "80.58 in [0.1, 1], 76.29 in [0.3, 3], 82.92 in [0.05, 0.5], 83.77 in [0.01, 0.3] (random-init "
-                       "80.43; scripts/tune_val.py, leaderboards/tuning/). [0.01, 0.3] ties within noise but ends at "
-                       "0.60 x the trivial loss floor against 0.43 x for [0.05, 0.5]; ssl-bench measures the encoder's "
-                       "representation, not samples"),
+            sigma_min=(
+                "sigma log-uniform in [0.05, 0.5], chosen on the validation split at the quick budget: k-NN "
+                "80.58 in [0.1, 1], 76.29 in [0.3, 3], 82.92 in [0.05, 0.5], 83.77 in [0.01, 0.3] (random-init "
+                "80.43; scripts/tune_val.py, leaderboards/tuning/). [0.01, 0.3] ties within noise but ends at "
+                "0.60 x the trivial loss floor against 0.43 x for [0.05, 0.5]; ssl-bench measures the encoder's "
+                "representation, not samples"
+            ),
             sigma_max="0.5: see sigma_min",
             optimizer="the harness's AdamW for every method",
-            lr=WHY_LR, weight_decay="the harness's AdamW weight decay 1e-4 for every method",
-        ))
+            lr=WHY_LR,
+            weight_decay="the harness's AdamW weight decay 1e-4 for every method",
+        ),
+    )
     n_views = 1
 
     def __init__(self, backbone, hp=None, spec=None):
@@ -122,8 +142,11 @@ class DSM(Method):
             self.denoiser = MLPDenoiser(math.prod(self.in_shape), backbone.out_dim, h.head_hidden_dim)
 
     def make_views(self, spec, overrides=None):
-        base = ({"crop_scale": (1.0, 1.0), "crop_ratio": (1.0, 1.0), "jitter": 0.0} if spec.kind == DataKind.IMAGE
-                else {"noise_std": 0.0})
+        base = (
+            {"crop_scale": (1.0, 1.0), "crop_ratio": (1.0, 1.0), "jitter": 0.0}
+            if spec.kind == DataKind.IMAGE
+            else {"noise_std": 0.0}
+        )
         return MultiView(default_augment(spec.kind, {**base, **(overrides or {})}), n=1)
 
     def training_step(self, views):

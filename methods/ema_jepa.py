@@ -9,6 +9,7 @@ a copy of the online encoder each step, i.e. a plain stop-gradient), ``target_no
 Defaults: predictor 2-layer MLP with 512 hidden units, tau 0.99 -> 1 cosine (raised for short runs
 to 1 - 10 / total_steps, :mod:`ssl_bench.ema`).
 """
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -24,8 +25,10 @@ from ssl_bench.registry import register_method
 class EMAJEPA(Method):
     defaults = dict(pred_hidden_dim=512, predictor=True, ema_tau=0.99, ema_cosine=True, target_norm=True)
     paper = PaperRecipe(
-        source=("The JEA tutorial's EMA JEPA (BYOL-style target, Grill et al. 2020; LeCun 2022): predictor + EMA "
-                "target in representation space; the tutorial fixes no image recipe"),
+        source=(
+            "The JEA tutorial's EMA JEPA (BYOL-style target, Grill et al. 2020; LeCun 2022): predictor + EMA "
+            "target in representation space; the tutorial fixes no image recipe"
+        ),
         heads="predictor MLP on the encoder's embedding (width not specified); no projector",
         views="two augmented views (augmentations not specified)",
         ema="EMA target (schedule not specified; BYOL uses cosine 0.996 -> 1)",
@@ -33,9 +36,13 @@ class EMAJEPA(Method):
         ours=dict(views="crop 0.3-1, flip, brightness/contrast 0.4 (p 0.8)", ema=OUR_EMA),
         deviations=dict(
             heads="predictor 2-layer MLP with 512 hidden units (not specified by the tutorial)",
-            views=WHY_TUTORIAL, ema="ssl-bench's EMA schedule (not specified by the tutorial)",
-            optimizer=WHY_TUTORIAL, lr=WHY_TUTORIAL, weight_decay=WHY_TUTORIAL,
-        ))
+            views=WHY_TUTORIAL,
+            ema="ssl-bench's EMA schedule (not specified by the tutorial)",
+            optimizer=WHY_TUTORIAL,
+            lr=WHY_TUTORIAL,
+            weight_decay=WHY_TUTORIAL,
+        ),
+    )
 
     def __init__(self, backbone, hp=None, spec=None):
         super().__init__(backbone, hp, spec)

@@ -16,6 +16,7 @@ tau 0.99 -> 1 cosine (paper 0.996 -> 1 linear; raised for short runs to 1 - 10 /
 :mod:`ssl_bench.ema`). As in the paper, the target encoder (``target_backbone``) is the evaluated
 network that checkpoints store. Needs image data (a ConfigError on vectors).
 """
+
 import torch
 import torch.nn.functional as F
 
@@ -43,48 +44,73 @@ from ssl_bench.views import MultiView, default_augment, multiblock_masks
 #: 7 px 60.7 in 70.6 s, 4 px 49.6 in 117.9 s; per step 0.77-0.94 s vs 1.89-1.95 s (cnn-small SimCLR
 #: 1.13-1.34 s). 4 px costs ~1.5x the CNN methods and 2.3x the 7-px ViT for 11 pt less at this
 #: budget, so 7 px stays the default (the paper's finer grids need far longer training).
-VIT_SMALL_CPU = ("timm:vit_tiny_patch16_224", {"img_size": "auto", "patch_size": "auto", "embed_dim": 96, "depth": 4,
-                                               "num_heads": 3, "class_token": False, "global_pool": "avg",
-                                               "dynamic_img_size": True})
+VIT_SMALL_CPU = (
+    "timm:vit_tiny_patch16_224",
+    {
+        "img_size": "auto",
+        "patch_size": "auto",
+        "embed_dim": 96,
+        "depth": 4,
+        "num_heads": 3,
+        "class_token": False,
+        "global_pool": "avg",
+        "dynamic_img_size": True,
+    },
+)
 
 
 @register_method("ijepa")
 class IJEPA(Method):
     evaluated = "target"  # the paper evaluates the target encoder
-    defaults = dict(pred_dim=64, pred_depth=2, pred_heads=2, num_targets=4, min_keep=4, ema_tau=0.99, ema_cosine=False,
-                    ema_c=30.0)
+    defaults = dict(
+        pred_dim=64, pred_depth=2, pred_heads=2, num_targets=4, min_keep=4, ema_tau=0.99, ema_cosine=False, ema_c=30.0
+    )
     paper = PaperRecipe(
-        source=("Assran et al. 2023 (I-JEPA): facebookresearch/ijepa configs/in1k_vith14_ep300.yaml (ViT-H/14, "
-                "batch 2048, 300 epochs)"),
+        source=(
+            "Assran et al. 2023 (I-JEPA): facebookresearch/ijepa configs/in1k_vith14_ep300.yaml (ViT-H/14, "
+            "batch 2048, 300 epochs)"
+        ),
         heads="predictor ViT 384 wide, 12 deep; targets: 4 blocks of scale 0.15-0.2, aspect 0.75-1.5",
         views="random resized crop 0.3-1 only (no flip, no colour)",
         ema="linear 0.996 -> 1 over the run (src/train.py momentum_scheduler)",
         hparams=dict(pred_dim=384, pred_depth=12, num_targets=4, min_keep=10, ema_tau=0.996, ema_cosine=False),
-        optim=dict(optimizer="adamw", lr="1e-3 (warm-up from 2e-4 over 40 epochs, cosine to 1e-6)",
-                   weight_decay="0.04 -> 0.4 (cosine)"),
-        ours=dict(views="random resized crop 0.3-1 only (no flip, no colour)",
-                  ema=("constant tau = 1 - max(1 - ema_tau, ema_c / total_steps), ema_tau 0.99, ema_c 30 "
-                       "(ssl_bench.ema)")),
+        optim=dict(
+            optimizer="adamw",
+            lr="1e-3 (warm-up from 2e-4 over 40 epochs, cosine to 1e-6)",
+            weight_decay="0.04 -> 0.4 (cosine)",
+        ),
+        ours=dict(
+            views="random resized crop 0.3-1 only (no flip, no colour)",
+            ema=("constant tau = 1 - max(1 - ema_tau, ema_c / total_steps), ema_tau 0.99, ema_c 30 (ssl_bench.ema)"),
+        ),
         deviations=dict(
             heads="predictor 64 x 2 for a ViT of width 96 and depth 4 with 16 tokens, sized for 2 CPU cores",
             pred_dim="64: narrower than our 96-wide encoder, as the paper's 384 is narrower than ViT-H",
             pred_depth="2 blocks for a 4-block encoder on 2 CPU cores",
-            min_keep=("4 (the reference collator's default, per the method docstring): on our 16-token grid the 4 "
-                      "target blocks leave few context patches, so the config's 10 could rarely be kept"),
+            min_keep=(
+                "4 (the reference collator's default, per the method docstring): on our 16-token grid the 4 "
+                "target blocks leave few context patches, so the config's 10 could rarely be kept"
+            ),
             backbone="ViT width 96, depth 4, 7 x 7-px patches (16 tokens on 28 px) instead of ViT-H/14",
-            ema=("a constant target momentum that forgets the init 3x faster than the other EMA methods' rule "
-                 "(ema_c 30 instead of 10): at the quick budget (312 steps) the target encoder reached k-NN 71.28 "
-                 "on the validation split with this default (tau 0.904) and 69.27 at tau 0.90, against 65.74 with "
-                 "the shared cosine from 1 - 10 / 312 (ViT random-init 69.72; scripts/tune_val.py, docs/tuning.md); "
-                 "long runs keep 1 - tau >= 0.01 (the paper: linear "
-                 "0.996 -> 1 over 300 epochs)"),
-            ema_tau=WHY_EMA, ema_cosine="constant, chosen on the validation split (see ema)",
+            ema=(
+                "a constant target momentum that forgets the init 3x faster than the other EMA methods' rule "
+                "(ema_c 30 instead of 10): at the quick budget (312 steps) the target encoder reached k-NN 71.28 "
+                "on the validation split with this default (tau 0.904) and 69.27 at tau 0.90, against 65.74 with "
+                "the shared cosine from 1 - 10 / 312 (ViT random-init 69.72; scripts/tune_val.py, docs/tuning.md); "
+                "long runs keep 1 - tau >= 0.01 (the paper: linear "
+                "0.996 -> 1 over 300 epochs)"
+            ),
+            ema_tau=WHY_EMA,
+            ema_cosine="constant, chosen on the validation split (see ema)",
             ema_c="30 (the shared rule uses 10), chosen on the validation split (see ema)",
             lr=WHY_LR,
             weight_decay="the harness's AdamW weight decay 1e-4, constant; the 0.04 -> 0.4 schedule is not used",
-            loss=("mean squared error, the paper's L2; src/train.py uses F.smooth_l1_loss: a difference this "
-                  "declaration found, not a choice"),
-        ))
+            loss=(
+                "mean squared error, the paper's L2; src/train.py uses F.smooth_l1_loss: a difference this "
+                "declaration found, not a choice"
+            ),
+        ),
+    )
     n_views = 1
     data_kinds = ("image",)  # patch tokens of a timm ViT: images only
     default_backbone = {"image": VIT_SMALL_CPU}
@@ -110,9 +136,17 @@ class IJEPA(Method):
         b = x.shape[0]
         # drawn from the step's own stream for the global batch and sliced: under DDP every rank
         # gets its own samples' masks, the same as in one process and after a resume
-        ctx_idx, tgt_idx = (shard(t) for t in multiblock_masks(b * world_size(), grid, self.clock.generator(),
-                                                              num_targets=self.hp.num_targets,
-                                                              min_keep=self.hp.min_keep, device=x.device))
+        ctx_idx, tgt_idx = (
+            shard(t)
+            for t in multiblock_masks(
+                b * world_size(),
+                grid,
+                self.clock.generator(),
+                num_targets=self.hp.num_targets,
+                min_keep=self.hp.min_keep,
+                device=x.device,
+            )
+        )
         m, nt = tgt_idx.shape[1], tgt_idx.shape[2]
         with torch.no_grad():
             tvit = self.target_backbone.model

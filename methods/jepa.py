@@ -7,6 +7,7 @@ the collapse reference of the benchmark (a row every regulariser must beat). Def
 backbone's embedding is used directly (no projector, ``proj_dim=0``); ``proj_dim > 0`` adds a
 linear projector.
 """
+
 from torch import nn
 
 from ssl_bench import losses
@@ -19,8 +20,9 @@ from ssl_bench.registry import register_method
 class JEPA(Method):
     defaults = dict(proj_dim=0)
     paper = collapse_reference_recipe(
-        "The JEA tutorial's basic JEPA (LeCun 2022, \"A Path Towards Autonomous Machine Intelligence\"): "
-        "energy ||f(x) - f(x')||^2 on positive pairs, nothing else; a collapse reference")
+        'The JEA tutorial\'s basic JEPA (LeCun 2022, "A Path Towards Autonomous Machine Intelligence"): '
+        "energy ||f(x) - f(x')||^2 on positive pairs, nothing else; a collapse reference"
+    )
 
     def __init__(self, backbone, hp=None, spec=None):
         super().__init__(backbone, hp, spec)

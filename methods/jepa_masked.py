@@ -25,6 +25,7 @@ coordinates), predictor 3 x 3 conv to 512 channels, BN, ReLU, 1 x 1 conv (pooled
 MLP with 512 hidden units), tau 0.99 -> 1 cosine (raised for short runs to 1 - 10 / total_steps,
 :mod:`ssl_bench.ema`).
 """
+
 from collections.abc import Callable
 from functools import partial
 from typing import cast
@@ -60,34 +61,53 @@ def _has_spatial_map(backbone: nn.Module, input_shape) -> bool:
 
 @register_method("jepa-masked")
 class JEPAMasked(Method):
-    defaults = dict(mask_ratio=0.25, mask_patch=7, pred_hidden_dim=512, predictor=True, ema_tau=0.99,
-                    ema_cosine=True, independent_views=False, dense=True, dense_loss="masked")
+    defaults = dict(
+        mask_ratio=0.25,
+        mask_patch=7,
+        pred_hidden_dim=512,
+        predictor=True,
+        ema_tau=0.99,
+        ema_cosine=True,
+        independent_views=False,
+        dense=True,
+        dense_loss="masked",
+    )
     paper = PaperRecipe(
-        source=("The JEA tutorial's masked JEPA: predict the EMA target's embedding of the full input from a "
-                "masked one (I-JEPA, Assran et al. 2023, in its simplest form); the tutorial masks one of two "
-                "coordinates on 2-D data and fixes no image recipe"),
+        source=(
+            "The JEA tutorial's masked JEPA: predict the EMA target's embedding of the full input from a "
+            "masked one (I-JEPA, Assran et al. 2023, in its simplest form); the tutorial masks one of two "
+            "coordinates on 2-D data and fixes no image recipe"
+        ),
         heads="predictor on the encoder's embedding (width not specified)",
         views="one input, masked and full (image masking not specified)",
         ema="EMA target (schedule not specified; I-JEPA: 0.996 -> 1)",
         optim=dict(optimizer="not specified", lr="not specified", weight_decay="not specified"),
-        ours=dict(views="crop 0.3-1, flip, brightness/contrast 0.4 (p 0.8); mask_ratio of 7 x 7-px cells hidden",
-                  ema=OUR_EMA),
+        ours=dict(
+            views="crop 0.3-1, flip, brightness/contrast 0.4 (p 0.8); mask_ratio of 7 x 7-px cells hidden", ema=OUR_EMA
+        ),
         deviations=dict(
-            heads=("on images, per-location targets (as I-JEPA's per-patch ones) with a 3 x 3 conv (512) + 1 x 1 "
-                   "conv predictor and the loss on the hidden locations only; the tutorial's pooled target (2-D data "
-                   "only) stays the target on vectors and with dense=False. Chosen on the validation split at the "
-                   "quick budget (k-NN / linear): pooled target 78.49 / -, per-location on every location "
-                   "80.07 / 84.17, on the hidden locations only 81.64 / 84.50, the same with half of the cells "
-                   "hidden 80.72 / 84.77 (random-init 80.43; scripts/tune_val.py, leaderboards/tuning/)"),
-            views=("a quarter of the 16 cells of 7 x 7 px hidden (on 2-D points one of the two coordinates, as the "
-                   "tutorial), chosen on the validation split at the quick budget with the pooled target: k-NN "
-                   "75.53 with half of the 4 x 4-px cells, 76.22 with a quarter of them, 77.74 with half of the "
-                   "7 x 7-px cells, 78.49 with a quarter (random-init 80.43; scripts/tune_val.py, "
-                   "leaderboards/tuning/); with the per-location target a quarter again beats a half (81.64 "
-                   "against 80.72)"),
+            heads=(
+                "on images, per-location targets (as I-JEPA's per-patch ones) with a 3 x 3 conv (512) + 1 x 1 "
+                "conv predictor and the loss on the hidden locations only; the tutorial's pooled target (2-D data "
+                "only) stays the target on vectors and with dense=False. Chosen on the validation split at the "
+                "quick budget (k-NN / linear): pooled target 78.49 / -, per-location on every location "
+                "80.07 / 84.17, on the hidden locations only 81.64 / 84.50, the same with half of the cells "
+                "hidden 80.72 / 84.77 (random-init 80.43; scripts/tune_val.py, leaderboards/tuning/)"
+            ),
+            views=(
+                "a quarter of the 16 cells of 7 x 7 px hidden (on 2-D points one of the two coordinates, as the "
+                "tutorial), chosen on the validation split at the quick budget with the pooled target: k-NN "
+                "75.53 with half of the 4 x 4-px cells, 76.22 with a quarter of them, 77.74 with half of the "
+                "7 x 7-px cells, 78.49 with a quarter (random-init 80.43; scripts/tune_val.py, "
+                "leaderboards/tuning/); with the per-location target a quarter again beats a half (81.64 "
+                "against 80.72)"
+            ),
             ema="ssl-bench's EMA schedule (not specified by the tutorial)",
-            optimizer=WHY_TUTORIAL, lr=WHY_TUTORIAL, weight_decay=WHY_TUTORIAL,
-        ))
+            optimizer=WHY_TUTORIAL,
+            lr=WHY_TUTORIAL,
+            weight_decay=WHY_TUTORIAL,
+        ),
+    )
 
     def __init__(self, backbone, hp=None, spec=None):
         super().__init__(backbone, hp, spec)
@@ -96,14 +116,18 @@ class JEPAMasked(Method):
             raise ConfigError(f"jepa-masked: dense_loss must be 'masked' or 'all', got {h.dense_loss!r}")
         self.dense = bool(h.dense) and spec is not None and _has_spatial_map(backbone, spec.input_shape)
         if self.dense and h.dense_loss == "masked" and h.independent_views:
-            raise ConfigError("jepa-masked: dense_loss='masked' needs the masked and full views aligned "
-                              "(independent_views=False)")
+            raise ConfigError(
+                "jepa-masked: dense_loss='masked' needs the masked and full views aligned (independent_views=False)"
+            )
         if not h.predictor:
             self.predictor: nn.Module = nn.Identity()
         elif self.dense:  # per location of the feature map; the 3 x 3 conv sees the neighbouring cells
-            self.predictor = nn.Sequential(nn.Conv2d(d, h.pred_hidden_dim, 3, padding=1, bias=False),
-                                           nn.BatchNorm2d(h.pred_hidden_dim), nn.ReLU(inplace=True),
-                                           nn.Conv2d(h.pred_hidden_dim, d, 1))
+            self.predictor = nn.Sequential(
+                nn.Conv2d(d, h.pred_hidden_dim, 3, padding=1, bias=False),
+                nn.BatchNorm2d(h.pred_hidden_dim),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(h.pred_hidden_dim, d, 1),
+            )
         else:
             self.predictor = MLPHead(d, h.pred_hidden_dim, d)
         self.target_backbone = frozen_copy(self.backbone)
@@ -120,8 +144,10 @@ class JEPAMasked(Method):
 
     def training_step(self, views):
         if self.dense:  # I-JEPA's per-location targets on a CNN's last feature map (B, C, h, w)
-            online, target = (cast(Callable[[torch.Tensor], torch.Tensor], net.feature_map)
-                              for net in (self.backbone, self.target_backbone))
+            online, target = (
+                cast(Callable[[torch.Tensor], torch.Tensor], net.feature_map)
+                for net in (self.backbone, self.target_backbone)
+            )
             if self.hp.dense_loss == "masked":
                 full = views[0]
                 keep = self._cell_keep(full)  # (B, 1, H, W), 1 = visible

@@ -8,6 +8,7 @@ shrinks the spread of the embeddings and never looks at which pairs are positive
 as the tutorial states it, as a second collapse reference. Defaults: no projector
 (``proj_dim=0``; > 0 adds a linear one).
 """
+
 from torch import nn
 
 from ssl_bench import losses
@@ -22,7 +23,8 @@ class JEPAPairwise(Method):
     defaults = dict(proj_dim=0)
     paper = collapse_reference_recipe(
         "The JEA tutorial's global pairwise JEPA: mean over all pairs (i, j) of ||f(x_i) - f(x'_j)||^2 "
-        "(LeCun 2022 for the energy view); a collapse reference")
+        "(LeCun 2022 for the energy view); a collapse reference"
+    )
 
     def __init__(self, backbone, hp=None, spec=None):
         super().__init__(backbone, hp, spec)

@@ -39,24 +39,30 @@ def patchify(x, p):
 class MAE(Method):
     defaults = dict(mask_ratio=0.75, dec_dim=64, dec_depth=2, dec_heads=2, norm_pix_loss=True)
     paper = PaperRecipe(
-        source=("He et al. 2022 (MAE): facebookresearch/mae main_pretrain.py (ViT-B/16 default; paper's "
-                "ViT-L recipe, 800-1600 epochs, batch 4096)"),
+        source=(
+            "He et al. 2022 (MAE): facebookresearch/mae main_pretrain.py (ViT-B/16 default; paper's "
+            "ViT-L recipe, 800-1600 epochs, batch 4096)"
+        ),
         heads="decoder 512 wide, 8 deep, 16 heads (models_mae.py)",
         views="random resized crop 0.2-1, flip",
         hparams=dict(mask_ratio=0.75, dec_dim=512, dec_depth=8, dec_heads=16, norm_pix_loss=True),
-        optim=dict(optimizer="adamw (betas 0.9, 0.95)",
-                   lr="1.5e-4 x batch/256 (paper; the script's --blr default is 1e-3)",
-                   weight_decay=0.05),
+        optim=dict(
+            optimizer="adamw (betas 0.9, 0.95)",
+            lr="1.5e-4 x batch/256 (paper; the script's --blr default is 1e-3)",
+            weight_decay=0.05,
+        ),
         ours=dict(views="random resized crop 0.2-1, flip"),
         deviations=dict(
             heads="decoder 64 x 2 for a ViT of width 96, depth 4 with 16 tokens, sized for 2 CPU cores",
             dec_dim="64, below the 96-wide encoder (the paper's 512 is below ViT-L's 1024)",
-            dec_depth="2 blocks on 2 CPU cores", dec_heads="2 heads of width 32 for a 64-wide decoder",
+            dec_depth="2 blocks on 2 CPU cores",
+            dec_heads="2 heads of width 32 for a 64-wide decoder",
             backbone="ViT width 96, depth 4, 7 x 7-px patches (16 tokens on 28 px) instead of ViT-B/L/H",
             optimizer="the harness's AdamW with default betas (0.9, 0.999)",
             lr=WHY_LR,
             weight_decay="the harness's AdamW weight decay 1e-4 for every method; 0.05 was not tried at this budget",
-        ))
+        ),
+    )
     n_views = 1
     data_kinds = ("image",)  # reconstructs image patches of a timm ViT: images only
     default_backbone = {"image": VIT_SMALL_CPU}
@@ -69,8 +75,9 @@ class MAE(Method):
         p = self.vit.patch_embed.patch_size
         self.patch = int(p[0] if isinstance(p, (tuple, list)) else p)
         c = spec.input_shape[0] if spec is not None else 1
-        self.decoder = MaskedTokenPredictor(backbone.out_dim, h.dec_dim, self.patch * self.patch * c,
-                                            depth=h.dec_depth, num_heads=h.dec_heads)
+        self.decoder = MaskedTokenPredictor(
+            backbone.out_dim, h.dec_dim, self.patch * self.patch * c, depth=h.dec_depth, num_heads=h.dec_heads
+        )
 
     def make_views(self, spec, overrides=None):
         aug = default_augment(spec.kind, {"crop_scale": (0.2, 1.0), "jitter": 0.0, **(overrides or {})})
@@ -81,14 +88,15 @@ class MAE(Method):
         tokens, grid = vit_patch_tokens(self.vit, x)
         # drawn from the step's own stream for the global batch and sliced: under DDP every rank
         # gets its own samples' masks, the same as in one process and after a resume
-        keep, hidden = (shard(t) for t in random_token_split(x.shape[0] * world_size(), tokens.shape[1],
-                                                             self.hp.mask_ratio, self.clock.generator(),
-                                                             device=x.device))
+        keep, hidden = (
+            shard(t)
+            for t in random_token_split(
+                x.shape[0] * world_size(), tokens.shape[1], self.hp.mask_ratio, self.clock.generator(), device=x.device
+            )
+        )
         latent = vit_encode_tokens(self.vit, gather_tokens(tokens, keep))
         pred = self.decoder(latent, keep, hidden, grid).float()
         target = gather_tokens(patchify(x.float(), self.patch), hidden)
         if self.hp.norm_pix_loss:
             target = (target - target.mean(-1, keepdim=True)) / (target.var(-1, keepdim=True) + 1e-6).sqrt()
         return losses.masked_mse(pred, target, pred.new_ones(pred.shape[:2])), {}
-
-

@@ -17,6 +17,7 @@ The batch (per process under DDP) must be divisible by ``bn_splits``; ``bn_split
 over the whole batch without shuffle (the leaky variant); under DDP the splits stay per process
 (no synchronised BN).
 """
+
 import torch
 import torch.nn.functional as F
 
@@ -29,37 +30,51 @@ from ssl_bench.method import Method
 from ssl_bench.registry import register_method
 
 #: why the key encoder's momentum is 0.99 (moco-v2 keeps its own constant momentum, not ssl_bench.ema)
-WHY_MOCO_EMA = ("a constant 0.999 averages the key encoder over ~1000 steps, more than the quick preset's 312-step "
-                "run; 0.99 averages over ~100")
+WHY_MOCO_EMA = (
+    "a constant 0.999 averages the key encoder over ~1000 steps, more than the quick preset's 312-step "
+    "run; 0.99 averages over ~100"
+)
 
 
 @register_method("moco-v2")
 class MoCoV2(Method):
-    defaults = dict(proj_hidden_dim=512, proj_dim=128, temperature=0.2, queue_size=4096, ema_tau=0.99,
-                    ema_cosine=False, bn_splits=8)
+    defaults = dict(
+        proj_hidden_dim=512, proj_dim=128, temperature=0.2, queue_size=4096, ema_tau=0.99, ema_cosine=False, bn_splits=8
+    )
     paper = PaperRecipe(
-        source=("Chen, Fan, Girshick & He 2020, \"Improved Baselines with Momentum Contrastive Learning\" (MoCo v2): "
-                "facebookresearch/moco main_moco.py with --mlp --aug-plus --cos --moco-t 0.2 (ImageNet, ResNet-50, "
-                "batch 256, 200 epochs)"),
+        source=(
+            'Chen, Fan, Girshick & He 2020, "Improved Baselines with Momentum Contrastive Learning" (MoCo v2): '
+            "facebookresearch/moco main_moco.py with --mlp --aug-plus --cos --moco-t 0.2 (ImageNet, ResNet-50, "
+            "batch 256, 200 epochs)"
+        ),
         heads="2-layer MLP head 2048 -> 128 (fc-ReLU-fc, no BN; moco/builder.py --mlp)",
         views="crop 0.2-1, colour jitter 0.4/0.4/0.4/0.1 (p 0.8), grayscale p 0.2, blur p 0.5, flip (--aug-plus)",
         ema="key encoder momentum 0.999, constant",
         temperature="0.2 (v2 paper; main_moco.py default --moco-t 0.07 is MoCo v1's)",
-        hparams=dict(proj_hidden_dim=2048, proj_dim=128, temperature=0.2, queue_size=65536, ema_tau=0.999,
-                     ema_cosine=False),
+        hparams=dict(
+            proj_hidden_dim=2048, proj_dim=128, temperature=0.2, queue_size=65536, ema_tau=0.999, ema_cosine=False
+        ),
         optim=dict(optimizer="SGD (momentum 0.9)", lr="0.03 at batch 256, cosine", weight_decay=1e-4),
         ours=dict(views="crop 0.3-1, flip, brightness/contrast 0.4 (p 0.8)", ema="key encoder momentum 0.99, constant"),
         deviations=dict(
             heads=WHY_WIDTH + "; our head has BN between its layers (the reference's has none)",
-            proj_hidden_dim=WHY_WIDTH, views=WHY_VIEWS,
-            queue_size=("4096: a 65536 queue refreshes in 512 steps of batch 128, longer than the quick preset's "
-                        "whole run, so most negatives would be keys of a much older encoder"),
-            ema=WHY_MOCO_EMA, ema_tau=WHY_MOCO_EMA,
-            optimizer=WHY_OPTIMIZER, lr=WHY_LR,
+            proj_hidden_dim=WHY_WIDTH,
+            views=WHY_VIEWS,
+            queue_size=(
+                "4096: a 65536 queue refreshes in 512 steps of batch 128, longer than the quick preset's "
+                "whole run, so most negatives would be keys of a much older encoder"
+            ),
+            ema=WHY_MOCO_EMA,
+            ema_tau=WHY_MOCO_EMA,
+            optimizer=WHY_OPTIMIZER,
+            lr=WHY_LR,
             weight_decay=WHY_WD + " (here both are 1e-4; the paper's is coupled SGD decay)",
-            shuffle_bn=("the paper shuffles BN across 8 GPUs; here SplitBatchNorm with bn_splits 8 on one device "
-                        "(the official CIFAR demo's form)"),
-        ))
+            shuffle_bn=(
+                "the paper shuffles BN across 8 GPUs; here SplitBatchNorm with bn_splits 8 on one device "
+                "(the official CIFAR demo's form)"
+            ),
+        ),
+    )
 
     queue: torch.Tensor  # buffers (register_buffer), declared for the type checker
     queue_ptr: torch.Tensor
@@ -82,7 +97,6 @@ class MoCoV2(Method):
         self._keys = None
         self.sync_batchnorm = h.bn_splits <= 1  # split BN stays per process under DDP
 
-
     @torch.no_grad()
     def _key_embeddings(self, x):
         """Key embeddings; with split BN the batch is shuffled before the key encoder and unshuffled
@@ -99,14 +113,18 @@ class MoCoV2(Method):
     def training_step(self, views):
         x1, x2 = views
         if self.training and self.hp.bn_splits > 1 and x1.shape[0] % self.hp.bn_splits:
-            raise ConfigError(f"moco-v2: the batch ({x1.shape[0]} per process) must be divisible by bn_splits "
-                              f"({self.hp.bn_splits}); change --batch-size or --opt bn_splits")
+            raise ConfigError(
+                f"moco-v2: the batch ({x1.shape[0]} per process) must be divisible by bn_splits "
+                f"({self.hp.bn_splits}); change --batch-size or --opt bn_splits"
+            )
         q1, q2 = (self.projector(self.backbone(x)) for x in (x1, x2))
         with torch.no_grad():
             k1, k2 = self._key_embeddings(x1), self._key_embeddings(x2)
         queue = self.queue.clone()  # enqueued after the step: the loss sees only past keys
-        loss = (losses.info_nce_queue(q1, k2, queue, self.hp.temperature)
-                + losses.info_nce_queue(q2, k1, queue, self.hp.temperature)) / 2
+        loss = (
+            losses.info_nce_queue(q1, k2, queue, self.hp.temperature)
+            + losses.info_nce_queue(q2, k1, queue, self.hp.temperature)
+        ) / 2
         self._keys = torch.cat([gather(k1), gather(k2)])  # under DDP every rank enqueues the global batch
         return loss, {}
 
@@ -117,7 +135,7 @@ class MoCoV2(Method):
         ema_update_(self.key_backbone, self.backbone, tau)
         ema_update_(self.key_projector, self.projector, tau)
         if self._keys is not None:
-            keys = self._keys[-h.queue_size:]
+            keys = self._keys[-h.queue_size :]
             idx = (self.queue_ptr + torch.arange(len(keys), device=keys.device)) % h.queue_size
             self.queue[idx] = keys.to(self.queue.dtype)
             self.queue_ptr.copy_((self.queue_ptr + len(keys)) % h.queue_size)

@@ -12,6 +12,7 @@ a 2-layer projector (``proj_layers=3`` is the ViT head); projector 512 -> 128, p
 raised for short runs to 1 - 10 / total_steps, :mod:`ssl_bench.ema`).
 ``predictor=False`` is the ablation without predictor.
 """
+
 import torch
 
 from ssl_bench import losses
@@ -25,41 +26,74 @@ from ssl_bench.registry import register_method
 
 @register_method("moco-v3")
 class MoCoV3(Method):
-    defaults = dict(proj_hidden_dim=512, proj_dim=128, pred_hidden_dim=512, predictor=True, temperature=1.0,
-                    ema_tau=0.99, ema_cosine=True, proj_layers=2)
+    defaults = dict(
+        proj_hidden_dim=512,
+        proj_dim=128,
+        pred_hidden_dim=512,
+        predictor=True,
+        temperature=1.0,
+        ema_tau=0.99,
+        ema_cosine=True,
+        proj_layers=2,
+    )
     paper = PaperRecipe(
-        source=("Chen, Xie & He 2021 (MoCo v3), ResNet-50 recipe: facebookresearch/moco-v3 main_moco.py defaults "
-                "(batch 4096, 100 epochs, LARS)"),
-        heads=("projector 2 layers 4096 -> 256 and predictor 2 layers 4096 -> 256 (moco/builder.py, ResNet "
-               "setup): Linear without bias, BN, ReLU, and an affine-free BN after the last layer of both"),
-        views=("asymmetric BYOL-style: crop 0.2-1, colour jitter 0.4/0.4/0.2/0.1 (p 0.8), grayscale p 0.2, blur "
-               "p 1.0 / 0.1, solarize p 0 / 0.2, flip"),
+        source=(
+            "Chen, Xie & He 2021 (MoCo v3), ResNet-50 recipe: facebookresearch/moco-v3 main_moco.py defaults "
+            "(batch 4096, 100 epochs, LARS)"
+        ),
+        heads=(
+            "projector 2 layers 4096 -> 256 and predictor 2 layers 4096 -> 256 (moco/builder.py, ResNet "
+            "setup): Linear without bias, BN, ReLU, and an affine-free BN after the last layer of both"
+        ),
+        views=(
+            "asymmetric BYOL-style: crop 0.2-1, colour jitter 0.4/0.4/0.2/0.1 (p 0.8), grayscale p 0.2, blur "
+            "p 1.0 / 0.1, solarize p 0 / 0.2, flip"
+        ),
         ema="cosine 0.99 -> 1",
         temperature="1.0 (--moco-t; the loss is scaled by 2T)",
-        hparams=dict(proj_hidden_dim=4096, proj_dim=256, pred_hidden_dim=4096, temperature=1.0, ema_tau=0.99,
-                     ema_cosine=True, proj_layers=2, predictor=True),
-        optim=dict(optimizer="LARS (momentum 0.9)", lr="0.45 x batch/256 (--lr default in the stored main_moco.py)",
-                   weight_decay=1e-6),
-        ours=dict(views="crop 0.3-1, flip, brightness/contrast 0.4 (p 0.8); no solarisation",
-                  ema=OUR_EMA),
+        hparams=dict(
+            proj_hidden_dim=4096,
+            proj_dim=256,
+            pred_hidden_dim=4096,
+            temperature=1.0,
+            ema_tau=0.99,
+            ema_cosine=True,
+            proj_layers=2,
+            predictor=True,
+        ),
+        optim=dict(
+            optimizer="LARS (momentum 0.9)",
+            lr="0.45 x batch/256 (--lr default in the stored main_moco.py)",
+            weight_decay=1e-6,
+        ),
+        ours=dict(views="crop 0.3-1, flip, brightness/contrast 0.4 (p 0.8); no solarisation", ema=OUR_EMA),
         deviations=dict(
             ema=WHY_EMA,
-            heads=(WHY_WIDTH + "; our predictor has no output BN (the reference ends it with an affine-free BN): "
-                   "a difference this declaration found, not a choice"),
-            proj_hidden_dim=WHY_WIDTH, proj_dim=WHY_WIDTH, pred_hidden_dim=WHY_WIDTH,
-            views=(WHY_VIEWS + "; asymmetric solarisation is not enabled for moco-v3 (issue #12 item 6 added it "
-                   "to byol, barlow-twins, vicreg and dino only)"),
-            optimizer=WHY_OPTIMIZER, lr=WHY_LR,
+            heads=(
+                WHY_WIDTH + "; our predictor has no output BN (the reference ends it with an affine-free BN): "
+                "a difference this declaration found, not a choice"
+            ),
+            proj_hidden_dim=WHY_WIDTH,
+            proj_dim=WHY_WIDTH,
+            pred_hidden_dim=WHY_WIDTH,
+            views=(
+                WHY_VIEWS + "; asymmetric solarisation is not enabled for moco-v3 (issue #12 item 6 added it "
+                "to byol, barlow-twins, vicreg and dino only)"
+            ),
+            optimizer=WHY_OPTIMIZER,
+            lr=WHY_LR,
             weight_decay="the harness's AdamW weight decay 1e-4 (none on 1-D parameters); 1e-6 belongs to LARS",
-        ))
+        ),
+    )
 
     def __init__(self, backbone, hp=None, spec=None):
         super().__init__(backbone, hp, spec)
         h = self.hp
         if h.proj_layers < 1 or h.temperature <= 0:
             raise ConfigError("moco-v3: proj_layers must be >= 1 and temperature > 0")
-        self.projector = MLPHead(backbone.out_dim, h.proj_hidden_dim, h.proj_dim, num_layers=h.proj_layers,
-                                 last_bn=True)
+        self.projector = MLPHead(
+            backbone.out_dim, h.proj_hidden_dim, h.proj_dim, num_layers=h.proj_layers, last_bn=True
+        )
         self.predictor = MLPHead(h.proj_dim, h.pred_hidden_dim, h.proj_dim, num_layers=2) if h.predictor else None
         self.target_backbone = frozen_copy(self.backbone)  # the momentum encoder
         self.target_projector = frozen_copy(self.projector)

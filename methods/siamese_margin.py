@@ -7,6 +7,7 @@ one sample) are pulled together, F^2; every other pairing in the batch is a nega
 beyond the margin, [m - F]_+^2. Defaults: projector 512 -> 64 (``proj_dim=0``: the backbone's
 embedding directly), margin 4 (chosen on a validation split carved from the training set).
 """
+
 from torch import nn
 
 from ssl_bench import losses
@@ -20,8 +21,10 @@ from ssl_bench.registry import register_method
 class SiameseMargin(Method):
     defaults = dict(proj_hidden_dim=512, proj_dim=64, margin=4.0)
     paper = PaperRecipe(
-        source=("Hadsell, Chopra & LeCun 2006 (DrLIM) contrastive loss, as the JEA tutorial's pairwise hinge; "
-                "pairs from neighbourhood relations, not augmentations (paper values not verified here)"),
+        source=(
+            "Hadsell, Chopra & LeCun 2006 (DrLIM) contrastive loss, as the JEA tutorial's pairwise hinge; "
+            "pairs from neighbourhood relations, not augmentations (paper values not verified here)"
+        ),
         heads="the paper's mapping network (a small CNN to a low-dimensional output); no separate projector",
         views="positive pairs = neighbours in input space or prior knowledge (no augmentations)",
         optim=dict(optimizer="not specified", lr="not specified", weight_decay="not specified"),
@@ -29,11 +32,16 @@ class SiameseMargin(Method):
         deviations=dict(
             heads="a 512 -> 64 projector on the encoder, so the evaluated representation is the backbone's",
             views="positives are two views of one image, as in the other joint-embedding methods here",
-            margin=("4 on unnormalised 64-d embeddings, chosen on the validation split at the quick budget: k-NN "
-                    "78.84 / 81.07 / 82.65 / 82.86 at margins 1 / 2 / 4 / 8 (scripts/tune_val.py, "
-                    "leaderboards/tuning/; 4 and 8 tie); the paper's margin depends on its data (not verified)"),
-            optimizer=WHY_TUTORIAL, lr=WHY_TUTORIAL, weight_decay=WHY_TUTORIAL,
-        ))
+            margin=(
+                "4 on unnormalised 64-d embeddings, chosen on the validation split at the quick budget: k-NN "
+                "78.84 / 81.07 / 82.65 / 82.86 at margins 1 / 2 / 4 / 8 (scripts/tune_val.py, "
+                "leaderboards/tuning/; 4 and 8 tie); the paper's margin depends on its data (not verified)"
+            ),
+            optimizer=WHY_TUTORIAL,
+            lr=WHY_TUTORIAL,
+            weight_decay=WHY_TUTORIAL,
+        ),
+    )
 
     def __init__(self, backbone, hp=None, spec=None):
         super().__init__(backbone, hp, spec)

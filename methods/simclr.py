@@ -5,6 +5,7 @@ Two augmented views, a 2-layer MLP projector, NT-Xent over the 2N views of the b
 Defaults: projector 512 -> 128 (paper: 2048 -> 128 for ResNet-50), temperature 0.1 (paper's
 small-batch optimum is 0.1-0.2).
 """
+
 from ssl_bench import losses
 from ssl_bench.fidelity import PaperRecipe, WHY_LR, WHY_OPTIMIZER, WHY_VIEWS
 from ssl_bench.heads import MLPHead
@@ -16,8 +17,10 @@ from ssl_bench.registry import register_method
 class SimCLR(Method):
     defaults = dict(proj_hidden_dim=512, proj_dim=128, temperature=0.1)
     paper = PaperRecipe(
-        source=("Chen, Kornblith, Norouzi & Hinton 2020 (SimCLR), CIFAR-10 recipe (App. B.9) as the CIFAR-10 command "
-                "of google-research/simclr README.md: ResNet-18, batch 512, 1000 epochs"),
+        source=(
+            "Chen, Kornblith, Norouzi & Hinton 2020 (SimCLR), CIFAR-10 recipe (App. B.9) as the CIFAR-10 command "
+            "of google-research/simclr README.md: ResNet-18, batch 512, 1000 epochs"
+        ),
         heads="2-layer MLP projector (BN), hidden width = the backbone's (512 for ResNet-18), output 128",
         views="random resized crop, flip, colour jitter strength 0.5 (p 0.8), grayscale p 0.2, no blur",
         temperature="0.5 (CIFAR-10 command; 0.1 in the ImageNet command)",
@@ -27,11 +30,15 @@ class SimCLR(Method):
         deviations=dict(
             heads="hidden 512 as in the CIFAR-10 ResNet-18 run, on ssl-bench's 128-d backbone",
             views=WHY_VIEWS,
-            temperature=("0.1 is the paper's ImageNet value (README ImageNet command); 0.5 belongs to batch 512 "
-                         "and 1000 epochs. No validation search for it is recorded here"),
-            optimizer=WHY_OPTIMIZER, lr=WHY_LR,
+            temperature=(
+                "0.1 is the paper's ImageNet value (README ImageNet command); 0.5 belongs to batch 512 "
+                "and 1000 epochs. No validation search for it is recorded here"
+            ),
+            optimizer=WHY_OPTIMIZER,
+            lr=WHY_LR,
             weight_decay="the harness's AdamW weight decay 1e-4 (none on 1-D parameters); 1e-6 belongs to LARS",
-        ))
+        ),
+    )
 
     def __init__(self, backbone, hp=None, spec=None):
         super().__init__(backbone, hp, spec)

@@ -18,6 +18,7 @@ as in the reference ``main_swav.py``). Defaults and the paper:
 * projector 512 -> 128, 100 prototypes (paper 2048 -> 128, 3000 for ImageNet), temperature 0.1,
   Sinkhorn epsilon 0.05 and 3 iterations (paper).
 """
+
 import torch
 import torch.nn.functional as F
 
@@ -34,34 +35,68 @@ N_GLOBAL = 2
 
 @register_method("swav")
 class SwAV(Method):
-    defaults = dict(proj_hidden_dim=512, proj_dim=128, num_prototypes=100, temperature=0.1, sinkhorn_eps=0.05,
-                    sinkhorn_iters=3, freeze_prototypes_epochs=1.0, queue_length=3840, queue_start_epoch=1.0,
-                    n_local=6, local_size=0, local_scale_min=0.05, local_scale_max=0.3)
+    defaults = dict(
+        proj_hidden_dim=512,
+        proj_dim=128,
+        num_prototypes=100,
+        temperature=0.1,
+        sinkhorn_eps=0.05,
+        sinkhorn_iters=3,
+        freeze_prototypes_epochs=1.0,
+        queue_length=3840,
+        queue_start_epoch=1.0,
+        n_local=6,
+        local_size=0,
+        local_scale_min=0.05,
+        local_scale_max=0.3,
+    )
     paper = PaperRecipe(
-        source=("Caron et al. 2020 (SwAV), small-batch recipe: facebookresearch/swav "
-                "scripts/swav_200ep_bs256_pretrain.sh (ResNet-50, batch 256, 200 epochs) with main_swav.py"),
+        source=(
+            "Caron et al. 2020 (SwAV), small-batch recipe: facebookresearch/swav "
+            "scripts/swav_200ep_bs256_pretrain.sh (ResNet-50, batch 256, 200 epochs) with main_swav.py"
+        ),
         heads="projector 2048 -> 128, 3000 prototypes (cosine)",
-        views=("multi-crop 2 x 224 (scale 0.14-1) + 6 x 96 (scale 0.05-0.14), colour jitter, grayscale, blur, "
-               "flip (src/multicropdataset.py, not re-read here)"),
+        views=(
+            "multi-crop 2 x 224 (scale 0.14-1) + 6 x 96 (scale 0.05-0.14), colour jitter, grayscale, blur, "
+            "flip (src/multicropdataset.py, not re-read here)"
+        ),
         temperature="0.1",
-        hparams=dict(proj_hidden_dim=2048, proj_dim=128, num_prototypes=3000, temperature=0.1, sinkhorn_eps=0.05,
-                     sinkhorn_iters=3, queue_length=3840, queue_start_epoch=15.0, n_local=6,
-                     local_scale_min=0.05, local_scale_max=0.14),
+        hparams=dict(
+            proj_hidden_dim=2048,
+            proj_dim=128,
+            num_prototypes=3000,
+            temperature=0.1,
+            sinkhorn_eps=0.05,
+            sinkhorn_iters=3,
+            queue_length=3840,
+            queue_start_epoch=15.0,
+            n_local=6,
+            local_scale_min=0.05,
+            local_scale_max=0.14,
+        ),
         optim=dict(optimizer="SGD + LARC (trust 0.001)", lr="0.6 at batch 256, cosine to 0.0006", weight_decay=1e-6),
-        ours=dict(views=("multi-crop 2 x 28 (scale 0.3-1) + 6 x 14 (scale 0.05-0.3), brightness/contrast 0.4 "
-                         "(p 0.8), flip")),
+        ours=dict(
+            views=("multi-crop 2 x 28 (scale 0.3-1) + 6 x 14 (scale 0.05-0.3), brightness/contrast 0.4 (p 0.8), flip")
+        ),
         deviations=dict(
-            heads=WHY_WIDTH, proj_hidden_dim=WHY_WIDTH,
-            num_prototypes=("100 for a 10-class dataset at batch 128 (3000 is for ImageNet's 1000 classes); not "
-                            "searched on validation"),
+            heads=WHY_WIDTH,
+            proj_hidden_dim=WHY_WIDTH,
+            num_prototypes=(
+                "100 for a 10-class dataset at batch 128 (3000 is for ImageNet's 1000 classes); not "
+                "searched on validation"
+            ),
             queue_start_epoch="epoch 1: our runs last a few epochs, the paper's 200-800",
-            freeze_prototypes_epochs=("the batch-256 script freezes the prototypes for 5005 iterations (main_swav.py's "
-                                      "default: 313, one ImageNet epoch at batch 4096); here for the first epoch"),
+            freeze_prototypes_epochs=(
+                "the batch-256 script freezes the prototypes for 5005 iterations (main_swav.py's "
+                "default: 313, one ImageNet epoch at batch 4096); here for the first epoch"
+            ),
             views=WHY_VIEWS + "; multi-crop scaled to 28 px (the audit's analogue, not searched on validation)",
             local_scale_max="0.3: the audit's 28 px analogue (not searched on validation)",
-            optimizer=WHY_OPTIMIZER, lr=WHY_LR,
+            optimizer=WHY_OPTIMIZER,
+            lr=WHY_LR,
             weight_decay="the harness's AdamW weight decay 1e-4 (none on 1-D parameters); 1e-6 belongs to LARC",
-        ))
+        ),
+    )
 
     queue: torch.Tensor  # a buffer (register_buffer), declared for the type checker
 
@@ -69,8 +104,9 @@ class SwAV(Method):
         super().__init__(backbone, hp, spec)
         h = self.hp
         if h.queue_length < 0 or h.n_local < 0 or h.freeze_prototypes_epochs < 0 or h.queue_start_epoch < 0:
-            raise ConfigError("swav: queue_length, n_local, freeze_prototypes_epochs and queue_start_epoch "
-                              "must be >= 0")
+            raise ConfigError(
+                "swav: queue_length, n_local, freeze_prototypes_epochs and queue_start_epoch must be >= 0"
+            )
         self.projector = MLPHead(backbone.out_dim, h.proj_hidden_dim, h.proj_dim, num_layers=2)
         self.prototypes = CosineClassifier(h.proj_dim, h.num_prototypes)
         # newest first, as in the reference; zeros until filled
@@ -106,9 +142,12 @@ class SwAV(Method):
                 if filling:
                     if (filling - 1) * n >= h.queue_length:  # full before this step: use it
                         out = torch.cat([self.queue[i] @ protos.t(), out])
-                    self.queue[i] = torch.cat([z[i * n:(i + 1) * n].detach(), self.queue[i]])[:h.queue_length]
+                    self.queue[i] = torch.cat([z[i * n : (i + 1) * n].detach(), self.queue[i]])[: h.queue_length]
                 q = losses.sinkhorn_knopp(out, h.sinkhorn_eps, h.sinkhorn_iters)[-n:]
-            sub = sum(-(q * F.log_softmax(scores[v] / h.temperature, dim=1)).sum(1).mean()
-                      for v in range(len(views)) if v != i)
+            sub = sum(
+                -(q * F.log_softmax(scores[v] / h.temperature, dim=1)).sum(1).mean()
+                for v in range(len(views))
+                if v != i
+            )
             loss = loss + sub / (len(views) - 1)
         return loss / N_GLOBAL, {}

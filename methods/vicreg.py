@@ -9,6 +9,7 @@ Views: the default crop/flip/jitter recipe with asymmetric solarisation, p = ``s
 view 1 and ``solarize_p2`` 0.2 in view 2 (the paper's BYOL-style augmentation; applied to [0, 1]
 images before normalisation; blur is not used at 28 px).
 """
+
 from ssl_bench import losses
 from ssl_bench.distributed import gather
 from ssl_bench.fidelity import PaperRecipe, WHY_LR, WHY_OPTIMIZER, WHY_VIEWS, WHY_WIDTH
@@ -20,24 +21,45 @@ from ssl_bench.views import asymmetric_views
 
 @register_method("vicreg")
 class VICReg(Method):
-    defaults = dict(proj_hidden_dim=512, proj_dim=512, proj_layers=3,
-                    inv_weight=25.0, var_weight=25.0, cov_weight=1.0, solarize_p1=0.0,
-                    solarize_p2=0.2)
+    defaults = dict(
+        proj_hidden_dim=512,
+        proj_dim=512,
+        proj_layers=3,
+        inv_weight=25.0,
+        var_weight=25.0,
+        cov_weight=1.0,
+        solarize_p1=0.0,
+        solarize_p2=0.2,
+    )
     paper = PaperRecipe(
-        source=("Bardes, Ponce & LeCun 2022 (VICReg): facebookresearch/vicreg main_vicreg.py (ResNet-50, batch "
-                "2048)"),
+        source=("Bardes, Ponce & LeCun 2022 (VICReg): facebookresearch/vicreg main_vicreg.py (ResNet-50, batch 2048)"),
         heads="expander 8192-8192-8192 (BN, ReLU; last Linear without bias)",
-        views=("BYOL-style, solarize p 0 / 0.2 (paper; not verified: the stored augmentations.py applies blur "
-               "p 0.5 and solarize p 0.5 to both views)"),
-        hparams=dict(proj_hidden_dim=8192, proj_dim=8192, proj_layers=3, inv_weight=25.0, var_weight=25.0,
-                     cov_weight=1.0, solarize_p1=0.0, solarize_p2=0.2),
+        views=(
+            "BYOL-style, solarize p 0 / 0.2 (paper; not verified: the stored augmentations.py applies blur "
+            "p 0.5 and solarize p 0.5 to both views)"
+        ),
+        hparams=dict(
+            proj_hidden_dim=8192,
+            proj_dim=8192,
+            proj_layers=3,
+            inv_weight=25.0,
+            var_weight=25.0,
+            cov_weight=1.0,
+            solarize_p1=0.0,
+            solarize_p2=0.2,
+        ),
         optim=dict(optimizer="LARS (eta 0.001)", lr="base-lr 0.2 x batch/256", weight_decay=1e-6),
         ours=dict(views="crop 0.3-1, flip, brightness/contrast 0.4 (p 0.8), solarize p 0 / 0.2"),
         deviations=dict(
-            heads=WHY_WIDTH, proj_hidden_dim=WHY_WIDTH, proj_dim=WHY_WIDTH,
-            views=WHY_VIEWS, optimizer=WHY_OPTIMIZER, lr=WHY_LR,
+            heads=WHY_WIDTH,
+            proj_hidden_dim=WHY_WIDTH,
+            proj_dim=WHY_WIDTH,
+            views=WHY_VIEWS,
+            optimizer=WHY_OPTIMIZER,
+            lr=WHY_LR,
             weight_decay="the harness's AdamW weight decay 1e-4 (none on 1-D parameters); 1e-6 belongs to LARS",
-        ))
+        ),
+    )
 
     def __init__(self, backbone, hp=None, spec=None):
         super().__init__(backbone, hp, spec)

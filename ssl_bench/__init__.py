@@ -7,6 +7,7 @@ Public API (imported lazily by the names below):
 * contracts: :class:`ssl_bench.method.Method`, :class:`ssl_bench.evaluator.Evaluator`;
 * pure parts: :mod:`ssl_bench.losses`, :mod:`ssl_bench.heads`, :mod:`ssl_bench.views`.
 """
+
 __version__ = "0.1.0"
 
 from .registry import (
@@ -20,5 +21,14 @@ from .registry import (
     register_method,
 )
 
-__all__ = ["__version__", "register_method", "register_evaluator", "register_dataset", "register_backbone", "METHODS",
-           "EVALUATORS", "DATASETS", "BACKBONES"]
+__all__ = [
+    "__version__",
+    "register_method",
+    "register_evaluator",
+    "register_dataset",
+    "register_backbone",
+    "METHODS",
+    "EVALUATORS",
+    "DATASETS",
+    "BACKBONES",
+]

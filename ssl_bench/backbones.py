@@ -7,6 +7,7 @@ that ``encode`` returns and the evaluators judge. A registered builder is called
 family as ``builder(input_shape, model_name, **backbone_kwargs)``. Third-party packages add
 backbones with ``@register_backbone`` or the ``ssl_bench.backbones`` entry-point group.
 """
+
 from __future__ import annotations
 
 from typing import Any, cast
@@ -64,13 +65,22 @@ class CifarResNet(nn.Module):
     stem (timm/torchvision ``resnet18``) shrinks 28x28 to 1x1. Output: GAP, ``512 * expansion``-d.
     """
 
-    def __init__(self, block: type[nn.Module], layers: tuple[int, ...], in_channels: int = 3,
-                 widths: tuple[int, ...] = (64, 128, 256, 512), zero_init_residual: bool = False):
+    def __init__(
+        self,
+        block: type[nn.Module],
+        layers: tuple[int, ...],
+        in_channels: int = 3,
+        widths: tuple[int, ...] = (64, 128, 256, 512),
+        zero_init_residual: bool = False,
+    ):
         super().__init__()
         if len(layers) != len(widths):
             raise ConfigError(f"CifarResNet: {len(layers)} stage depths for {len(widths)} widths")
-        self.stem = nn.Sequential(nn.Conv2d(in_channels, widths[0], 3, stride=1, padding=1, bias=False),
-                                  nn.BatchNorm2d(widths[0]), nn.ReLU(inplace=True))
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_channels, widths[0], 3, stride=1, padding=1, bias=False),
+            nn.BatchNorm2d(widths[0]),
+            nn.ReLU(inplace=True),
+        )
         expansion = getattr(block, "expansion", 1)
         stages: list[nn.Module] = []
         c = widths[0]
@@ -78,8 +88,9 @@ class CifarResNet(nn.Module):
             stride = 1 if i == 0 else 2
             down = None
             if stride != 1 or c != w * expansion:
-                down = nn.Sequential(nn.Conv2d(c, w * expansion, 1, stride=stride, bias=False),
-                                     nn.BatchNorm2d(w * expansion))
+                down = nn.Sequential(
+                    nn.Conv2d(c, w * expansion, 1, stride=stride, bias=False), nn.BatchNorm2d(w * expansion)
+                )
             blocks = [block(c, w, stride, down)]
             c = w * expansion
             blocks += [block(c, w) for _ in range(n - 1)]
@@ -232,8 +243,9 @@ def build_backbone(name: str, input_shape: tuple[int, ...], kind: str, **kwargs)
     kinds = getattr(builder, "data_kinds", None)
     if kinds is not None and kind not in kinds:
         alt = default_backbone(kind)
-        raise ConfigError(f"backbone {name!r} needs {' or '.join(kinds)} data, not {kind}; "
-                          f"use {alt!r} for {kind} datasets")
+        raise ConfigError(
+            f"backbone {name!r} needs {' or '.join(kinds)} data, not {kind}; use {alt!r} for {kind} datasets"
+        )
     args = (tuple(input_shape),) if model_name is None else (tuple(input_shape), model_name)
     try:
         net = builder(*args, **kwargs)
@@ -242,6 +254,8 @@ def build_backbone(name: str, input_shape: tuple[int, ...], kind: str, **kwargs)
             raise
         raise ConfigError(f"backbone {name!r} rejected backbone_kwargs {kwargs}: {exc}") from exc
     if not isinstance(net, nn.Module) or not isinstance(getattr(net, "out_dim", None), int):
-        raise ConfigError(f"backbone {name!r} ({getattr(builder, '__module__', '?')}) must return an nn.Module with "
-                          f"an integer out_dim, got {type(net).__name__}")
+        raise ConfigError(
+            f"backbone {name!r} ({getattr(builder, '__module__', '?')}) must return an nn.Module with "
+            f"an integer out_dim, got {type(net).__name__}"
+        )
     return net

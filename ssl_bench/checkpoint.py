@@ -15,6 +15,7 @@ The metadata of an encoder checkpoint carries ``weights_sha256``, a digest of it
 (names, dtypes, shapes, bytes), verified by :func:`read_encoder`: flipped bytes are an error.
 Checkpoints written before the digest existed load without the check.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -116,8 +117,11 @@ def tensors_digest(state: dict[str, torch.Tensor]) -> str:
         t = state[k].detach().to("cpu").contiguous()
         h.update(f"{k}\0{t.dtype}\0{tuple(t.shape)}\0".encode())
         if t.numel():
-            h.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.dtype != torch.uint8
-                     else t.view(-1).numpy().tobytes())
+            h.update(
+                t.view(-1).view(torch.uint8).numpy().tobytes()
+                if t.dtype != torch.uint8
+                else t.view(-1).numpy().tobytes()
+            )
     return h.hexdigest()
 
 
@@ -156,8 +160,10 @@ def read_encoder(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, A
             meta_raw = (f.metadata() or {}).get(META_KEY)
             state = {k: f.get_tensor(k) for k in f.keys()}
     except Exception as exc:
-        raise CheckpointError(f"checkpoint {p} is corrupt or not a safetensors file ({type(exc).__name__}: "
-                              f"{str(exc).splitlines()[0] if str(exc) else ''})") from exc
+        raise CheckpointError(
+            f"checkpoint {p} is corrupt or not a safetensors file ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''})"
+        ) from exc
     if meta_raw is None:
         raise CheckpointError(f"checkpoint {p} has no ssl-bench metadata (was it written by ssl-bench?)")
     try:
@@ -169,8 +175,10 @@ def read_encoder(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, A
     if want is not None:
         got = tensors_digest(state)
         if got != want:
-            raise CheckpointError(f"checkpoint {p} is damaged: its weights do not match the digest in its "
-                                  f"metadata ({DIGEST_KEY} {str(want)[:12]}... != {got[:12]}...)")
+            raise CheckpointError(
+                f"checkpoint {p} is damaged: its weights do not match the digest in its "
+                f"metadata ({DIGEST_KEY} {str(want)[:12]}... != {got[:12]}...)"
+            )
     return state, meta
 
 
@@ -196,8 +204,11 @@ def check_meta(p: Path, meta: Any) -> None:
     if meta["kind"] not in tuple(DataKind):
         raise bad(f"'kind' must be 'image' or 'vector', got {meta['kind']!r}")
     shp = meta["input_shape"]
-    if (not isinstance(shp, list) or not 1 <= len(shp) <= 4
-            or not all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 1 << 16 for v in shp)):
+    if (
+        not isinstance(shp, list)
+        or not 1 <= len(shp) <= 4
+        or not all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 1 << 16 for v in shp)
+    ):
         raise bad(f"'input_shape' must be a list of 1-4 positive integers, got {shp!r}")
     if meta["kind"] == DataKind.IMAGE and len(shp) != 3:
         raise bad(f"an image checkpoint needs input_shape [C, H, W], got {shp!r}")
@@ -224,12 +235,14 @@ def load_resume(path: Path) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise CheckpointError(f"resume state {path} is corrupt ({type(exc).__name__}); "
-                              f"delete it to restart the run from scratch") from exc
+        raise CheckpointError(
+            f"resume state {path} is corrupt ({type(exc).__name__}); delete it to restart the run from scratch"
+        ) from exc
     need = ("method", "optimizer", "scheduler", "rng_cpu", "epoch", "step", "train_seconds", "config_hash")
     if not isinstance(state, dict) or any(k not in state for k in need):
-        raise CheckpointError(f"resume state {path} is incomplete (needs {', '.join(need)}); "
-                              f"delete it to restart the run from scratch")
+        raise CheckpointError(
+            f"resume state {path} is incomplete (needs {', '.join(need)}); delete it to restart the run from scratch"
+        )
     for k in ("epoch", "step"):
         if isinstance(state[k], bool) or not isinstance(state[k], int) or state[k] < 0:
             raise CheckpointError(f"resume state {path}: {k!r} must be an integer >= 0, got {state[k]!r}")
@@ -303,8 +316,17 @@ def _acquire(path: Path, what: str) -> int:
         fcntl: ModuleType | None = importlib.import_module("fcntl")
     except ImportError:  # pragma: no cover - not on Linux/macOS
         fcntl = None
-    me = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "what": what,
-                     "since": time.strftime("%Y-%m-%dT%H:%M:%S%z")}) + "\n"
+    me = (
+        json.dumps(
+            {
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+                "what": what,
+                "since": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            }
+        )
+        + "\n"
+    )
     for _ in range(20):
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -342,8 +364,10 @@ def _locked_msg(path: Path, holder: dict) -> str:
     host = holder.get("host")
     where = f" on {host}" if host and host != socket.gethostname() else ""
     since = f" since {holder['since']}" if holder.get("since") else ""
-    return (f"{path.parent} is locked by PID {pid}{where} ({what}{since}): wait for it to finish, or delete "
-            f"{path} if that process is gone")
+    return (
+        f"{path.parent} is locked by PID {pid}{where} ({what}{since}): wait for it to finish, or delete "
+        f"{path} if that process is gone"
+    )
 
 
 def latest_epoch_checkpoint(ckpt_dir: Path) -> Path | None:

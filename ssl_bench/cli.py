@@ -1,5 +1,6 @@
 """Command line: ``ssl-bench run|train|eval|eval-embeddings|list|leaderboard|compare|report|check-collapse``,
 ``study`` and ``select`` (also ``python -m ssl_bench``)."""
+
 from __future__ import annotations
 
 import argparse
@@ -10,8 +11,10 @@ from pathlib import Path
 
 from .errors import ConfigError, SSLBenchError
 
-EPILOG = ("Errors print one line and exit with status 2 (--traceback or SSL_BENCH_TRACEBACK=1 shows the "
-          "full trace). Docs: README.md and docs/.")
+EPILOG = (
+    "Errors print one line and exit with status 2 (--traceback or SSL_BENCH_TRACEBACK=1 shows the "
+    "full trace). Docs: README.md and docs/."
+)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -85,25 +88,41 @@ def _run_seeds(text: str) -> list[int]:
 
 def _add_common(p: argparse.ArgumentParser, method: bool = True) -> None:
     p.add_argument("--dataset", default=None, help="dataset name (default: fashion-mnist; see `list datasets`)")
-    p.add_argument("--preset", default=None, choices=["smoke", "quick", "standard", "full"],
-                   help="training budget (default: quick)")
+    p.add_argument(
+        "--preset",
+        default=None,
+        choices=["smoke", "quick", "standard", "full"],
+        help="training budget (default: quick)",
+    )
     p.add_argument("--backbone", default=None, help="see `list backbones`, e.g. cnn-wide, timm:<name> (default: auto)")
     p.add_argument("--epochs", type=int, default=None, help="override the preset's epochs")
     p.add_argument("--batch-size", type=int, default=None, help="override the preset's batch size")
     p.add_argument("--lr", type=float, default=None, help="learning rate (default: per optimiser/method)")
     p.add_argument("--device", default=None, help="auto (CUDA when present) | cpu | cuda[:N]")
     p.add_argument("--data-root", default=None, help="where datasets live (default: $SSL_BENCH_DATA, system paths)")
-    p.add_argument("--evaluators", default=None,
-                   help="comma-separated evaluators (default: every evaluator that fits the preset budget)")
+    p.add_argument(
+        "--evaluators",
+        default=None,
+        help="comma-separated evaluators (default: every evaluator that fits the preset budget)",
+    )
     p.add_argument("--config", default=None, help="YAML/JSON file with RunConfig keys; flags override it")
-    p.add_argument("--set", dest="sets", action="append", metavar="KEY=VALUE",
-                   help="any RunConfig key, e.g. --set train_subset=5000 (repeatable)")
+    p.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        metavar="KEY=VALUE",
+        help="any RunConfig key, e.g. --set train_subset=5000 (repeatable)",
+    )
     if method:
-        p.add_argument("--opt", action="append", metavar="KEY=VALUE",
-                       help="method option, e.g. --opt temperature=0.2 (repeatable)")
-    p.add_argument("--no-progress", action="store_true",
-                   help="no progress bars (run: the sweep bar with its ETA and the per-epoch bar; "
-                        "off anyway when stderr is not a terminal)")
+        p.add_argument(
+            "--opt", action="append", metavar="KEY=VALUE", help="method option, e.g. --opt temperature=0.2 (repeatable)"
+        )
+    p.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bars (run: the sweep bar with its ETA and the per-epoch bar; "
+        "off anyway when stderr is not a terminal)",
+    )
 
 
 def _config_from_args(a: argparse.Namespace, method: str | None = None):
@@ -111,8 +130,16 @@ def _config_from_args(a: argparse.Namespace, method: str | None = None):
 
     d = RunConfig.from_file(a.config).to_dict() if a.config else {}
     d.update(_parse_kv(a.sets, "--set"))
-    flags = {"dataset": a.dataset, "preset": a.preset, "backbone": a.backbone, "epochs": a.epochs,
-             "batch_size": a.batch_size, "lr": a.lr, "device": a.device, "data_root": a.data_root}
+    flags = {
+        "dataset": a.dataset,
+        "preset": a.preset,
+        "backbone": a.backbone,
+        "epochs": a.epochs,
+        "batch_size": a.batch_size,
+        "lr": a.lr,
+        "device": a.device,
+        "data_root": a.data_root,
+    }
     d.update({k: v for k, v in flags.items() if v is not None})
     if method:
         d["method"] = method
@@ -167,16 +194,23 @@ def cmd_run(a) -> int:
     methods, skipped = select_methods(a.methods, base.dataset, data.kind)
     if skipped:  # `--methods all` on data some methods cannot train on (ijepa, mae on vectors)
         needs = sorted({k for m in skipped for k in METHODS.get(m).data_kinds})
-        print(f"[methods] skipped {', '.join(skipped)}: {' or '.join(needs)} data only, and {base.dataset} is "
-              f"{data.kind} data; running the other {len(methods)}", flush=True)
+        print(
+            f"[methods] skipped {', '.join(skipped)}: {' or '.join(needs)} data only, and {base.dataset} is "
+            f"{data.kind} data; running the other {len(methods)}",
+            flush=True,
+        )
     base = base.__class__.from_dict({**base.to_dict(), "method": methods[0]})
     if a.launcher != "inprocess":
         if scoped:
             raise ConfigError("--opt METHOD.KEY=VALUE works with --launcher inprocess only")
         from .launch import SlurmOptions, submit_sweep
 
-        slurm = SlurmOptions(partition=a.partition, timeout_min=a.timeout_min, gpus_per_node=a.gpus_per_node,
-                             cpus_per_task=a.cpus_per_task)
+        slurm = SlurmOptions(
+            partition=a.partition,
+            timeout_min=a.timeout_min,
+            gpus_per_node=a.gpus_per_node,
+            cpus_per_task=a.cpus_per_task,
+        )
         rows = submit_sweep(methods, base, seeds, Path(a.out), a.launcher, baselines=not a.no_baselines, slurm=slurm)
         failures: list = []
     elif int(os.environ.get("WORLD_SIZE", "1")) > 1 and int(os.environ.get("RANK", "0")) != 0:
@@ -185,12 +219,19 @@ def cmd_run(a) -> int:
         train_only(methods, base, seeds, Path(a.out), data=data)
         return 0
     else:
-        rows, failures = run_sweep(methods, base, seeds, Path(a.out), baselines=not a.no_baselines,
-                                   method_opts=scoped, return_failures=True, data=data)
+        rows, failures = run_sweep(
+            methods,
+            base,
+            seeds,
+            Path(a.out),
+            baselines=not a.no_baselines,
+            method_opts=scoped,
+            return_failures=True,
+            data=data,
+        )
     if failures and len(failures) == len(methods) * len(seeds) and not any(r.get("status", "ok") == "ok" for r in rows):
         raise SweepFailed(failures)
-    written = write_leaderboards(Path(a.out), Path(a.leaderboards), [base.dataset],
-                                 command="ssl-bench leaderboard")
+    written = write_leaderboards(Path(a.out), Path(a.leaderboards), [base.dataset], command="ssl-bench leaderboard")
     if not a.no_report:
         from .report import write_report
 
@@ -230,8 +271,9 @@ def cmd_eval(a) -> int:
 
     unsaved = None
     try:
-        rows = evaluate_checkpoint(Path(a.checkpoint), evaluators, device=a.device or "auto", dataset=a.dataset,
-                                   data_root=a.data_root)
+        rows = evaluate_checkpoint(
+            Path(a.checkpoint), evaluators, device=a.device or "auto", dataset=a.dataset, data_root=a.data_root
+        )
     except ResultsNotSavedError as exc:  # the numbers are printed, the error says where the rows went
         rows, unsaved = exc.rows, exc
     from .evaluator import format_metrics, readable
@@ -272,8 +314,9 @@ def load_embeddings_file(path: Path, need_labels: bool):
         if np.iscomplexobj(a):
             raise ConfigError(f"{path}: {k} is complex; embeddings must be real numbers")
         if a.ndim != 2 or len(a) < 2 or a.shape[1] < 1 or not np.issubdtype(a.dtype, np.number):
-            raise ConfigError(f"{path}: {k} must be a numeric (N >= 2, D >= 1) matrix, got shape {a.shape} "
-                              f"dtype {a.dtype}")
+            raise ConfigError(
+                f"{path}: {k} must be a numeric (N >= 2, D >= 1) matrix, got shape {a.shape} dtype {a.dtype}"
+            )
         if not np.isfinite(a).all():
             raise ConfigError(f"{path}: {k} holds NaN or inf values")
         x[k] = np.ascontiguousarray(a, dtype=np.float32)
@@ -286,12 +329,15 @@ def load_embeddings_file(path: Path, need_labels: bool):
             continue
         a = arrays[k]
         if a.ndim != 1 or len(a) != len(x[xk]):
-            raise ConfigError(f"{path}: {k} must be a vector of {len(x[xk])} labels (one per row of {xk}), "
-                              f"got shape {a.shape}")
+            raise ConfigError(
+                f"{path}: {k} must be a vector of {len(x[xk])} labels (one per row of {xk}), got shape {a.shape}"
+            )
         if np.iscomplexobj(a):
             raise ConfigError(f"{path}: {k} is complex; labels must be integers")
-        if not (np.issubdtype(a.dtype, np.integer) or (np.issubdtype(a.dtype, np.floating) and np.isfinite(a).all()
-                                                         and (a == np.round(a)).all())):
+        if not (
+            np.issubdtype(a.dtype, np.integer)
+            or (np.issubdtype(a.dtype, np.floating) and np.isfinite(a).all() and (a == np.round(a)).all())
+        ):
             raise ConfigError(f"{path}: {k} must hold integer class labels, got dtype {a.dtype}")
         if len(a) and (a.min() < 0 or a.max() >= 100_000):
             raise ConfigError(f"{path}: {k} labels must lie in [0, 100000), found {a.min()}..{a.max()}")
@@ -309,8 +355,9 @@ def cmd_eval_embeddings(a) -> int:
     names = EVALUATORS.resolve(wanted if wanted is not None else a.evaluators)
     model_evs = [n for n in names if EVALUATORS.get(n).needs_model]
     if model_evs:
-        raise ConfigError(f"evaluator(s) {', '.join(model_evs)} need a model, not embeddings: "
-                          "use `ssl-bench eval CHECKPOINT`")
+        raise ConfigError(
+            f"evaluator(s) {', '.join(model_evs)} need a model, not embeddings: use `ssl-bench eval CHECKPOINT`"
+        )
     emb = load_embeddings_file(Path(a.file), any(EVALUATORS.get(n).needs_labels for n in names))
     kwargs: dict = {}
     for k, v in _parse_kv(a.eval_opt, "--eval-opt").items():
@@ -331,8 +378,7 @@ def cmd_eval_embeddings(a) -> int:
         for ev, metrics in result.items():
             from .evaluator import format_metrics
 
-            print(f"{ev}: " + format_metrics(ev, metrics, 4)
-                  + f"  ({res[ev][1]:.1f}s)")
+            print(f"{ev}: " + format_metrics(ev, metrics, 4) + f"  ({res[ev][1]:.1f}s)")
     return 0
 
 
@@ -357,8 +403,9 @@ def cmd_list(a) -> int:
 def cmd_leaderboard(a) -> int:
     from .leaderboard import update_readme, write_leaderboards
 
-    written = write_leaderboards(Path(a.runs), Path(a.out), [a.dataset] if a.dataset else None,
-                                 command="ssl-bench leaderboard")
+    written = write_leaderboards(
+        Path(a.runs), Path(a.out), [a.dataset] if a.dataset else None, command="ssl-bench leaderboard"
+    )
     if not written:
         raise SSLBenchError(f"no result rows under {a.runs}: run `ssl-bench run` first")
     if a.readme:
@@ -423,11 +470,13 @@ def cmd_check_collapse(a) -> int:
         a.jobs = usable_cores()
     if a.jobs < 1:
         raise ConfigError(f"--jobs must be >= 1, got {a.jobs}")
-    results = run_suite(cases, _seeds(a.seeds) if a.seeds else None, workdir=a.keep, log=log, jobs=a.jobs,
-                        early_stop=not a.full_budget)
+    results = run_suite(
+        cases, _seeds(a.seeds) if a.seeds else None, workdir=a.keep, log=log, jobs=a.jobs, early_stop=not a.full_budget
+    )
     if a.json:
-        print(json.dumps({"cases": [r.to_dict() for r in results], "passed": all(r.ok for r in results)},
-                         sort_keys=True))
+        print(
+            json.dumps({"cases": [r.to_dict() for r in results], "passed": all(r.ok for r in results)}, sort_keys=True)
+        )
     else:
         print(format_table(results))
     return 0 if all(r.ok for r in results) else 1
@@ -464,33 +513,56 @@ def cmd_select(a) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
-    p = _Parser(prog="ssl-bench", description="Train, evaluate and rank self-supervised "
-                                "representation learners.", epilog=EPILOG)
+    p = _Parser(
+        prog="ssl-bench", description="Train, evaluate and rank self-supervised representation learners.", epilog=EPILOG
+    )
     p.add_argument("--version", action="version", version=f"ssl-bench {__version__}")
-    p.add_argument("--traceback", action="store_true",
-                   help="show the full Python traceback of an error (also: SSL_BENCH_TRACEBACK=1)")
+    p.add_argument(
+        "--traceback",
+        action="store_true",
+        help="show the full Python traceback of an error (also: SSL_BENCH_TRACEBACK=1)",
+    )
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
-    r = sub.add_parser("run", help="train + evaluate methods x seeds, add baselines, write the leaderboard",
-                       description="Train (or resume) every method for every seed, evaluate the last checkpoint "
-                       "with the evaluators, add the pixels and random-init reference rows, and write "
-                       "leaderboards/<dataset>.csv and .md.", epilog=EPILOG)
-    r.add_argument("--methods", default="all",
-                   help="'all' (every method that trains on the dataset's kind of data; the others, e.g. the "
-                        "image-only ijepa and mae on mog2d, are skipped with a one-line note) or comma-separated "
-                        "names (default: all)")
-    r.add_argument("--seeds", default="1", help="a count N (seeds 0..N-1: 3 = 0,1,2) or a comma-separated list "
-                   "(5, = seed 5 only) (default: 1, i.e. seed 0)")
+    r = sub.add_parser(
+        "run",
+        help="train + evaluate methods x seeds, add baselines, write the leaderboard",
+        description="Train (or resume) every method for every seed, evaluate the last checkpoint "
+        "with the evaluators, add the pixels and random-init reference rows, and write "
+        "leaderboards/<dataset>.csv and .md.",
+        epilog=EPILOG,
+    )
+    r.add_argument(
+        "--methods",
+        default="all",
+        help="'all' (every method that trains on the dataset's kind of data; the others, e.g. the "
+        "image-only ijepa and mae on mog2d, are skipped with a one-line note) or comma-separated "
+        "names (default: all)",
+    )
+    r.add_argument(
+        "--seeds",
+        default="1",
+        help="a count N (seeds 0..N-1: 3 = 0,1,2) or a comma-separated list "
+        "(5, = seed 5 only) (default: 1, i.e. seed 0)",
+    )
     r.add_argument("--out", default="runs", help="runs directory (default: runs/)")
     r.add_argument("--leaderboards", default="leaderboards", help="where tables go (default: leaderboards/)")
     r.add_argument("--no-baselines", action="store_true", help="skip the pixels / random-init rows")
     r.add_argument("--no-report", action="store_true", help="do not write the HTML report at the end")
-    r.add_argument("--report-out", default=None, help="where the HTML report goes (default: report/ next to the "
-                   "runs directory, i.e. report/ for the default --out runs)")
-    r.add_argument("--launcher", default="inprocess", choices=["inprocess", "local", "slurm"],
-                   help="inprocess (default) | local: a submitit process per (method, seed) | slurm: a "
-                   "submitit SLURM job per (method, seed); the driver waits and writes the leaderboards")
+    r.add_argument(
+        "--report-out",
+        default=None,
+        help="where the HTML report goes (default: report/ next to the "
+        "runs directory, i.e. report/ for the default --out runs)",
+    )
+    r.add_argument(
+        "--launcher",
+        default="inprocess",
+        choices=["inprocess", "local", "slurm"],
+        help="inprocess (default) | local: a submitit process per (method, seed) | slurm: a "
+        "submitit SLURM job per (method, seed); the driver waits and writes the leaderboards",
+    )
     r.add_argument("--partition", default=None, help="slurm: partition")
     r.add_argument("--timeout-min", type=int, default=60, help="slurm/local: job time limit in minutes (default: 60)")
     r.add_argument("--gpus-per-node", type=int, default=0, help="slurm: GPUs per job (default: 0)")
@@ -498,40 +570,68 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(r)
     r.set_defaults(func=cmd_run)
 
-    t = sub.add_parser("train", help="train one method", epilog=EPILOG,
-                       description="Train one method into OUT/<run_id>/ with a checkpoint per epoch.")
+    t = sub.add_parser(
+        "train",
+        help="train one method",
+        epilog=EPILOG,
+        description="Train one method into OUT/<run_id>/ with a checkpoint per epoch.",
+    )
     t.add_argument("--method", required=False, default="simclr", help="method name (default: simclr)")
     t.add_argument("--seed", type=int, default=None, help="random seed (default: 0)")
     t.add_argument("--out", default="runs", help="runs directory (default: runs/)")
     t.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
-    t.add_argument("--save-every-steps", type=int, default=0, metavar="N",
-                   help="also save the resume state every N steps within an epoch (long epochs: --resume then "
-                        "restarts at the next batch; default: at epoch ends only)")
+    t.add_argument(
+        "--save-every-steps",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also save the resume state every N steps within an epoch (long epochs: --resume then "
+        "restarts at the next batch; default: at epoch ends only)",
+    )
     _add_common(t)
     t.set_defaults(func=cmd_train)
 
-    e = sub.add_parser("eval", help="evaluate a checkpoint (embeddings cached)", epilog=EPILOG,
-                       description="Evaluate CHECKPOINT (an epoch_*.safetensors file); rows go to its run's "
-                       "results.jsonl.")
+    e = sub.add_parser(
+        "eval",
+        help="evaluate a checkpoint (embeddings cached)",
+        epilog=EPILOG,
+        description="Evaluate CHECKPOINT (an epoch_*.safetensors file); rows go to its run's results.jsonl.",
+    )
     e.add_argument("checkpoint")
     e.add_argument("--evaluators", default=None, help="comma-separated (default: those of the run's config)")
     e.add_argument("--device", default=None)
-    e.add_argument("--dataset", default=None, help="dataset to evaluate on (default: the checkpoint's, if it is "
-                   "a registered name)")
-    e.add_argument("--data-root", default=None, help="where the dataset lives (default: $SSL_BENCH_DATA, system "
-                   "paths; a data root recorded in the checkpoint is never used)")
+    e.add_argument(
+        "--dataset", default=None, help="dataset to evaluate on (default: the checkpoint's, if it is a registered name)"
+    )
+    e.add_argument(
+        "--data-root",
+        default=None,
+        help="where the dataset lives (default: $SSL_BENCH_DATA, system "
+        "paths; a data root recorded in the checkpoint is never used)",
+    )
     e.add_argument("--json", action="store_true", help="print one JSON object {evaluator: {metric: value}}")
     e.set_defaults(func=cmd_eval)
 
-    ee = sub.add_parser("eval-embeddings", help="evaluate embeddings from any model (.npz)", epilog=EPILOG,
-                        description="Evaluate FILE.npz holding train_x, test_x (N x D) and train_y, test_y "
-                        "(integer labels; optional for label-free evaluators such as rankme, collapse, "
-                        "alpha-req).")
+    ee = sub.add_parser(
+        "eval-embeddings",
+        help="evaluate embeddings from any model (.npz)",
+        epilog=EPILOG,
+        description="Evaluate FILE.npz holding train_x, test_x (N x D) and train_y, test_y "
+        "(integer labels; optional for label-free evaluators such as rankme, collapse, "
+        "alpha-req).",
+    )
     ee.add_argument("file")
-    ee.add_argument("--evaluators", default="knn,linear,rankme,collapse",
-                    help="comma-separated embedding evaluators (default: knn,linear,rankme,collapse)")
-    ee.add_argument("--eval-opt", action="append", metavar="EVALUATOR.KEY=VALUE",
-                    help="evaluator option, e.g. --eval-opt knn.k=10 --eval-opt linear.mode=protocol (repeatable)")
+    ee.add_argument(
+        "--evaluators",
+        default="knn,linear,rankme,collapse",
+        help="comma-separated embedding evaluators (default: knn,linear,rankme,collapse)",
+    )
+    ee.add_argument(
+        "--eval-opt",
+        action="append",
+        metavar="EVALUATOR.KEY=VALUE",
+        help="evaluator option, e.g. --eval-opt knn.k=10 --eval-opt linear.mode=protocol (repeatable)",
+    )
     ee.add_argument("--artifacts", default=None, help="folder for files evaluators write (collapse spectrum)")
     ee.add_argument("--json", action="store_true", help="print one JSON object {evaluator: {metric: value}}")
     ee.set_defaults(func=cmd_eval_embeddings)
@@ -541,18 +641,20 @@ def build_parser() -> argparse.ArgumentParser:
     li.add_argument("--json", action="store_true", help="print a JSON list of names")
     li.set_defaults(func=cmd_list)
 
-    lb = sub.add_parser("leaderboard", help="aggregate result rows into leaderboards/<dataset>.csv/.md",
-                        epilog=EPILOG)
+    lb = sub.add_parser("leaderboard", help="aggregate result rows into leaderboards/<dataset>.csv/.md", epilog=EPILOG)
     lb.add_argument("--runs", default="runs", help="runs directory (default: runs/)")
     lb.add_argument("--out", default="leaderboards", help="output directory (default: leaderboards/)")
     lb.add_argument("--dataset", default=None, help="only this dataset")
     lb.add_argument("--readme", default=None, help="also refresh the <!-- leaderboard:DATASET --> block of this file")
     lb.set_defaults(func=cmd_leaderboard)
-    cp = sub.add_parser("compare", help="seed-paired comparison of two methods or run-id prefixes: "
-                        "difference, 95%% CI and p-value per metric", epilog=EPILOG,
-                        description="Pair the seeds that A and B share and print, for every metric both have, "
-                        "the mean difference A - B, its 95% Student-t confidence interval and the paired t-test "
-                        "p-value. Refuses runs of different datasets or evaluator settings.")
+    cp = sub.add_parser(
+        "compare",
+        help="seed-paired comparison of two methods or run-id prefixes: difference, 95%% CI and p-value per metric",
+        epilog=EPILOG,
+        description="Pair the seeds that A and B share and print, for every metric both have, "
+        "the mean difference A - B, its 95% Student-t confidence interval and the paired t-test "
+        "p-value. Refuses runs of different datasets or evaluator settings.",
+    )
     cp.add_argument("a", help="a method name or a run-id prefix")
     cp.add_argument("b", help="a method name or a run-id prefix")
     cp.add_argument("--runs", default="runs", help="runs directory (default: runs/)")
@@ -561,69 +663,112 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("--json", action="store_true", help="print one JSON object")
     cp.set_defaults(func=cmd_compare)
 
-    rp = sub.add_parser("report", help="one self-contained HTML page: leaderboard + figures", epilog=EPILOG,
-                        description="Write OUT/index.html from the runs under RUNS: the leaderboard table, then "
-                        "learning curves (with the online k-NN monitor), eigen-spectra, RankMe vs k-NN, PCA "
-                        "scatters, k-NN precision/recall/F1, reconstruction grids and, for mog2d runs, energy "
-                        "landscapes and the DSM field with Langevin samples. Images are embedded (no network). "
-                        "See docs/report.md.")
+    rp = sub.add_parser(
+        "report",
+        help="one self-contained HTML page: leaderboard + figures",
+        epilog=EPILOG,
+        description="Write OUT/index.html from the runs under RUNS: the leaderboard table, then "
+        "learning curves (with the online k-NN monitor), eigen-spectra, RankMe vs k-NN, PCA "
+        "scatters, k-NN precision/recall/F1, reconstruction grids and, for mog2d runs, energy "
+        "landscapes and the DSM field with Langevin samples. Images are embedded (no network). "
+        "See docs/report.md.",
+    )
     rp.add_argument("--runs", default="runs", help="runs directory (default: runs/)")
     rp.add_argument("--out", default="report", help="output directory (default: report/)")
     rp.add_argument("--quiet", action="store_true", help="no per-figure timing on stderr")
     rp.set_defaults(func=cmd_report)
-    cc = sub.add_parser("check-collapse", help="collapse regression suite: train tiny cases, compare the "
-                        "collapse verdicts with the expected ones", epilog=EPILOG,
-                        description="Run every case x seed of a cases file (default: the built-in facts from "
-                        "the literature) through the trainer and the collapse evaluator; print a table and "
-                        "exit 1 when any case disagrees with its expectation. See docs/collapse-ci.md.")
-    cc.add_argument("--cases", default=None,
-                    help="TOML cases file (default: the built-in ssl_bench/collapse_cases.toml)")
+    cc = sub.add_parser(
+        "check-collapse",
+        help="collapse regression suite: train tiny cases, compare the collapse verdicts with the expected ones",
+        epilog=EPILOG,
+        description="Run every case x seed of a cases file (default: the built-in facts from "
+        "the literature) through the trainer and the collapse evaluator; print a table and "
+        "exit 1 when any case disagrees with its expectation. See docs/collapse-ci.md.",
+    )
+    cc.add_argument(
+        "--cases", default=None, help="TOML cases file (default: the built-in ssl_bench/collapse_cases.toml)"
+    )
     cc.add_argument("--seeds", default=None, help="comma-separated seeds for every case (default: each case's seeds)")
     cc.add_argument("--only", default=None, help="comma-separated case names to run (default: all)")
-    cc.add_argument("--keep", default=None, metavar="DIR",
-                    help="keep the runs under DIR (default: a temporary directory)")
-    cc.add_argument("--jobs", type=int, default=None, help="worker processes, one thread each (default: the "
-                    "number of usable cores, from the CPU affinity and the cgroup CPU quota)")
-    cc.add_argument("--quick", action="store_true", help="the PR-sized check: only the cases marked quick = true "
-                    "(the built-in file: at least one per method), each on its first seed unless --seeds is given")
-    cc.add_argument("--full-budget", action="store_true", help="train every case for its whole step budget (by "
-                    "default a collapse case with check_every stops once `settle` checks in a row gave the same "
-                    "agreeing verdict)")
+    cc.add_argument(
+        "--keep", default=None, metavar="DIR", help="keep the runs under DIR (default: a temporary directory)"
+    )
+    cc.add_argument(
+        "--jobs",
+        type=int,
+        default=None,
+        help="worker processes, one thread each (default: the "
+        "number of usable cores, from the CPU affinity and the cgroup CPU quota)",
+    )
+    cc.add_argument(
+        "--quick",
+        action="store_true",
+        help="the PR-sized check: only the cases marked quick = true "
+        "(the built-in file: at least one per method), each on its first seed unless --seeds is given",
+    )
+    cc.add_argument(
+        "--full-budget",
+        action="store_true",
+        help="train every case for its whole step budget (by "
+        "default a collapse case with check_every stops once `settle` checks in a row gave the same "
+        "agreeing verdict)",
+    )
     cc.add_argument("--json", action="store_true", help="print one JSON object with every case and seed")
     cc.set_defaults(func=cmd_check_collapse)
 
     from .studies import BUDGETS, DEFAULT_OUT, STUDIES
 
-    st = sub.add_parser("study", help="run a study from the literature (RankMe selection, Littwin et al.'s JEPA "
-                        "vs MAE, the VICReg ablation, the MoG table): a table and figures under --out",
-                        epilog=EPILOG, description="Each study checks a published claim with ssl-bench's own "
-                        "sweep and evaluators and writes NAME.csv, NAME.md and PNG figures under --out. "
-                        "--budget tiny runs in seconds (tests, CI); default is the budget of the committed "
-                        "tables. See docs/studies.md.")
+    st = sub.add_parser(
+        "study",
+        help="run a study from the literature (RankMe selection, Littwin et al.'s JEPA "
+        "vs MAE, the VICReg ablation, the MoG table): a table and figures under --out",
+        epilog=EPILOG,
+        description="Each study checks a published claim with ssl-bench's own "
+        "sweep and evaluators and writes NAME.csv, NAME.md and PNG figures under --out. "
+        "--budget tiny runs in seconds (tests, CI); default is the budget of the committed "
+        "tables. See docs/studies.md.",
+    )
     ssub = st.add_subparsers(dest="study", metavar="STUDY", parser_class=_Parser)
     ssub.required = True
     for name in sorted(STUDIES):
         spec = STUDIES[name]
-        sp = ssub.add_parser(name, help=spec.help, description=spec.description.split("\n\n")[0],
-                             epilog=EPILOG)
+        sp = ssub.add_parser(name, help=spec.help, description=spec.description.split("\n\n")[0], epilog=EPILOG)
         sp.add_argument("--out", default=DEFAULT_OUT, help=f"where the table and figures go (default: {DEFAULT_OUT}/)")
-        sp.add_argument("--budget", default="default", choices=BUDGETS,
-                        help="tiny: seconds, for tests and CI; default: the budget of the committed table")
-        sp.add_argument("--runs", default=None, help="where trained runs go (default: runs/studies/NAME, or "
-                        "OUT/runs/NAME with another --out; an existing run is resumed, not retrained)")
-        sp.add_argument("--threads", type=int, default=None, help="torch threads of every training and evaluation "
-                        "(default: torch's; 1 is faster on a CPU that other jobs share)")
+        sp.add_argument(
+            "--budget",
+            default="default",
+            choices=BUDGETS,
+            help="tiny: seconds, for tests and CI; default: the budget of the committed table",
+        )
+        sp.add_argument(
+            "--runs",
+            default=None,
+            help="where trained runs go (default: runs/studies/NAME, or "
+            "OUT/runs/NAME with another --out; an existing run is resumed, not retrained)",
+        )
+        sp.add_argument(
+            "--threads",
+            type=int,
+            default=None,
+            help="torch threads of every training and evaluation "
+            "(default: torch's; 1 is faster on a CPU that other jobs share)",
+        )
         spec.add_arguments(sp)
         sp.set_defaults(func=cmd_study)
 
-    se = sub.add_parser("select", help="pick each method's configuration by a label-free score (RankMe, LiDAR, "
-                        "alpha-ReQ) from the runs of a sweep", epilog=EPILOG,
-                        description="Group the result rows under RUNS by method and training configuration "
-                        "(seeds averaged) and pick, per method, the configuration with the highest RankMe or "
-                        "LiDAR, or the alpha-ReQ closest to 1. No label is used. See docs/studies.md.")
+    se = sub.add_parser(
+        "select",
+        help="pick each method's configuration by a label-free score (RankMe, LiDAR, "
+        "alpha-ReQ) from the runs of a sweep",
+        epilog=EPILOG,
+        description="Group the result rows under RUNS by method and training configuration "
+        "(seeds averaged) and pick, per method, the configuration with the highest RankMe or "
+        "LiDAR, or the alpha-ReQ closest to 1. No label is used. See docs/studies.md.",
+    )
     se.add_argument("--runs", default="runs", help="runs directory (default: runs/)")
-    se.add_argument("--by", default="rankme", choices=["rankme", "lidar", "alpha-req"],
-                    help="the score (default: rankme)")
+    se.add_argument(
+        "--by", default="rankme", choices=["rankme", "lidar", "alpha-req"], help="the score (default: rankme)"
+    )
     se.add_argument("--dataset", default=None, help="only rows of this dataset")
     se.add_argument("--json", action="store_true", help="print one JSON object")
     se.set_defaults(func=cmd_select)
@@ -636,11 +781,16 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     import pickle
     import zlib
 
-    errs: list[type[BaseException]] = [OSError, EOFError, UnicodeError, pickle.UnpicklingError, zlib.error,
-                                       MemoryError]
-    for mod, name in (("numpy.linalg", "LinAlgError"), ("torch._C", "_LinAlgError"),
-                      ("json", "JSONDecodeError"), ("yaml", "YAMLError"), ("gzip", "BadGzipFile"),
-                      ("PIL", "UnidentifiedImageError"), ("safetensors", "SafetensorError")):
+    errs: list[type[BaseException]] = [OSError, EOFError, UnicodeError, pickle.UnpicklingError, zlib.error, MemoryError]
+    for mod, name in (
+        ("numpy.linalg", "LinAlgError"),
+        ("torch._C", "_LinAlgError"),
+        ("json", "JSONDecodeError"),
+        ("yaml", "YAMLError"),
+        ("gzip", "BadGzipFile"),
+        ("PIL", "UnidentifiedImageError"),
+        ("safetensors", "SafetensorError"),
+    ):
         m = sys.modules.get(mod)  # only what is already imported: an error path must not import torch
         obj = getattr(m, name, None) if m is not None else None
         if isinstance(obj, type) and issubclass(obj, BaseException):
@@ -666,7 +816,11 @@ def _one_line(exc: BaseException) -> str:
 
 def _want_traceback(argv: list[str]) -> bool:
     return "--traceback" in argv or os.environ.get("SSL_BENCH_TRACEBACK", "").strip().lower() in (
-        "1", "true", "yes", "on")
+        "1",
+        "true",
+        "yes",
+        "on",
+    )
 
 
 def _silence_broken_pipe() -> None:

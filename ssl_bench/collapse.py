@@ -32,6 +32,7 @@ the case's budget: it still runs and is shown (XFAIL, or XPASS when it agrees on
 without failing the suite. :func:`run_suite` returns the results, :func:`format_table` the
 table ``ssl-bench check-collapse`` prints.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -51,8 +52,23 @@ from ssl_bench.evaluators.collapse import VERDICTS, verdict
 
 from .errors import ConfigError
 
-CASE_KEYS = {"name", "method", "options", "config", "dataset", "steps", "seeds", "expect", "bounds", "note",
-             "represent", "xfail", "check_every", "settle", "quick"}
+CASE_KEYS = {
+    "name",
+    "method",
+    "options",
+    "config",
+    "dataset",
+    "steps",
+    "seeds",
+    "expect",
+    "bounds",
+    "note",
+    "represent",
+    "xfail",
+    "check_every",
+    "settle",
+    "quick",
+}
 DEFAULT_KEYS = CASE_KEYS - {"name", "method", "expect", "bounds", "note", "xfail", "quick"}
 #: Metrics every case reports in the table (when computed).
 KEY_METRICS = ("collapse.std_ratio", "collapse.dims99", "collapse.mean_cos", "collapse.sigreg")
@@ -91,8 +107,7 @@ class Case:
         checked every ``check_every`` steps and training ends once ``settle`` checks in a row gave
         the same agreeing verdict. An ``ok`` fact always trains the whole budget (a random init is
         ``ok`` too)."""
-        return (self.check_every > 0 and bool(self.expected) and "ok" not in self.expected
-                and not self.bounds)
+        return self.check_every > 0 and bool(self.expected) and "ok" not in self.expected and not self.bounds
 
     @property
     def evaluators(self) -> list[str]:
@@ -146,15 +161,31 @@ class CaseResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "case": self.case.name, "method": self.case.method, "options": self.case.options,
-            "dataset": self.case.dataset, "steps": self.case.steps, "expected": self.case.expect,
-            "bounds": self.case.bounds, "represent": self.case.represent, "xfail": self.case.xfail,
-            "passed": self.passed, "status": self.status,
+            "case": self.case.name,
+            "method": self.case.method,
+            "options": self.case.options,
+            "dataset": self.case.dataset,
+            "steps": self.case.steps,
+            "expected": self.case.expect,
+            "bounds": self.case.bounds,
+            "represent": self.case.represent,
+            "xfail": self.case.xfail,
+            "passed": self.passed,
+            "status": self.status,
             "agreement": f"{self.agreement}/{len(self.seeds)}",
-            "seeds": [{"seed": s.seed, "verdict": s.verdict, "agrees": s.agrees, "failures": s.failures,
-                       "seconds": round(s.seconds, 3), "steps": s.steps, "checks": [list(c) for c in s.checks],
-                       "metrics": s.metrics}
-                      for s in self.seeds],
+            "seeds": [
+                {
+                    "seed": s.seed,
+                    "verdict": s.verdict,
+                    "agrees": s.agrees,
+                    "failures": s.failures,
+                    "seconds": round(s.seconds, 3),
+                    "steps": s.steps,
+                    "checks": [list(c) for c in s.checks],
+                    "metrics": s.metrics,
+                }
+                for s in self.seeds
+            ],
         }
 
 
@@ -227,12 +258,17 @@ def _check_case(c: Case, label: str) -> None:
         raise ConfigError(f"{label}: settle must be a positive integer, got {c.settle!r}")
     if not isinstance(c.quick, bool):
         raise ConfigError(f"{label}: quick must be true or false, got {c.quick!r}")
-    if (not isinstance(c.seeds, list) or not c.seeds
-            or not all(isinstance(s, int) and not isinstance(s, bool) for s in c.seeds)):
+    if (
+        not isinstance(c.seeds, list)
+        or not c.seeds
+        or not all(isinstance(s, int) and not isinstance(s, bool) for s in c.seeds)
+    ):
         raise ConfigError(f"{label}: seeds must be a non-empty list of integers, got {c.seeds!r}")
     if not isinstance(c.represent, str) or not re.fullmatch(r"[A-Za-z_]\w*(\.\w+)*", c.represent):
-        raise ConfigError(f"{label}: represent must be 'backbone', the name of a head module or a dotted path "
-                          f"inside one (e.g. 'projector.net.5'), got {c.represent!r}")
+        raise ConfigError(
+            f"{label}: represent must be 'backbone', the name of a head module or a dotted path "
+            f"inside one (e.g. 'projector.net.5'), got {c.represent!r}"
+        )
     if not isinstance(c.dataset, str):
         raise ConfigError(f"{label}: dataset must be a string")
     for k in ("options", "config", "bounds"):
@@ -240,8 +276,9 @@ def _check_case(c: Case, label: str) -> None:
             raise ConfigError(f"{label}: {k} must be a table")
     reserved = sorted({"method", "method_kwargs", "dataset", "seed", "evaluators", "epochs"} & set(c.config))
     if reserved:
-        raise ConfigError(f"{label}: config may not set {reserved} (use the case's method/options/dataset/"
-                          f"seeds/steps keys)")
+        raise ConfigError(
+            f"{label}: config may not set {reserved} (use the case's method/options/dataset/seeds/steps keys)"
+        )
     for key, b in c.bounds.items():
         if key.count(".") != 1 or not all(key.split(".")):
             raise ConfigError(f"{label}: bound {key!r} must be 'evaluator.metric', e.g. 'rankme.rank'")
@@ -259,10 +296,20 @@ def case_config(case: Case, seed: int, n_train: int):
 
     # tiny models: one thread is the fastest (and leaves the other cores to other jobs); fp32 so a
     # verdict does not depend on whether the CPU has bf16 arithmetic (a case's config may override)
-    d = {"preset": "smoke", "progress": False, "device": "cpu", "log_every": 10**9, "num_threads": 1,
-         "precision": "fp32", **case.config,
-         "method": case.method, "method_kwargs": dict(case.options), "dataset": case.dataset, "seed": seed,
-         "evaluators": case.evaluators}
+    d = {
+        "preset": "smoke",
+        "progress": False,
+        "device": "cpu",
+        "log_every": 10**9,
+        "num_threads": 1,
+        "precision": "fp32",
+        **case.config,
+        "method": case.method,
+        "method_kwargs": dict(case.options),
+        "dataset": case.dataset,
+        "seed": seed,
+        "evaluators": case.evaluators,
+    }
     cfg = RunConfig.from_dict(d).with_preset()
     assert cfg.batch_size is not None  # every preset sets it
     n = min(n_train, cfg.train_subset or n_train)
@@ -289,8 +336,9 @@ def judge(case: Case, metrics: dict[str, float]) -> tuple[str, list[str]]:
     return got, failures
 
 
-def run_case_seed(case: Case, seed: int, workdir: Path, data_cache: dict | None = None,
-                  early_stop: bool = True) -> SeedResult:
+def run_case_seed(
+    case: Case, seed: int, workdir: Path, data_cache: dict | None = None, early_stop: bool = True
+) -> SeedResult:
     """Train and judge one case x seed. Checkpoints are written after the last epoch only. A case
     that :attr:`Case.stops_early` is judged every ``check_every`` steps during training (the
     verdicts are kept in ``checks``); with ``early_stop`` it stops once ``settle`` checks in a row
@@ -327,8 +375,9 @@ def run_case_seed(case: Case, seed: int, workdir: Path, data_cache: dict | None 
 
     res = train(cfg, workdir / case.name, data=data, checkpoint_every=cfg.epochs, stop=stop)
     if case.represent == "backbone":
-        emb, cfg, _meta, _, _method = checkpoint_embeddings(res.checkpoint, eval_split(cfg, data),
-                                                            resolve_device(cfg.device))
+        emb, cfg, _meta, _, _method = checkpoint_embeddings(
+            res.checkpoint, eval_split(cfg, data), resolve_device(cfg.device)
+        )
     else:
         emb = head_embeddings(cfg, data, res.run_dir, case.represent)
     metrics = {}
@@ -369,7 +418,7 @@ def live_metrics(case: Case, cfg, data, method) -> dict[str, float]:
                     emb = embed_data(layer_encoder(method), split, device, precision=prec)
             else:
                 emb = _head_embed(method, case.represent, split, device, "live", cfg.method)
-            (m, _secs), = run_evaluators(emb, ["collapse"], cfg.eval_kwargs).values()
+            ((m, _secs),) = run_evaluators(emb, ["collapse"], cfg.eval_kwargs).values()
     finally:
         method.train(was_training)
         np.random.set_state(np_state)
@@ -388,8 +437,7 @@ def head_embeddings(cfg, data, run_dir: Path, head: str):
     method = build_method(cfg, data_spec(train_split(cfg, data)))
     method.load_state_dict(load_resume(Path(run_dir) / "checkpoints" / "resume.pt")["method"])
     method.eval()
-    return _head_embed(method, head, eval_split(cfg, data), resolve_device(cfg.device), f"{run_dir}:{head}",
-                       cfg.method)
+    return _head_embed(method, head, eval_split(cfg, data), resolve_device(cfg.device), f"{run_dir}:{head}", cfg.method)
 
 
 def _head_embed(method, head: str, data, device, source: str, name: str = ""):
@@ -399,15 +447,18 @@ def _head_embed(method, head: str, data, device, source: str, name: str = ""):
     top, _, inner = head.partition(".")
     module = getattr(method, top, None)
     if not callable(module):
-        raise ConfigError(f"method {name or type(method).__name__!r} has no head module {top!r} to represent "
-                          f"(use 'backbone' or one of its sub-modules: "
-                          f"{', '.join(n for n, _ in method.named_children())})")
+        raise ConfigError(
+            f"method {name or type(method).__name__!r} has no head module {top!r} to represent "
+            f"(use 'backbone' or one of its sub-modules: "
+            f"{', '.join(n for n, _ in method.named_children())})"
+        )
     try:
         target = module.get_submodule(inner) if inner else module
     except AttributeError:
         names = ", ".join(f"{top}.{n}" for n, _ in module.named_modules() if n)
-        raise ConfigError(f"head {top!r} of method {name or type(method).__name__!r} has no sub-module {inner!r} "
-                          f"(known: {names})") from None
+        raise ConfigError(
+            f"head {top!r} of method {name or type(method).__name__!r} has no sub-module {inner!r} (known: {names})"
+        ) from None
     captured: list = []
     hook = target.register_forward_hook(lambda _m, _inp, out: captured.append(out))
 
@@ -464,12 +515,20 @@ def quick_cases(cases: list[Case]) -> list[Case]:
 
 def _log_line(c: Case, s: int, r: SeedResult) -> str:
     stopped = f", stopped at step {r.steps} of {c.steps}" if r.steps and r.steps < c.steps else ""
-    return (f"[{c.name} seed {s}] {r.verdict} ({'agrees' if r.agrees else '; '.join(r.failures)}) "
-            f"in {r.seconds:.1f}s{stopped}")
+    return (
+        f"[{c.name} seed {s}] {r.verdict} ({'agrees' if r.agrees else '; '.join(r.failures)}) "
+        f"in {r.seconds:.1f}s{stopped}"
+    )
 
 
-def run_suite(cases: list[Case], seeds: list[int] | None = None, workdir: str | Path | None = None,
-              log: Callable[[str], None] | None = None, jobs: int = 1, early_stop: bool = True) -> list[CaseResult]:
+def run_suite(
+    cases: list[Case],
+    seeds: list[int] | None = None,
+    workdir: str | Path | None = None,
+    log: Callable[[str], None] | None = None,
+    jobs: int = 1,
+    early_stop: bool = True,
+) -> list[CaseResult]:
     """Run every case x seed (``seeds`` overrides the cases' own); runs go to a temporary
     directory unless ``workdir`` is given (then they are kept there). ``jobs > 1`` runs the
     case x seed pairs in that many worker processes (one thread each); plugins must then be
@@ -489,7 +548,7 @@ def run_suite(cases: list[Case], seeds: list[int] | None = None, workdir: str | 
         results = []
         for case in cases:
             out = []
-            for seed in (seeds if seeds is not None else case.seeds):
+            for seed in seeds if seeds is not None else case.seeds:
                 r = run_case_seed(case, seed, Path(workdir), data_cache, early_stop)
                 if log:
                     log(_log_line(case, seed, r))
@@ -542,8 +601,9 @@ def _metric_range(values: list[float]) -> str:
 def format_table(results: list[CaseResult]) -> str:
     """One row per case: expected, verdicts per seed, agreement, the range over seeds of the key
     metrics (and of every bounded metric), PASS/FAIL."""
-    rows = [("case", "expected", "got (per seed)", "agree", "key metrics of the judged output (min..max over seeds)",
-             "")]
+    rows = [
+        ("case", "expected", "got (per seed)", "agree", "key metrics of the judged output (min..max over seeds)", "")
+    ]
     for r in results:
         keys = list(KEY_METRICS) + [k for k in r.case.bounds if k not in KEY_METRICS]
         metrics = []
@@ -568,6 +628,8 @@ def format_table(results: list[CaseResult]) -> str:
             lines.append(f"  {r.case.name} is a known disagreement (xfail): {r.case.xfail}")
     n_ok = sum(r.passed for r in results)
     bad = [r.case.name for r in results if not r.ok]
-    lines.append(f"{n_ok}/{len(results)} cases agree on every seed; "
-                 + (f"suite FAILS: {', '.join(bad)}" if bad else "suite passes"))
+    lines.append(
+        f"{n_ok}/{len(results)} cases agree on every seed; "
+        + (f"suite FAILS: {', '.join(bad)}" if bad else "suite passes")
+    )
     return "\n".join(lines)

@@ -3,6 +3,7 @@
 A config file (YAML or JSON) holds the same keys as :class:`RunConfig`; unknown keys and
 wrong types are rejected with a one-line :class:`ConfigError`.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -18,22 +19,31 @@ from .errors import ConfigError
 #: Training budgets. ``None`` = the whole split. ``quick`` is the default of ``ssl-bench run``.
 PRESETS: dict[str, dict[str, Any]] = {
     # seconds: for tests and for trying a new plugin
-    "smoke": dict(epochs=1, batch_size=128, train_subset=2048, eval_train_subset=2048, eval_test_subset=1000,
-                  knn_monitor_every=0),
+    "smoke": dict(
+        epochs=1, batch_size=128, train_subset=2048, eval_train_subset=2048, eval_test_subset=1000, knn_monitor_every=0
+    ),
     # minutes on 2 CPU cores for the default dataset: the README's leaderboard. Batch 128 (312
     # steps) rather than 256 (156): EMA-target methods need steps; at 156 BYOL stayed below
     # random-init (79.5 vs 80.6 k-NN top-1) and reached 81.1 at 312 steps, SimCLR 83.5 -> 83.9.
-    "quick": dict(epochs=2, batch_size=128, train_subset=20000, eval_train_subset=None, eval_test_subset=None,
-                  knn_monitor_every=1),
+    "quick": dict(
+        epochs=2, batch_size=128, train_subset=20000, eval_train_subset=None, eval_test_subset=None, knn_monitor_every=1
+    ),
     # the reference leaderboard (leaderboards/fashion-mnist-standard.md): the whole training set,
     # each method's own recipe, 20 epochs at batch 256 (4,680 steps, 15x quick's 312). On 2 CPU
     # cores one method takes about 1-2.5 h (bf16 / fp32), so the board grows one run at a time
     # (scripts/standard_board.py, resumable); on one GPU the whole board takes minutes.
-    "standard": dict(epochs=20, batch_size=256, train_subset=None, eval_train_subset=None, eval_test_subset=None,
-                     knn_monitor_every=2),
+    "standard": dict(
+        epochs=20, batch_size=256, train_subset=None, eval_train_subset=None, eval_test_subset=None, knn_monitor_every=2
+    ),
     # the real thing (a GPU is advised)
-    "full": dict(epochs=100, batch_size=256, train_subset=None, eval_train_subset=None, eval_test_subset=None,
-                 knn_monitor_every=5),
+    "full": dict(
+        epochs=100,
+        batch_size=256,
+        train_subset=None,
+        eval_train_subset=None,
+        eval_test_subset=None,
+        knn_monitor_every=5,
+    ),
 }
 
 #: Values of the ``precision`` key (see :mod:`ssl_bench.precision`; defined here so that reading a
@@ -42,16 +52,34 @@ PRECISIONS = ("auto", "fp32", "bf16")
 
 #: Keys that do not change what is trained: left out of the config hash.
 #: Upper bounds: beyond them a value is a typo (``epochs: 1e20`` would train with lr ~ 0 forever).
-LIMITS = {"epochs": 100_000, "batch_size": 1 << 24, "train_subset": 1 << 40, "eval_train_subset": 1 << 40,
-          "eval_test_subset": 1 << 40, "seed": (1 << 32) - 1, "num_threads": 4096, "log_every": 1 << 30}
+LIMITS = {
+    "epochs": 100_000,
+    "batch_size": 1 << 24,
+    "train_subset": 1 << 40,
+    "eval_train_subset": 1 << 40,
+    "eval_test_subset": 1 << 40,
+    "seed": (1 << 32) - 1,
+    "num_threads": 4096,
+    "log_every": 1 << 30,
+}
 #: ``device`` values: auto, cpu, cuda, cuda:N, mps.
 DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d{1,3})?)$")
 #: View options that are fractions of the image or probabilities.
 _VIEW_UNIT_PAIRS = ("crop_scale", "context_scale", "target_scale")
 _VIEW_POSITIVE_PAIRS = ("crop_ratio", "target_aspect", "scale")
 
-NON_TRAINING_KEYS = {"device", "data_root", "num_threads", "evaluators", "eval_kwargs", "log_every",
-                     "progress", "compile", "knn_monitor_every", "num_workers"}
+NON_TRAINING_KEYS = {
+    "device",
+    "data_root",
+    "num_threads",
+    "evaluators",
+    "eval_kwargs",
+    "log_every",
+    "progress",
+    "compile",
+    "knn_monitor_every",
+    "num_workers",
+}
 
 
 @dataclass
@@ -111,8 +139,9 @@ class RunConfig:
         try:
             text = p.read_bytes().decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise ConfigError(f"config file {p} is not UTF-8 text (byte {exc.start}: "
-                              f"{exc.object[exc.start:exc.start + 1]!r})") from None
+            raise ConfigError(
+                f"config file {p} is not UTF-8 text (byte {exc.start}: {exc.object[exc.start : exc.start + 1]!r})"
+            ) from None
         except OSError as exc:
             raise ConfigError(f"config file {p} cannot be read: {exc.strerror or exc}") from None
         try:
@@ -216,14 +245,18 @@ class RunConfig:
     def _validate_views(self) -> None:
         for k, v in self.views.items():
             if k in _VIEW_UNIT_PAIRS + _VIEW_POSITIVE_PAIRS:
-                if (not isinstance(v, (list, tuple)) or len(v) != 2
-                        or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v)):
+                if (
+                    not isinstance(v, (list, tuple))
+                    or len(v) != 2
+                    or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v)
+                ):
                     raise ConfigError(f"views.{k} must be a pair [low, high] of numbers, got {v!r}")
                 lo, hi = v
                 top = 1.0 if k in _VIEW_UNIT_PAIRS else math.inf
                 if not 0 < lo <= hi <= top:
-                    raise ConfigError(f"views.{k} must satisfy 0 < low <= high" + (" <= 1" if top == 1.0 else "")
-                                      + f", got {list(v)}")
+                    raise ConfigError(
+                        f"views.{k} must satisfy 0 < low <= high" + (" <= 1" if top == 1.0 else "") + f", got {list(v)}"
+                    )
             elif k.endswith("_p") or k in ("mask_ratio",):
                 if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1:
                     raise ConfigError(f"views.{k} must be a probability in [0, 1], got {v!r}")

@@ -17,6 +17,7 @@ run on N ranks train the same model as one process on the same global batch:
 
 Everything here is a no-op in a single process, so methods and losses call it unconditionally.
 """
+
 from __future__ import annotations
 
 import atexit
@@ -69,8 +70,10 @@ def init_from_env(device_type: str) -> bool:
         raise ConfigError("WORLD_SIZE > 1 but this torch build has no torch.distributed")
     missing = [k for k in ("RANK", "MASTER_ADDR", "MASTER_PORT") if k not in os.environ]
     if missing:
-        raise ConfigError(f"WORLD_SIZE > 1 but {', '.join(missing)} not set: start multi-process "
-                          f"training with `torchrun --nproc-per-node N -m ssl_bench train ...`")
+        raise ConfigError(
+            f"WORLD_SIZE > 1 but {', '.join(missing)} not set: start multi-process "
+            f"training with `torchrun --nproc-per-node N -m ssl_bench train ...`"
+        )
     backend = "nccl" if device_type == "cuda" else "gloo"
     if device_type == "cuda":
         torch.cuda.set_device(local_rank())
@@ -108,11 +111,13 @@ def shard(x: torch.Tensor) -> torch.Tensor:
         return x
     n = x.shape[0]
     if n % w:
-        raise ConfigError(f"a global batch of {n} cannot be split evenly over {w} ranks: "
-                          f"choose a batch size divisible by the number of processes")
+        raise ConfigError(
+            f"a global batch of {n} cannot be split evenly over {w} ranks: "
+            f"choose a batch size divisible by the number of processes"
+        )
     b = n // w
     r = rank()
-    return x[r * b:(r + 1) * b]
+    return x[r * b : (r + 1) * b]
 
 
 class _AllGather(torch.autograd.Function):
@@ -131,7 +136,7 @@ class _AllGather(torch.autograd.Function):
         grad = grad.contiguous().clone()
         dist.all_reduce(grad, op=dist.ReduceOp.SUM)
         r = rank()
-        return grad[r * ctx.rows:(r + 1) * ctx.rows]
+        return grad[r * ctx.rows : (r + 1) * ctx.rows]
 
 
 def gather(x: torch.Tensor) -> torch.Tensor:
@@ -254,7 +259,8 @@ def convert_sync_batchnorm(module: nn.Module) -> nn.Module:
     """
     for name, child in list(module.named_children()):
         if isinstance(child, nn.modules.batchnorm._BatchNorm) and not isinstance(
-                child, (SyncBatchNorm, nn.SyncBatchNorm)):
+            child, (SyncBatchNorm, nn.SyncBatchNorm)
+        ):
             on_cuda = any(t.is_cuda for t in list(child.parameters()) + list(child.buffers()))
             cls = nn.SyncBatchNorm if on_cuda else SyncBatchNorm
             new = cls(child.num_features, child.eps, child.momentum, child.affine, child.track_running_stats)
@@ -265,7 +271,19 @@ def convert_sync_batchnorm(module: nn.Module) -> nn.Module:
 
 
 __all__ = [
-    "is_initialized", "world_size", "rank", "is_main", "init_from_env", "local_rank", "local_device",
-    "barrier", "shard", "gather", "all_reduce_sum", "mean_over_ranks", "max_over_ranks", "SyncBatchNorm",
+    "is_initialized",
+    "world_size",
+    "rank",
+    "is_main",
+    "init_from_env",
+    "local_rank",
+    "local_device",
+    "barrier",
+    "shard",
+    "gather",
+    "all_reduce_sum",
+    "mean_over_ranks",
+    "max_over_ranks",
+    "SyncBatchNorm",
     "convert_sync_batchnorm",
 ]

@@ -19,6 +19,7 @@ steps for tau 0.99) keep the paper's tau exactly. ``tau = 0`` (the target is the
 each step, an ablation) stays 0. Without ``total_steps`` (a method used outside the trainer)
 the paper's tau is used unchanged.
 """
+
 from __future__ import annotations
 
 import math
@@ -41,8 +42,9 @@ def base_tau(paper_tau: float, total_steps: int | None, c: float = STEPS_C) -> f
     return 1.0 - min(1.0, max(1.0 - paper_tau, c / total_steps))
 
 
-def tau_at(paper_tau: float, progress: float, total_steps: int | None, cosine: bool = True,
-           c: float = STEPS_C) -> float:
+def tau_at(
+    paper_tau: float, progress: float, total_steps: int | None, cosine: bool = True, c: float = STEPS_C
+) -> float:
     """Momentum after the step at ``progress`` in [0, 1]: cosine from the scaled base to 1, or constant."""
     t0 = base_tau(paper_tau, total_steps, c)
     return cosine_tau(t0, progress) if cosine else t0
@@ -65,9 +67,9 @@ def target_pairs(method: nn.Module) -> list[tuple[nn.Module, nn.Module]]:
     pairs = []
     for name, target in method.named_children():
         if name.startswith(PREFIX):
-            online = getattr(method, name[len(PREFIX):], None)
+            online = getattr(method, name[len(PREFIX) :], None)
             if not isinstance(online, nn.Module):
-                raise AttributeError(f"{type(method).__name__}.{name} has no online module {name[len(PREFIX):]!r}")
+                raise AttributeError(f"{type(method).__name__}.{name} has no online module {name[len(PREFIX) :]!r}")
             pairs.append((target, online))
     return pairs
 
@@ -80,8 +82,13 @@ def update_targets(method: nn.Module, progress: float) -> float:
     constant, :data:`STEPS_C` when the method has no such option) and ``method.total_steps`` (set
     by the trainer); returns the momentum used."""
     hp: Any = method.hp
-    tau = tau_at(hp.ema_tau, progress, getattr(method, "total_steps", None), getattr(hp, "ema_cosine", True),
-                 getattr(hp, "ema_c", STEPS_C))
+    tau = tau_at(
+        hp.ema_tau,
+        progress,
+        getattr(method, "total_steps", None),
+        getattr(hp, "ema_cosine", True),
+        getattr(hp, "ema_c", STEPS_C),
+    )
     for target, online in target_pairs(method):
         ema_update_(target, online, tau)
     return tau

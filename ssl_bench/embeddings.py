@@ -8,6 +8,7 @@ Streamed data (:mod:`ssl_bench.streaming`) is embedded batch by batch into ``.np
 million images are never in RAM at once. Rows of unreadable files are dropped (and counted in
 ``Embeddings.info["corrupt_files"]``).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -102,20 +103,26 @@ class Embeddings:
     @classmethod
     def load(cls, path: Path, source: str = "") -> Embeddings:
         with np.load(path, allow_pickle=False) as z:
-            return cls(z["train_x"], z["train_y"] if "train_y" in z else None, z["test_x"],
-                       z["test_y"] if "test_y" in z else None, source or str(path))
+            return cls(
+                z["train_x"],
+                z["train_y"] if "train_y" in z else None,
+                z["test_x"],
+                z["test_y"] if "test_y" in z else None,
+                source or str(path),
+            )
 
 
 @torch.inference_mode()
-def embed_tensor(encode, data: Data, x: torch.Tensor, device: torch.device, batch_size: int = 1024,
-                 precision: str = "fp32") -> np.ndarray:
+def embed_tensor(
+    encode, data: Data, x: torch.Tensor, device: torch.device, batch_size: int = 1024, precision: str = "fp32"
+) -> np.ndarray:
     """``encode`` over ``x`` in batches; images go channels_last, the forward runs under the
     (resolved) ``precision`` of :mod:`ssl_bench.precision`, the result is float32."""
     cl = prec.wants_channels_last(data.kind, data.input_shape)
     out = []
     for i in range(0, len(x), batch_size):
         threads.adapt()
-        xb = prec.to_layout(data.normalize(data.to_float(x[i:i + batch_size].to(device))), cl)
+        xb = prec.to_layout(data.normalize(data.to_float(x[i : i + batch_size].to(device))), cl)
         with prec.autocast(device, precision):
             z = encode(xb)
         out.append(z.float().flatten(1).cpu())
@@ -123,9 +130,16 @@ def embed_tensor(encode, data: Data, x: torch.Tensor, device: torch.device, batc
 
 
 @torch.inference_mode()
-def embed_source(encode, data: Data, images: streaming.ImageSource, device: torch.device, path: Path,
-                 batch_size: int = 256, precision: str = "fp32", num_workers: int | None = None
-                 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def embed_source(
+    encode,
+    data: Data,
+    images: streaming.ImageSource,
+    device: torch.device,
+    path: Path,
+    batch_size: int = 256,
+    precision: str = "fp32",
+    num_workers: int | None = None,
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Embed streamed images into the ``.npy`` file ``path`` batch by batch: (memory-mapped
     embeddings, labels of the kept rows, names of the unreadable files whose rows were dropped)."""
     cl = prec.wants_channels_last(data.kind, data.input_shape)
@@ -136,8 +150,9 @@ def embed_source(encode, data: Data, images: streaming.ImageSource, device: torc
     writer: ondisk.NpyWriter | None = None
     normalize = data.normalizer(device)
     try:
-        for xb, yb, bad, ok in streaming.loader(images, batch_size=batch_size, num_workers=workers,
-                                                pin_memory=cuda, substitute=False):
+        for xb, yb, bad, ok in streaming.loader(
+            images, batch_size=batch_size, num_workers=workers, pin_memory=cuda, substitute=False
+        ):
             for name, reason in bad:
                 corrupt.add(name, reason)
             x = prec.to_layout(normalize(data.to_float(xb.to(device, non_blocking=cuda))), cl)
@@ -157,15 +172,25 @@ def embed_source(encode, data: Data, images: streaming.ImageSource, device: torc
     return ondisk.open_npy(path), np.concatenate(labels).astype(np.int64), corrupt.names
 
 
-def embed_data(encode, data: Data, device: torch.device, source: str = "", precision: str = "fp32",
-               out_dir: Path | None = None, num_workers: int | None = None) -> Embeddings:
+def embed_data(
+    encode,
+    data: Data,
+    device: torch.device,
+    source: str = "",
+    precision: str = "fp32",
+    out_dir: Path | None = None,
+    num_workers: int | None = None,
+) -> Embeddings:
     """Embeddings of both splits. Streamed splits are written to ``out_dir`` (default: a temporary
     folder whose files are unlinked once mapped) and held memory-mapped."""
     if not (streaming.is_streamed(data.x_train) or streaming.is_streamed(data.x_test)):
-        return Embeddings(embed_tensor(encode, data, in_memory(data.x_train), device, precision=precision),
-                          data.y_train.numpy(),
-                          embed_tensor(encode, data, in_memory(data.x_test), device, precision=precision),
-                          data.y_test.numpy(), source)
+        return Embeddings(
+            embed_tensor(encode, data, in_memory(data.x_train), device, precision=precision),
+            data.y_train.numpy(),
+            embed_tensor(encode, data, in_memory(data.x_test), device, precision=precision),
+            data.y_test.numpy(),
+            source,
+        )
     tmp = out_dir is None
     folder = Path(tempfile.mkdtemp(prefix="ssl-bench-emb-")) if out_dir is None else Path(out_dir)
     folder.mkdir(parents=True, exist_ok=True)
@@ -176,15 +201,19 @@ def embed_data(encode, data: Data, device: torch.device, source: str = "", preci
             if streaming.is_streamed(x):
                 assert isinstance(x, streaming.ImageSource)
                 out[f"{split}_x"], out[f"{split}_y"], bad = embed_source(
-                    encode, data, x, device, folder / f"{split}_x.npy", precision=precision, num_workers=num_workers)
+                    encode, data, x, device, folder / f"{split}_x.npy", precision=precision, num_workers=num_workers
+                )
                 ondisk.save_npy(folder / f"{split}_y.npy", out[f"{split}_y"])
                 corrupt += bad
             else:
-                ondisk.save_npy(folder / f"{split}_x.npy",
-                                embed_tensor(encode, data, in_memory(x), device, precision=precision))
+                ondisk.save_npy(
+                    folder / f"{split}_x.npy", embed_tensor(encode, data, in_memory(x), device, precision=precision)
+                )
                 ondisk.save_npy(folder / f"{split}_y.npy", y.numpy())
-                out[f"{split}_x"], out[f"{split}_y"] = (ondisk.open_npy(folder / f"{split}_x.npy"),
-                                                        ondisk.open_npy(folder / f"{split}_y.npy"))
+                out[f"{split}_x"], out[f"{split}_y"] = (
+                    ondisk.open_npy(folder / f"{split}_x.npy"),
+                    ondisk.open_npy(folder / f"{split}_y.npy"),
+                )
     finally:
         if tmp:  # the mappings keep the unlinked files alive until the arrays go
             shutil.rmtree(folder, ignore_errors=True)
@@ -196,8 +225,13 @@ def pixel_embeddings(data: Data) -> Embeddings:
     """The ``pixels`` baseline: the raw input in [0, 1], flattened."""
     if streaming.is_streamed(data.x_train) or streaming.is_streamed(data.x_test):
         return embed_data(lambda x: x, data, torch.device("cpu"), "pixels")
-    return Embeddings(data.to_float(in_memory(data.x_train)).flatten(1).numpy(), data.y_train.numpy(),
-                      data.to_float(in_memory(data.x_test)).flatten(1).numpy(), data.y_test.numpy(), "pixels")
+    return Embeddings(
+        data.to_float(in_memory(data.x_train)).flatten(1).numpy(),
+        data.y_train.numpy(),
+        data.to_float(in_memory(data.x_test)).flatten(1).numpy(),
+        data.y_test.numpy(),
+        "pixels",
+    )
 
 
 def eval_split(cfg: RunConfig, data: Data, seed: int = EVAL_SUBSET_SEED) -> Data:
@@ -228,11 +262,13 @@ def layer_encoder(method, layer: str = "encode"):
         module = method.get_submodule(layer)
     except AttributeError:
         names = [n for n, _ in method.named_modules() if n][:12]
-        raise ConfigError(f"layer {layer!r}: no such sub-module of {type(method).__name__} "
-                          f"(e.g. {', '.join(names)})") from None
+        raise ConfigError(
+            f"layer {layer!r}: no such sub-module of {type(method).__name__} (e.g. {', '.join(names)})"
+        ) from None
 
     def encode(x):
         out = {}
+
         def keep(_m, _i, o):  # a copy: a later in-place op (ReLU(inplace=True)) must not change it
             o = o[0] if isinstance(o, (tuple, list)) else o
             out["z"] = o.clone()
@@ -252,9 +288,16 @@ def layer_encoder(method, layer: str = "encode"):
 def cache_key(digest: str, data: Data, precision: str, layer: str = "encode") -> dict:
     """Everything that changes a checkpoint's embeddings: the checkpoint's bytes, the evaluation
     data (subsets and their seed, through the content fingerprint), precision and layer."""
-    return {"version": CACHE_KEY_VERSION, "digest": digest, "data": data.name, "n_train": len(data.x_train),
-            "n_test": len(data.x_test), "data_fingerprint": data_fingerprint(data), "precision": precision,
-            "layer": layer or "encode"}
+    return {
+        "version": CACHE_KEY_VERSION,
+        "digest": digest,
+        "data": data.name,
+        "n_train": len(data.x_train),
+        "n_test": len(data.x_test),
+        "data_fingerprint": data_fingerprint(data),
+        "precision": precision,
+        "layer": layer or "encode",
+    }
 
 
 def inference_copy(model: nn.Module) -> nn.Module:
@@ -273,13 +316,16 @@ def inference_copy(model: nn.Module) -> nn.Module:
         names = list(seq._modules)
         for a, b in zip(names[:-1], names[1:], strict=True):
             conv, bn = seq._modules[a], seq._modules[b]
-            if (isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d) and bn.running_mean is not None
-                    and bn.running_var is not None):
+            if (
+                isinstance(conv, nn.Conv2d)
+                and isinstance(bn, nn.BatchNorm2d)
+                and bn.running_mean is not None
+                and bn.running_var is not None
+            ):
                 seq._modules[a] = fuse_conv_bn_eval(conv, bn)
                 seq._modules[b] = nn.Identity()
                 folded = True
-    if folded and any(p.is_contiguous(memory_format=torch.channels_last) and p.dim() == 4
-                      for p in model.parameters()):
+    if folded and any(p.is_contiguous(memory_format=torch.channels_last) and p.dim() == 4 for p in model.parameters()):
         copy = prec.model_to_layout(copy, True)
     return copy
 
@@ -296,14 +342,21 @@ def load_method_from_checkpoint(path: Path, device: torch.device):
     try:
         method.backbone.load_state_dict(state, strict=True)
     except RuntimeError as exc:
-        raise CheckpointError(f"checkpoint {path} does not match its configured backbone: "
-                              f"{str(exc).splitlines()[0]}") from exc
+        raise CheckpointError(
+            f"checkpoint {path} does not match its configured backbone: {str(exc).splitlines()[0]}"
+        ) from exc
     method = prec.model_to_layout(method.to(device), prec.wants_channels_last(spec.kind, spec.input_shape))
     return method.eval(), cfg, meta
 
 
-def checkpoint_embeddings(path: Path, data: Data, device: torch.device, cache_dir: Path | None = None,
-                          layer: str = "encode", precision: str | None = None):
+def checkpoint_embeddings(
+    path: Path,
+    data: Data,
+    device: torch.device,
+    cache_dir: Path | None = None,
+    layer: str = "encode",
+    precision: str | None = None,
+):
     """(embeddings, config, metadata, from_cache, method) of a checkpoint on ``data``; the
     embeddings are cached under :func:`cache_key` (checkpoint digest, data fingerprint, precision,
     layer), the rebuilt method (eval mode) is returned for model evaluators so that nobody loads
@@ -328,14 +381,16 @@ def checkpoint_embeddings(path: Path, data: Data, device: torch.device, cache_di
 
         def write(work: Path) -> None:
             encoder = layer_encoder(inference_copy(method) if layer == "encode" else method, layer)
-            emb = embed_data(encoder, data, device, source=str(path), precision=precision,
-                             out_dir=work, num_workers=cfg.num_workers)
+            emb = embed_data(
+                encoder, data, device, source=str(path), precision=precision, out_dir=work, num_workers=cfg.num_workers
+            )
             (work / "info.json").write_text(json.dumps(emb.info, sort_keys=True) + "\n")
 
         atomic_write_dir(folder, write)
         emb = Embeddings.load_dir(folder, source=str(path))
-        (cache_dir / f"{key}.json").write_text(json.dumps({"checkpoint": str(path), **key_fields}, sort_keys=True)
-                                               + "\n")
+        (cache_dir / f"{key}.json").write_text(
+            json.dumps({"checkpoint": str(path), **key_fields}, sort_keys=True) + "\n"
+        )
         return emb, cfg, meta, False, method
     cache = cache_dir / f"{key}.npz"
     if cache.is_file():

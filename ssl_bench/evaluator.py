@@ -37,6 +37,7 @@ stored in each result row anyway). A metric name the evaluator did not declare (
 sweep entry ``top1_k50``) may match a declared ``pattern`` (``fnmatch`` syntax); anything else
 gets a neutral description: no direction, not headline.
 """
+
 from __future__ import annotations
 
 import fnmatch
@@ -75,25 +76,43 @@ def _num(v: Any) -> bool:
 
 #: Ranges of option names shared by the evaluators: (low, high, low inclusive, high inclusive).
 _OPTION_RANGES: dict[str, tuple[float, float, bool, bool]] = {
-    "k": (1, 1e6, True, True), "temperature": (0, math.inf, False, False), "lr": (0, math.inf, False, False),
-    "finetune_lr": (0, math.inf, False, False), "delta": (0, math.inf, False, False),
-    "eps": (0, math.inf, False, False), "val_frac": (0, 1, False, False), "mask_ratio": (0, 1, True, False),
-    "noise_std": (0, math.inf, True, False), "seed": (0, 2**32 - 1, True, True),
-    "complete_std_ratio": (0, math.inf, False, False), "dimensional_ratio": (0, math.inf, False, False),
-    "n_views": (2, 1e4, True, True), "nlist": (0, 1e7, True, True), "nprobe": (0, 1e7, True, True),
-    "fit_start": (0, 1e9, True, True), "fit_stop": (0, 1e9, True, True),
-    "epochs_frozen": (0, 1e4, True, True), "epochs_finetune": (0, 1e4, True, True),
-    "n_pairs": (1, 1e6, True, True), "sigreg_directions": (1, 4096, True, True), "grid": (1, 64, True, True),
-    "hidden": (1, 1 << 16, True, True), "max_iter": (1, 1e5, True, True), "sweep_iter": (1, 1e5, True, True),
-    "epochs": (1, 1e4, True, True), "per_class_max": (0, 1e6, True, True),
+    "k": (1, 1e6, True, True),
+    "temperature": (0, math.inf, False, False),
+    "lr": (0, math.inf, False, False),
+    "finetune_lr": (0, math.inf, False, False),
+    "delta": (0, math.inf, False, False),
+    "eps": (0, math.inf, False, False),
+    "val_frac": (0, 1, False, False),
+    "mask_ratio": (0, 1, True, False),
+    "noise_std": (0, math.inf, True, False),
+    "seed": (0, 2**32 - 1, True, True),
+    "complete_std_ratio": (0, math.inf, False, False),
+    "dimensional_ratio": (0, math.inf, False, False),
+    "n_views": (2, 1e4, True, True),
+    "nlist": (0, 1e7, True, True),
+    "nprobe": (0, 1e7, True, True),
+    "fit_start": (0, 1e9, True, True),
+    "fit_stop": (0, 1e9, True, True),
+    "epochs_frozen": (0, 1e4, True, True),
+    "epochs_finetune": (0, 1e4, True, True),
+    "n_pairs": (1, 1e6, True, True),
+    "sigreg_directions": (1, 4096, True, True),
+    "grid": (1, 64, True, True),
+    "hidden": (1, 1 << 16, True, True),
+    "max_iter": (1, 1e5, True, True),
+    "sweep_iter": (1, 1e5, True, True),
+    "epochs": (1, 1e4, True, True),
+    "per_class_max": (0, 1e6, True, True),
 }
 #: Counts that only cap a subsample (larger than the data = all of it) may be large; other
 #: integer counts stay below 1e6 (each unit costs time or memory).
 _CAP_NAMES = ("max_samples", "sweep_samples", "sigreg_samples", "n_train", "n_test", "n_samples")
 #: List options: (entry low, entry high, low inclusive, may be empty).
 _LIST_RANGES: dict[str, tuple[float, float, bool, bool]] = {
-    "ks": (1, 1e6, True, True), "temperatures": (0, math.inf, False, True),
-    "weight_decays": (0, math.inf, True, False), "fractions": (0, 1, False, False),
+    "ks": (1, 1e6, True, True),
+    "temperatures": (0, math.inf, False, True),
+    "weight_decays": (0, math.inf, True, False),
+    "fractions": (0, 1, False, False),
 }
 
 
@@ -111,11 +130,17 @@ def check_option(evaluator: str, key: str, default: Any, v: Any) -> Any:
             raise ConfigError(f"{where} must be an integer, got {v!r}")
         v = type(default)(v)
         lo, hi, lo_inc, hi_inc = _OPTION_RANGES.get(
-            key, ((1, 1e8 if key in _CAP_NAMES else 1e6, True, True) if isinstance(default, int) and default >= 1
-                  else (-math.inf, math.inf, True, True)))
+            key,
+            (
+                (1, 1e8 if key in _CAP_NAMES else 1e6, True, True)
+                if isinstance(default, int) and default >= 1
+                else (-math.inf, math.inf, True, True)
+            ),
+        )
         if not ((lo <= v if lo_inc else lo < v) and (v <= hi if hi_inc else v < hi)):
-            raise ConfigError(f"{where} must lie in {'[' if lo_inc else '('}{lo:g}, {hi:g}{']' if hi_inc else ')'}, "
-                              f"got {v!r}")
+            raise ConfigError(
+                f"{where} must lie in {'[' if lo_inc else '('}{lo:g}, {hi:g}{']' if hi_inc else ')'}, got {v!r}"
+            )
         return v
     if isinstance(default, str):
         if not isinstance(v, str):
@@ -129,10 +154,16 @@ def check_option(evaluator: str, key: str, default: Any, v: Any) -> Any:
             if not v and not may_be_empty:
                 raise ConfigError(f"{where} may not be empty")
             for x in v:
-                if not _num(x) or not math.isfinite(x) or not ((lo <= x if lo_inc else lo < x) and x <= hi) or (
-                        key == "ks" and not float(x).is_integer()):
-                    raise ConfigError(f"{where}: every entry must be a{'n integer' if key == 'ks' else ' number'} in "
-                                      f"{'[' if lo_inc else '('}{lo:g}, {hi:g}], got {x!r}")
+                if (
+                    not _num(x)
+                    or not math.isfinite(x)
+                    or not ((lo <= x if lo_inc else lo < x) and x <= hi)
+                    or (key == "ks" and not float(x).is_integer())
+                ):
+                    raise ConfigError(
+                        f"{where}: every entry must be a{'n integer' if key == 'ks' else ' number'} in "
+                        f"{'[' if lo_inc else '('}{lo:g}, {hi:g}], got {x!r}"
+                    )
         return list(v)
     return v
 
@@ -166,10 +197,22 @@ class Evaluator:
                 return m
         for m in cls.metrics:
             if m.pattern and fnmatch.fnmatchcase(name, m.name):
-                return Metric(name, f"{m.label} ({name})", m.unit, m.higher_is_better, m.description, False,
-                              categorical=m.categorical, detail=m.detail)
-        return Metric(name, f"{cls.registry_name} {name}", higher_is_better=None,
-                      description=f"{cls.registry_name} metric {name!r} (not declared by the evaluator)")
+                return Metric(
+                    name,
+                    f"{m.label} ({name})",
+                    m.unit,
+                    m.higher_is_better,
+                    m.description,
+                    False,
+                    categorical=m.categorical,
+                    detail=m.detail,
+                )
+        return Metric(
+            name,
+            f"{cls.registry_name} {name}",
+            higher_is_better=None,
+            description=f"{cls.registry_name} metric {name!r} (not declared by the evaluator)",
+        )
 
     @classmethod
     def resolved_options(cls, options: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -179,8 +222,10 @@ class Evaluator:
     def __init__(self, **options: Any):
         unknown = sorted(set(options) - set(self.defaults))
         if unknown:
-            raise ConfigError(f"evaluator {self.registry_name!r} has no option(s) {unknown}; "
-                              f"known: {', '.join(sorted(self.defaults)) or '(none)'}")
+            raise ConfigError(
+                f"evaluator {self.registry_name!r} has no option(s) {unknown}; "
+                f"known: {', '.join(sorted(self.defaults)) or '(none)'}"
+            )
         checked = {k: check_option(self.registry_name, k, self.defaults[k], v) for k, v in options.items()}
         self.options = {**self.defaults, **checked}
         self.artifact_dir: Path | None = None
@@ -210,16 +255,19 @@ class Evaluator:
 
     def __call__(self, emb: Embeddings) -> dict[str, float]:
         if self.needs_model:
-            raise ConfigError(f"evaluator {self.registry_name!r} needs the model (a checkpoint), not bare "
-                              "embeddings: use `ssl-bench eval CHECKPOINT`")
+            raise ConfigError(
+                f"evaluator {self.registry_name!r} needs the model (a checkpoint), not bare "
+                "embeddings: use `ssl-bench eval CHECKPOINT`"
+            )
         if self.needs_labels and (emb.train_y is None or emb.test_y is None):
             raise ConfigError(f"evaluator {self.registry_name!r} needs labels (train_y and test_y)")
         if self.needs_labels:
             for split in ("train_y", "test_y"):
                 y = getattr(emb, split)
                 if len(y) and (int(y.min()) < 0 or int(y.max()) >= MAX_CLASSES):
-                    raise ConfigError(f"{split} labels must lie in [0, {MAX_CLASSES}), "
-                                      f"found {int(y.min())}..{int(y.max())}")
+                    raise ConfigError(
+                        f"{split} labels must lie in [0, {MAX_CLASSES}), found {int(y.min())}..{int(y.max())}"
+                    )
         return self.evaluate(emb)
 
     def run_model(self, method, data, device) -> dict[str, float]:
@@ -251,8 +299,7 @@ def readable(evaluator: str, metrics: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def format_metrics(evaluator: str, metrics: dict[str, Any], digits: int = 2, sep: str = ", ",
-                   prefix: str = "") -> str:
+def format_metrics(evaluator: str, metrics: dict[str, Any], digits: int = 2, sep: str = ", ", prefix: str = "") -> str:
     """``metric=value`` pairs joined by ``sep`` (each after ``prefix``, e.g. ``"knn."``), without
     the ``detail`` metrics (per class): their count closes the line (``+24 per-class values in
     the result rows``)."""

@@ -13,6 +13,7 @@ test keeps it in step.
 ssl-bench recipes are tuned on a validation split carved from the training set (or kept at the
 paper's values), never on the test set.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,24 +33,32 @@ ASPECTS = ("heads", "optimizer", "lr", "weight_decay", "ema", "views", "temperat
 HEAD_KEYS = ("dim", "layers", "depth", "heads", "prototypes", "predictor", "channels")
 
 # Reasons shared by many declarations; each is true of every method that cites it.
-WHY_OPTIMIZER = ("one optimiser for every method, the harness's AdamW: at batch 128-256 and a few hundred steps "
-                 "LARS/SGD would need a per-method learning-rate search we cannot afford on 2 CPU cores")
-WHY_LR = ("the harness's AdamW lr 2e-3 (10% linear warm-up, cosine to 0); the paper's lr belongs to its optimiser "
-          "and batch size")
-WHY_WD = ("the harness's AdamW weight decay 1e-4 (none on 1-D parameters); the paper's value belongs to its "
-          "optimiser")
-WHY_WIDTH = ("heads narrowed for a 128-d backbone on 2 CPU cores; the paper's widths are for 2048-d ResNet-50 "
-             "(or ViT) features")
-WHY_VIEWS = ("28 px grey images: no colour jitter or grayscale (one channel) and no blur (not used at 28 px); "
-             "random resized crop 0.3-1 (ssl-bench's default), flip, brightness/contrast 0.4 with p 0.8")
-WHY_EMA = ("the paper's momentum is tuned for 10^4-10^5+ steps: ssl-bench starts from ema_tau 0.99 and "
-           "ssl_bench.ema raises 1 - tau_0 to 10 / total_steps on shorter runs, so the target does not keep a large "
-           "share of its random init (about 21% at the quick preset's 312 steps with a cosine from 0.99)")
+WHY_OPTIMIZER = (
+    "one optimiser for every method, the harness's AdamW: at batch 128-256 and a few hundred steps "
+    "LARS/SGD would need a per-method learning-rate search we cannot afford on 2 CPU cores"
+)
+WHY_LR = (
+    "the harness's AdamW lr 2e-3 (10% linear warm-up, cosine to 0); the paper's lr belongs to its optimiser "
+    "and batch size"
+)
+WHY_WD = "the harness's AdamW weight decay 1e-4 (none on 1-D parameters); the paper's value belongs to its optimiser"
+WHY_WIDTH = (
+    "heads narrowed for a 128-d backbone on 2 CPU cores; the paper's widths are for 2048-d ResNet-50 (or ViT) features"
+)
+WHY_VIEWS = (
+    "28 px grey images: no colour jitter or grayscale (one channel) and no blur (not used at 28 px); "
+    "random resized crop 0.3-1 (ssl-bench's default), flip, brightness/contrast 0.4 with p 0.8"
+)
+WHY_EMA = (
+    "the paper's momentum is tuned for 10^4-10^5+ steps: ssl-bench starts from ema_tau 0.99 and "
+    "ssl_bench.ema raises 1 - tau_0 to 10 / total_steps on shorter runs, so the target does not keep a large "
+    "share of its random init (about 21% at the quick preset's 312 steps with a cosine from 0.99)"
+)
 #: ssl-bench's EMA schedule (ssl_bench.ema), as the fidelity table states it.
 OUR_EMA = "cosine tau_0 -> 1, 1 - tau_0 = max(1 - ema_tau, 10 / total_steps), ema_tau 0.99 (ssl_bench.ema)"
-WHY_TUTORIAL = ("the JEA tutorial fixes no training recipe for this model (toy 2-D data); ssl-bench uses its "
-                "harness defaults")
-
+WHY_TUTORIAL = (
+    "the JEA tutorial fixes no training recipe for this model (toy 2-D data); ssl-bench uses its harness defaults"
+)
 
 
 def collapse_reference_recipe(source: str) -> PaperRecipe:
@@ -63,8 +72,12 @@ def collapse_reference_recipe(source: str) -> PaperRecipe:
         ours=dict(views="crop 0.3-1, flip, brightness/contrast 0.4 (p 0.8)"),
         deviations=dict(
             heads="proj_dim=0: no projector, as the tutorial",
-            views=WHY_TUTORIAL, optimizer=WHY_TUTORIAL, lr=WHY_TUTORIAL, weight_decay=WHY_TUTORIAL,
-        ))
+            views=WHY_TUTORIAL,
+            optimizer=WHY_TUTORIAL,
+            lr=WHY_TUTORIAL,
+            weight_decay=WHY_TUTORIAL,
+        ),
+    )
 
 
 @dataclass(frozen=True)
@@ -109,16 +122,31 @@ def method_rows(cls) -> list[dict[str, str]]:
         if our_v is None:  # not declared: ssl-bench does what the paper does
             rows.append(dict(item=k, paper=paper_v, ours="= paper", differs="False", reason=p.deviations.get(k, "")))
             continue
-        rows.append(dict(item=k, paper=paper_v, ours=our_v, differs=str(paper_v != our_v),
-                         reason=p.deviations.get(k, "")))
+        rows.append(
+            dict(item=k, paper=paper_v, ours=our_v, differs=str(paper_v != our_v), reason=p.deviations.get(k, ""))
+        )
     for k, v in p.optim.items():
         our_v = ours_optim.get(k)
-        rows.append(dict(item=k, paper=_fmt(v), ours=_fmt(our_v), differs=str(_fmt(v) != _fmt(our_v)),
-                         reason=p.deviations.get(k, "")))
+        rows.append(
+            dict(
+                item=k,
+                paper=_fmt(v),
+                ours=_fmt(our_v),
+                differs=str(_fmt(v) != _fmt(our_v)),
+                reason=p.deviations.get(k, ""),
+            )
+        )
     for k, v in p.hparams.items():
         our_v = cls.defaults.get(k, "<no such option>")
-        rows.append(dict(item=k, paper=_fmt(v), ours=_fmt(our_v), differs=str(_fmt(v) != _fmt(our_v)),
-                         reason=p.deviations.get(k, "")))
+        rows.append(
+            dict(
+                item=k,
+                paper=_fmt(v),
+                ours=_fmt(our_v),
+                differs=str(_fmt(v) != _fmt(our_v)),
+                reason=p.deviations.get(k, ""),
+            )
+        )
     for k, why in p.deviations.items():  # deviations with no compared value (e.g. backbone, budget)
         if k not in {r["item"] for r in rows}:
             rows.append(dict(item=k, paper="", ours="", differs="True", reason=why))
@@ -163,21 +191,25 @@ def _cell(s: Any) -> str:
 
 
 def render_markdown() -> str:
-    lines = ["# Fidelity: each method's paper recipe next to ssl-bench's defaults", "",
-             "Generated by `python -m ssl_bench.fidelity --write docs/fidelity.md` from the `paper = "
-             "PaperRecipe(...)` declaration in each method file; do not edit by hand (a test compares).",
-             "",
-             "Every row where ssl-bench differs from the paper carries its reason. ssl-bench recipes are "
-             "tuned on a validation split carved from the training set (or kept at the paper's values), "
-             "never on the test set: every trial behind a measured choice is in docs/tuning.md "
-             "(scripts/tune_val.py). Common to all: the harness's optimiser is AdamW (lr 2e-3, weight "
-             "decay 1e-4, 10% linear warm-up then cosine to 0) unless a method sets its own; ssl-bench's "
-             "heads are derived from each method's defaults (\"= paper\": as the paper); the default backbone for "
-             "28 px images is cnn-small (3 conv layers, 128-d output; ijepa and mae: a small ViT, see their "
-             "rows) where "
-             "the papers train ResNet-18/50 or ViTs; "
-             "budgets are the presets' "
-             "(`quick`, `standard`), far below the papers' hundreds of epochs on ImageNet.", ""]
+    lines = [
+        "# Fidelity: each method's paper recipe next to ssl-bench's defaults",
+        "",
+        "Generated by `python -m ssl_bench.fidelity --write docs/fidelity.md` from the `paper = "
+        "PaperRecipe(...)` declaration in each method file; do not edit by hand (a test compares).",
+        "",
+        "Every row where ssl-bench differs from the paper carries its reason. ssl-bench recipes are "
+        "tuned on a validation split carved from the training set (or kept at the paper's values), "
+        "never on the test set: every trial behind a measured choice is in docs/tuning.md "
+        "(scripts/tune_val.py). Common to all: the harness's optimiser is AdamW (lr 2e-3, weight "
+        "decay 1e-4, 10% linear warm-up then cosine to 0) unless a method sets its own; ssl-bench's "
+        'heads are derived from each method\'s defaults ("= paper": as the paper); the default backbone for '
+        "28 px images is cnn-small (3 conv layers, 128-d output; ijepa and mae: a small ViT, see their "
+        "rows) where "
+        "the papers train ResNet-18/50 or ViTs; "
+        "budgets are the presets' "
+        "(`quick`, `standard`), far below the papers' hundreds of epochs on ImageNet.",
+        "",
+    ]
     for name, cls in builtin_methods():
         p = getattr(cls, "paper", None)
         lines += [f"## {name}", ""]

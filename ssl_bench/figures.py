@@ -3,6 +3,7 @@
 Every function takes plain arrays / dicts (what :mod:`ssl_bench.report` reads from a runs
 directory) and returns the PNG as ``bytes``; nothing here reads files or touches a model.
 """
+
 from __future__ import annotations
 
 import io
@@ -129,8 +130,9 @@ def prf_heatmaps(per_run: dict[str, dict]) -> bytes:
     labels = list(per_run)
     classes = sorted({int(c) for v in per_run.values() for c in v["classes"]})
     col = {c: j for j, c in enumerate(classes)}
-    fig, axes = plt.subplots(1, 3, figsize=(3 * (1.2 + 0.42 * len(classes)) + 1.5, 1.2 + 0.3 * len(labels)),
-                             sharey=True)
+    fig, axes = plt.subplots(
+        1, 3, figsize=(3 * (1.2 + 0.42 * len(classes)) + 1.5, 1.2 + 0.3 * len(labels)), sharey=True
+    )
     panels = (("precision", "precision (%)"), ("recall", "recall (%)"), ("f1", "F1 (%)"))
     for ax, (key, title) in zip(axes, panels, strict=True):
         m = np.full((len(labels), len(classes)), np.nan)
@@ -145,8 +147,15 @@ def prf_heatmaps(per_run: dict[str, dict]) -> bytes:
             for i in range(m.shape[0]):
                 for j in range(m.shape[1]):
                     if np.isfinite(m[i, j]):
-                        ax.text(j, i, f"{m[i, j]:.0f}", ha="center", va="center", fontsize=6,
-                                color="white" if m[i, j] < 60 else "black")
+                        ax.text(
+                            j,
+                            i,
+                            f"{m[i, j]:.0f}",
+                            ha="center",
+                            va="center",
+                            fontsize=6,
+                            color="white" if m[i, j] < 60 else "black",
+                        )
     axes[0].set_yticks(range(len(labels)), labels, fontsize=7)
     fig.colorbar(im, ax=list(axes), shrink=0.8, label="%")
     return _png(fig)
@@ -176,8 +185,16 @@ def dsm_field(xs, ys, score: np.ndarray, samples: np.ndarray, data: np.ndarray, 
     gx, gy = np.meshgrid(xs, ys)
     mag = np.linalg.norm(score, axis=-1)
     a.scatter(data[:, 0], data[:, 1], s=2, c="0.6", alpha=0.5, linewidths=0)
-    a.quiver(gx, gy, score[..., 0] / (mag + 1e-9), score[..., 1] / (mag + 1e-9), np.log1p(mag), cmap="viridis",
-             scale=35, width=0.004)
+    a.quiver(
+        gx,
+        gy,
+        score[..., 0] / (mag + 1e-9),
+        score[..., 1] / (mag + 1e-9),
+        np.log1p(mag),
+        cmap="viridis",
+        scale=35,
+        width=0.004,
+    )
     a.set_title(f"{title}: score field s(x, σ={sigma:g}) (direction; colour = log(1+|s|))", fontsize=9)
     a.set_aspect("equal")
     b.scatter(data[:, 0], data[:, 1], s=3, c="0.6", alpha=0.5, linewidths=0, label="true mixture (test points)")

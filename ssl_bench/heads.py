@@ -1,4 +1,5 @@
 """Small head modules and the EMA helpers that distillation methods share."""
+
 from __future__ import annotations
 
 import copy
@@ -17,9 +18,17 @@ class MLPHead(nn.Module):
     ``MLPHead(256, 4096, 256, num_layers=2)``; VICReg expander: ``MLPHead(d, 8192, 8192, 3)``.
     """
 
-    def __init__(self, in_dim: int, hidden_dim: int, out_dim: int, num_layers: int = 2,
-                 batch_norm: bool = True, last_bn: bool = False, bias_last: bool = True,
-                 last_bn_affine: bool = False):
+    def __init__(
+        self,
+        in_dim: int,
+        hidden_dim: int,
+        out_dim: int,
+        num_layers: int = 2,
+        batch_norm: bool = True,
+        last_bn: bool = False,
+        bias_last: bool = True,
+        last_bn_affine: bool = False,
+    ):
         super().__init__()
         if num_layers < 1:
             raise ValueError("num_layers must be >= 1")
@@ -84,8 +93,15 @@ class SplitBatchNorm(nn.modules.batchnorm._BatchNorm):
     that relies on the split checks its training batches itself.
     """
 
-    def __init__(self, num_features: int, num_splits: int, eps: float = 1e-5, momentum: float | None = 0.1,
-                 affine: bool = True, track_running_stats: bool = True):
+    def __init__(
+        self,
+        num_features: int,
+        num_splits: int,
+        eps: float = 1e-5,
+        momentum: float | None = 0.1,
+        affine: bool = True,
+        track_running_stats: bool = True,
+    ):
         super().__init__(num_features, eps, momentum, affine, track_running_stats)
         if num_splits < 1:
             raise ValueError("num_splits must be >= 1")
@@ -139,8 +155,9 @@ def split_batchnorm_(module: nn.Module, num_splits: int) -> nn.Module:
     same parameter and buffer objects (in place; returns ``module``)."""
     for name, child in list(module.named_children()):
         if isinstance(child, nn.modules.batchnorm._BatchNorm) and not isinstance(child, SplitBatchNorm):
-            new = SplitBatchNorm(child.num_features, num_splits, child.eps, child.momentum, child.affine,
-                                 child.track_running_stats)
+            new = SplitBatchNorm(
+                child.num_features, num_splits, child.eps, child.momentum, child.affine, child.track_running_stats
+            )
             setattr(module, name, adopt_batchnorm_state(new, child))
         else:
             split_batchnorm_(child, num_splits)
@@ -175,8 +192,10 @@ def check_accepts_size(backbone: nn.Module, input_shape, side: int, method: str)
         backbone.eval()
         backbone(x)
     except Exception as exc:  # any failure means the same thing here
-        raise ConfigError(f"{method}: the backbone cannot encode the {side}x{side} local crops of multi-crop "
-                          f"({type(exc).__name__}); use --opt n_local=0 or a size-agnostic backbone") from exc
+        raise ConfigError(
+            f"{method}: the backbone cannot encode the {side}x{side} local crops of multi-crop "
+            f"({type(exc).__name__}); use --opt n_local=0 or a size-agnostic backbone"
+        ) from exc
     finally:
         backbone.train(was)
 
@@ -193,7 +212,7 @@ class CosineClassifier(nn.Module):
     def __init__(self, in_dim: int, k: int):
         super().__init__()
         self.weight = nn.Parameter(torch.empty(k, in_dim))
-        nn.init.normal_(self.weight, std=in_dim ** -0.5)
+        nn.init.normal_(self.weight, std=in_dim**-0.5)
         self.out_dim = k
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -203,8 +222,9 @@ class CosineClassifier(nn.Module):
 class DINOHead(nn.Module):
     """DINO's projection head: MLP (GELU, no BN) -> bottleneck -> cosine layer to ``out_dim``."""
 
-    def __init__(self, in_dim: int, hidden_dim: int = 512, bottleneck_dim: int = 64, out_dim: int = 1024,
-                 num_layers: int = 3):
+    def __init__(
+        self, in_dim: int, hidden_dim: int = 512, bottleneck_dim: int = 64, out_dim: int = 1024, num_layers: int = 3
+    ):
         super().__init__()
         layers: list[nn.Module] = []
         d = in_dim
@@ -227,12 +247,15 @@ def timm_vit(backbone: nn.Module, method: str):
 
     vit = getattr(backbone, "model", None)
     if vit is None or not all(hasattr(vit, a) for a in ("patch_embed", "_pos_embed", "blocks", "norm")):
-        raise ConfigError(f"{method} needs a timm ViT backbone on image data (e.g. --backbone "
-                          f"timm:vit_tiny_patch16_224 with backbone_kwargs img_size/patch_size); "
-                          f"got {type(backbone).__name__}")
+        raise ConfigError(
+            f"{method} needs a timm ViT backbone on image data (e.g. --backbone "
+            f"timm:vit_tiny_patch16_224 with backbone_kwargs img_size/patch_size); "
+            f"got {type(backbone).__name__}"
+        )
     if getattr(vit, "num_prefix_tokens", 0) != 0:
-        raise ConfigError(f"{method}: use a ViT without class/register tokens (backbone_kwargs class_token: false, "
-                          "global_pool: avg)")
+        raise ConfigError(
+            f"{method}: use a ViT without class/register tokens (backbone_kwargs class_token: false, global_pool: avg)"
+        )
     return vit
 
 
@@ -294,11 +317,12 @@ class MaskedTokenPredictor(nn.Module):
         self.out = nn.Linear(dim, out_dim)
         self.dim = dim
 
-    def forward(self, visible: torch.Tensor, visible_idx: torch.Tensor, query_idx: torch.Tensor,
-                grid: tuple[int, int]) -> torch.Tensor:
+    def forward(
+        self, visible: torch.Tensor, visible_idx: torch.Tensor, query_idx: torch.Tensor, grid: tuple[int, int]
+    ) -> torch.Tensor:
         pos = sincos_pos_embed_2d(self.dim, *grid).to(visible.device, visible.dtype)
         pos = pos.unsqueeze(0).expand(visible.shape[0], -1, -1)
         v = self.embed(visible) + gather_tokens(pos, visible_idx)
         q = self.mask_token.to(v.dtype) + gather_tokens(pos, query_idx)
         x = self.norm(self.blocks(torch.cat([v, q], 1)))
-        return self.out(x[:, v.shape[1]:])
+        return self.out(x[:, v.shape[1] :])

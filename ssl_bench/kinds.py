@@ -2,6 +2,7 @@
 (``DataKind.IMAGE == "image"``), so checkpoints, configs and plugins that wrote the strings keep
 working, while code compares against the members and a typo is an AttributeError, not a branch
 silently never taken."""
+
 from __future__ import annotations
 
 from enum import StrEnum

@@ -8,6 +8,7 @@ leaderboards whichever launcher ran the jobs. ``local`` is ``submitit.LocalExecu
 per job on this machine, for trying a sweep and for tests); ``slurm`` is ``submitit.AutoExecutor``
 with the partition / time / GPU options. Job logs land in ``<out>/submitit/``.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -56,12 +57,20 @@ def make_executor(launcher: str, folder: Path, slurm: SlurmOptions | None = None
         return ex
     if launcher == "slurm":
         if shutil.which("sbatch") is None:
-            raise ConfigError("--launcher slurm needs SLURM's sbatch on PATH (not found); "
-                              "use --launcher local to run the jobs on this machine")
+            raise ConfigError(
+                "--launcher slurm needs SLURM's sbatch on PATH (not found); "
+                "use --launcher local to run the jobs on this machine"
+            )
         o = slurm or SlurmOptions()
         auto = submitit.AutoExecutor(folder=folder, cluster="slurm")
-        params = dict(timeout_min=o.timeout_min, gpus_per_node=o.gpus_per_node, cpus_per_task=o.cpus_per_task,
-                      tasks_per_node=1, nodes=1, **o.extra)
+        params = dict(
+            timeout_min=o.timeout_min,
+            gpus_per_node=o.gpus_per_node,
+            cpus_per_task=o.cpus_per_task,
+            tasks_per_node=1,
+            nodes=1,
+            **o.extra,
+        )
         if o.partition:
             params["slurm_partition"] = o.partition
         if o.mem_gb:
@@ -71,9 +80,16 @@ def make_executor(launcher: str, folder: Path, slurm: SlurmOptions | None = None
     raise ConfigError(f"unknown launcher {launcher!r}; known: {', '.join(LAUNCHERS)}")
 
 
-def submit_sweep(methods: list[str], base: RunConfig, seeds: list[int], out: Path, launcher: str,
-                 baselines: bool = True, slurm: SlurmOptions | None = None,
-                 log: Callable[[str], None] | None = None) -> list[dict]:
+def submit_sweep(
+    methods: list[str],
+    base: RunConfig,
+    seeds: list[int],
+    out: Path,
+    launcher: str,
+    baselines: bool = True,
+    slurm: SlurmOptions | None = None,
+    log: Callable[[str], None] | None = None,
+) -> list[dict]:
     """Submit every method x seed as a job, compute baselines here, wait, return all rows."""
     from .build import load_data
     from .evaluator import format_metrics
@@ -112,8 +128,9 @@ def submit_sweep(methods: list[str], base: RunConfig, seeds: list[int], out: Pat
         log(f"[{cfg.method} seed {cfg.seed}] job {job.job_id} done; {summary}")
         rows += new
     if failed:
-        raise SSLBenchError(f"{len(failed)} of {len(jobs)} job(s) failed (logs in {out / 'submitit'}): "
-                            + "; ".join(failed))
+        raise SSLBenchError(
+            f"{len(failed)} of {len(jobs)} job(s) failed (logs in {out / 'submitit'}): " + "; ".join(failed)
+        )
     return rows
 
 

@@ -18,6 +18,7 @@
 * **Status.** A row ``status`` other than ``"ok"`` (a sweep's failure rows: ``diverged``,
   ``failed``) is shown instead of numbers.
 """
+
 from __future__ import annotations
 
 import json
@@ -46,8 +47,12 @@ def metric_info(evaluator: str, metric: str) -> Metric:
     try:
         cls = EVALUATORS.get(evaluator)
     except Exception:  # rows of an evaluator not installed here: still shown, without a direction
-        return Metric(metric, f"{evaluator} {metric}", higher_is_better=None,
-                      description=f"{evaluator} metric {metric!r} (evaluator not installed)")
+        return Metric(
+            metric,
+            f"{evaluator} {metric}",
+            higher_is_better=None,
+            description=f"{evaluator} metric {metric!r} (evaluator not installed)",
+        )
     return cls.metric(metric)
 
 
@@ -109,8 +114,15 @@ def config_label(method: str, config: dict | None) -> str:
         if k not in mdefaults or mdefaults[k] != v:
             diffs.append(f"{k}={_fmt_value(v)}")
     try:
-        base = RunConfig(method=str(method), dataset=str(config.get("dataset", "fashion-mnist")),
-                         preset=str(config.get("preset", "quick"))).with_preset().to_dict()
+        base = (
+            RunConfig(
+                method=str(method),
+                dataset=str(config.get("dataset", "fashion-mnist")),
+                preset=str(config.get("preset", "quick")),
+            )
+            .with_preset()
+            .to_dict()
+        )
     except Exception:
         base = {}
     for k in sorted(config):
@@ -151,11 +163,13 @@ def aggregate(df: pd.DataFrame) -> pd.DataFrame:
     if df.empty:
         return pd.DataFrame(columns=["label"] + KEY + ["n", "status"])
     runs = df.groupby("run_id", sort=False)
-    run_info = pd.DataFrame({
-        "status": runs["status"].agg(_run_status),
-        **{k: runs[k].first() for k in KEY + ["seed", "train_seconds"]},
-        "config": runs["config"].first(),
-    })
+    run_info = pd.DataFrame(
+        {
+            "status": runs["status"].agg(_run_status),
+            **{k: runs[k].first() for k in KEY + ["seed", "train_seconds"]},
+            "config": runs["config"].first(),
+        }
+    )
     groups = []
     for key, g in run_info.groupby(KEY, sort=False, dropna=False):
         statuses = g["status"].value_counts()
@@ -164,10 +178,16 @@ def aggregate(df: pd.DataFrame) -> pd.DataFrame:
         status = "ok" if not bad else ", ".join(f"{s} {c}/{len(g)}" for s, c in sorted(bad.items()))
         cfg = next((c for c in g["config"] if isinstance(c, dict)), None)
         secs = pd.to_numeric(g.loc[g["status"] == "ok", "train_seconds"], errors="coerce")
-        groups.append({**dict(zip(KEY, key, strict=True)), "label": config_label(key[0], cfg), "n": n_ok,
-                       "status": status,
-                       "train_seconds_mean": float(secs.mean()) if len(secs.dropna()) else float("nan"),
-                       "_runs": set(g.index[g["status"] == "ok"])})
+        groups.append(
+            {
+                **dict(zip(KEY, key, strict=True)),
+                "label": config_label(key[0], cfg),
+                "n": n_ok,
+                "status": status,
+                "train_seconds_mean": float(secs.mean()) if len(secs.dropna()) else float("nan"),
+                "_runs": set(g.index[g["status"] == "ok"]),
+            }
+        )
     table = pd.DataFrame(groups)
     # two configurations that the label cannot tell apart get their hash appended
     dup = table.duplicated(["label", "backbone", "preset", "epochs"], keep=False)
@@ -191,8 +211,9 @@ def aggregate(df: pd.DataFrame) -> pd.DataFrame:
             stats["ci95"].append(t_half_width(sd, n))
         for s, vals in stats.items():
             new_cols[f"{col}_{s}"] = vals
-        new_cols[f"{col}_mark"] = mark_ties(pd.DataFrame({f"{col}_{s}": v for s, v in stats.items()}), col,
-                                            info.higher_is_better)
+        new_cols[f"{col}_mark"] = mark_ties(
+            pd.DataFrame({f"{col}_{s}": v for s, v in stats.items()}), col, info.higher_is_better
+        )
     table = pd.concat([table, pd.DataFrame(new_cols, index=table.index)], axis=1).drop(columns="_runs")
     metric_cols = [f"{c}_{s}" for c, *_ in cols for s in ("mean", "std", "n", "ci95", "mark")]
     table = table[["label"] + KEY + ["n", "status"] + metric_cols + ["train_seconds_mean"]]
@@ -200,14 +221,15 @@ def aggregate(df: pd.DataFrame) -> pd.DataFrame:
     if sort is None:
         sort = next(((c, info) for c, _ev, _m, info in cols if info.higher_is_better is not None), None)
     if sort is not None:
-        table = table.sort_values(f"{sort[0]}_mean", ascending=not sort[1].higher_is_better, kind="stable",
-                                  na_position="last")
+        table = table.sort_values(
+            f"{sort[0]}_mean", ascending=not sort[1].higher_is_better, kind="stable", na_position="last"
+        )
     table.attrs["sort"] = sort[0] if sort else None
     return table.reset_index(drop=True)
 
 
 def mark_ties(table: pd.DataFrame, col: str, higher_is_better: bool | None) -> list[str]:
-    """"best" for the best row among those with n >= 2, "tied" for each other n >= 2 row that
+    """ "best" for the best row among those with n >= 2, "tied" for each other n >= 2 row that
     Welch's t-test (two-sided, ALPHA) cannot tell apart from it, "" otherwise (n = 1: always "")."""
     marks = [""] * len(table)
     if higher_is_better is None:
@@ -219,8 +241,11 @@ def mark_ties(table: pd.DataFrame, col: str, higher_is_better: bool | None) -> l
     best = max(cand, key=lambda i: mean.iloc[i]) if higher_is_better else min(cand, key=lambda i: mean.iloc[i])
     marks[best] = "best"
     for i in cand:
-        if i != best and welch_p(mean.iloc[best], std.iloc[best], int(n.iloc[best]),
-                                 mean.iloc[i], std.iloc[i], int(n.iloc[i])) >= ALPHA:
+        if (
+            i != best
+            and welch_p(mean.iloc[best], std.iloc[best], int(n.iloc[best]), mean.iloc[i], std.iloc[i], int(n.iloc[i]))
+            >= ALPHA
+        ):
             marks[i] = "tied"
     return marks
 
@@ -253,34 +278,46 @@ def _options_text(df: pd.DataFrame, evaluator: str) -> str | None:
     return seen[0] if len(seen) == 1 else " | ".join(seen) + " (differs between rows: not comparable)"
 
 
-def legend(df: pd.DataFrame, table: pd.DataFrame, headline: list[tuple[str, str, str, Metric]],
-           command: str) -> list[str]:
+def legend(
+    df: pd.DataFrame, table: pd.DataFrame, headline: list[tuple[str, str, str, Metric]], command: str
+) -> list[str]:
     sort = table.attrs.get("sort")
     sort_info = next((info for c, _e, _m, info in ordered_columns(df) if c == sort), None)
-    lines = [f"Generated by `{command}` from the result rows under the runs directory; do not edit by hand.", "",
-             "A row is one training configuration (every training key except the seed); runs that differ only "
-             "in the seed are aggregated, n = number of seeds. A label's brackets list what differs from the "
-             "method's defaults. n = 1: the value of the one seed, no uncertainty shown. n ≥ 2: mean ± "
-             "half-width of the 95% confidence interval of the mean (Student t, n − 1 degrees of freedom). "
-             f"**Bold**: the best row of the column and every row that a two-sided Welch t-test at {ALPHA:.0%} "
-             "cannot tell apart from it; only rows with n ≥ 2 take part, so a one-seed row is never marked "
-             "(no correction for multiple comparisons)."
-             + (f" Sorted by {sort_info.label} ({'higher' if sort_info.higher_is_better else 'lower'} is better)."
-                if sort_info else ""), ""]
+    lines = [
+        f"Generated by `{command}` from the result rows under the runs directory; do not edit by hand.",
+        "",
+        "A row is one training configuration (every training key except the seed); runs that differ only "
+        "in the seed are aggregated, n = number of seeds. A label's brackets list what differs from the "
+        "method's defaults. n = 1: the value of the one seed, no uncertainty shown. n ≥ 2: mean ± "
+        "half-width of the 95% confidence interval of the mean (Student t, n − 1 degrees of freedom). "
+        f"**Bold**: the best row of the column and every row that a two-sided Welch t-test at {ALPHA:.0%} "
+        "cannot tell apart from it; only rows with n ≥ 2 take part, so a one-seed row is never marked "
+        "(no correction for multiple comparisons)."
+        + (
+            f" Sorted by {sort_info.label} ({'higher' if sort_info.higher_is_better else 'lower'} is better)."
+            if sort_info
+            else ""
+        ),
+        "",
+    ]
     for _c, ev, _m, info in headline:
         unit = f"{info.unit}, " if info.unit else ""
         direction = {True: "higher is better", False: "lower is better", None: "no better direction"}[
-            info.higher_is_better]
+            info.higher_is_better
+        ]
         lines.append(f"- **{info.label}** ({unit}{direction}; `{ev}`): {info.description}")
     evs = list(dict.fromkeys(ev for _c, ev, _m, _i in headline))
     options = [(ev, _options_text(df, ev)) for ev in evs]
     opts = [f"`{ev}`: {t}" for ev, t in options if t]
     if opts:
         lines += ["", "Evaluator options used: " + "; ".join(opts) + " (every option is in each result row)."]
-    lines += ["", "`pixels` and `random-init` are reference rows: an SSL row means something only next to "
-              "them (model evaluators have no value for `pixels`). A status other than ok (a diverged or failed "
-              "run) replaces the numbers when no seed of the row succeeded. The CSV has every metric with its "
-              "mean, std, n, 95% half-width and tie mark."]
+    lines += [
+        "",
+        "`pixels` and `random-init` are reference rows: an SSL row means something only next to "
+        "them (model evaluators have no value for `pixels`). A status other than ok (a diverged or failed "
+        "run) replaces the numbers when no seed of the row succeeded. The CSV has every metric with its "
+        "mean, std, n, 95% half-width and tie mark.",
+    ]
     return lines
 
 
@@ -289,11 +326,20 @@ def to_markdown(table: pd.DataFrame, dataset: str, command: str, df: pd.DataFram
     cols = ordered_columns(df) if not df.empty else []
     headline = [c for c in cols if c[3].headline] or cols  # only undeclared metrics: show them all
     show_status = (table["status"] != "ok").any() if "status" in table else False
-    head = ["method", "backbone", "preset", "epochs", "n"] + (["status"] if show_status else []) + \
-        [f"{info.label} {info.unit}".strip() if info.unit not in ("", "%") else info.label
-         for _c, _e, _m, info in headline] + ["train s"]
-    lines = [f"# Leaderboard: {dataset}", ""] + legend(df, table, headline, command) + ["",
-             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    head = (
+        ["method", "backbone", "preset", "epochs", "n"]
+        + (["status"] if show_status else [])
+        + [
+            f"{info.label} {info.unit}".strip() if info.unit not in ("", "%") else info.label
+            for _c, _e, _m, info in headline
+        ]
+        + ["train s"]
+    )
+    lines = (
+        [f"# Leaderboard: {dataset}", ""]
+        + legend(df, table, headline, command)
+        + ["", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    )
     for _, r in table.iterrows():
         name = f"_{r.label}_" if r.method in BASELINES else str(r.label)
         cells = [name, str(r.backbone), str(r.preset), str(int(r.epochs)), str(int(r.n))]
@@ -310,8 +356,9 @@ def to_markdown(table: pd.DataFrame, dataset: str, command: str, df: pd.DataFram
     return "\n".join(lines) + "\n"
 
 
-def write_leaderboards(runs_dir: Path, out_dir: Path, datasets: list[str] | None = None,
-                       command: str = "ssl-bench leaderboard") -> list[Path]:
+def write_leaderboards(
+    runs_dir: Path, out_dir: Path, datasets: list[str] | None = None, command: str = "ssl-bench leaderboard"
+) -> list[Path]:
     df = load_frame(Path(runs_dir))
     written: list[Path] = []
     if df.empty:
@@ -353,8 +400,9 @@ def _select(df: pd.DataFrame, spec: str) -> pd.DataFrame:
     if sel.empty:
         sel = ok[ok["run_id"].astype(str).str.startswith(spec)]
     if sel.empty:
-        raise ConfigError(f"compare: no result rows for {spec!r} (not a method, row label, train hash or "
-                          "run-id prefix)")
+        raise ConfigError(
+            f"compare: no result rows for {spec!r} (not a method, row label, train hash or run-id prefix)"
+        )
     return sel
 
 
@@ -363,8 +411,11 @@ def _eval_settings(sel: pd.DataFrame) -> dict[str, set[str]]:
     out: dict[str, set[str]] = {}
     for ev, opts in zip(sel["evaluator"], sel["eval_options"], strict=True):
         out.setdefault(ev, set()).add(json.dumps(opts or {}, sort_keys=True, default=str))
-    subsets = {json.dumps([(c or {}).get("eval_train_subset"), (c or {}).get("eval_test_subset")])
-               for c in sel["config"] if isinstance(c, dict)}
+    subsets = {
+        json.dumps([(c or {}).get("eval_train_subset"), (c or {}).get("eval_test_subset")])
+        for c in sel["config"]
+        if isinstance(c, dict)
+    }
     if subsets:
         out["eval subsets"] = subsets
     return out
@@ -381,8 +432,10 @@ def compare(df: pd.DataFrame, a: str, b: str) -> dict:
         per_seed = sel.groupby("seed")["train_hash"].nunique()
         if (per_seed > 1).any():
             labels = sorted(f"{lab!r} (train hash {h[:8]})" for h, lab in _labels(sel).items())
-            raise ConfigError(f"compare: {name!r} holds {int(per_seed.max())} configurations for one seed; "
-                              f"name one by its row label or train hash: {'; '.join(labels)}")
+            raise ConfigError(
+                f"compare: {name!r} holds {int(per_seed.max())} configurations for one seed; "
+                f"name one by its row label or train hash: {'; '.join(labels)}"
+            )
         sides[name] = sel
     da, db = (sorted(sides[x]["dataset"].unique()) for x in (a, b))
     if da != db:
@@ -390,14 +443,15 @@ def compare(df: pd.DataFrame, a: str, b: str) -> dict:
     sa, sb = _eval_settings(sides[a]), _eval_settings(sides[b])
     for ev in sorted(set(sa) & set(sb)):
         if len(sa[ev]) > 1 or len(sb[ev]) > 1 or sa[ev] != sb[ev]:
-            raise ConfigError(f"compare: different {ev if ev == 'eval subsets' else 'evaluator settings of ' + ev} "
-                              f"({a}: {' | '.join(sorted(sa[ev]))}; {b}: {' | '.join(sorted(sb[ev]))})")
+            raise ConfigError(
+                f"compare: different {ev if ev == 'eval subsets' else 'evaluator settings of ' + ev} "
+                f"({a}: {' | '.join(sorted(sa[ev]))}; {b}: {' | '.join(sorted(sb[ev]))})"
+            )
     pa = sides[a].pivot_table(index="seed", columns="column", values="value", aggfunc="last")
     pb = sides[b].pivot_table(index="seed", columns="column", values="value", aggfunc="last")
     seeds = sorted(set(pa.index) & set(pb.index))
     if not seeds:
-        raise ConfigError(f"compare: {a} (seeds {sorted(pa.index)}) and {b} (seeds {sorted(pb.index)}) "
-                          "share no seed")
+        raise ConfigError(f"compare: {a} (seeds {sorted(pa.index)}) and {b} (seeds {sorted(pb.index)}) share no seed")
     from .stats import paired_difference
 
     metrics = []
@@ -410,24 +464,47 @@ def compare(df: pd.DataFrame, a: str, b: str) -> dict:
         if not keep.any():
             continue
         res = paired_difference(x[keep].to_numpy(), y[keep].to_numpy())
-        metrics.append({"column": col, "evaluator": ev, "metric": m, "label": info.label, "unit": info.unit,
-                        "higher_is_better": info.higher_is_better, "headline": info.headline,
-                        "a_mean": float(x[keep].mean()), "b_mean": float(y[keep].mean()),
-                        "seeds": [int(s) for s in x[keep].index], **res})
-    return {"a": a, "b": b, "dataset": da[0], "seeds": [int(s) for s in seeds], "confidence": 0.95,
-            "test": "paired t-test (two-sided) over the shared seeds; interval: Student t", "metrics": metrics}
+        metrics.append(
+            {
+                "column": col,
+                "evaluator": ev,
+                "metric": m,
+                "label": info.label,
+                "unit": info.unit,
+                "higher_is_better": info.higher_is_better,
+                "headline": info.headline,
+                "a_mean": float(x[keep].mean()),
+                "b_mean": float(y[keep].mean()),
+                "seeds": [int(s) for s in x[keep].index],
+                **res,
+            }
+        )
+    return {
+        "a": a,
+        "b": b,
+        "dataset": da[0],
+        "seeds": [int(s) for s in seeds],
+        "confidence": 0.95,
+        "test": "paired t-test (two-sided) over the shared seeds; interval: Student t",
+        "metrics": metrics,
+    }
 
 
 def format_compare(res: dict, all_metrics: bool = False) -> str:
     rows = [m for m in res["metrics"] if all_metrics or m["headline"]] or res["metrics"]
     head = ["metric", res["a"], res["b"], "diff (A - B)", "95% CI", "p", "n"]
-    lines = [f"{res['a']} vs {res['b']} on {res['dataset']}, seeds {', '.join(map(str, res['seeds']))} "
-             "(paired t-test; n = 1: no interval)", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines = [
+        f"{res['a']} vs {res['b']} on {res['dataset']}, seeds {', '.join(map(str, res['seeds']))} "
+        "(paired t-test; n = 1: no interval)",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+    ]
     for m in rows:
         ci = "—" if m["ci_low"] is None else f"[{m['ci_low']:+.2f}, {m['ci_high']:+.2f}]"
         p = "—" if m["p_value"] is None else f"{m['p_value']:.3g}"
-        lines.append(f"| {m['label']} | {m['a_mean']:.2f} | {m['b_mean']:.2f} | {m['diff']:+.2f} | {ci} | {p} | "
-                     f"{m['n']} |")
+        lines.append(
+            f"| {m['label']} | {m['a_mean']:.2f} | {m['b_mean']:.2f} | {m['diff']:+.2f} | {ci} | {p} | {m['n']} |"
+        )
     return "\n".join(lines)
 
 

@@ -4,6 +4,7 @@ Each one is tested against an independent computation of its formula in
 ``tests/methods/test_losses.py``. Methods compose them; stop-gradients are the method's business
 (pass ``z.detach()``), never hidden in here.
 """
+
 from __future__ import annotations
 
 import torch
@@ -85,8 +86,15 @@ def vicreg_terms(z1: Tensor, z2: Tensor, gamma: float = 1.0, eps: float = 1e-4) 
     return inv, var, cov
 
 
-def vicreg(z1: Tensor, z2: Tensor, inv_weight: float = 25.0, var_weight: float = 25.0,
-           cov_weight: float = 1.0, gamma: float = 1.0, eps: float = 1e-4) -> Tensor:
+def vicreg(
+    z1: Tensor,
+    z2: Tensor,
+    inv_weight: float = 25.0,
+    var_weight: float = 25.0,
+    cov_weight: float = 1.0,
+    gamma: float = 1.0,
+    eps: float = 1e-4,
+) -> Tensor:
     """VICReg (Bardes et al. 2022): weighted invariance + variance + covariance terms."""
     inv, var, cov = vicreg_terms(z1, z2, gamma, eps)
     return inv_weight * inv + var_weight * var + cov_weight * cov
@@ -108,8 +116,14 @@ def barlow_twins_loss(z1: Tensor, z2: Tensor, lambd: float = 5e-3, eps: float = 
     return on + lambd * off
 
 
-def sigreg(z: Tensor, num_slices: int = 256, t_max: float = 3.0, num_points: int = 17,
-           directions: Tensor | None = None, generator: torch.Generator | None = None) -> Tensor:
+def sigreg(
+    z: Tensor,
+    num_slices: int = 256,
+    t_max: float = 3.0,
+    num_points: int = 17,
+    directions: Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> Tensor:
     """SIGReg (LeJEPA, Balestriero & LeCun 2025, arXiv:2511.08544): sliced Epps-Pulley test
     of ``z`` (shape ``(..., N, D)``) against the isotropic Gaussian N(0, I).
 
@@ -222,8 +236,9 @@ def margin_contrastive(z1: Tensor, z2: Tensor, margin: float = 1.0) -> Tensor:
 
 
 # ---------------------------------------------------------------------------- distillation (2)
-def dino_loss(student: Tensor, teacher: Tensor, center: Tensor, student_temp: float = 0.1,
-              teacher_temp: float = 0.04) -> Tensor:
+def dino_loss(
+    student: Tensor, teacher: Tensor, center: Tensor, student_temp: float = 0.1, teacher_temp: float = 0.04
+) -> Tensor:
     """DINO (Caron et al. 2021): cross-entropy H(softmax((t - c) / T_t), softmax(s / T_s)),
     averaged over the batch. Pass the teacher logits detached."""
     p_t = F.softmax((teacher - center) / teacher_temp, dim=-1)
@@ -290,9 +305,25 @@ def dsm_loss(score: Tensor, noise: Tensor, sigma: Tensor) -> Tensor:
 
 
 __all__ = [
-    "info_nce", "negative_cosine", "byol_loss", "invariance_loss", "variance_loss",
-    "covariance_loss", "vicreg_terms", "vicreg",
-    "barlow_twins_loss", "sigreg", "lejepa_invariance", "cross_view_info_nce", "info_nce_queue",
-    "margin_contrastive", "dino_loss", "sinkhorn_knopp", "swav_loss", "squared_distance",
-    "pairwise_squared_distance", "masked_mse", "dsm_loss",
+    "info_nce",
+    "negative_cosine",
+    "byol_loss",
+    "invariance_loss",
+    "variance_loss",
+    "covariance_loss",
+    "vicreg_terms",
+    "vicreg",
+    "barlow_twins_loss",
+    "sigreg",
+    "lejepa_invariance",
+    "cross_view_info_nce",
+    "info_nce_queue",
+    "margin_contrastive",
+    "dino_loss",
+    "sinkhorn_knopp",
+    "swav_loss",
+    "squared_distance",
+    "pairwise_squared_distance",
+    "masked_mse",
+    "dsm_loss",
 ]

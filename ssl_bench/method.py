@@ -39,6 +39,7 @@ What a method declares:
 The harness owns everything else (optimiser, schedule, devices, checkpoints); evaluation lives
 outside methods, on frozen checkpoints.
 """
+
 from __future__ import annotations
 
 import math

@@ -10,6 +10,7 @@ with its own generator, so the monitor does not change the training (same weight
 off). It is cheap by construction: 1500 forward passes (about 1-2 s for cnn-small on
 Fashion-MNIST on a loaded 2-core CPU) and a 500 x 1000 similarity matrix.
 """
+
 from __future__ import annotations
 
 import torch
@@ -32,10 +33,12 @@ class KNNMonitor:
         was_training = method.training
         method.eval()
         try:
-            bank = embed_tensor(method.encode, self.data, in_memory(self.data.x_train, "the k-NN monitor"), device,
-                                precision=precision)
-            query = embed_tensor(method.encode, self.data, in_memory(self.data.x_test, "the k-NN monitor"), device,
-                                 precision=precision)
+            bank = embed_tensor(
+                method.encode, self.data, in_memory(self.data.x_train, "the k-NN monitor"), device, precision=precision
+            )
+            query = embed_tensor(
+                method.encode, self.data, in_memory(self.data.x_test, "the k-NN monitor"), device, precision=precision
+            )
         finally:
             method.train(was_training)
         return knn_accuracy(bank, self.bank_y, query, self.query_y, k=20, temperature=0.07, backend="torch")["top1"]

@@ -7,6 +7,7 @@ stay within a fixed memory read it with :func:`read_rows` / :func:`take_rows`, w
 the file instead of the mapping: pages read that way sit in the page cache, not in the
 process's resident set, so peak memory does not grow with N.
 """
+
 from __future__ import annotations
 
 import os

@@ -1,4 +1,5 @@
 """Optimisers and the learning-rate schedule the harness uses for every method."""
+
 from __future__ import annotations
 
 import math
@@ -132,8 +133,16 @@ def set_weight_decay_(opt: torch.optim.Optimizer, base: list[float], end: float,
             g["weight_decay"] = cosine_value(b, end, progress)
 
 
-def update_(method, opt: torch.optim.Optimizer, sched, loss: torch.Tensor, step: int, total_steps: int,
-            wd_base: list[float], wd_end: float | None) -> None:
+def update_(
+    method,
+    opt: torch.optim.Optimizer,
+    sched,
+    loss: torch.Tensor,
+    step: int,
+    total_steps: int,
+    wd_base: list[float],
+    wd_end: float | None,
+) -> None:
     """One update after the forward, the same for every method (the trainer's and the benchmarks'):
     backward, the method's declared recipe pieces (frozen parameters, gradient clipping, the
     weight-decay schedule), the optimiser and learning-rate steps, then ``on_step_end`` (EMA

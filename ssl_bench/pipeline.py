@@ -1,4 +1,5 @@
 """Glue for the one-way data flow: checkpoint -> embeddings (cached) -> evaluators -> rows."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -60,8 +61,10 @@ class SweepFailed(SSLBenchError):
     def __init__(self, failures: list[dict]):
         self.failures = failures
         what = "; ".join(f"{f['method']} seed {f['seed']} {f['status']}" for f in failures)
-        super().__init__(f"{len(failures)} run(s) of the sweep failed ({what}); the leaderboard has the others, "
-                         f"the reasons are in each run's results.jsonl and above")
+        super().__init__(
+            f"{len(failures)} run(s) of the sweep failed ({what}); the leaderboard has the others, "
+            f"the reasons are in each run's results.jsonl and above"
+        )
 
 
 #: Embeddings beyond this magnitude are treated as broken (float32 products overflow near 1e19).
@@ -77,8 +80,9 @@ def check_embeddings(emb: Embeddings) -> None:
     for split in ("train_x", "test_x"):
         x = getattr(emb, split)
         if np.iscomplexobj(x):
-            raise NonFiniteEmbeddingsError(f"{emb.source or 'embeddings'}: {split} is complex; evaluators need "
-                                           f"real embeddings")
+            raise NonFiniteEmbeddingsError(
+                f"{emb.source or 'embeddings'}: {split} is complex; evaluators need real embeddings"
+            )
         if ondisk.is_on_disk(x):  # chunk by chunk: the file is never read whole into memory
             bad, peak = 0, 0.0
             for _, rows in ondisk.chunks(x):
@@ -91,16 +95,26 @@ def check_embeddings(emb: Embeddings) -> None:
         if bad:
             raise NonFiniteEmbeddingsError(
                 f"{emb.source or 'embeddings'}: {split} holds {bad} NaN/inf value(s) of {x.size} (non-finite "
-                f"weights? a diverged run?); no evaluator was run and no numbers were written")
+                f"weights? a diverged run?); no evaluator was run and no numbers were written"
+            )
         if peak > MAX_ABS_EMBEDDING:
             raise NonFiniteEmbeddingsError(
                 f"{emb.source or 'embeddings'}: {split} holds values up to {peak:.3g} (> {MAX_ABS_EMBEDDING:g}); "
-                f"float32 statistics overflow there, so no evaluator was run")
+                f"float32 statistics overflow there, so no evaluator was run"
+            )
 
 
-def run_evaluators(emb: Embeddings, names: list[str], eval_kwargs: dict | None = None, model=None,
-                   data: Data | None = None, device: torch.device | None = None, artifact_dir: Path | None = None,
-                   artifact_prefix: str = "", precision: str = "fp32") -> dict[str, tuple[dict, float]]:
+def run_evaluators(
+    emb: Embeddings,
+    names: list[str],
+    eval_kwargs: dict | None = None,
+    model=None,
+    data: Data | None = None,
+    device: torch.device | None = None,
+    artifact_dir: Path | None = None,
+    artifact_prefix: str = "",
+    precision: str = "fp32",
+) -> dict[str, tuple[dict, float]]:
     """{evaluator: (metrics, seconds)} for each name; evaluator options from ``eval_kwargs``.
 
     Model evaluators (``needs_model``) get ``model`` (a Method in eval mode), the evaluation
@@ -146,9 +160,16 @@ def evaluation_data_config(cfg: RunConfig, dataset: str | None = None, data_root
     return dataclasses.replace(cfg, dataset=name, data_root=data_root)
 
 
-def evaluate_checkpoint(ckpt: Path, evaluators: list[str] | None = None, eval_kwargs: dict | None = None,
-                        device: str = "auto", data: Data | None = None, results: Path | None = None,
-                        dataset: str | None = None, data_root: str | None = None) -> list[dict]:
+def evaluate_checkpoint(
+    ckpt: Path,
+    evaluators: list[str] | None = None,
+    eval_kwargs: dict | None = None,
+    device: str = "auto",
+    data: Data | None = None,
+    results: Path | None = None,
+    dataset: str | None = None,
+    data_root: str | None = None,
+) -> list[dict]:
     """Evaluate a checkpoint and append the rows to its run's ``results.jsonl``. The data is
     ``data`` if given, else ``dataset`` (default: the checkpoint's, validated against the registry)
     under ``data_root`` (never the checkpoint's recorded root)."""
@@ -200,13 +221,17 @@ def save_rows(path: Path, rows: list[dict]) -> None:
             fd, tmp = tempfile.mkstemp(prefix="ssl-bench-unsaved-", suffix=".jsonl", dir=d)
             with os.fdopen(fd, "w") as f:
                 f.write("".join(json.dumps(r, sort_keys=True, default=str) + "\n" for r in rows))
-            raise ResultsNotSavedError(f"could not append {len(rows)} result row(s) to {path} ({why}); they were "
-                                       f"saved to {tmp}: append that file to {path} once the fault is fixed",
-                                       rows, Path(tmp))
+            raise ResultsNotSavedError(
+                f"could not append {len(rows)} result row(s) to {path} ({why}); they were "
+                f"saved to {tmp}: append that file to {path} once the fault is fixed",
+                rows,
+                Path(tmp),
+            )
         except OSError:
             continue
-    raise ResultsNotSavedError(f"could not append {len(rows)} result row(s) to {path} ({why}) nor save them "
-                               f"anywhere else", rows, None)
+    raise ResultsNotSavedError(
+        f"could not append {len(rows)} result row(s) to {path} ({why}) nor save them anywhere else", rows, None
+    )
 
 
 def _evaluate_locked(ckpt, meta, cfg, names, eval_kwargs, dev, data, results_path, dataset, data_root) -> list[dict]:
@@ -216,16 +241,37 @@ def _evaluate_locked(ckpt, meta, cfg, names, eval_kwargs, dev, data, results_pat
     model = method if any(EVALUATORS.get(n).needs_model for n in names) else None
     rows = []
     options = eval_options(cfg.preset, cfg.eval_kwargs, eval_kwargs)
-    results_ev = run_evaluators(emb, names, options, model=model, data=ev_data,
-                                device=dev, artifact_dir=artifact_dir(ckpt),
-                                artifact_prefix=f"{ckpt.stem}-",
-                                precision=precision_mod.resolve_precision(cfg.precision, dev))
+    results_ev = run_evaluators(
+        emb,
+        names,
+        options,
+        model=model,
+        data=ev_data,
+        device=dev,
+        artifact_dir=artifact_dir(ckpt),
+        artifact_prefix=f"{ckpt.stem}-",
+        precision=precision_mod.resolve_precision(cfg.precision, dev),
+    )
     for name, (metrics, secs) in results_ev.items():
-        rows += make_rows(metrics, evaluator=name, run_id=meta["run_id"], method=cfg.method, dataset=cfg.dataset,
-                          backbone=meta["backbone"], preset=cfg.preset, epochs=int(meta["epoch"]), seed=cfg.seed,
-                          config_hash=meta["config_hash"], config=meta["config"], device=provenance.hardware(dev),
-                          train_seconds=meta.get("train_seconds"), eval_seconds=secs, checkpoint=str(ckpt),
-                          eval_options=EVALUATORS.get(name).resolved_options(options.get(name)), train_meta=meta)
+        rows += make_rows(
+            metrics,
+            evaluator=name,
+            run_id=meta["run_id"],
+            method=cfg.method,
+            dataset=cfg.dataset,
+            backbone=meta["backbone"],
+            preset=cfg.preset,
+            epochs=int(meta["epoch"]),
+            seed=cfg.seed,
+            config_hash=meta["config_hash"],
+            config=meta["config"],
+            device=provenance.hardware(dev),
+            train_seconds=meta.get("train_seconds"),
+            eval_seconds=secs,
+            checkpoint=str(ckpt),
+            eval_options=EVALUATORS.get(name).resolved_options(options.get(name)),
+            train_meta=meta,
+        )
     save_rows(results_path, rows)
     return rows
 
@@ -233,8 +279,11 @@ def _evaluate_locked(ckpt, meta, cfg, names, eval_kwargs, dev, data, results_pat
 def baseline_backbones(cfg: RunConfig, kind: str, methods: list[str] | None = None) -> list[tuple[str, dict]]:
     """The backbones random-init is measured with: the data's default (or the configured one) plus
     every other backbone a method of the sweep trains (e.g. the ViT of ijepa/mae), in order."""
-    choices = [backbone_choice(cfg, kind) if cfg.backbone not in ("auto", "") else
-               (default_backbone(kind), dict(cfg.backbone_kwargs))]
+    choices = [
+        backbone_choice(cfg, kind)
+        if cfg.backbone not in ("auto", "")
+        else (default_backbone(kind), dict(cfg.backbone_kwargs))
+    ]
     for m in methods or []:
         c = backbone_choice(dataclasses.replace(cfg, method=m), kind)
         if c not in choices:
@@ -242,8 +291,9 @@ def baseline_backbones(cfg: RunConfig, kind: str, methods: list[str] | None = No
     return choices
 
 
-def evaluate_baselines(cfg: RunConfig, out: Path, data: Data, evaluators: list[str],
-                       methods: list[str] | None = None) -> list[dict]:
+def evaluate_baselines(
+    cfg: RunConfig, out: Path, data: Data, evaluators: list[str], methods: list[str] | None = None
+) -> list[dict]:
     """The reference rows: ``pixels`` (raw input) and ``random-init`` (untrained backbone), the
     latter once per backbone the sweep's ``methods`` train, so every SSL row has its own."""
     cfg = cfg.with_preset()
@@ -269,14 +319,34 @@ def evaluate_baselines(cfg: RunConfig, out: Path, data: Data, evaluators: list[s
         bb_tag = "" if backbone == "-" else "-" + backbone.replace(":", "-").replace("/", "-")
         run_id = f"{cfg.dataset}-{name}{bb_tag}-{cfg.preset}-s{cfg.seed}"
         options = eval_options(cfg.preset, cfg.eval_kwargs)
-        results_ev = run_evaluators(emb, evaluators, options, model=model, data=ev_data, device=dev,
-                                    artifact_dir=Path(out) / run_id / "artifacts", precision=prec)
+        results_ev = run_evaluators(
+            emb,
+            evaluators,
+            options,
+            model=model,
+            data=ev_data,
+            device=dev,
+            artifact_dir=Path(out) / run_id / "artifacts",
+            precision=prec,
+        )
         for ev, (metrics, secs) in results_ev.items():
-            rows += make_rows(metrics, evaluator=ev, run_id=run_id, method=name, dataset=cfg.dataset,
-                              backbone=backbone, preset=cfg.preset, epochs=0, seed=cfg.seed,
-                              config_hash=bcfg.hash(), config=bcfg.to_dict(), device=provenance.hardware(dev),
-                              train_seconds=0.0, eval_seconds=secs,
-                              eval_options=EVALUATORS.get(ev).resolved_options(options.get(ev)))
+            rows += make_rows(
+                metrics,
+                evaluator=ev,
+                run_id=run_id,
+                method=name,
+                dataset=cfg.dataset,
+                backbone=backbone,
+                preset=cfg.preset,
+                epochs=0,
+                seed=cfg.seed,
+                config_hash=bcfg.hash(),
+                config=bcfg.to_dict(),
+                device=provenance.hardware(dev),
+                train_seconds=0.0,
+                eval_seconds=secs,
+                eval_options=EVALUATORS.get(ev).resolved_options(options.get(ev)),
+            )
         save_rows(Path(out) / run_id / "results.jsonl", [r for r in rows if r["run_id"] == run_id])
     return rows
 
@@ -290,8 +360,22 @@ def _run_failure(exc: BaseException) -> str | None:
         return "diverged"
     if isinstance(exc, (ResultsNotSavedError, OSError)):
         return None
-    if isinstance(exc, (SSLBenchError, RuntimeError, ValueError, TypeError, ArithmeticError, IndexError,
-                        KeyError, AssertionError, NotImplementedError, np.linalg.LinAlgError, MemoryError)):
+    if isinstance(
+        exc,
+        (
+            SSLBenchError,
+            RuntimeError,
+            ValueError,
+            TypeError,
+            ArithmeticError,
+            IndexError,
+            KeyError,
+            AssertionError,
+            NotImplementedError,
+            np.linalg.LinAlgError,
+            MemoryError,
+        ),
+    ):
         return "failed"
     return None
 
@@ -309,17 +393,37 @@ def failure_row(cfg: RunConfig, out: Path, kind: str, status: str, reason: str) 
     bb = backbone_choice(cfg, kind)[0]
     epochs = cfg.with_preset().epochs
     assert epochs is not None  # every preset sets it
-    row = make_rows({"status": 0.0}, evaluator="-", run_id=cfg.run_id(bb), method=cfg.method, dataset=cfg.dataset,
-                    backbone=bb, preset=cfg.preset, epochs=int(epochs), seed=cfg.seed,
-                    config_hash=cfg.hash(), config=cfg.to_dict(), device=str(cfg.device), train_seconds=None,
-                    eval_seconds=0.0)[0]
+    row = make_rows(
+        {"status": 0.0},
+        evaluator="-",
+        run_id=cfg.run_id(bb),
+        method=cfg.method,
+        dataset=cfg.dataset,
+        backbone=bb,
+        preset=cfg.preset,
+        epochs=int(epochs),
+        seed=cfg.seed,
+        config_hash=cfg.hash(),
+        config=cfg.to_dict(),
+        device=str(cfg.device),
+        train_seconds=None,
+        eval_seconds=0.0,
+    )[0]
     row.update(value=None, status=status, reason=reason)
     return row
 
 
-def run_sweep(methods: list[str], base: RunConfig, seeds: list[int], out: Path, baselines: bool = True,
-              log=None, method_opts: dict[str, dict] | None = None, return_failures: bool = False,
-              data: Data | None = None):
+def run_sweep(
+    methods: list[str],
+    base: RunConfig,
+    seeds: list[int],
+    out: Path,
+    baselines: bool = True,
+    log=None,
+    method_opts: dict[str, dict] | None = None,
+    return_failures: bool = False,
+    data: Data | None = None,
+):
     """Train (or resume) and evaluate every method x seed, plus the baselines per seed.
 
     A run that diverges or fails for a reason of its own (bad option, NaN weights, an error in the
@@ -331,9 +435,12 @@ def run_sweep(methods: list[str], base: RunConfig, seeds: list[int], out: Path, 
     out = Path(out)
     data = data if data is not None else load_data(base)
     evaluators = EVALUATORS.resolve(base.evaluators)
-    bar = sweep_progress(len(methods) * len(seeds), f"{base.dataset} {len(methods)} method"
-                         f"{'s' if len(methods) > 1 else ''} x {len(seeds)} seed{'s' if len(seeds) > 1 else ''}",
-                         base.progress)
+    bar = sweep_progress(
+        len(methods) * len(seeds),
+        f"{base.dataset} {len(methods)} method"
+        f"{'s' if len(methods) > 1 else ''} x {len(seeds)} seed{'s' if len(seeds) > 1 else ''}",
+        base.progress,
+    )
     if log is None:  # with a bar on screen, lines go through tqdm.write, which redraws the bars below them
         log = (lambda msg: print(msg, flush=True)) if bar.disable else (lambda msg: bar.write(msg, file=sys.stdout))
     rows: list[dict] = []
@@ -353,10 +460,17 @@ def sweep_progress(total: int, desc: str, enabled: bool):
     ``progress: false``) and when stderr is not a terminal (tqdm's ``disable=None``)."""
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=desc, unit="run", leave=True, smoothing=0, dynamic_ncols=True,
-                disable=None if enabled else True,
-                bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} runs "
-                           "[{elapsed} elapsed, ETA {remaining}{postfix}]")
+    return tqdm(
+        total=total,
+        desc=desc,
+        unit="run",
+        leave=True,
+        smoothing=0,
+        dynamic_ncols=True,
+        disable=None if enabled else True,
+        bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} runs "
+        "[{elapsed} elapsed, ETA {remaining}{postfix}]",
+    )
 
 
 def _sweep(methods, base, seeds, out, baselines, log, method_opts, data, evaluators, bar, rows, failures):
@@ -395,7 +509,9 @@ def _sweep(methods, base, seeds, out, baselines, log, method_opts, data, evaluat
             for r in new:
                 by_ev.setdefault(r["evaluator"], {})[r["metric"]] = r["value"]
             summary = ", ".join(format_metrics(ev, ms, prefix=f"{ev}.") for ev, ms in by_ev.items())
-            log(f"[{m} seed {seed}] {what} in {res.train_seconds:.0f}s; {summary} "
-                f"({time.perf_counter() - t0:.0f}s with eval)")
+            log(
+                f"[{m} seed {seed}] {what} in {res.train_seconds:.0f}s; {summary} "
+                f"({time.perf_counter() - t0:.0f}s with eval)"
+            )
             rows += new
             bar.update(1)

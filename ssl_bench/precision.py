@@ -13,6 +13,7 @@ Image batches and convolution weights are channels_last on every device: oneDNN'
 convolutions and cuDNN's tensor cores both prefer it (on this project's 2-core CPU it doubled
 the training throughput of ``cnn-small``; see docs/benchmarks.md).
 """
+
 from __future__ import annotations
 
 import contextlib

@@ -9,6 +9,7 @@ Four registries exist: methods, evaluators, datasets and backbones. Each is fill
   without touching this repository. The entry point may name a module (whose import registers
   the plugin through the decorator) or the plugin object itself.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -41,9 +42,7 @@ class Registry(Generic[T]):
         def deco(o: T) -> T:
             prev = self._items.get(name)
             if prev is not None and prev is not o and _qualname(prev) != _qualname(o):
-                raise SSLBenchError(
-                    f"{self.kind} {name!r} is registered twice: {_qualname(prev)} and {_qualname(o)}"
-                )
+                raise SSLBenchError(f"{self.kind} {name!r} is registered twice: {_qualname(prev)} and {_qualname(o)}")
             self._items[name] = o
             self._sources[name] = source or getattr(o, "__module__", None) or "?"
             try:
@@ -150,8 +149,11 @@ class BackboneRegistry(Registry):
     """
 
     def register(self, name: str, obj: Any = None, *, source: str | None = None):
-        if isinstance(name, str) and ":" in name and not (
-                name.endswith(FAMILY_SUFFIX) and name.count(":") == 1 and len(name) > len(FAMILY_SUFFIX)):
+        if (
+            isinstance(name, str)
+            and ":" in name
+            and not (name.endswith(FAMILY_SUFFIX) and name.count(":") == 1 and len(name) > len(FAMILY_SUFFIX))
+        ):
             raise ValueError(f"backbone names have no ':' except a family 'prefix{FAMILY_SUFFIX}', got {name!r}")
         return super().register(name, obj, source=source)
 

@@ -22,6 +22,7 @@ DSM field + Langevin   ``mog2d`` ``dsm`` runs: score head from ``checkpoints/res
 Per-run figures use one run per (method, backbone): the lowest seed. A section without data says
 so in one line instead of showing an image.
 """
+
 from __future__ import annotations
 
 import base64
@@ -43,28 +44,60 @@ from .stats import small_work_threads
 
 #: Figure sections in page order: (anchor id, title, one-line caption).
 SECTIONS = [
-    ("curves", "Learning curves", "Training loss per epoch (blue, left axis) and the online k-NN monitor "
-     "(orange, dashed, right axis: k-NN top-1 on a fixed 1000/500 labelled subset, config knn_monitor_every)."),
+    (
+        "curves",
+        "Learning curves",
+        "Training loss per epoch (blue, left axis) and the online k-NN monitor "
+        "(orange, dashed, right axis: k-NN top-1 on a fixed 1000/500 labelled subset, config knn_monitor_every).",
+    ),
     ("monitor", "Online k-NN monitor", "k-NN top-1 on the monitor subset per epoch, every run on one axis."),
-    ("spectra", "Eigen-spectra", "Eigenvalues of the embedding covariance (train split, collapse evaluator), "
-     "normalised to sum 1, log scale; pixels (dashed) and random-init (dotted) as references. A spectrum that "
-     "falls off a cliff is dimensional collapse."),
-    ("rankme", "RankMe vs k-NN", "Effective rank of the embeddings against k-NN top-1, one point per "
-     "(method, backbone), mean over seeds; references as grey squares."),
-    ("pca", "Embeddings (PCA)", "Test embeddings projected on their first two principal components, "
-     "coloured by class (up to 2000 points per panel)."),
-    ("knn-prf", "k-NN precision, recall, F1", "Precision, recall and F1 of the k-NN evaluator's top-1 prediction "
-     "(weighted vote, cosine) per class (heat maps: one row per run, one column per class) and their macro "
-     "averages (table), from the knn result rows (the evaluator's k and T, in the legend above); a run "
-     "evaluated without per-class rows is recomputed from its cached embeddings with k = 20, T = 0.07 "
-     "(column 'from')."),
-    ("reconstruction", "Reconstruction grids", "Test images after the reconstruction evaluator: originals "
-     "(top row), perturbed inputs (noise + masked patches), frozen-encoder reconstructions, fine-tuned "
-     "reconstructions (bottom row)."),
-    ("energy", "Energy landscapes (mog2d)", "E(x) = −cos(f(x), f(anchor)) over the plane for every method "
-     "trained on mog2d; blue = low energy (similar to the anchor, red star), grey dots = test points."),
-    ("dsm", "Denoising score matching (mog2d)", "The learned score as a vector field at the smallest noise "
-     "level, and samples drawn from it by annealed Langevin dynamics next to the true mixture."),
+    (
+        "spectra",
+        "Eigen-spectra",
+        "Eigenvalues of the embedding covariance (train split, collapse evaluator), "
+        "normalised to sum 1, log scale; pixels (dashed) and random-init (dotted) as references. A spectrum that "
+        "falls off a cliff is dimensional collapse.",
+    ),
+    (
+        "rankme",
+        "RankMe vs k-NN",
+        "Effective rank of the embeddings against k-NN top-1, one point per "
+        "(method, backbone), mean over seeds; references as grey squares.",
+    ),
+    (
+        "pca",
+        "Embeddings (PCA)",
+        "Test embeddings projected on their first two principal components, "
+        "coloured by class (up to 2000 points per panel).",
+    ),
+    (
+        "knn-prf",
+        "k-NN precision, recall, F1",
+        "Precision, recall and F1 of the k-NN evaluator's top-1 prediction "
+        "(weighted vote, cosine) per class (heat maps: one row per run, one column per class) and their macro "
+        "averages (table), from the knn result rows (the evaluator's k and T, in the legend above); a run "
+        "evaluated without per-class rows is recomputed from its cached embeddings with k = 20, T = 0.07 "
+        "(column 'from').",
+    ),
+    (
+        "reconstruction",
+        "Reconstruction grids",
+        "Test images after the reconstruction evaluator: originals "
+        "(top row), perturbed inputs (noise + masked patches), frozen-encoder reconstructions, fine-tuned "
+        "reconstructions (bottom row).",
+    ),
+    (
+        "energy",
+        "Energy landscapes (mog2d)",
+        "E(x) = −cos(f(x), f(anchor)) over the plane for every method "
+        "trained on mog2d; blue = low energy (similar to the anchor, red star), grey dots = test points.",
+    ),
+    (
+        "dsm",
+        "Denoising score matching (mog2d)",
+        "The learned score as a vector field at the smallest noise "
+        "level, and samples drawn from it by annealed Langevin dynamics next to the true mixture.",
+    ),
 ]
 
 CSS = """body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px auto;
@@ -103,14 +136,24 @@ def find_runs(runs_dir: Path) -> list[Run]:
         if ckpt is not None and (d / "config.json").is_file():
             meta = json.loads(ckpt.with_suffix(".json").read_text()) if ckpt.with_suffix(".json").is_file() else {}
             cfg = json.loads((d / "config.json").read_text())
-            out.append(Run(d, cfg["method"], cfg["dataset"], meta.get("backbone", cfg.get("backbone", "?")),
-                           int(cfg.get("seed", 0)), cfg, ckpt))
+            out.append(
+                Run(
+                    d,
+                    cfg["method"],
+                    cfg["dataset"],
+                    meta.get("backbone", cfg.get("backbone", "?")),
+                    int(cfg.get("seed", 0)),
+                    cfg,
+                    ckpt,
+                )
+            )
         elif (d / "results.jsonl").is_file():
             with open(d / "results.jsonl") as f:
                 first = next((json.loads(line) for line in f if line.strip()), None)
             if first:
-                out.append(Run(d, first["method"], first["dataset"], first.get("backbone", "-"),
-                               int(first.get("seed", 0))))
+                out.append(
+                    Run(d, first["method"], first["dataset"], first.get("backbone", "-"), int(first.get("seed", 0)))
+                )
     return out
 
 
@@ -176,14 +219,18 @@ def knn_prf_from_rows(rows) -> dict | None:
     vals = {m: float(v) for m, v in zip(rows["metric"], rows["value"], strict=True)}
     per: dict[str, dict[int, float]] = {"precision": {}, "recall": {}, "f1": {}}
     for m, v in vals.items():
-        if (hit := re.fullmatch(r"(precision|recall|f1)_class(\d+)", m)):
+        if hit := re.fullmatch(r"(precision|recall|f1)_class(\d+)", m):
             per[hit.group(1)][int(hit.group(2))] = v
     if not per["f1"]:
         return None
     classes = sorted(per["f1"])
     out: dict[str, Any] = {k: np.array([per[k].get(c, np.nan) for c in classes]) for k in per}
-    out.update(classes=classes, top1=vals.get("top1", float("nan")), source="result rows",
-               **{f"{k}_macro": vals.get(f"{k}_macro", float(np.nanmean(out[k]))) for k in per})
+    out.update(
+        classes=classes,
+        top1=vals.get("top1", float("nan")),
+        source="result rows",
+        **{f"{k}_macro": vals.get(f"{k}_macro", float(np.nanmean(out[k]))) for k in per},
+    )
     return out
 
 
@@ -195,9 +242,12 @@ def knn_prf(emb) -> dict:
     k, t = KNN.defaults["k"], KNN.defaults["temperature"]
     m = prf(emb.train_x, emb.train_y, emb.test_x, emb.test_y, k, t)
     out = {key: 100 * m[key] for key in ("precision", "recall", "f1")}
-    out.update(classes=[int(c) for c in m["classes"]], source=f"recomputed (k = {k}, T = {t:g})",
-               top1=knn_accuracy(emb.train_x, emb.train_y, emb.test_x, emb.test_y, k, t)["top1"],
-               **{f"{key}_macro": float(out[key].mean()) for key in ("precision", "recall", "f1")})
+    out.update(
+        classes=[int(c) for c in m["classes"]],
+        source=f"recomputed (k = {k}, T = {t:g})",
+        top1=knn_accuracy(emb.train_x, emb.train_y, emb.test_x, emb.test_y, k, t)["top1"],
+        **{f"{key}_macro": float(out[key].mean()) for key in ("precision", "recall", "f1")},
+    )
     return out
 
 
@@ -216,6 +266,7 @@ def energy_panel(run: Run, data) -> dict:
 
     from .embeddings import load_method_from_checkpoint
 
+    assert run.checkpoint is not None  # energy panels are drawn for trained runs only
     method, _, _ = load_method_from_checkpoint(run.checkpoint, torch.device("cpu"))
     xs, ys, pts = _mog_grid(data)
     xte = data.x_test.numpy()
@@ -228,8 +279,9 @@ def energy_panel(run: Run, data) -> dict:
     return {"xs": xs, "ys": ys, "energy": e.reshape(len(ys), len(xs)), "data": xte, "anchor": anchor}
 
 
-def dsm_panel(run: Run, data, n_samples: int = 1000, levels: int = 8, steps: int = 50, step: float = 0.1,
-              seed: int = 0):
+def dsm_panel(
+    run: Run, data, n_samples: int = 1000, levels: int = 8, steps: int = 50, step: float = 0.1, seed: int = 0
+):
     """(xs, ys, score grid at sigma_min, Langevin samples, sigma_min): the full DSM method (trunk +
     score head) from ``checkpoints/resume.pt``; annealed Langevin dynamics (Song & Ermon 2019, Alg. 1)
     over ``levels`` noise levels from sigma_max to sigma_min, ``steps`` steps of size ``step`` · σ² each."""
@@ -263,7 +315,7 @@ def dsm_panel(run: Run, data, n_samples: int = 1000, levels: int = 8, steps: int
         for sigma in np.geomspace(h.sigma_max, h.sigma_min, levels):
             a = step * float(sigma) ** 2
             for _ in range(steps):
-                x = x + a / 2 * score(x, sigma) + (a ** 0.5) * torch.randn(x.shape, generator=g)
+                x = x + a / 2 * score(x, sigma) + (a**0.5) * torch.randn(x.shape, generator=g)
     return xs, ys, field_, x.numpy(), h.sigma_min
 
 
@@ -313,8 +365,9 @@ def markdown_table_html(md: str) -> str:
 
 
 def _section(sid: str, title: str, caption: str, body: str) -> str:
-    return (f'<section id="{sid}"><h2>{html.escape(title)}</h2><p class="note">{html.escape(caption)}</p>'
-            f"{body}</section>")
+    return (
+        f'<section id="{sid}"><h2>{html.escape(title)}</h2><p class="note">{html.escape(caption)}</p>{body}</section>'
+    )
 
 
 def _missing(why: str) -> str:
@@ -329,8 +382,11 @@ def dataset_sections(ds: str, runs: list[Run], frame, log=None) -> tuple[str, di
     sub = frame[frame["dataset"] == ds] if len(frame) else frame
     table = aggregate(sub) if len(sub) else None
     # with the rows (df): the metric columns, the legend and the options, as leaderboards/<dataset>.md has them
-    lb = markdown_table_html(to_markdown(table, ds, "ssl-bench report", df=sub)) if table is not None else \
-        _missing("no result rows for this dataset")
+    lb = (
+        markdown_table_html(to_markdown(table, ds, "ssl-bench report", df=sub))
+        if table is not None
+        else _missing("no result rows for this dataset")
+    )
     picked = one_per_key([r for r in runs if r.dataset == ds])
     trained = [r for r in picked if not r.is_baseline]
     body: dict[str, str] = {}
@@ -347,9 +403,12 @@ def dataset_sections(ds: str, runs: list[Run], frame, log=None) -> tuple[str, di
         if not cs:
             return _missing("no train_log.csv"), _missing("no train_log.csv")
         mon = {k: c for k, c in cs.items() if c["knn"]}
-        return (_img(figures.learning_curves(cs), f"{ds} learning curves"),
-                _img(figures.monitor_overlay(mon), f"{ds} k-NN monitor") if mon else
-                _missing("no run logged knn_monitor (set knn_monitor_every, on by default in quick and full)"))
+        return (
+            _img(figures.learning_curves(cs), f"{ds} learning curves"),
+            _img(figures.monitor_overlay(mon), f"{ds} k-NN monitor")
+            if mon
+            else _missing("no run logged knn_monitor (set knn_monitor_every, on by default in quick and full)"),
+        )
 
     t0 = time.perf_counter()
     body["curves"], body["monitor"] = curves()
@@ -357,8 +416,12 @@ def dataset_sections(ds: str, runs: list[Run], frame, log=None) -> tuple[str, di
 
     def spectra():
         sp = {r.label: np.load(p) for r in picked if (p := latest_artifact(r, "collapse-spectrum.npy"))}
-        return _img(figures.eigen_spectra(sp), f"{ds} eigen-spectra") if sp else \
-            _missing("no collapse-spectrum.npy artifacts (collapse evaluator)")
+        return (
+            _img(figures.eigen_spectra(sp), f"{ds} eigen-spectra")
+            if sp
+            else _missing("no collapse-spectrum.npy artifacts (collapse evaluator)")
+        )
+
     timed("spectra", spectra)
 
     def rankme():
@@ -370,6 +433,7 @@ def dataset_sections(ds: str, runs: list[Run], frame, log=None) -> tuple[str, di
                 name = r["method"] if r["backbone"] in ("-", "cnn-small", "mlp") else f"{r['method']} ({r['backbone']})"
                 pts[name] = (float(r["rankme_rank_mean"]), float(r["knn_top1_mean"]))
         return _img(figures.rankme_vs_knn(pts), f"{ds} RankMe vs k-NN") if pts else _missing("no finite values")
+
     timed("rankme", rankme)
 
     embs = {r.label: e for r in trained if (e := cached_embeddings(r)) is not None}
@@ -382,11 +446,15 @@ def dataset_sections(ds: str, runs: list[Run], frame, log=None) -> tuple[str, di
             sel = np.random.default_rng(0).permutation(len(e.test_x))[:2000]
             panels[k] = (pca2(e.test_x[sel].astype(np.float64)), e.test_y[sel])
         return _img(figures.pca_scatters(panels), f"{ds} PCA scatters")
+
     timed("pca", pca)
 
     def prf():
-        knn_rows = frame[(frame["dataset"] == ds) & (frame["evaluator"] == "knn") & (frame["status"] == "ok")] \
-            if len(frame) else frame
+        knn_rows = (
+            frame[(frame["dataset"] == ds) & (frame["evaluator"] == "knn") & (frame["status"] == "ok")]
+            if len(frame)
+            else frame
+        )
         res = {}
         for r in picked:
             got = knn_prf_from_rows(knn_rows[knn_rows["run_id"] == r.path.name]) if len(knn_rows) else None
@@ -396,21 +464,34 @@ def dataset_sections(ds: str, runs: list[Run], frame, log=None) -> tuple[str, di
                 res[r.label] = got
         if not res:
             return _missing("no knn rows with per-class values and no cached labelled embeddings")
-        rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{v['top1']:.2f}</td><td>{v['precision_macro']:.2f}</td>"
-                       f"<td>{v['recall_macro']:.2f}</td><td>{v['f1_macro']:.2f}</td><td>{html.escape(v['source'])}"
-                       "</td></tr>" for k, v in res.items())
-        tab = ('<table class="prf"><thead><tr><th>method</th><th>top-1 %</th><th>macro precision %</th>'
-               f"<th>macro recall %</th><th>macro F1 %</th><th>from</th></tr></thead><tbody>{rows}</tbody></table>")
+        rows = "".join(
+            f"<tr><td>{html.escape(k)}</td><td>{v['top1']:.2f}</td><td>{v['precision_macro']:.2f}</td>"
+            f"<td>{v['recall_macro']:.2f}</td><td>{v['f1_macro']:.2f}</td><td>{html.escape(v['source'])}"
+            "</td></tr>"
+            for k, v in res.items()
+        )
+        tab = (
+            '<table class="prf"><thead><tr><th>method</th><th>top-1 %</th><th>macro precision %</th>'
+            f"<th>macro recall %</th><th>macro F1 %</th><th>from</th></tr></thead><tbody>{rows}</tbody></table>"
+        )
         return _img(figures.prf_heatmaps(res), f"{ds} per-class precision, recall and F1") + tab
+
     timed("knn-prf", prf)
 
     def recon():
         items = [(r.label, p) for r in trained if (p := latest_artifact(r, "reconstruction.png"))]
         if not items:
             return _missing("no reconstruction.png artifacts (reconstruction evaluator, image datasets)")
-        return '<div class="grid">' + "".join(
-            f"<figure>{_img(p.read_bytes(), f'{ds} {k} reconstruction', min_width=320)}"
-            f"<figcaption>{html.escape(k)}</figcaption></figure>" for k, p in items) + "</div>"
+        return (
+            '<div class="grid">'
+            + "".join(
+                f"<figure>{_img(p.read_bytes(), f'{ds} {k} reconstruction', min_width=320)}"
+                f"<figcaption>{html.escape(k)}</figcaption></figure>"
+                for k, p in items
+            )
+            + "</div>"
+        )
+
     timed("reconstruction", recon)
 
     mog = [r for r in trained if r.dataset == "mog2d"]
@@ -421,8 +502,10 @@ def dataset_sections(ds: str, runs: list[Run], frame, log=None) -> tuple[str, di
 
         def energy():  # small MLPs: one thread (ssl_bench.stats.small_work_threads), 10x faster when loaded
             with small_work_threads(0):
-                return _img(figures.energy_landscapes({r.label: energy_panel(r, data) for r in mog}),
-                            f"{ds} energy landscapes")
+                return _img(
+                    figures.energy_landscapes({r.label: energy_panel(r, data) for r in mog}), f"{ds} energy landscapes"
+                )
+
         timed("energy", energy)
 
         def dsm():
@@ -433,9 +516,14 @@ def dataset_sections(ds: str, runs: list[Run], frame, log=None) -> tuple[str, di
                 if res is not None:
                     xs, ys, sc, samples, sigma = res
                     test_x = np.asarray(data.x_test)  # mog2d: always an in-memory tensor
-                    parts.append(_img(figures.dsm_field(xs, ys, sc, samples, test_x, sigma, r.label),
-                                      f"{ds} {r.label} DSM field and Langevin samples"))
+                    parts.append(
+                        _img(
+                            figures.dsm_field(xs, ys, sc, samples, test_x, sigma, r.label),
+                            f"{ds} {r.label} DSM field and Langevin samples",
+                        )
+                    )
             return "".join(parts) or _missing("no dsm run with checkpoints/resume.pt")
+
         timed("dsm", dsm)
     else:
         body["energy"] = _missing("energy landscapes are drawn for mog2d runs only")
@@ -450,23 +538,35 @@ def build_html(runs_dir: Path, log=None) -> str:
     frame = load_frame(runs_dir)
     runs = find_runs(runs_dir)
     datasets = sorted((set(frame["dataset"]) if len(frame) else set()) | {r.dataset for r in runs})
-    parts = [f"<h1>ssl-bench report</h1><p class=\"note\">From <code>{html.escape(str(runs_dir))}</code>, "
-             f"{len(runs)} runs, generated {time.strftime('%Y-%m-%d %H:%M:%S %Z')} by "
-             "<code>ssl-bench report</code>. Self-contained: every image is embedded.</p>"]
+    parts = [
+        f'<h1>ssl-bench report</h1><p class="note">From <code>{html.escape(str(runs_dir))}</code>, '
+        f"{len(runs)} runs, generated {time.strftime('%Y-%m-%d %H:%M:%S %Z')} by "
+        "<code>ssl-bench report</code>. Self-contained: every image is embedded.</p>"
+    ]
     if len(datasets) > 1:
-        parts.append("<p>Datasets: " + ", ".join(f'<a href="#{html.escape(d)}">{html.escape(d)}</a>'
-                                                  for d in datasets) + "</p>")
+        parts.append(
+            "<p>Datasets: " + ", ".join(f'<a href="#{html.escape(d)}">{html.escape(d)}</a>' for d in datasets) + "</p>"
+        )
     for ds in datasets:
         lb, body = dataset_sections(ds, runs, frame, log)
         prefix = "" if len(datasets) == 1 else f"{ds}-"
         parts.append(f'<h1 id="{html.escape(ds)}">{html.escape(ds)}</h1>')
-        parts.append(_section(f"{prefix}leaderboard", f"Leaderboard: {ds}", "The leaderboard table "
-                              "(ssl-bench leaderboard): n = seeds; with n ≥ 2 a cell is the mean ± the 95% confidence "
-                              "half-width, and bold marks the best row and those tied with it.", lb))
+        parts.append(
+            _section(
+                f"{prefix}leaderboard",
+                f"Leaderboard: {ds}",
+                "The leaderboard table "
+                "(ssl-bench leaderboard): n = seeds; with n ≥ 2 a cell is the mean ± the 95% confidence "
+                "half-width, and bold marks the best row and those tied with it.",
+                lb,
+            )
+        )
         for sid, title, caption in SECTIONS:
             parts.append(_section(prefix + sid, title, caption, body[sid]))
-    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>ssl-bench report</title>"
-            f"<style>{CSS}</style></head><body>\n" + "\n".join(parts) + "\n</body></html>\n")
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>ssl-bench report</title>'
+        f"<style>{CSS}</style></head><body>\n" + "\n".join(parts) + "\n</body></html>\n"
+    )
 
 
 def write_report(runs_dir: Path, out_dir: Path, log=None) -> Path:

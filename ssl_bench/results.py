@@ -6,6 +6,7 @@ is documented field by field in ``docs/results-schema.md``. Both carry ``schema_
 versioning (no ``schema_version``: version 1) is still read, with the fields it lacks set to
 ``None`` (``status`` to ``"ok"``, ``eval_options`` to ``{}``).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -115,22 +116,57 @@ def checkpoint_meta(meta: dict) -> CheckpointMeta:
     return m  # type: ignore[return-value]
 
 
-def make_rows(metrics: dict[str, float], *, evaluator: str, run_id: str, method: str, dataset: str,
-              backbone: str, preset: str, epochs: int, seed: int, config_hash: str, config: dict | None,
-              device: str, train_seconds: float | None, eval_seconds: float, checkpoint: str = "",
-              eval_options: dict | None = None, train_meta: dict | None = None) -> list[dict]:
+def make_rows(
+    metrics: dict[str, float],
+    *,
+    evaluator: str,
+    run_id: str,
+    method: str,
+    dataset: str,
+    backbone: str,
+    preset: str,
+    epochs: int,
+    seed: int,
+    config_hash: str,
+    config: dict | None,
+    device: str,
+    train_seconds: float | None,
+    eval_seconds: float,
+    checkpoint: str = "",
+    eval_options: dict | None = None,
+    train_meta: dict | None = None,
+) -> list[dict]:
     """Rows of the current schema. ``eval_options``: the options the evaluator ran with;
     ``train_meta``: the checkpoint's metadata (its git commit and versions are the training's)."""
     v = provenance.versions()
     tm = train_meta or {}
-    base = dict(schema_version=RESULT_SCHEMA_VERSION, status="ok", run_id=run_id, method=method, dataset=dataset,
-                backbone=backbone, preset=preset, epochs=epochs, seed=seed, evaluator=evaluator,
-                eval_options=dict(eval_options or {}), config_hash=config_hash, train_hash=training_hash(config),
-                config=config, ssl_bench_version=v["ssl_bench"], torch_version=v["torch"],
-                git_commit=provenance.git_commit(), versions=v, train_git_commit=tm.get("git_commit"),
-                train_versions=tm.get("versions"), device=device, train_seconds=train_seconds,
-                eval_seconds=round(eval_seconds, 4), timestamp=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                checkpoint=checkpoint)
+    base = dict(
+        schema_version=RESULT_SCHEMA_VERSION,
+        status="ok",
+        run_id=run_id,
+        method=method,
+        dataset=dataset,
+        backbone=backbone,
+        preset=preset,
+        epochs=epochs,
+        seed=seed,
+        evaluator=evaluator,
+        eval_options=dict(eval_options or {}),
+        config_hash=config_hash,
+        train_hash=training_hash(config),
+        config=config,
+        ssl_bench_version=v["ssl_bench"],
+        torch_version=v["torch"],
+        git_commit=provenance.git_commit(),
+        versions=v,
+        train_git_commit=tm.get("git_commit"),
+        train_versions=tm.get("versions"),
+        device=device,
+        train_seconds=train_seconds,
+        eval_seconds=round(eval_seconds, 4),
+        timestamp=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        checkpoint=checkpoint,
+    )
     return [{**base, "metric": m, "value": float(val)} for m, val in metrics.items()]
 
 

@@ -24,6 +24,7 @@ d-dimensional embeddings onto random unit directions: â‰ˆ 1 when z ~ N(0, I), â‰
 embeddings coincide. Here it is a diagnostic, not a loss; ``ssl_bench.losses`` may hold the
 differentiable training version.
 """
+
 from __future__ import annotations
 
 import math
@@ -62,7 +63,7 @@ def epps_pulley(x: torch.Tensor, t_max: float = 3.0, knots: int = 17, chunk: int
     cos_sum = torch.zeros(x.shape[1], knots, dtype=torch.float64, device=x.device)
     sin_sum = torch.zeros_like(cos_sum)
     for i in range(0, n, chunk):  # (chunk, K, knots) at a time: bounded memory
-        xt = x[i:i + chunk].unsqueeze(-1) * tx
+        xt = x[i : i + chunk].unsqueeze(-1) * tx
         cos_sum += xt.cos().sum(0, dtype=torch.float64)
         sin_sum += xt.sin().sum(0, dtype=torch.float64)
     err = (cos_sum / n - torch.exp(-0.5 * t * t)) ** 2 + (sin_sum / n) ** 2
@@ -91,8 +92,15 @@ def global_scale(z: torch.Tensor, center: bool = False) -> torch.Tensor:
     return (zc if center else z) / s
 
 
-def sigreg_statistic(z, num_directions: int = 128, t_max: float = 3.0, knots: int = 17, seed: int = 0,
-                     standardize: str = "scale", dtype=torch.float32) -> float:
+def sigreg_statistic(
+    z,
+    num_directions: int = 128,
+    t_max: float = 3.0,
+    knots: int = 17,
+    seed: int = 0,
+    standardize: str = "scale",
+    dtype=torch.float32,
+) -> float:
     """Mean EP statistic of the projections of ``z`` (N, d) on ``num_directions`` random directions.
 
     ``standardize``:
@@ -173,8 +181,14 @@ def paired_difference(a, b, confidence: float = CONFIDENCE) -> dict:
 
     d = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
     n = len(d)
-    out = {"n": n, "diff": float(d.mean()) if n else float("nan"), "ci_low": None, "ci_high": None,
-           "ci_half_width": None, "p_value": None}
+    out = {
+        "n": n,
+        "diff": float(d.mean()) if n else float("nan"),
+        "ci_low": None,
+        "ci_high": None,
+        "ci_half_width": None,
+        "p_value": None,
+    }
     if n < 2:
         return out
     diff = float(d.mean())

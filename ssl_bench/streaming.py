@@ -18,6 +18,7 @@ dataset, never by the method.
   Either way the file is counted (:class:`CorruptFiles`), warned about once, and the count goes
   into the run's metadata.
 """
+
 from __future__ import annotations
 
 import os
@@ -133,8 +134,15 @@ class BinImages(ImageSource):
     """Records of a raw uint8 file of ``(N, C, H, W)`` images (STL-10's ``*_X.bin``), read through a
     memory map; ``transpose`` swaps H and W (STL-10 stores its images column-major)."""
 
-    def __init__(self, path: str | os.PathLike, n: int, chw: tuple[int, ...], size: int,
-                 index: np.ndarray | None = None, transpose: bool = False):
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        n: int,
+        chw: tuple[int, ...],
+        size: int,
+        index: np.ndarray | None = None,
+        transpose: bool = False,
+    ):
         self.path, self.n, self.chw, self.transpose = str(path), int(n), tuple(chw), transpose
         self.index = np.arange(n, dtype=np.int64) if index is None else np.asarray(index, dtype=np.int64)
         self.labels = np.full(len(self.index), -1, dtype=np.int64)
@@ -145,8 +153,9 @@ class BinImages(ImageSource):
         return {**self.__dict__, "_mm": None}
 
     def take(self, idx) -> BinImages:
-        return BinImages(self.path, self.n, self.chw, self.size, self.index[np.asarray(idx, dtype=np.int64)],
-                         self.transpose)
+        return BinImages(
+            self.path, self.n, self.chw, self.size, self.index[np.asarray(idx, dtype=np.int64)], self.transpose
+        )
 
     def name_of(self, i: int) -> str:
         return f"{self.path}[{int(self.index[i])}]"
@@ -160,8 +169,13 @@ class BinImages(ImageSource):
         if self.transpose:
             a = a.transpose(0, 2, 1)
         if a.shape[1:] != (self.size, self.size):
-            t = F.interpolate(torch.from_numpy(np.ascontiguousarray(a))[None].float(), size=(self.size, self.size),
-                              mode="bilinear", antialias=True, align_corners=False)
+            t = F.interpolate(
+                torch.from_numpy(np.ascontiguousarray(a))[None].float(),
+                size=(self.size, self.size),
+                mode="bilinear",
+                antialias=True,
+                align_corners=False,
+            )
             return t[0].round().clamp(0, 255).to(torch.uint8).numpy(), ""
         return np.ascontiguousarray(a), ""
 
@@ -225,8 +239,11 @@ class CorruptFiles:
             return
         self._seen.add(name)
         self.names.append(name)
-        warnings.warn(f"skipped unreadable image {name} ({reason}); {len(self.names)} skipped so far",
-                      RuntimeWarning, stacklevel=2)
+        warnings.warn(
+            f"skipped unreadable image {name} ({reason}); {len(self.names)} skipped so far",
+            RuntimeWarning,
+            stacklevel=2,
+        )
 
     def merge(self, names: Sequence[str]) -> None:
         for n in names:
@@ -299,7 +316,7 @@ class EpochBatches(torch.utils.data.Sampler):
         perm = epoch_permutation(self.n, self.seed, self.epoch)
         for b in range(self.start, self.n // self.batch_size):
             lo = b * self.batch_size + self.rank * self.per_rank
-            yield perm[lo:lo + self.per_rank].tolist()
+            yield perm[lo : lo + self.per_rank].tolist()
 
 
 def default_num_workers(world: int = 1) -> int:
@@ -312,14 +329,26 @@ def default_num_workers(world: int = 1) -> int:
     return max(1, min(16, cpus // max(1, world) - 1))
 
 
-def loader(source: ImageSource, *, batch_sampler: Any = None, batch_size: int | None = None,
-           num_workers: int = 0, pin_memory: bool = False, substitute: bool = True,
-           seed: int = 0, persistent: bool = False) -> torch.utils.data.DataLoader:
+def loader(
+    source: ImageSource,
+    *,
+    batch_sampler: Any = None,
+    batch_size: int | None = None,
+    num_workers: int = 0,
+    pin_memory: bool = False,
+    substitute: bool = True,
+    seed: int = 0,
+    persistent: bool = False,
+) -> torch.utils.data.DataLoader:
     """A DataLoader that decodes ``source`` into uint8 batches ``(x, y, unreadable, ok)``. Its
     workers' seeds come from its own generator (``seed``), never from torch's global one: the
     random draws of the training step stay those of the in-memory path."""
-    kw: dict[str, Any] = {"num_workers": num_workers, "pin_memory": pin_memory, "collate_fn": _collate,
-                          "generator": torch.Generator().manual_seed(seed)}
+    kw: dict[str, Any] = {
+        "num_workers": num_workers,
+        "pin_memory": pin_memory,
+        "collate_fn": _collate,
+        "generator": torch.Generator().manual_seed(seed),
+    }
     if num_workers > 0:
         kw["prefetch_factor"] = 4
         kw["persistent_workers"] = persistent  # a batch sampler changed between epochs is read here
@@ -330,5 +359,15 @@ def loader(source: ImageSource, *, batch_sampler: Any = None, batch_size: int | 
     return torch.utils.data.DataLoader(_Decoded(source, substitute), **kw)
 
 
-__all__ = ["BinImages", "CorruptFiles", "EpochBatches", "FileImages", "ImageSource", "default_num_workers",
-           "epoch_permutation", "is_streamed", "list_image_folder", "loader"]
+__all__ = [
+    "BinImages",
+    "CorruptFiles",
+    "EpochBatches",
+    "FileImages",
+    "ImageSource",
+    "default_num_workers",
+    "epoch_permutation",
+    "is_streamed",
+    "list_image_folder",
+    "loader",
+]

@@ -19,6 +19,7 @@ Started by ``torchrun --nproc-per-node N``, the same function trains with DDP (s
 (``batch_size`` is the global batch), batch norm is synchronised unless the method sets
 ``sync_batchnorm = False``, and only rank 0 writes logs and checkpoints.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -93,9 +94,17 @@ class _Step(nn.Module):
         return self.method.training_step(views)
 
 
-def train(cfg: RunConfig, out: str | Path, resume: bool = False, data: Data | None = None,
-          callbacks: list[Callable[[int, dict], None]] | None = None, *, checkpoint_every: int = 1,
-          stop: Callable[[int, Method], bool] | None = None, save_every_steps: int = 0) -> TrainResult:
+def train(
+    cfg: RunConfig,
+    out: str | Path,
+    resume: bool = False,
+    data: Data | None = None,
+    callbacks: list[Callable[[int, dict], None]] | None = None,
+    *,
+    checkpoint_every: int = 1,
+    stop: Callable[[int, Method], bool] | None = None,
+    save_every_steps: int = 0,
+) -> TrainResult:
     """Train ``cfg`` into ``out/<run_id>``; returns where the last checkpoint is.
 
     ``resume=True`` continues from ``checkpoints/resume.pt`` (and is a no-op on a finished
@@ -124,10 +133,17 @@ def train(cfg: RunConfig, out: str | Path, resume: bool = False, data: Data | No
         return _train(cfg, out, resume, data, callbacks, locks, checkpoint_every, stop, save_every_steps)
 
 
-def _train(cfg: RunConfig, out: str | Path, resume: bool, data: Data | None,
-           callbacks: list[Callable[[int, dict], None]] | None, locks: contextlib.ExitStack,
-           checkpoint_every: int = 1, stop: Callable[[int, Method], bool] | None = None,
-           save_every_steps: int = 0) -> TrainResult:
+def _train(
+    cfg: RunConfig,
+    out: str | Path,
+    resume: bool,
+    data: Data | None,
+    callbacks: list[Callable[[int, dict], None]] | None,
+    locks: contextlib.ExitStack,
+    checkpoint_every: int = 1,
+    stop: Callable[[int, Method], bool] | None = None,
+    save_every_steps: int = 0,
+) -> TrainResult:
     cfg = cfg.with_preset()
     assert cfg.epochs is not None and cfg.batch_size is not None  # every preset sets both
     if cfg.num_threads:
@@ -150,8 +166,7 @@ def _train(cfg: RunConfig, out: str | Path, resume: bool, data: Data | None,
     if not resume and latest_epoch_checkpoint(ckpt_dir) is not None:
         raise SSLBenchError(f"{run_dir} already has checkpoints: pass --resume to continue it, or choose another --out")
     if cfg.batch_size % world:
-        raise SSLBenchError(f"batch_size {cfg.batch_size} (the global batch) is not divisible by the "
-                            f"{world} processes")
+        raise SSLBenchError(f"batch_size {cfg.batch_size} (the global batch) is not divisible by the {world} processes")
 
     seed_everything(cfg.seed)
     method = build_method(cfg, spec).to(device)
@@ -180,8 +195,9 @@ def _train(cfg: RunConfig, out: str | Path, resume: bool, data: Data | None,
     if resume and resume_path.is_file():
         state = load_resume(resume_path)
         if state.get("config_hash") != cfg.hash():
-            raise CheckpointError(f"{resume_path} belongs to another configuration (hash {state.get('config_hash')} "
-                                  f"!= {cfg.hash()})")
+            raise CheckpointError(
+                f"{resume_path} belongs to another configuration (hash {state.get('config_hash')} != {cfg.hash()})"
+            )
         method.load_state_dict(state["method"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
@@ -191,8 +207,10 @@ def _train(cfg: RunConfig, out: str | Path, resume: bool, data: Data | None,
         resumed_sums = dict(state.get("sums", {}))
         corrupt.merge(state.get("corrupt_files", []))
         if start_epoch > cfg.epochs:
-            raise CheckpointError(f"{resume_path} is at epoch {start_epoch}, beyond this run's {cfg.epochs} epochs: "
-                                  f"it belongs to a longer run; delete it to restart from scratch")
+            raise CheckpointError(
+                f"{resume_path} is at epoch {start_epoch}, beyond this run's {cfg.epochs} epochs: "
+                f"it belongs to a longer run; delete it to restart from scratch"
+            )
     if main:  # any restart: the log and the checkpoints go back to the epoch training starts from
         _truncate_log(log_path, start_epoch)
         _drop_checkpoints_after(ckpt_dir, start_epoch)
@@ -208,12 +226,17 @@ def _train(cfg: RunConfig, out: str | Path, resume: bool, data: Data | None,
 
         from torch.nn.parallel import DistributedDataParallel
 
-        no_buf_sync: dict[str, Any] = ({"forward_sync_buffers": False}
-                       if "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters
-                       else {"broadcast_buffers": False})
+        no_buf_sync: dict[str, Any] = (
+            {"forward_sync_buffers": False}
+            if "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters
+            else {"broadcast_buffers": False}
+        )
         step_module = DistributedDataParallel(
-            step_module, device_ids=[device.index] if device.type == "cuda" else None,
-            find_unused_parameters=bool(method.ddp_find_unused_parameters), **no_buf_sync)
+            step_module,
+            device_ids=[device.index] if device.type == "cuda" else None,
+            find_unused_parameters=bool(method.ddp_find_unused_parameters),
+            **no_buf_sync,
+        )
     step_fn: Callable[..., Any] = torch.compile(step_module) if cfg.compile else step_module
 
     batches = _Batches(cfg, data, device, steps_per_epoch, corrupt)
@@ -226,17 +249,27 @@ def _train(cfg: RunConfig, out: str | Path, resume: bool, data: Data | None,
     ran = cfg.epochs
 
     def resume_state(epoch: int, batch: int, sums: dict[str, torch.Tensor]) -> dict:
-        return {"method": method.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                "rng_cpu": torch.get_rng_state(), "epoch": epoch, "step": step, "batch": batch,
-                "sums": {k: float(v) for k, v in sums.items()}, "corrupt_files": list(corrupt.names),
-                "train_seconds": train_seconds, "config_hash": cfg.hash()}
+        return {
+            "method": method.state_dict(),
+            "optimizer": opt.state_dict(),
+            "scheduler": sched.state_dict(),
+            "rng_cpu": torch.get_rng_state(),
+            "epoch": epoch,
+            "step": step,
+            "batch": batch,
+            "sums": {k: float(v) for k, v in sums.items()},
+            "corrupt_files": list(corrupt.names),
+            "train_seconds": train_seconds,
+            "config_hash": cfg.hash(),
+        }
 
     for epoch in range(start_epoch, cfg.epochs):
         t0 = time.perf_counter()
         method.train()
         first = start_batch if epoch == start_epoch else 0
-        sums: dict[str, torch.Tensor] = ({k: torch.tensor(v, device=device) for k, v in resumed_sums.items()}
-                                         if first else {})
+        sums: dict[str, torch.Tensor] = (
+            {k: torch.tensor(v, device=device) for k, v in resumed_sums.items()} if first else {}
+        )
         bar = _progress(steps_per_epoch, f"{cfg.method} ep {epoch + 1}/{cfg.epochs}", cfg.progress and main)
         bar.update(first)
         for i, xb in batches(epoch, first):
@@ -275,20 +308,40 @@ def _train(cfg: RunConfig, out: str | Path, resume: bool, data: Data | None,
         stopping = stop is not None and epoch + 1 < cfg.epochs and bool(stop(epoch + 1, method))
         if main and (stopping or epoch + 1 == cfg.epochs or (epoch + 1) % checkpoint_every == 0):
             meta = {
-                "schema_version": CHECKPOINT_SCHEMA_VERSION, "method": cfg.method, "dataset": cfg.dataset,
-                "backbone": bb_name, "epoch": epoch + 1,
-                "epochs": cfg.epochs, "step": step, "config": cfg.to_dict(), "config_hash": cfg.hash(),
-                "kind": data.kind, "input_shape": list(data.input_shape), "out_dim": method.out_dim,
-                "train_seconds": train_seconds, "versions": provenance.versions(),
-                "git_commit": provenance.git_commit(), "hardware": provenance.hardware(device),
-                "run_id": run_dir.name, "world_size": world, "precision": prec,
+                "schema_version": CHECKPOINT_SCHEMA_VERSION,
+                "method": cfg.method,
+                "dataset": cfg.dataset,
+                "backbone": bb_name,
+                "epoch": epoch + 1,
+                "epochs": cfg.epochs,
+                "step": step,
+                "config": cfg.to_dict(),
+                "config_hash": cfg.hash(),
+                "kind": data.kind,
+                "input_shape": list(data.input_shape),
+                "out_dim": method.out_dim,
+                "train_seconds": train_seconds,
+                "versions": provenance.versions(),
+                "git_commit": provenance.git_commit(),
+                "hardware": provenance.hardware(device),
+                "run_id": run_dir.name,
+                "world_size": world,
+                "precision": prec,
                 "evaluated": method.evaluated,
             }
             if data.streamed:
                 meta["corrupt_files"] = corrupt.summary()
                 meta["num_workers"] = batches.num_workers
-            _append_log(log_path, {"epoch": epoch + 1, "step": step, "lr": sched.get_last_lr()[0],
-                                   "seconds": round(train_seconds, 3), **means})
+            _append_log(
+                log_path,
+                {
+                    "epoch": epoch + 1,
+                    "step": step,
+                    "lr": sched.get_last_lr()[0],
+                    "seconds": round(train_seconds, 3),
+                    **means,
+                },
+            )
             ckpt = ckpt_dir / f"epoch_{epoch + 1:04d}.safetensors"
             save_encoder(ckpt, method.evaluated_backbone(), meta)  # resume.pt keeps the online one
             save_resume(resume_path, resume_state(epoch + 1, 0, {}))
@@ -314,15 +367,15 @@ class _Batches:
     global batch as in memory. Unreadable files met by the workers are added to ``corrupt``
     (and, under DDP, shared between the ranks by :meth:`sync_corrupt`)."""
 
-    def __init__(self, cfg: RunConfig, data: Data, device: torch.device, steps: int,
-                 corrupt: streaming.CorruptFiles):
+    def __init__(self, cfg: RunConfig, data: Data, device: torch.device, steps: int, corrupt: streaming.CorruptFiles):
         assert cfg.batch_size is not None
         self.cfg, self.device, self.steps, self.corrupt, self.bs = cfg, device, steps, corrupt, cfg.batch_size
         pretrain = data.pretrain
         self.source = pretrain if isinstance(pretrain, streaming.ImageSource) else None
         self.x_all = None if isinstance(pretrain, streaming.ImageSource) else pretrain.to(device)
-        self.num_workers = (cfg.num_workers if cfg.num_workers is not None
-                            else streaming.default_num_workers(dist.world_size()))
+        self.num_workers = (
+            cfg.num_workers if cfg.num_workers is not None else streaming.default_num_workers(dist.world_size())
+        )
         self.loader: torch.utils.data.DataLoader | None = None
         self.sampler: streaming.EpochBatches | None = None
 
@@ -330,15 +383,22 @@ class _Batches:
         if self.x_all is not None:
             perm = streaming.epoch_permutation(len(self.x_all), self.cfg.seed, epoch).to(self.device)
             for i in range(first, self.steps):
-                yield i, self.x_all[perm[i * self.bs:(i + 1) * self.bs]]
+                yield i, self.x_all[perm[i * self.bs : (i + 1) * self.bs]]
             return
         assert self.source is not None
         cuda = self.device.type == "cuda"
         if self.loader is None:  # one loader per run: its workers persist from epoch to epoch
-            self.sampler = streaming.EpochBatches(len(self.source), self.bs, self.cfg.seed, epoch, first,
-                                                  dist.rank(), dist.world_size())
-            self.loader = streaming.loader(self.source, batch_sampler=self.sampler, num_workers=self.num_workers,
-                                           pin_memory=cuda, seed=self.cfg.seed, persistent=True)
+            self.sampler = streaming.EpochBatches(
+                len(self.source), self.bs, self.cfg.seed, epoch, first, dist.rank(), dist.world_size()
+            )
+            self.loader = streaming.loader(
+                self.source,
+                batch_sampler=self.sampler,
+                num_workers=self.num_workers,
+                pin_memory=cuda,
+                seed=self.cfg.seed,
+                persistent=True,
+            )
         assert self.sampler is not None
         self.sampler.epoch, self.sampler.start = epoch, first  # read by the loader in this process
         for i, (xb, _y, bad, _ok) in enumerate(self.loader, first):
@@ -356,8 +416,10 @@ class _Batches:
 def _diverged_msg(cfg, epoch, step, value, ckpt_dir) -> str:
     last = latest_epoch_checkpoint(ckpt_dir)
     keep = f"last good checkpoint kept: {last}" if last else "no checkpoint was written yet"
-    return (f"{cfg.method}: loss became {value} at epoch {epoch + 1}, step {step}; {keep} "
-            f"(try a lower --lr or check the method's options)")
+    return (
+        f"{cfg.method}: loss became {value} at epoch {epoch + 1}, step {step}; {keep} "
+        f"(try a lower --lr or check the method's options)"
+    )
 
 
 def _progress(total: int, desc: str, enabled: bool):

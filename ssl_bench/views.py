@@ -15,6 +15,7 @@ DINO / LeJEPA: global crops at full size plus local crops at a smaller size.
 Views work on images in [0, 1]; the harness normalises them (dataset mean / std) afterwards, so
 thresholds such as solarisation's 0.5 are in [0, 1] pixel space.
 """
+
 from __future__ import annotations
 
 import math
@@ -40,8 +41,15 @@ def _coin(n: int, p: float, g: torch.Generator, device) -> Tensor:
     return torch.rand(n, generator=g, device=device) < p
 
 
-def random_affine(x: Tensor, g: torch.Generator, crop_scale=(0.3, 1.0), crop_ratio=(3 / 4, 4 / 3),
-                  flip_p: float = 0.5, rotate_deg: float = 0.0, size: int = 0) -> Tensor:
+def random_affine(
+    x: Tensor,
+    g: torch.Generator,
+    crop_scale=(0.3, 1.0),
+    crop_ratio=(3 / 4, 4 / 3),
+    flip_p: float = 0.5,
+    rotate_deg: float = 0.0,
+    size: int = 0,
+) -> Tensor:
     """Random resized crop + horizontal flip + rotation as one batched affine resampling; the
     output is ``size x size`` pixels (``size=0``: the input's size)."""
     b, dev = x.shape[0], x.device
@@ -55,10 +63,13 @@ def random_affine(x: Tensor, g: torch.Generator, crop_scale=(0.3, 1.0), crop_rat
     flip = torch.where(_coin(b, flip_p, g, dev), -1.0, 1.0)
     ang = _u(b, -rotate_deg, rotate_deg, g, dev) * (math.pi / 180)
     cos, sin = ang.cos(), ang.sin()
-    theta = torch.stack([
-        torch.stack([w * flip * cos, -h * sin, cx], 1),
-        torch.stack([w * flip * sin, h * cos, cy], 1),
-    ], 1).to(x.dtype)
+    theta = torch.stack(
+        [
+            torch.stack([w * flip * cos, -h * sin, cx], 1),
+            torch.stack([w * flip * sin, h * cos, cy], 1),
+        ],
+        1,
+    ).to(x.dtype)
     out = list(x.shape) if size <= 0 else [*x.shape[:2], int(size), int(size)]
     grid = F.affine_grid(theta, out, align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
@@ -134,8 +145,7 @@ class ImageAugment:
     size: int = 0  # output side in pixels; 0 = the input's
 
     def __call__(self, x: Tensor, g: torch.Generator) -> Tensor:
-        x = random_affine(x, g, tuple(self.crop_scale), tuple(self.crop_ratio), self.flip_p, self.rotate_deg,
-                          self.size)
+        x = random_affine(x, g, tuple(self.crop_scale), tuple(self.crop_ratio), self.flip_p, self.rotate_deg, self.size)
         if self.jitter > 0 and self.jitter_p > 0:
             x = brightness_contrast(x, g, self.jitter, self.jitter_p)
         if self.solarize_p > 0:
@@ -201,9 +211,16 @@ class MultiCrop:
         return out
 
 
-def multi_crop(kind: str, input_shape, overrides: dict | None = None, n_global: int = 2, n_local: int = 6,
-               local_size: int = 0, local_scale: tuple[float, float] = (0.05, 0.3),
-               solarize_p: Sequence[float] = ()) -> MultiCrop:
+def multi_crop(
+    kind: str,
+    input_shape,
+    overrides: dict | None = None,
+    n_global: int = 2,
+    n_local: int = 6,
+    local_size: int = 0,
+    local_scale: tuple[float, float] = (0.05, 0.3),
+    solarize_p: Sequence[float] = (),
+) -> MultiCrop:
     """The multi-crop recipe of a data kind.
 
     Global views: the kind's default augmentation with ``overrides`` (full size; crop scale from
@@ -221,8 +238,9 @@ def multi_crop(kind: str, input_shape, overrides: dict | None = None, n_global: 
         raise ConfigError(f"multi-crop local crop scale must satisfy 0 < min <= max <= 1, got ({lo}, {hi})")
     base = default_augment(kind, overrides)
     own = kind == DataKind.IMAGE and "solarize_p" not in (overrides or {})  # a config value applies to every view
-    globals_ = [_with(base, solarize_p=float(solarize_p[i])) if own and i < len(solarize_p) else base
-                for i in range(n_global)]
+    globals_ = [
+        _with(base, solarize_p=float(solarize_p[i])) if own and i < len(solarize_p) else base for i in range(n_global)
+    ]
     if n_local == 0:
         return MultiCrop(globals_)
     if kind != DataKind.IMAGE:
@@ -241,8 +259,9 @@ def local_side(input_shape, local_size: int = 0) -> int:
     return side
 
 
-def method_multi_crop(method, spec, overrides: dict | None = None, n_global: int = 2,
-                      solarize_p: Sequence[float] | None = None) -> Callable:
+def method_multi_crop(
+    method, spec, overrides: dict | None = None, n_global: int = 2, solarize_p: Sequence[float] | None = None
+) -> Callable:
     """The multi-crop views of a method with the usual options (``n_local``, ``local_size``,
     ``local_scale_min``/``_max`` in ``method.hp``): refuses, in one line, a backbone that cannot
     take the small crops, then builds :func:`multi_crop` (SwAV, DINO, LeJEPA)."""
@@ -250,11 +269,20 @@ def method_multi_crop(method, spec, overrides: dict | None = None, n_global: int
 
     h = method.hp
     if spec.kind == DataKind.IMAGE and h.n_local > 0:
-        check_accepts_size(method.backbone, spec.input_shape, local_side(spec.input_shape, h.local_size),
-                           method.registry_name)
+        check_accepts_size(
+            method.backbone, spec.input_shape, local_side(spec.input_shape, h.local_size), method.registry_name
+        )
     extra = {} if solarize_p is None else {"solarize_p": tuple(solarize_p)}
-    return multi_crop(spec.kind, spec.input_shape, overrides, n_global=n_global, n_local=h.n_local,
-                      local_size=h.local_size, local_scale=(h.local_scale_min, h.local_scale_max), **extra)
+    return multi_crop(
+        spec.kind,
+        spec.input_shape,
+        overrides,
+        n_global=n_global,
+        n_local=h.n_local,
+        local_size=h.local_size,
+        local_scale=(h.local_scale_min, h.local_scale_max),
+        **extra,
+    )
 
 
 def asymmetric_views(kind: str, overrides: dict | None = None, solarize_p: Sequence[float] = (0.0, 0.2)) -> MultiView:
@@ -299,8 +327,20 @@ def view_generator(seed: int, step: int, device, stream: int = 0) -> torch.Gener
 
 
 __all__ = [
-    "ImageAugment", "VectorAugment", "MultiView", "MultiCrop", "multi_crop", "asymmetric_views", "default_augment",
-    "view_generator", "random_affine", "brightness_contrast", "solarize", "morphology", "invert", "gaussian_noise",
+    "ImageAugment",
+    "VectorAugment",
+    "MultiView",
+    "MultiCrop",
+    "multi_crop",
+    "asymmetric_views",
+    "default_augment",
+    "view_generator",
+    "random_affine",
+    "brightness_contrast",
+    "solarize",
+    "morphology",
+    "invert",
+    "gaussian_noise",
     "patch_mask",
 ]
 
@@ -318,8 +358,9 @@ def coordinate_mask(x: Tensor, g: torch.Generator | None, ratio: float = 0.5) ->
     return x * keep.view_as(x).to(x.dtype)
 
 
-def random_token_split(batch: int, n_tokens: int, mask_ratio: float, g: torch.Generator | None = None,
-                       device=None) -> tuple[Tensor, Tensor]:
+def random_token_split(
+    batch: int, n_tokens: int, mask_ratio: float, g: torch.Generator | None = None, device=None
+) -> tuple[Tensor, Tensor]:
     """MAE's random masking: per sample, ``(keep_idx, mask_idx)`` of shapes ``(B, n_keep)`` and
     ``(B, n_tokens - n_keep)``, ``n_keep = max(1, round(n_tokens * (1 - mask_ratio)))``."""
     n_keep = min(max(1, round(n_tokens * (1 - mask_ratio))), n_tokens - 1)
@@ -336,9 +377,18 @@ def _block(gh: int, gw: int, scale: tuple[float, float], aspect: tuple[float, fl
     return h, w
 
 
-def multiblock_masks(batch: int, grid: tuple[int, int], g: torch.Generator | None = None, num_targets: int = 4,
-                     target_scale=(0.15, 0.2), target_aspect=(0.75, 1.5), context_scale=(0.85, 1.0),
-                     min_keep: int = 4, timeout: int = 20, device=None) -> tuple[Tensor, Tensor]:
+def multiblock_masks(
+    batch: int,
+    grid: tuple[int, int],
+    g: torch.Generator | None = None,
+    num_targets: int = 4,
+    target_scale=(0.15, 0.2),
+    target_aspect=(0.75, 1.5),
+    context_scale=(0.85, 1.0),
+    min_keep: int = 4,
+    timeout: int = 20,
+    device=None,
+) -> tuple[Tensor, Tensor]:
     """I-JEPA's multi-block masking on a ``gh x gw`` patch grid, as the reference collator
     (facebookresearch/ijepa ``src/masks/multiblock.py``) draws it.
 
@@ -354,8 +404,9 @@ def multiblock_masks(batch: int, grid: tuple[int, int], g: torch.Generator | Non
 
     gh, gw = grid
     if not 1 <= int(min_keep) <= gh * gw:
-        raise ConfigError(f"multiblock masks: min_keep must be in [1, {gh * gw}] on a {gh}x{gw} patch grid, "
-                          f"got {min_keep}")
+        raise ConfigError(
+            f"multiblock masks: min_keep must be in [1, {gh * gw}] on a {gh}x{gw} patch grid, got {min_keep}"
+        )
     th, tw = _block(gh, gw, target_scale, target_aspect, g)
     ch, cw = _block(gh, gw, context_scale, (1.0, 1.0), g)
     need = min(int(min_keep), ch * cw)
@@ -366,9 +417,9 @@ def multiblock_masks(batch: int, grid: tuple[int, int], g: torch.Generator | Non
         for _ in range(num_targets):
             y = int(torch.randint(0, gh - th + 1, (1,), generator=g))
             x = int(torch.randint(0, gw - tw + 1, (1,), generator=g))
-            blocks.append(ar[y:y + th, x:x + tw].flatten())
+            blocks.append(ar[y : y + th, x : x + tw].flatten())
             cover = torch.zeros(gh, gw, dtype=torch.bool)
-            cover[y:y + th, x:x + tw] = True
+            cover[y : y + th, x : x + tw] = True
             covers.append(cover)
         targets.append(torch.stack(blocks))
         dropped, fails = 0, 0
@@ -376,8 +427,8 @@ def multiblock_masks(batch: int, grid: tuple[int, int], g: torch.Generator | Non
             y = int(torch.randint(0, gh - ch + 1, (1,), generator=g))
             x = int(torch.randint(0, gw - cw + 1, (1,), generator=g))
             free = torch.zeros(gh, gw, dtype=torch.bool)
-            free[y:y + ch, x:x + cw] = True
-            for cover in covers[:max(num_targets - dropped, 0)]:
+            free[y : y + ch, x : x + cw] = True
+            for cover in covers[: max(num_targets - dropped, 0)]:
                 free &= ~cover
             if int(free.sum()) >= need:
                 break
