@@ -172,7 +172,7 @@ def run_lightly(method: str, train_data: Data, steps: int, batch: int, workers: 
 def run_ours(method: str, full: Data, steps: int, batch: int, threads: int):
     cfg = RunConfig(method=method, dataset="fashion-mnist", backbone="cnn-small", preset="quick", seed=SEED, epochs=1,
                     batch_size=batch, train_subset=steps * batch, optimizer="adamw", lr=LR, weight_decay=WD,
-                    warmup_frac=WARMUP, device="cpu", num_threads=threads, progress=False, evaluators=[])
+                    warmup_frac=WARMUP, device="cpu", num_threads=threads, progress=False, knn_monitor_every=0)
     with tempfile.TemporaryDirectory() as out:
         res = train(cfg, out, data=full)
         m, _, _ = load_method_from_checkpoint(res.checkpoint, torch.device("cpu"))

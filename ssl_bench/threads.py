@@ -3,9 +3,10 @@
 Torch runs its CPU ops on an OpenMP team (on Linux, GNU libgomp) whose threads spin while they
 wait for each other. On a quiet machine that is the fastest choice; when another CPU-bound
 process holds one of the cores, the team's threads spin-wait on a partner that is not running,
-and a step costs several times its quiet figure (measured on a 2-core AVX2 CPU, SimCLR cnn-small
-step, batch 128, fp32, img/s): quiet, 2 threads 681-720, 1 thread 423-498; with one other
-CPU-bound process, 2 threads 245-270, 1 thread 414-427 (``docs/benchmarks.md``, section 7).
+and a step costs several times its quiet figure. Measured on a 2-core AVX2 CPU (100 SimCLR
+cnn-small steps of 128, fp32, ``benchmarks/threads_under_load.py``): beside one busy process,
+52.7-53.2 s on 2 fixed threads, 27.8-31.2 s on 1, 28.7-31.7 s under this policy; quiet, 15.4-17.0 s
+under this policy, 28.2-31.1 s on 1 thread (``docs/benchmarks.md``, section 7).
 
 The fair-share policy watches how much CPU the *other* processes use (``/proc/stat`` minus this
 process's own time, over the last :data:`INTERVAL` seconds) and sets torch's intra-op thread count
