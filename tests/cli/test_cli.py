@@ -83,6 +83,7 @@ def test_help_everywhere():
         assert code == 0 and "usage: ssl-bench" in out
 
 
+@pytest.mark.slow
 def test_run_writes_leaderboard_with_baselines_and_provenance(tmp_path):
     out, lb = tmp_path / "runs", tmp_path / "lb"
     code, stdout, err = _cli("run", "--methods", "simclr,vicreg", "--dataset", "digits", "--preset", "smoke",

@@ -75,6 +75,7 @@ def _sections(page: str) -> dict[str, str]:
     return dict(re.findall(r'<section id="([^"]+)">(.*?)</section>', page, re.S))
 
 
+@pytest.mark.slow
 def test_run_writes_the_report_by_default(report_dir):
     page = (report_dir / "report" / "index.html").read_text()
     assert "mog2d" in page and "digits" not in page  # written at the end of the first run only

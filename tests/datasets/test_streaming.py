@@ -53,6 +53,7 @@ def knn_top1(ckpt: Path, data) -> float:
 
 # ------------------------------------------------------------------------------- equality, speed
 @needs_fmnist
+@pytest.mark.slow
 def test_streamed_folder_trains_like_memory_and_keeps_pace(fmnist_png, tmp_path):
     from ssl_bench.trainer import train
 
@@ -150,6 +151,7 @@ def test_multi_crop_trains_on_streamed_data_as_in_memory(method, tmp_path):
 
 # ------------------------------------------------------------------------------- resume
 @pytest.mark.parametrize("where", ["stream", "memory"])
+@pytest.mark.slow
 def test_mid_epoch_kill_and_resume_trains_the_same_weights(where, request, tmp_path, monkeypatch):
     from ssl_bench import trainer
 
@@ -193,6 +195,7 @@ def _free_port() -> int:
 
 
 @needs_fmnist
+@pytest.mark.slow
 def test_ddp_on_streamed_folder_matches_one_process(fmnist_png, tmp_path):
     from ssl_bench.trainer import train
 
@@ -217,6 +220,7 @@ def test_ddp_on_streamed_folder_matches_one_process(fmnist_png, tmp_path):
 
 # ------------------------------------------------------------------------------- memory
 @needs_fmnist
+@pytest.mark.slow
 def test_peak_memory_does_not_grow_with_the_number_of_files(fmnist_png, fmnist_png_10k, tmp_path):
     peaks = {}
     for n, root in ((10_000, fmnist_png_10k), (70_000, fmnist_png)):

@@ -23,6 +23,7 @@ CI_SEEDS = [0]
 
 
 @pytest.mark.collapse
+@pytest.mark.slow
 def test_builtin_suite_agrees_with_the_literature():
     cases = load_cases()
     assert len(cases) >= 12
@@ -64,6 +65,7 @@ def _flip(expect):
 
 
 @pytest.mark.collapse
+@pytest.mark.slow
 def test_flipping_one_expectation_makes_check_collapse_fail(tmp_path, capsys):
     data = tomllib.loads(builtin_cases_path().read_text())
     jepa = next(c for c in data["case"] if c["method"] == "jepa")
@@ -146,6 +148,7 @@ def acme_plugin(tmp_path, monkeypatch):
     sys.modules.pop("acme_reg", None)
 
 
+@pytest.mark.slow
 def test_user_cases_file_with_an_entry_point_plugin(acme_plugin, tmp_path, capsys):
     f = tmp_path / "my_cases.toml"
     f.write_text(USER_CASES)

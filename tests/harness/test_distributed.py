@@ -103,6 +103,7 @@ def test_distributed_losses_and_batchnorm_match_one_process(ddp_runs):
 
 
 @pytest.mark.parametrize("name", ["simclr-mog2d", "vicreg-mog2d", "byol-mog2d", "simclr-digits"])
+@pytest.mark.slow
 def test_two_gloo_processes_train_the_same_weights_as_one(ddp_runs, name, tmp_path):
     cfg = _configs()[name]
     ref = train(cfg, tmp_path / "single")

@@ -20,6 +20,7 @@ def _rows(out):
     return {(r["method"], r["seed"], r["evaluator"], r["metric"]): r["value"] for r in rows}
 
 
+@pytest.mark.slow
 def test_local_launcher_matches_in_process_sweep(tmp_path, capsys):
     pytest.importorskip("submitit")
     inproc, local = tmp_path / "inproc", tmp_path / "local"

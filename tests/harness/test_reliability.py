@@ -90,6 +90,7 @@ def _rewrite_meta(ckpt: Path, **changes) -> None:
     save_file(state, str(ckpt), metadata={META_KEY: json.dumps(meta, sort_keys=True)})
 
 
+@pytest.mark.slow
 def test_eval_never_follows_a_checkpoints_data_root(tmp_path):
     """A run bundle whose checkpoint says dataset=cifar10 with a crafted CIFAR folder, both at the
     recorded data root and at ./data in the working directory: evaluating it runs no code."""

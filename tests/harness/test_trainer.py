@@ -80,6 +80,7 @@ def test_crash_then_resume_equals_uninterrupted(tiny, runs, tmp_path):
     assert again.resumed_from == 4
 
 
+@pytest.mark.slow
 def test_sigkill_mid_run_then_resume(tmp_path):
     out = tmp_path / "runs"
     args = [sys.executable, "-m", "ssl_bench", "train", "--method", "simclr", "--dataset", "digits",
