@@ -106,3 +106,21 @@ def test_a_method_seed_with_committed_rows_is_not_trained_again(tmp_path, monkey
     assert rc == 0
     assert "simclr seed 0: rows exist, skipped" in capsys.readouterr().out
     assert "| simclr |" in (tmp_path / "lb" / "fashion-mnist.md").read_text()
+
+
+def test_reproduces_counts_the_rows_inside_the_board_interval(tmp_path, capsys):
+    """scripts/reproduces.py: a run value inside mean ± ci95 counts, one outside does not, a row
+    the run lacks is left out, and a NaN interval (n = 1) is a zero-width one."""
+    import pandas as pd
+
+    board = pd.DataFrame({"label": ["a", "b", "c", "d"], "backbone": ["cnn"] * 4, "n": [3, 3, 3, 1],
+                          "knn_top1_mean": [80.0, 70.0, 60.0, 50.0], "knn_top1_ci95": [1.0, 0.5, 2.0, float("nan")]})
+    run = pd.DataFrame({"label": ["a", "b", "d"], "backbone": ["cnn"] * 3, "n": [1, 1, 1],
+                        "knn_top1_mean": [80.9, 70.6, 50.0], "knn_top1_ci95": [float("nan")] * 3})
+    board.to_csv(tmp_path / "board.csv", index=False)
+    run.to_csv(tmp_path / "run.csv", index=False)
+    assert _load("reproduces").main([str(tmp_path / "board.csv"), str(tmp_path / "run.csv"),
+                                     "--metrics", "knn_top1"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("inside ") and out[1].startswith("OUTSIDE") and out[2].startswith("inside ")
+    assert out[-1] == "knn_top1: 2 of 3 rows inside the board's 95 % interval"
