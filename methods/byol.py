@@ -14,13 +14,17 @@ view 1 and ``solarize_p2`` 0.2 in view 2 (the paper's BYOL-style augmentation; a
 images before normalisation; blur is not used at 28 px).
 """
 
+from collections.abc import Callable
+from typing import Any
+
 import torch
+from torch import Tensor, nn
 
 from ssl_bench import losses
 from ssl_bench.ema import update_targets
 from ssl_bench.fidelity import OUR_EMA, PaperRecipe, WHY_EMA, WHY_LR, WHY_OPTIMIZER, WHY_VIEWS, WHY_WIDTH
 from ssl_bench.heads import MLPHead, frozen_copy
-from ssl_bench.method import Method
+from ssl_bench.method import DataSpec, Method
 from ssl_bench.registry import register_method
 from ssl_bench.views import asymmetric_views
 
@@ -77,7 +81,7 @@ class BYOL(Method):
         ),
     )
 
-    def __init__(self, backbone, hp=None, spec=None):
+    def __init__(self, backbone: nn.Module, hp: dict[str, Any] | None = None, spec: DataSpec | None = None) -> None:
         super().__init__(backbone, hp, spec)
         h = self.hp
         self.projector = MLPHead(backbone.out_dim, h.proj_hidden_dim, h.proj_dim)
@@ -85,15 +89,15 @@ class BYOL(Method):
         self.target_backbone = frozen_copy(self.backbone)
         self.target_projector = frozen_copy(self.projector)
 
-    def _online(self, x):
+    def _online(self, x: Tensor) -> Tensor:
         z = self.projector(self.backbone(x))
         return self.predictor(z) if self.predictor is not None else z
 
-    def make_views(self, spec, overrides=None):
+    def make_views(self, spec: DataSpec, overrides: dict | None = None) -> Callable:
         # BYOL's asymmetric recipe: solarisation only in the second view (images in [0, 1])
         return asymmetric_views(spec.kind, overrides, (self.hp.solarize_p1, self.hp.solarize_p2))
 
-    def training_step(self, views):
+    def training_step(self, views: list[Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         x1, x2 = views
         p1, p2 = self._online(x1), self._online(x2)
         with torch.no_grad():  # the target branch gets no gradient (stop-gradient)
@@ -101,8 +105,8 @@ class BYOL(Method):
         loss = (losses.byol_loss(p1, t2) + losses.byol_loss(p2, t1)) / 2
         return loss, {}
 
-    def lr_scales(self):
+    def lr_scales(self) -> dict[str, float]:
         return {"predictor": self.hp.pred_lr_scale} if self.predictor is not None else {}
 
-    def on_step_end(self, progress):
+    def on_step_end(self, progress: float) -> None:
         update_targets(self, progress)  # target_backbone, target_projector; tau scaled to the run length

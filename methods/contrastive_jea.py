@@ -10,12 +10,14 @@ loss acts on the representation itself, and lower temperatures judged it better,
 fidelity declaration), ``proj_dim=0`` (> 0 adds a 2-layer MLP projector).
 """
 
-from torch import nn
+from typing import Any
+
+from torch import Tensor, nn
 
 from ssl_bench import losses
 from ssl_bench.fidelity import PaperRecipe, WHY_TUTORIAL
 from ssl_bench.heads import MLPHead
-from ssl_bench.method import Method
+from ssl_bench.method import DataSpec, Method
 from ssl_bench.registry import register_method
 
 
@@ -47,12 +49,12 @@ class ContrastiveJEA(Method):
         ),
     )
 
-    def __init__(self, backbone, hp=None, spec=None):
+    def __init__(self, backbone: nn.Module, hp: dict[str, Any] | None = None, spec: DataSpec | None = None) -> None:
         super().__init__(backbone, hp, spec)
         h = self.hp
         self.projector = MLPHead(backbone.out_dim, h.proj_hidden_dim, h.proj_dim) if h.proj_dim > 0 else nn.Identity()
 
-    def training_step(self, views):
+    def training_step(self, views: list[Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         z1, z2 = (self.projector(self.backbone(v)) for v in views)
         t = self.hp.temperature
         return (losses.cross_view_info_nce(z1, z2, t) + losses.cross_view_info_nce(z2, z1, t)) / 2, {}

@@ -24,7 +24,11 @@ sharpening (teacher temperature below the student's). Defaults and the paper:
 As in the paper, the teacher (``target_backbone``) is the evaluated network that checkpoints store.
 """
 
+from collections.abc import Callable
+from typing import Any
+
 import torch
+from torch import Tensor, nn
 
 from ssl_bench import losses
 from ssl_bench.distributed import mean_over_ranks
@@ -32,7 +36,7 @@ from ssl_bench.ema import update_targets
 from ssl_bench.errors import ConfigError
 from ssl_bench.fidelity import OUR_EMA, PaperRecipe, WHY_EMA, WHY_LR, WHY_VIEWS, WHY_WIDTH
 from ssl_bench.heads import DINOHead, forward_by_size, frozen_copy
-from ssl_bench.method import Method
+from ssl_bench.method import DataSpec, Method
 from ssl_bench.registry import register_method
 from ssl_bench.views import method_multi_crop
 
@@ -133,7 +137,7 @@ class DINO(Method):
 
     center: torch.Tensor  # a buffer (register_buffer), declared for the type checker
 
-    def __init__(self, backbone, hp=None, spec=None):
+    def __init__(self, backbone: nn.Module, hp: dict[str, Any] | None = None, spec: DataSpec | None = None) -> None:
         super().__init__(backbone, hp, spec)
         h = self.hp
         if (
@@ -153,11 +157,11 @@ class DINO(Method):
         self.register_buffer("center", torch.zeros(1, h.out_dim))
         self._teacher_mean = None
 
-    def make_views(self, spec, overrides=None):
+    def make_views(self, spec: DataSpec, overrides: dict | None = None) -> Callable:
         return method_multi_crop(self, spec, overrides, N_GLOBAL, solarize_p=(self.hp.solarize_p1, self.hp.solarize_p2))
 
     # -- recipe pieces the harness applies ---------------------------------------------------------
-    def frozen_parameters(self):
+    def frozen_parameters(self) -> tuple[str, ...]:
         c = self.clock
         if not c.steps_per_epoch:
             return ()
@@ -167,13 +171,13 @@ class DINO(Method):
         )
         return ("head.last",) if c.step < frozen_steps else ()
 
-    def grad_clip(self):
+    def grad_clip(self) -> float:
         return float(self.hp.clip_grad)
 
-    def weight_decay_end(self):
+    def weight_decay_end(self) -> float | None:
         return float(self.hp.weight_decay_end) if self.hp.wd_cosine else None
 
-    def training_step(self, views):
+    def training_step(self, views: list[Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         h = self.hp
         n = views[0].shape[0]
         student = self.head(forward_by_size(self.backbone, views)).float().split(n)  # all crops
@@ -189,7 +193,7 @@ class DINO(Method):
         return sum(terms) / len(terms), {}
 
     @torch.no_grad()
-    def on_step_end(self, progress):
+    def on_step_end(self, progress: float) -> None:
         h = self.hp
         update_targets(self, progress)  # the teacher: target_backbone, target_head
         if self._teacher_mean is not None:

@@ -22,17 +22,19 @@ pixels / mog2d units; chosen on a validation split), decoder 32 channels with a 
 """
 
 import math
+from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import Tensor, nn
 
 from ssl_bench import losses
 from ssl_bench.distributed import shard, world_size
 from ssl_bench.errors import ConfigError
 from ssl_bench.fidelity import PaperRecipe, WHY_LR
 from ssl_bench.kinds import DataKind
-from ssl_bench.method import Method
+from ssl_bench.method import DataSpec, Method
 from ssl_bench.registry import register_method
 from ssl_bench.views import MultiView, default_augment
 
@@ -48,7 +50,9 @@ class ConvDenoiser(nn.Module):
     """g(x~, h, log sigma) for images: a global code from (h, log sigma) at 7 x 7, upsampled and
     concatenated with x~ and a log sigma plane, then three 3 x 3 convolutions."""
 
-    def __init__(self, in_shape, feat_dim: int, channels: int = 32, code_channels: int = 16, code_hw: int = 7):
+    def __init__(
+        self, in_shape: tuple[int, ...], feat_dim: int, channels: int = 32, code_channels: int = 16, code_hw: int = 7
+    ) -> None:
         super().__init__()
         c = in_shape[0]
         self.code_shape = (code_channels, code_hw, code_hw)
@@ -62,7 +66,7 @@ class ConvDenoiser(nn.Module):
         )
         _near_zero_(self.net[-1])  # g ~ 0 at init: r ~ x~, the trivial floor
 
-    def forward(self, x_noisy, feats, log_sigma):
+    def forward(self, x_noisy: Tensor, feats: Tensor, log_sigma: Tensor) -> Tensor:
         b, _, hgt, wid = x_noisy.shape
         code = self.code(torch.cat([feats, log_sigma.unsqueeze(1)], 1)).view(b, *self.code_shape)
         code = F.interpolate(code, size=(hgt, wid), mode="bilinear", align_corners=False)
@@ -73,7 +77,7 @@ class ConvDenoiser(nn.Module):
 class MLPDenoiser(nn.Module):
     """g(x~, h, log sigma) for vectors: an MLP of the concatenation."""
 
-    def __init__(self, dim: int, feat_dim: int, hidden: int = 512):
+    def __init__(self, dim: int, feat_dim: int, hidden: int = 512) -> None:
         super().__init__()
         self.net = nn.Sequential(
             nn.Linear(dim + feat_dim + 1, hidden),
@@ -84,7 +88,7 @@ class MLPDenoiser(nn.Module):
         )
         _near_zero_(self.net[-1])
 
-    def forward(self, x_noisy, feats, log_sigma):
+    def forward(self, x_noisy: Tensor, feats: Tensor, log_sigma: Tensor) -> Tensor:
         return self.net(torch.cat([x_noisy.flatten(1), feats, log_sigma.unsqueeze(1)], 1)).view(x_noisy.shape)
 
 
@@ -126,7 +130,7 @@ class DSM(Method):
     )
     n_views = 1
 
-    def __init__(self, backbone, hp=None, spec=None):
+    def __init__(self, backbone: nn.Module, hp: dict[str, Any] | None = None, spec: DataSpec | None = None) -> None:
         super().__init__(backbone, hp, spec)
         h = self.hp
         if not 0 < h.sigma_min <= h.sigma_max:
@@ -141,7 +145,7 @@ class DSM(Method):
         else:
             self.denoiser = MLPDenoiser(math.prod(self.in_shape), backbone.out_dim, h.head_hidden_dim)
 
-    def make_views(self, spec, overrides=None):
+    def make_views(self, spec: DataSpec, overrides: dict | None = None) -> Callable:
         base = (
             {"crop_scale": (1.0, 1.0), "crop_ratio": (1.0, 1.0), "jitter": 0.0}
             if spec.kind == DataKind.IMAGE
@@ -149,7 +153,7 @@ class DSM(Method):
         )
         return MultiView(default_augment(spec.kind, {**base, **(overrides or {})}), n=1)
 
-    def training_step(self, views):
+    def training_step(self, views: list[Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         x = views[0]
         b, h = x.shape[0], self.hp
         lo, hi = math.log(h.sigma_min), math.log(h.sigma_max)
@@ -163,7 +167,7 @@ class DSM(Method):
         score = self.score(x + noise, sigma)
         return losses.dsm_loss(score, noise.float(), sigma.float()), {}
 
-    def score(self, x_noisy, sigma):
+    def score(self, x_noisy: Tensor, sigma: Tensor | float) -> Tensor:
         """s(x~, sigma) = (r(x~, sigma) - x~) / sigma^2 with r = x~ - sigma g(x~, h(x~), sigma) (float32)."""
         sigma = torch.as_tensor(sigma, dtype=x_noisy.dtype, device=x_noisy.device).expand(x_noisy.shape[0])
         feats = self.backbone(x_noisy)

@@ -10,14 +10,16 @@ Defaults: predictor 2-layer MLP with 512 hidden units, tau 0.99 -> 1 cosine (rai
 to 1 - 10 / total_steps, :mod:`ssl_bench.ema`).
 """
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import Tensor, nn
 
 from ssl_bench.ema import update_targets
 from ssl_bench.fidelity import OUR_EMA, PaperRecipe, WHY_TUTORIAL
 from ssl_bench.heads import MLPHead, frozen_copy
-from ssl_bench.method import Method
+from ssl_bench.method import DataSpec, Method
 from ssl_bench.registry import register_method
 
 
@@ -44,22 +46,22 @@ class EMAJEPA(Method):
         ),
     )
 
-    def __init__(self, backbone, hp=None, spec=None):
+    def __init__(self, backbone: nn.Module, hp: dict[str, Any] | None = None, spec: DataSpec | None = None) -> None:
         super().__init__(backbone, hp, spec)
         d = backbone.out_dim
         self.predictor = MLPHead(d, self.hp.pred_hidden_dim, d) if self.hp.predictor else nn.Identity()
         self.target_backbone = frozen_copy(self.backbone)
 
-    def _target(self, x):
+    def _target(self, x: Tensor) -> Tensor:
         with torch.no_grad():
             t = self.target_backbone(x).float()
             return F.layer_norm(t, t.shape[-1:]) if self.hp.target_norm else t
 
-    def training_step(self, views):
+    def training_step(self, views: list[Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         x1, x2 = views
         p1, p2 = (self.predictor(self.backbone(x)).float() for x in (x1, x2))
         loss = (F.mse_loss(p1, self._target(x2)) + F.mse_loss(p2, self._target(x1))) / 2
         return loss, {}
 
-    def on_step_end(self, progress):
+    def on_step_end(self, progress: float) -> None:
         update_targets(self, progress)  # target_backbone; tau scaled to the run length (ssl_bench.ema)

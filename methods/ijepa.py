@@ -17,8 +17,12 @@ tau 0.99 -> 1 cosine (paper 0.996 -> 1 linear; raised for short runs to 1 - 10 /
 network that checkpoints store. Needs image data (a ConfigError on vectors).
 """
 
+from collections.abc import Callable
+from typing import Any
+
 import torch
 import torch.nn.functional as F
+from torch import Tensor, nn
 
 from ssl_bench.distributed import shard, world_size
 from ssl_bench.ema import update_targets
@@ -32,7 +36,7 @@ from ssl_bench.heads import (
     vit_encode_tokens,
     vit_patch_tokens,
 )
-from ssl_bench.method import Method
+from ssl_bench.method import DataSpec, Method
 from ssl_bench.registry import register_method
 from ssl_bench.views import MultiView, default_augment, multiblock_masks
 
@@ -116,7 +120,7 @@ class IJEPA(Method):
     default_backbone = {"image": VIT_SMALL_CPU}
     ddp_find_unused_parameters = True  # the ViT's own final norm / head take no part in the loss
 
-    def __init__(self, backbone, hp=None, spec=None):
+    def __init__(self, backbone: nn.Module, hp: dict[str, Any] | None = None, spec: DataSpec | None = None) -> None:
         super().__init__(backbone, hp, spec)
         h = self.hp
         if h.min_keep < 1:
@@ -126,11 +130,11 @@ class IJEPA(Method):
         self.predictor = MaskedTokenPredictor(d, h.pred_dim, d, depth=h.pred_depth, num_heads=h.pred_heads)
         self.target_backbone = frozen_copy(self.backbone)
 
-    def make_views(self, spec, overrides=None):
+    def make_views(self, spec: DataSpec, overrides: dict | None = None) -> Callable:
         aug = default_augment(spec.kind, {"flip_p": 0.0, "jitter": 0.0, **(overrides or {})})
         return MultiView(aug, n=1)
 
-    def training_step(self, views):
+    def training_step(self, views: list[Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         x = views[0]
         tokens, grid = vit_patch_tokens(self.vit, x)
         b = x.shape[0]
@@ -159,5 +163,5 @@ class IJEPA(Method):
         pred = self.predictor(rep(ctx), rep(ctx_idx), tgt_idx.reshape(b * m, nt), grid).float()
         return F.mse_loss(pred, targets.reshape(b * m, nt, -1)), {}
 
-    def on_step_end(self, progress):
+    def on_step_end(self, progress: float) -> None:
         update_targets(self, progress)  # target_backbone; tau scaled to the run length (ssl_bench.ema)

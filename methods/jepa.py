@@ -8,11 +8,13 @@ backbone's embedding is used directly (no projector, ``proj_dim=0``); ``proj_dim
 linear projector.
 """
 
-from torch import nn
+from typing import Any
+
+from torch import Tensor, nn
 
 from ssl_bench import losses
 from ssl_bench.fidelity import collapse_reference_recipe
-from ssl_bench.method import Method
+from ssl_bench.method import DataSpec, Method
 from ssl_bench.registry import register_method
 
 
@@ -24,10 +26,10 @@ class JEPA(Method):
         "energy ||f(x) - f(x')||^2 on positive pairs, nothing else; a collapse reference"
     )
 
-    def __init__(self, backbone, hp=None, spec=None):
+    def __init__(self, backbone: nn.Module, hp: dict[str, Any] | None = None, spec: DataSpec | None = None) -> None:
         super().__init__(backbone, hp, spec)
         self.projector = nn.Linear(backbone.out_dim, self.hp.proj_dim) if self.hp.proj_dim > 0 else nn.Identity()
 
-    def training_step(self, views):
+    def training_step(self, views: list[Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         z1, z2 = (self.projector(self.backbone(v)) for v in views)
         return losses.squared_distance(z1, z2), {}

@@ -28,18 +28,18 @@ MLP with 512 hidden units), tau 0.99 -> 1 cosine (raised for short runs to 1 - 1
 
 from collections.abc import Callable
 from functools import partial
-from typing import cast
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import Tensor, nn
 
 from ssl_bench.ema import update_targets
 from ssl_bench.errors import ConfigError
 from ssl_bench.fidelity import OUR_EMA, PaperRecipe, WHY_TUTORIAL
 from ssl_bench.heads import MLPHead, frozen_copy
 from ssl_bench.kinds import DataKind
-from ssl_bench.method import Method
+from ssl_bench.method import DataSpec, Method
 from ssl_bench.registry import register_method
 from ssl_bench.views import MaskedPair, MultiView, coordinate_mask, default_augment, patch_mask
 
@@ -109,7 +109,7 @@ class JEPAMasked(Method):
         ),
     )
 
-    def __init__(self, backbone, hp=None, spec=None):
+    def __init__(self, backbone: nn.Module, hp: dict[str, Any] | None = None, spec: DataSpec | None = None) -> None:
         super().__init__(backbone, hp, spec)
         d, h = backbone.out_dim, self.hp
         if h.dense_loss not in ("masked", "all"):
@@ -132,7 +132,7 @@ class JEPAMasked(Method):
             self.predictor = MLPHead(d, h.pred_hidden_dim, d)
         self.target_backbone = frozen_copy(self.backbone)
 
-    def make_views(self, spec, overrides=None):
+    def make_views(self, spec: DataSpec, overrides: dict | None = None) -> Callable:
         h = self.hp
         if self.dense and h.dense_loss == "masked":  # one view; training_step masks it and knows where
             return MultiView(default_augment(spec.kind, overrides), n=1)
@@ -142,7 +142,7 @@ class JEPAMasked(Method):
             mask = partial(coordinate_mask, ratio=h.mask_ratio)
         return MaskedPair(default_augment(spec.kind, overrides), mask, independent=bool(h.independent_views))
 
-    def training_step(self, views):
+    def training_step(self, views: list[Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         if self.dense:  # I-JEPA's per-location targets on a CNN's last feature map (B, C, h, w)
             online, target = (
                 cast(Callable[[torch.Tensor], torch.Tensor], net.feature_map)
@@ -183,5 +183,5 @@ class JEPAMasked(Method):
         keep = keep.repeat_interleave(p, 2).repeat_interleave(p, 3)[:, :, :hh, :ww]
         return keep.to(x.device, x.dtype)
 
-    def on_step_end(self, progress):
+    def on_step_end(self, progress: float) -> None:
         update_targets(self, progress)  # target_backbone; tau scaled to the run length (ssl_bench.ema)

@@ -9,12 +9,14 @@ as the tutorial states it, as a second collapse reference. Defaults: no projecto
 (``proj_dim=0``; > 0 adds a linear one).
 """
 
-from torch import nn
+from typing import Any
+
+from torch import Tensor, nn
 
 from ssl_bench import losses
 from ssl_bench.distributed import gather
 from ssl_bench.fidelity import collapse_reference_recipe
-from ssl_bench.method import Method
+from ssl_bench.method import DataSpec, Method
 from ssl_bench.registry import register_method
 
 
@@ -26,10 +28,10 @@ class JEPAPairwise(Method):
         "(LeCun 2022 for the energy view); a collapse reference"
     )
 
-    def __init__(self, backbone, hp=None, spec=None):
+    def __init__(self, backbone: nn.Module, hp: dict[str, Any] | None = None, spec: DataSpec | None = None) -> None:
         super().__init__(backbone, hp, spec)
         self.projector = nn.Linear(backbone.out_dim, self.hp.proj_dim) if self.hp.proj_dim > 0 else nn.Identity()
 
-    def training_step(self, views):
+    def training_step(self, views: list[Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         z1, z2 = (self.projector(self.backbone(v)).float() for v in views)
         return losses.pairwise_squared_distance(z1, gather(z2)), {}  # under DDP: against the global batch

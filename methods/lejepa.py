@@ -15,12 +15,17 @@ gives ``num_views`` same-size views. Projector 512 -> 512 -> 64 with BN (paper/m
 regulariser (then it collapses like ``jepa``).
 """
 
+from collections.abc import Callable
+from typing import Any
+
+from torch import Tensor, nn
+
 from ssl_bench import losses
 from ssl_bench.distributed import gather
 from ssl_bench.errors import ConfigError
 from ssl_bench.fidelity import PaperRecipe, WHY_VIEWS, WHY_WIDTH
 from ssl_bench.heads import MLPHead, forward_by_size
-from ssl_bench.method import Method
+from ssl_bench.method import DataSpec, Method
 from ssl_bench.registry import register_method
 from ssl_bench.views import method_multi_crop
 
@@ -90,7 +95,7 @@ class LeJEPA(Method):
         ),
     )
 
-    def __init__(self, backbone, hp=None, spec=None):
+    def __init__(self, backbone: nn.Module, hp: dict[str, Any] | None = None, spec: DataSpec | None = None) -> None:
         super().__init__(backbone, hp, spec)
         h = self.hp
         if h.num_views < 1 or h.n_local < 0 or h.num_views + h.n_local < 2 or not 0 <= h.lambd <= 1 or h.num_points < 2:
@@ -100,10 +105,10 @@ class LeJEPA(Method):
             )
         self.projector = MLPHead(backbone.out_dim, h.proj_hidden_dim, h.proj_dim, num_layers=h.proj_layers)
 
-    def make_views(self, spec, overrides=None):
+    def make_views(self, spec: DataSpec, overrides: dict | None = None) -> Callable:
         return method_multi_crop(self, spec, overrides, self.hp.num_views)
 
-    def training_step(self, views):
+    def training_step(self, views: list[Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         h = self.hp
         n = views[0].shape[0]
         z = self.projector(forward_by_size(self.backbone, views)).float().reshape(len(views), n, -1)

@@ -17,18 +17,23 @@ preset (312 steps on 20k) norm_pix 69.95, raw pixels 69.85; 78 steps on a 5k sub
 default stays the paper's; ``--opt norm_pix_loss=false`` regresses raw pixels.
 """
 
+from collections.abc import Callable
+from typing import Any
+
+from torch import Tensor, nn
+
 from ssl_bench import losses
 from ssl_bench.distributed import shard, world_size
 from ssl_bench.fidelity import PaperRecipe, WHY_LR
 from ssl_bench.heads import MaskedTokenPredictor, gather_tokens, timm_vit, vit_encode_tokens, vit_patch_tokens
-from ssl_bench.method import Method
+from ssl_bench.method import DataSpec, Method
 from ssl_bench.registry import register_method
 from ssl_bench.views import MultiView, default_augment, random_token_split
 
 from .ijepa import VIT_SMALL_CPU
 
 
-def patchify(x, p):
+def patchify(x: Tensor, p: int) -> Tensor:
     """(B, C, H, W) -> (B, (H/p)(W/p), p*p*C), patches in row-major order like the ViT's tokens."""
     b, c, h, w = x.shape
     x = x.reshape(b, c, h // p, p, w // p, p)
@@ -68,7 +73,7 @@ class MAE(Method):
     default_backbone = {"image": VIT_SMALL_CPU}
     ddp_find_unused_parameters = True  # the ViT's own final norm / head take no part in the loss
 
-    def __init__(self, backbone, hp=None, spec=None):
+    def __init__(self, backbone: nn.Module, hp: dict[str, Any] | None = None, spec: DataSpec | None = None) -> None:
         super().__init__(backbone, hp, spec)
         h = self.hp
         self.vit = timm_vit(backbone, "mae")
@@ -79,11 +84,11 @@ class MAE(Method):
             backbone.out_dim, h.dec_dim, self.patch * self.patch * c, depth=h.dec_depth, num_heads=h.dec_heads
         )
 
-    def make_views(self, spec, overrides=None):
+    def make_views(self, spec: DataSpec, overrides: dict | None = None) -> Callable:
         aug = default_augment(spec.kind, {"crop_scale": (0.2, 1.0), "jitter": 0.0, **(overrides or {})})
         return MultiView(aug, n=1)
 
-    def training_step(self, views):
+    def training_step(self, views: list[Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         x = views[0]
         tokens, grid = vit_patch_tokens(self.vit, x)
         # drawn from the step's own stream for the global batch and sliced: under DDP every rank

@@ -18,15 +18,18 @@ over the whole batch without shuffle (the leaky variant); under DDP the splits s
 (no synchronised BN).
 """
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
+from torch import Tensor, nn
 
 from ssl_bench import losses
 from ssl_bench.distributed import gather
 from ssl_bench.errors import ConfigError
 from ssl_bench.fidelity import PaperRecipe, WHY_LR, WHY_OPTIMIZER, WHY_VIEWS, WHY_WD, WHY_WIDTH
 from ssl_bench.heads import MLPHead, cosine_tau, ema_update_, frozen_copy, split_batchnorm_
-from ssl_bench.method import Method
+from ssl_bench.method import DataSpec, Method
 from ssl_bench.registry import register_method
 
 #: why the key encoder's momentum is 0.99 (moco-v2 keeps its own constant momentum, not ssl_bench.ema)
@@ -79,7 +82,7 @@ class MoCoV2(Method):
     queue: torch.Tensor  # buffers (register_buffer), declared for the type checker
     queue_ptr: torch.Tensor
 
-    def __init__(self, backbone, hp=None, spec=None):
+    def __init__(self, backbone: nn.Module, hp: dict[str, Any] | None = None, spec: DataSpec | None = None) -> None:
         super().__init__(backbone, hp, spec)
         h = self.hp
         if h.queue_size < 1:
@@ -98,7 +101,7 @@ class MoCoV2(Method):
         self.sync_batchnorm = h.bn_splits <= 1  # split BN stays per process under DDP
 
     @torch.no_grad()
-    def _key_embeddings(self, x):
+    def _key_embeddings(self, x: Tensor) -> Tensor:
         """Key embeddings; with split BN the batch is shuffled before the key encoder and unshuffled
         after (the single-device shuffle-BN of the official MoCo demo)."""
         # the shuffle draws from the step's own stream (self.clock.generator()), not the global RNG
@@ -110,7 +113,7 @@ class MoCoV2(Method):
             k = k[torch.argsort(perm)]
         return F.normalize(k.float(), dim=1)
 
-    def training_step(self, views):
+    def training_step(self, views: list[Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         x1, x2 = views
         if self.training and self.hp.bn_splits > 1 and x1.shape[0] % self.hp.bn_splits:
             raise ConfigError(
@@ -129,7 +132,7 @@ class MoCoV2(Method):
         return loss, {}
 
     @torch.no_grad()
-    def on_step_end(self, progress):
+    def on_step_end(self, progress: float) -> None:
         h = self.hp
         tau = cosine_tau(h.ema_tau, progress) if h.ema_cosine else h.ema_tau
         ema_update_(self.key_backbone, self.backbone, tau)

@@ -13,14 +13,17 @@ raised for short runs to 1 - 10 / total_steps, :mod:`ssl_bench.ema`).
 ``predictor=False`` is the ablation without predictor.
 """
 
+from typing import Any
+
 import torch
+from torch import Tensor, nn
 
 from ssl_bench import losses
 from ssl_bench.ema import update_targets
 from ssl_bench.errors import ConfigError
 from ssl_bench.fidelity import OUR_EMA, PaperRecipe, WHY_EMA, WHY_LR, WHY_OPTIMIZER, WHY_VIEWS, WHY_WIDTH
 from ssl_bench.heads import MLPHead, frozen_copy
-from ssl_bench.method import Method
+from ssl_bench.method import DataSpec, Method
 from ssl_bench.registry import register_method
 
 
@@ -86,7 +89,7 @@ class MoCoV3(Method):
         ),
     )
 
-    def __init__(self, backbone, hp=None, spec=None):
+    def __init__(self, backbone: nn.Module, hp: dict[str, Any] | None = None, spec: DataSpec | None = None) -> None:
         super().__init__(backbone, hp, spec)
         h = self.hp
         if h.proj_layers < 1 or h.temperature <= 0:
@@ -98,11 +101,11 @@ class MoCoV3(Method):
         self.target_backbone = frozen_copy(self.backbone)  # the momentum encoder
         self.target_projector = frozen_copy(self.projector)
 
-    def _query(self, x):
+    def _query(self, x: Tensor) -> Tensor:
         z = self.projector(self.backbone(x))
         return self.predictor(z) if self.predictor is not None else z
 
-    def training_step(self, views):
+    def training_step(self, views: list[Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         x1, x2 = views
         q1, q2 = self._query(x1), self._query(x2)
         with torch.no_grad():
@@ -111,5 +114,5 @@ class MoCoV3(Method):
         loss = 2 * t * (losses.cross_view_info_nce(q1, k2, t) + losses.cross_view_info_nce(q2, k1, t))
         return loss, {}
 
-    def on_step_end(self, progress):
+    def on_step_end(self, progress: float) -> None:
         update_targets(self, progress)  # target_backbone, target_projector; tau scaled to the run length

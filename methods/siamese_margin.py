@@ -8,12 +8,14 @@ beyond the margin, [m - F]_+^2. Defaults: projector 512 -> 64 (``proj_dim=0``: t
 embedding directly), margin 4 (chosen on a validation split carved from the training set).
 """
 
-from torch import nn
+from typing import Any
+
+from torch import Tensor, nn
 
 from ssl_bench import losses
 from ssl_bench.fidelity import PaperRecipe, WHY_TUTORIAL
 from ssl_bench.heads import MLPHead
-from ssl_bench.method import Method
+from ssl_bench.method import DataSpec, Method
 from ssl_bench.registry import register_method
 
 
@@ -43,11 +45,11 @@ class SiameseMargin(Method):
         ),
     )
 
-    def __init__(self, backbone, hp=None, spec=None):
+    def __init__(self, backbone: nn.Module, hp: dict[str, Any] | None = None, spec: DataSpec | None = None) -> None:
         super().__init__(backbone, hp, spec)
         h = self.hp
         self.projector = MLPHead(backbone.out_dim, h.proj_hidden_dim, h.proj_dim) if h.proj_dim > 0 else nn.Identity()
 
-    def training_step(self, views):
+    def training_step(self, views: list[Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         z1, z2 = (self.projector(self.backbone(v)).float() for v in views)
         return losses.margin_contrastive(z1, z2, self.hp.margin), {}

@@ -6,10 +6,14 @@ Defaults: projector 512 -> 128 (paper: 2048 -> 128 for ResNet-50), temperature 0
 small-batch optimum is 0.1-0.2).
 """
 
+from typing import Any
+
+from torch import Tensor, nn
+
 from ssl_bench import losses
 from ssl_bench.fidelity import PaperRecipe, WHY_LR, WHY_OPTIMIZER, WHY_VIEWS
 from ssl_bench.heads import MLPHead
-from ssl_bench.method import Method
+from ssl_bench.method import DataSpec, Method
 from ssl_bench.registry import register_method
 
 
@@ -40,12 +44,12 @@ class SimCLR(Method):
         ),
     )
 
-    def __init__(self, backbone, hp=None, spec=None):
+    def __init__(self, backbone: nn.Module, hp: dict[str, Any] | None = None, spec: DataSpec | None = None) -> None:
         super().__init__(backbone, hp, spec)
         h = self.hp
         self.projector = MLPHead(backbone.out_dim, h.proj_hidden_dim, h.proj_dim, num_layers=2)
 
-    def training_step(self, views):
+    def training_step(self, views: list[Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         z1, z2 = (self.projector(self.backbone(v)) for v in views)
         loss = losses.info_nce(z1, z2, self.hp.temperature)
         return loss, {}

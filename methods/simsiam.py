@@ -10,10 +10,14 @@ here, use an affine-free BN, under which no constant output is reachable in trai
 Defaults: projector 3 x 512 (paper 3 x 2048), predictor 512 -> 128 -> 512 (paper 2048 -> 512 -> 2048).
 """
 
+from typing import Any
+
+from torch import Tensor, nn
+
 from ssl_bench import losses
 from ssl_bench.fidelity import PaperRecipe, WHY_LR, WHY_OPTIMIZER, WHY_VIEWS, WHY_WD, WHY_WIDTH
 from ssl_bench.heads import MLPHead
-from ssl_bench.method import Method
+from ssl_bench.method import DataSpec, Method
 from ssl_bench.registry import register_method
 
 
@@ -56,7 +60,7 @@ class SimSiam(Method):
         ),
     )
 
-    def __init__(self, backbone, hp=None, spec=None):
+    def __init__(self, backbone: nn.Module, hp: dict[str, Any] | None = None, spec: DataSpec | None = None) -> None:
         super().__init__(backbone, hp, spec)
         h = self.hp
         self.projector = MLPHead(
@@ -64,7 +68,7 @@ class SimSiam(Method):
         )
         self.predictor = MLPHead(h.proj_dim, h.pred_hidden_dim, h.proj_dim, num_layers=2) if h.predictor else None
 
-    def training_step(self, views):
+    def training_step(self, views: list[Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         z1, z2 = (self.projector(self.backbone(v)) for v in views)
         p1, p2 = (self.predictor(z) if self.predictor is not None else z for z in (z1, z2))
         t1, t2 = (z1.detach(), z2.detach()) if self.hp.stop_gradient else (z1, z2)

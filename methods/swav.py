@@ -19,14 +19,18 @@ as in the reference ``main_swav.py``). Defaults and the paper:
   Sinkhorn epsilon 0.05 and 3 iterations (paper).
 """
 
+from collections.abc import Callable
+from typing import Any
+
 import torch
 import torch.nn.functional as F
+from torch import Tensor, nn
 
 from ssl_bench import losses
 from ssl_bench.errors import ConfigError
 from ssl_bench.fidelity import PaperRecipe, WHY_LR, WHY_OPTIMIZER, WHY_VIEWS, WHY_WIDTH
 from ssl_bench.heads import CosineClassifier, MLPHead, forward_by_size
-from ssl_bench.method import Method
+from ssl_bench.method import DataSpec, Method
 from ssl_bench.registry import register_method
 from ssl_bench.views import method_multi_crop
 
@@ -100,7 +104,7 @@ class SwAV(Method):
 
     queue: torch.Tensor  # a buffer (register_buffer), declared for the type checker
 
-    def __init__(self, backbone, hp=None, spec=None):
+    def __init__(self, backbone: nn.Module, hp: dict[str, Any] | None = None, spec: DataSpec | None = None) -> None:
         super().__init__(backbone, hp, spec)
         h = self.hp
         if h.queue_length < 0 or h.n_local < 0 or h.freeze_prototypes_epochs < 0 or h.queue_start_epoch < 0:
@@ -112,7 +116,7 @@ class SwAV(Method):
         # newest first, as in the reference; zeros until filled
         self.register_buffer("queue", torch.zeros(N_GLOBAL if h.queue_length else 0, h.queue_length, h.proj_dim))
 
-    def make_views(self, spec, overrides=None):
+    def make_views(self, spec: DataSpec, overrides: dict | None = None) -> Callable:
         return method_multi_crop(self, spec, overrides, N_GLOBAL)
 
     # -- where training is (the harness's clock) -------------------------------------------------
@@ -124,11 +128,11 @@ class SwAV(Method):
         start = int(round(self.hp.queue_start_epoch * c.steps_per_epoch))
         return max(0, c.step - start + 1) if c.step >= start else 0
 
-    def frozen_parameters(self):
+    def frozen_parameters(self) -> tuple[str, ...]:
         c = self.clock
         return ("prototypes",) if c.steps_per_epoch and c.epoch < self.hp.freeze_prototypes_epochs else ()
 
-    def training_step(self, views):
+    def training_step(self, views: list[Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         h = self.hp
         n = views[0].shape[0]
         z = F.normalize(self.projector(forward_by_size(self.backbone, views)).float(), dim=1)

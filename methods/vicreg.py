@@ -10,11 +10,16 @@ view 1 and ``solarize_p2`` 0.2 in view 2 (the paper's BYOL-style augmentation; a
 images before normalisation; blur is not used at 28 px).
 """
 
+from collections.abc import Callable
+from typing import Any
+
+from torch import Tensor, nn
+
 from ssl_bench import losses
 from ssl_bench.distributed import gather
 from ssl_bench.fidelity import PaperRecipe, WHY_LR, WHY_OPTIMIZER, WHY_VIEWS, WHY_WIDTH
 from ssl_bench.heads import MLPHead
-from ssl_bench.method import Method
+from ssl_bench.method import DataSpec, Method
 from ssl_bench.registry import register_method
 from ssl_bench.views import asymmetric_views
 
@@ -61,16 +66,16 @@ class VICReg(Method):
         ),
     )
 
-    def __init__(self, backbone, hp=None, spec=None):
+    def __init__(self, backbone: nn.Module, hp: dict[str, Any] | None = None, spec: DataSpec | None = None) -> None:
         super().__init__(backbone, hp, spec)
         h = self.hp
         self.projector = MLPHead(backbone.out_dim, h.proj_hidden_dim, h.proj_dim, num_layers=h.proj_layers)
 
-    def make_views(self, spec, overrides=None):
+    def make_views(self, spec: DataSpec, overrides: dict | None = None) -> Callable:
         # BYOL's asymmetric recipe: solarisation only in the second view (images in [0, 1])
         return asymmetric_views(spec.kind, overrides, (self.hp.solarize_p1, self.hp.solarize_p2))
 
-    def training_step(self, views):
+    def training_step(self, views: list[Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         z1, z2 = (gather(self.projector(self.backbone(v))) for v in views)  # global batch under DDP
         h = self.hp
         inv, var, cov = losses.vicreg_terms(z1, z2)
