@@ -84,7 +84,7 @@ class BYOL(Method):
     def __init__(self, backbone: nn.Module, hp: dict[str, Any] | None = None, spec: DataSpec | None = None) -> None:
         super().__init__(backbone, hp, spec)
         h = self.hp
-        self.projector = MLPHead(backbone.out_dim, h.proj_hidden_dim, h.proj_dim)
+        self.projector = MLPHead(self.out_dim, h.proj_hidden_dim, h.proj_dim)
         self.predictor = MLPHead(h.proj_dim, h.pred_hidden_dim, h.proj_dim) if h.predictor else None
         self.target_backbone = frozen_copy(self.backbone)
         self.target_projector = frozen_copy(self.projector)

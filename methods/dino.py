@@ -25,7 +25,7 @@ As in the paper, the teacher (``target_backbone``) is the evaluated network that
 """
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -151,7 +151,7 @@ class DINO(Method):
                 "dino: n_local, freeze_last_layer_epochs, clip_grad and weight_decay_end must be >= 0, "
                 "freeze_last_layer_frac in [0, 1]"
             )
-        self.head = DINOHead(backbone.out_dim, h.hidden_dim, h.bottleneck_dim, h.out_dim)
+        self.head = DINOHead(self.out_dim, h.hidden_dim, h.bottleneck_dim, h.out_dim)
         self.target_backbone = frozen_copy(self.backbone)  # the teacher
         self.target_head = frozen_copy(self.head)
         self.register_buffer("center", torch.zeros(1, h.out_dim))
@@ -190,7 +190,7 @@ class DINO(Method):
             if v != iq
         ]
         self._teacher_mean = teacher.mean(0, keepdim=True)
-        return sum(terms) / len(terms), {}
+        return cast(Tensor, sum(terms)) / len(terms), {}
 
     @torch.no_grad()
     def on_step_end(self, progress: float) -> None:

@@ -141,9 +141,9 @@ class DSM(Method):
             raise ConfigError("dsm: head_hidden_dim, dec_channels and code_channels must be >= 1")
         self.in_shape = tuple(spec.input_shape)
         if spec.kind == DataKind.IMAGE and len(self.in_shape) == 3:
-            self.denoiser: nn.Module = ConvDenoiser(self.in_shape, backbone.out_dim, h.dec_channels, h.code_channels)
+            self.denoiser: nn.Module = ConvDenoiser(self.in_shape, self.out_dim, h.dec_channels, h.code_channels)
         else:
-            self.denoiser = MLPDenoiser(math.prod(self.in_shape), backbone.out_dim, h.head_hidden_dim)
+            self.denoiser = MLPDenoiser(math.prod(self.in_shape), self.out_dim, h.head_hidden_dim)
 
     def make_views(self, spec: DataSpec, overrides: dict | None = None) -> Callable:
         base = (

@@ -48,7 +48,7 @@ class EMAJEPA(Method):
 
     def __init__(self, backbone: nn.Module, hp: dict[str, Any] | None = None, spec: DataSpec | None = None) -> None:
         super().__init__(backbone, hp, spec)
-        d = backbone.out_dim
+        d = self.out_dim
         self.predictor = MLPHead(d, self.hp.pred_hidden_dim, d) if self.hp.predictor else nn.Identity()
         self.target_backbone = frozen_copy(self.backbone)
 

@@ -126,7 +126,7 @@ class IJEPA(Method):
         if h.min_keep < 1:
             raise ConfigError(f"ijepa: min_keep must be >= 1, got {h.min_keep}")
         self.vit = timm_vit(backbone, "ijepa")
-        d = backbone.out_dim
+        d = self.out_dim
         self.predictor = MaskedTokenPredictor(d, h.pred_dim, d, depth=h.pred_depth, num_heads=h.pred_heads)
         self.target_backbone = frozen_copy(self.backbone)
 

@@ -28,7 +28,7 @@ class JEPA(Method):
 
     def __init__(self, backbone: nn.Module, hp: dict[str, Any] | None = None, spec: DataSpec | None = None) -> None:
         super().__init__(backbone, hp, spec)
-        self.projector = nn.Linear(backbone.out_dim, self.hp.proj_dim) if self.hp.proj_dim > 0 else nn.Identity()
+        self.projector = nn.Linear(self.out_dim, self.hp.proj_dim) if self.hp.proj_dim > 0 else nn.Identity()
 
     def training_step(self, views: list[Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         z1, z2 = (self.projector(self.backbone(v)) for v in views)

@@ -44,7 +44,7 @@ from ssl_bench.registry import register_method
 from ssl_bench.views import MaskedPair, MultiView, coordinate_mask, default_augment, patch_mask
 
 
-def _has_spatial_map(backbone: nn.Module, input_shape) -> bool:
+def _has_spatial_map(backbone: nn.Module, input_shape: tuple[int, ...]) -> bool:
     """Whether ``backbone.feature_map`` gives a (B, C, h, w) map (CNNs; not MLPs or ViT tokens)."""
     feature_map = getattr(backbone, "feature_map", None)
     if not callable(feature_map) or len(input_shape) != 3:
@@ -111,7 +111,7 @@ class JEPAMasked(Method):
 
     def __init__(self, backbone: nn.Module, hp: dict[str, Any] | None = None, spec: DataSpec | None = None) -> None:
         super().__init__(backbone, hp, spec)
-        d, h = backbone.out_dim, self.hp
+        d, h = self.out_dim, self.hp
         if h.dense_loss not in ("masked", "all"):
             raise ConfigError(f"jepa-masked: dense_loss must be 'masked' or 'all', got {h.dense_loss!r}")
         self.dense = bool(h.dense) and spec is not None and _has_spatial_map(backbone, spec.input_shape)

@@ -103,7 +103,7 @@ class LeJEPA(Method):
                 "lejepa: num_views must be >= 1, n_local >= 0, num_views + n_local >= 2, lambd in [0, 1] "
                 "and num_points >= 2"
             )
-        self.projector = MLPHead(backbone.out_dim, h.proj_hidden_dim, h.proj_dim, num_layers=h.proj_layers)
+        self.projector = MLPHead(self.out_dim, h.proj_hidden_dim, h.proj_dim, num_layers=h.proj_layers)
 
     def make_views(self, spec: DataSpec, overrides: dict | None = None) -> Callable:
         return method_multi_crop(self, spec, overrides, self.hp.num_views)

@@ -81,7 +81,7 @@ class MAE(Method):
         self.patch = int(p[0] if isinstance(p, (tuple, list)) else p)
         c = spec.input_shape[0] if spec is not None else 1
         self.decoder = MaskedTokenPredictor(
-            backbone.out_dim, h.dec_dim, self.patch * self.patch * c, depth=h.dec_depth, num_heads=h.dec_heads
+            self.out_dim, h.dec_dim, self.patch * self.patch * c, depth=h.dec_depth, num_heads=h.dec_heads
         )
 
     def make_views(self, spec: DataSpec, overrides: dict | None = None) -> Callable:

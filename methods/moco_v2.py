@@ -89,7 +89,7 @@ class MoCoV2(Method):
             raise ConfigError("moco-v2: queue_size must be >= 1")
         if h.bn_splits < 1:
             raise ConfigError(f"moco-v2: bn_splits must be >= 1, got {h.bn_splits}")
-        self.projector = MLPHead(backbone.out_dim, h.proj_hidden_dim, h.proj_dim, num_layers=2)
+        self.projector = MLPHead(self.out_dim, h.proj_hidden_dim, h.proj_dim, num_layers=2)
         if h.bn_splits > 1:  # before the key encoder is copied: both encoders split their BN
             split_batchnorm_(self.backbone, h.bn_splits)
             split_batchnorm_(self.projector, h.bn_splits)
@@ -97,7 +97,7 @@ class MoCoV2(Method):
         self.key_projector = frozen_copy(self.projector)
         self.register_buffer("queue", F.normalize(torch.randn(h.queue_size, h.proj_dim), dim=1))
         self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.long))
-        self._keys = None
+        self._keys: Tensor | None = None
         self.sync_batchnorm = h.bn_splits <= 1  # split BN stays per process under DDP
 
     @torch.no_grad()

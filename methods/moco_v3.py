@@ -94,9 +94,7 @@ class MoCoV3(Method):
         h = self.hp
         if h.proj_layers < 1 or h.temperature <= 0:
             raise ConfigError("moco-v3: proj_layers must be >= 1 and temperature > 0")
-        self.projector = MLPHead(
-            backbone.out_dim, h.proj_hidden_dim, h.proj_dim, num_layers=h.proj_layers, last_bn=True
-        )
+        self.projector = MLPHead(self.out_dim, h.proj_hidden_dim, h.proj_dim, num_layers=h.proj_layers, last_bn=True)
         self.predictor = MLPHead(h.proj_dim, h.pred_hidden_dim, h.proj_dim, num_layers=2) if h.predictor else None
         self.target_backbone = frozen_copy(self.backbone)  # the momentum encoder
         self.target_projector = frozen_copy(self.projector)

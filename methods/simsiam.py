@@ -64,7 +64,7 @@ class SimSiam(Method):
         super().__init__(backbone, hp, spec)
         h = self.hp
         self.projector = MLPHead(
-            backbone.out_dim, h.proj_hidden_dim, h.proj_dim, num_layers=3, last_bn=True, last_bn_affine=h.out_bn_affine
+            self.out_dim, h.proj_hidden_dim, h.proj_dim, num_layers=3, last_bn=True, last_bn_affine=h.out_bn_affine
         )
         self.predictor = MLPHead(h.proj_dim, h.pred_hidden_dim, h.proj_dim, num_layers=2) if h.predictor else None
 

@@ -20,7 +20,7 @@ as in the reference ``main_swav.py``). Defaults and the paper:
 """
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -111,7 +111,7 @@ class SwAV(Method):
             raise ConfigError(
                 "swav: queue_length, n_local, freeze_prototypes_epochs and queue_start_epoch must be >= 0"
             )
-        self.projector = MLPHead(backbone.out_dim, h.proj_hidden_dim, h.proj_dim, num_layers=2)
+        self.projector = MLPHead(self.out_dim, h.proj_hidden_dim, h.proj_dim, num_layers=2)
         self.prototypes = CosineClassifier(h.proj_dim, h.num_prototypes)
         # newest first, as in the reference; zeros until filled
         self.register_buffer("queue", torch.zeros(N_GLOBAL if h.queue_length else 0, h.queue_length, h.proj_dim))
@@ -154,4 +154,4 @@ class SwAV(Method):
                 if v != i
             )
             loss = loss + sub / (len(views) - 1)
-        return loss / N_GLOBAL, {}
+        return cast(Tensor, loss) / N_GLOBAL, {}

@@ -69,7 +69,7 @@ class VICReg(Method):
     def __init__(self, backbone: nn.Module, hp: dict[str, Any] | None = None, spec: DataSpec | None = None) -> None:
         super().__init__(backbone, hp, spec)
         h = self.hp
-        self.projector = MLPHead(backbone.out_dim, h.proj_hidden_dim, h.proj_dim, num_layers=h.proj_layers)
+        self.projector = MLPHead(self.out_dim, h.proj_hidden_dim, h.proj_dim, num_layers=h.proj_layers)
 
     def make_views(self, spec: DataSpec, overrides: dict | None = None) -> Callable:
         # BYOL's asymmetric recipe: solarisation only in the second view (images in [0, 1])
