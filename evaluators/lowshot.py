@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ssl_bench.embeddings import Embeddings
 from ssl_bench.errors import ConfigError
 from ssl_bench.evaluator import Evaluator, Metric
 from ssl_bench.evaluators.linear import WEIGHT_DECAYS, linear_fast
@@ -69,7 +70,7 @@ class LowShot(Evaluator):
     legend_options = ("fractions",)
     preset_options = {"smoke": dict(weight_decays=[1e-2, 1e-3], max_iter=30, sweep_iter=20)}
 
-    def evaluate(self, emb):
+    def evaluate(self, emb: Embeddings) -> dict[str, float]:
         o = self.options
         out, self.details = {}, {}
         for f in o["fractions"]:
