@@ -26,7 +26,7 @@ class SmallCNN(nn.Module):
     About 93k parameters for grey input; works for any image size and channel count.
     """
 
-    def __init__(self, in_channels: int = 1, widths: tuple[int, ...] = (32, 64, 128), ceil_pool: bool = False):
+    def __init__(self, in_channels: int = 1, widths: tuple[int, ...] = (32, 64, 128), ceil_pool: bool = False) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         c = in_channels
@@ -53,7 +53,7 @@ class WideCNN(SmallCNN):
     input; 28x28 -> 28, 14, 7, 4x4 map before pooling (32x32 -> 4x4); 512-d output.
     """
 
-    def __init__(self, in_channels: int = 1, widths: tuple[int, ...] = (64, 128, 256, 512)):
+    def __init__(self, in_channels: int = 1, widths: tuple[int, ...] = (64, 128, 256, 512)) -> None:
         super().__init__(in_channels, widths, ceil_pool=True)
 
 
@@ -72,7 +72,7 @@ class CifarResNet(nn.Module):
         in_channels: int = 3,
         widths: tuple[int, ...] = (64, 128, 256, 512),
         zero_init_residual: bool = False,
-    ):
+    ) -> None:
         super().__init__()
         if len(layers) != len(widths):
             raise ConfigError(f"CifarResNet: {len(layers)} stage depths for {len(widths)} widths")
@@ -119,7 +119,7 @@ class CifarResNet(nn.Module):
 class MLP(nn.Module):
     """Fully connected trunk for vectors (e.g. mog2d): Linear-BN-ReLU blocks."""
 
-    def __init__(self, in_dim: int, hidden: int = 128, depth: int = 2, out_dim: int = 32):
+    def __init__(self, in_dim: int, hidden: int = 128, depth: int = 2, out_dim: int = 32) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         d = in_dim
@@ -135,7 +135,7 @@ class MLP(nn.Module):
 
 
 class TimmBackbone(nn.Module):
-    def __init__(self, name: str, in_channels: int, **kwargs):
+    def __init__(self, name: str, in_channels: int, **kwargs) -> None:
         super().__init__()
         import timm
 

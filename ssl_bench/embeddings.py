@@ -15,6 +15,7 @@ import hashlib
 import json
 import shutil
 import tempfile
+from collections.abc import Callable
 from copy import deepcopy
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +32,10 @@ from .checkpoint import atomic_write, atomic_write_dir, file_digest, read_encode
 from .config import RunConfig
 from .data import Data, in_memory
 from .errors import CheckpointError, ConfigError
-from .method import DataSpec
+from .method import DataSpec, Method
+
+#: what embeds a batch: ``method.encode`` or :func:`layer_encoder`'s hook on a sub-module
+Encoder = Callable[[torch.Tensor], torch.Tensor]
 
 #: Seed of the evaluation subsets (:func:`eval_split`): the same for every method and baseline.
 EVAL_SUBSET_SEED = 1
@@ -77,7 +81,7 @@ class Embeddings:
     def load_dir(cls, path: Path, source: str = "") -> Embeddings:
         path = Path(path)
 
-        def arr(name):
+        def arr(name: str) -> np.ndarray | None:
             p = path / f"{name}.npy"
             return ondisk.open_npy(p) if p.is_file() else None
 
@@ -94,7 +98,7 @@ class Embeddings:
         if self.test_y is not None:
             arrays["test_y"] = self.test_y
 
-        def write(tmp):
+        def write(tmp: Path) -> None:
             with open(tmp, "wb") as f:
                 np.savez(f, **cast(dict[str, Any], arrays))  # numpy's stub types **kwds as its options
 
@@ -114,7 +118,12 @@ class Embeddings:
 
 @torch.inference_mode()
 def embed_tensor(
-    encode, data: Data, x: torch.Tensor, device: torch.device, batch_size: int = 1024, precision: str = "fp32"
+    encode: Encoder,
+    data: Data,
+    x: torch.Tensor,
+    device: torch.device,
+    batch_size: int = 1024,
+    precision: str = "fp32",
 ) -> np.ndarray:
     """``encode`` over ``x`` in batches; images go channels_last, the forward runs under the
     (resolved) ``precision`` of :mod:`ssl_bench.precision`, the result is float32."""
@@ -131,7 +140,7 @@ def embed_tensor(
 
 @torch.inference_mode()
 def embed_source(
-    encode,
+    encode: Encoder,
     data: Data,
     images: streaming.ImageSource,
     device: torch.device,
@@ -173,7 +182,7 @@ def embed_source(
 
 
 def embed_data(
-    encode,
+    encode: Encoder,
     data: Data,
     device: torch.device,
     source: str = "",
@@ -253,7 +262,7 @@ def data_fingerprint(data: Data) -> str:
     return h.hexdigest()
 
 
-def layer_encoder(method, layer: str = "encode"):
+def layer_encoder(method: Method, layer: str = "encode") -> Encoder:
     """The function that embeds a batch: ``method.encode`` for ``layer="encode"``, else the output
     of the sub-module ``layer`` (a dotted name such as ``"backbone.net.0"``) during ``encode``."""
     if layer in ("", "encode"):
@@ -266,10 +275,12 @@ def layer_encoder(method, layer: str = "encode"):
             f"layer {layer!r}: no such sub-module of {type(method).__name__} (e.g. {', '.join(names)})"
         ) from None
 
-    def encode(x):
-        out = {}
+    def encode(x: torch.Tensor) -> torch.Tensor:
+        out: dict[str, torch.Tensor] = {}
 
-        def keep(_m, _i, o):  # a copy: a later in-place op (ReLU(inplace=True)) must not change it
+        def keep(
+            _m: nn.Module, _i: Any, o: Any
+        ) -> None:  # a copy: a later in-place op (ReLU(inplace=True)) must not change it
             o = o[0] if isinstance(o, (tuple, list)) else o
             out["z"] = o.clone()
 
@@ -330,7 +341,7 @@ def inference_copy(model: nn.Module) -> nn.Module:
     return copy
 
 
-def load_method_from_checkpoint(path: Path, device: torch.device):
+def load_method_from_checkpoint(path: Path, device: torch.device) -> tuple[Method, RunConfig, dict[str, Any]]:
     """Rebuild the method of a checkpoint and load its backbone weights (strict)."""
     state, meta = read_encoder(path)
     try:
@@ -356,7 +367,7 @@ def checkpoint_embeddings(
     cache_dir: Path | None = None,
     layer: str = "encode",
     precision: str | None = None,
-):
+) -> tuple[Embeddings, RunConfig, dict[str, Any], bool, Method]:
     """(embeddings, config, metadata, from_cache, method) of a checkpoint on ``data``; the
     embeddings are cached under :func:`cache_key` (checkpoint digest, data fingerprint, precision,
     layer), the rebuilt method (eval mode) is returned for model evaluators so that nobody loads

@@ -28,7 +28,7 @@ class MLPHead(nn.Module):
         last_bn: bool = False,
         bias_last: bool = True,
         last_bn_affine: bool = False,
-    ):
+    ) -> None:
         super().__init__()
         if num_layers < 1:
             raise ValueError("num_layers must be >= 1")
@@ -101,7 +101,7 @@ class SplitBatchNorm(nn.modules.batchnorm._BatchNorm):
         momentum: float | None = 0.1,
         affine: bool = True,
         track_running_stats: bool = True,
-    ):
+    ) -> None:
         super().__init__(num_features, eps, momentum, affine, track_running_stats)
         if num_splits < 1:
             raise ValueError("num_splits must be >= 1")
@@ -209,7 +209,7 @@ class CosineClassifier(nn.Module):
     re-normalisation of the prototype weights before each step.
     """
 
-    def __init__(self, in_dim: int, k: int):
+    def __init__(self, in_dim: int, k: int) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.empty(k, in_dim))
         nn.init.normal_(self.weight, std=in_dim**-0.5)
@@ -224,7 +224,7 @@ class DINOHead(nn.Module):
 
     def __init__(
         self, in_dim: int, hidden_dim: int = 512, bottleneck_dim: int = 64, out_dim: int = 1024, num_layers: int = 3
-    ):
+    ) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         d = in_dim
@@ -305,7 +305,9 @@ class MaskedTokenPredictor(nn.Module):
     and the query positions are projected to ``out_dim``.
     """
 
-    def __init__(self, in_dim: int, dim: int, out_dim: int, depth: int = 2, num_heads: int = 2, mlp_ratio: float = 4.0):
+    def __init__(
+        self, in_dim: int, dim: int, out_dim: int, depth: int = 2, num_heads: int = 2, mlp_ratio: float = 4.0
+    ) -> None:
         super().__init__()
         from timm.models.vision_transformer import Block
 

@@ -22,7 +22,7 @@ BANK, QUERIES, SEED = 1000, 500, 12345
 
 
 class KNNMonitor:
-    def __init__(self, data: Data, bank: int = BANK, queries: int = QUERIES, seed: int = SEED):
+    def __init__(self, data: Data, bank: int = BANK, queries: int = QUERIES, seed: int = SEED) -> None:
         sub = data.subset(bank, queries, seed=seed)
         self.data, self.bank_y, self.query_y = sub, sub.y_train.numpy(), sub.y_test.numpy()
 

@@ -37,7 +37,7 @@ def _header(dtype: np.dtype, shape: tuple[int, ...]) -> bytes:
 class NpyWriter:
     """Append rows of ``(n, *row_shape)`` to a ``.npy`` file; ``close()`` writes the row count."""
 
-    def __init__(self, path: str | os.PathLike, row_shape: tuple[int, ...], dtype=np.float32):
+    def __init__(self, path: str | os.PathLike, row_shape: tuple[int, ...], dtype=np.float32) -> None:
         self.path, self.row_shape, self.dtype = Path(path), tuple(row_shape), np.dtype(dtype)
         self.rows = 0
         self._f = open(self.path, "wb")

@@ -17,7 +17,7 @@ class LARS(torch.optim.Optimizer):
     """SGD with momentum and layer-wise trust ratio (You et al. 2017) for weight matrices;
     biases and norm parameters (1-D) get plain SGD and no weight decay."""
 
-    def __init__(self, params, lr: float, momentum: float = 0.9, weight_decay: float = 0.0, eta: float = 0.02):
+    def __init__(self, params, lr: float, momentum: float = 0.9, weight_decay: float = 0.0, eta: float = 0.02) -> None:
         super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay, eta=eta))
 
     @torch.no_grad()

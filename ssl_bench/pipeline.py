@@ -50,7 +50,7 @@ class ResultsNotSavedError(SSLBenchError):
     """Rows were computed but could not be appended to results.jsonl; ``rows`` holds them and the
     message says where they were saved instead (if anywhere)."""
 
-    def __init__(self, msg: str, rows: list[dict], saved_to: Path | None):
+    def __init__(self, msg: str, rows: list[dict], saved_to: Path | None) -> None:
         super().__init__(msg)
         self.rows, self.saved_to = rows, saved_to
 
@@ -58,7 +58,7 @@ class ResultsNotSavedError(SSLBenchError):
 class SweepFailed(SSLBenchError):
     """Some (method, seed) runs of a sweep failed; the others were evaluated and ranked."""
 
-    def __init__(self, failures: list[dict]):
+    def __init__(self, failures: list[dict]) -> None:
         self.failures = failures
         what = "; ".join(f"{f['method']} seed {f['seed']} {f['status']}" for f in failures)
         super().__init__(
@@ -473,7 +473,7 @@ def sweep_progress(total: int, desc: str, enabled: bool):
     )
 
 
-def _sweep(methods, base, seeds, out, baselines, log, method_opts, data, evaluators, bar, rows, failures):
+def _sweep(methods, base, seeds, out, baselines, log, method_opts, data, evaluators, bar, rows, failures) -> None:
     from .checkpoint import RunLockedError
 
     for seed in seeds:

@@ -24,7 +24,7 @@ T = TypeVar("T")
 
 
 class Registry(Generic[T]):
-    def __init__(self, kind: str, builtin_package: str | None, group: str):
+    def __init__(self, kind: str, builtin_package: str | None, group: str) -> None:
         self.kind = kind
         self.builtin_package = builtin_package
         self.group = group

@@ -34,13 +34,20 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
 from . import figures
 from .checkpoint import artifact_dir, atomic_write_text, latest_epoch_checkpoint
 from .stats import small_work_threads
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import torch
+
+    from .data import Data
+    from .embeddings import Embeddings
 
 #: Figure sections in page order: (anchor id, title, one-line caption).
 SECTIONS = [
@@ -196,7 +203,7 @@ def latest_artifact(run: Run, name: str) -> Path | None:
     return p if p.is_file() else None
 
 
-def cached_embeddings(run: Run):
+def cached_embeddings(run: Run) -> Embeddings | None:
     """The cached embeddings of the run's last checkpoint (largest split if several), or None."""
     from .embeddings import Embeddings
 
@@ -212,7 +219,7 @@ def pca2(x: np.ndarray) -> np.ndarray:
     return x @ vt[:2].T
 
 
-def knn_prf_from_rows(rows) -> dict | None:
+def knn_prf_from_rows(rows: pd.DataFrame) -> dict[str, Any] | None:
     """Per-class and macro precision / recall / F1 (percent) from one run's ``knn`` result rows, or
     None when the rows have no per-class values (evaluated before these metrics existed, or more
     classes than the evaluator's ``per_class_max``)."""
@@ -234,7 +241,7 @@ def knn_prf_from_rows(rows) -> dict | None:
     return out
 
 
-def knn_prf(emb) -> dict:
+def knn_prf(emb: Embeddings) -> dict[str, Any]:
     """The same, recomputed from cached embeddings with the ``knn`` evaluator's defaults."""
     from ssl_bench.evaluators.knn import KNN, knn_accuracy
     from ssl_bench.evaluators.knn import knn_prf as prf
@@ -251,7 +258,7 @@ def knn_prf(emb) -> dict:
     return out
 
 
-def _mog_grid(data, n: int = 120, pad: float = 1.5):
+def _mog_grid(data: Data, n: int = 120, pad: float = 1.5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     lo = float(min(data.x_train.min(), data.x_test.min())) - pad
     hi = float(max(data.x_train.max(), data.x_test.max())) + pad
     xs = np.linspace(lo, hi, n, dtype=np.float32)
@@ -259,7 +266,7 @@ def _mog_grid(data, n: int = 120, pad: float = 1.5):
     return xs, xs, np.stack([gx.ravel(), gy.ravel()], 1)
 
 
-def energy_panel(run: Run, data) -> dict:
+def energy_panel(run: Run, data: Data) -> dict[str, np.ndarray]:
     """E(x) = -cos(f(x), f(anchor)) on a grid; the anchor is the test point nearest the first
     mixture centre (or the first test point)."""
     import torch
@@ -280,8 +287,8 @@ def energy_panel(run: Run, data) -> dict:
 
 
 def dsm_panel(
-    run: Run, data, n_samples: int = 1000, levels: int = 8, steps: int = 50, step: float = 0.1, seed: int = 0
-):
+    run: Run, data: Data, n_samples: int = 1000, levels: int = 8, steps: int = 50, step: float = 0.1, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float] | None:
     """(xs, ys, score grid at sigma_min, Langevin samples, sigma_min): the full DSM method (trunk +
     score head) from ``checkpoints/resume.pt``; annealed Langevin dynamics (Song & Ermon 2019, Alg. 1)
     over ``levels`` noise levels from sigma_max to sigma_min, ``steps`` steps of size ``step`` · σ² each."""
@@ -303,7 +310,9 @@ def dsm_panel(
 
     dsm_score = cast(Callable[[torch.Tensor, float], torch.Tensor], method.score)  # the DSM method's own
 
-    def score(x, sigma):  # the method's own score s(x~, sigma) = (r(x~, sigma) - x~) / sigma^2
+    def score(
+        x: torch.Tensor, sigma: float
+    ) -> torch.Tensor:  # the method's own score s(x~, sigma) = (r(x~, sigma) - x~) / sigma^2
         return dsm_score(x, float(sigma)).view(x.shape)
 
     xs, ys, pts = _mog_grid(data, n=25)
@@ -374,7 +383,9 @@ def _missing(why: str) -> str:
     return f'<p class="missing">No figure: {html.escape(why)}</p>'
 
 
-def dataset_sections(ds: str, runs: list[Run], frame, log=None) -> tuple[str, dict[str, str]]:
+def dataset_sections(
+    ds: str, runs: list[Run], frame: pd.DataFrame, log: Callable[[str], None] | None = None
+) -> tuple[str, dict[str, str]]:
     """(leaderboard HTML, {section id: body HTML}) for one dataset."""
     from .leaderboard import aggregate, to_markdown
 
@@ -391,14 +402,14 @@ def dataset_sections(ds: str, runs: list[Run], frame, log=None) -> tuple[str, di
     trained = [r for r in picked if not r.is_baseline]
     body: dict[str, str] = {}
 
-    def timed(sid, fn):
+    def timed(sid: str, fn: Callable[[], str]) -> None:
         t0 = time.perf_counter()
         try:
             body[sid] = fn()
         finally:
             log(f"[report] {ds} {sid}: {time.perf_counter() - t0:.1f}s")
 
-    def curves():
+    def curves() -> tuple[str, str]:
         cs = {r.label: c for r in trained if (c := read_curve(r))}
         if not cs:
             return _missing("no train_log.csv"), _missing("no train_log.csv")
@@ -414,7 +425,7 @@ def dataset_sections(ds: str, runs: list[Run], frame, log=None) -> tuple[str, di
     body["curves"], body["monitor"] = curves()
     log(f"[report] {ds} curves: {time.perf_counter() - t0:.1f}s")
 
-    def spectra():
+    def spectra() -> str:
         sp = {r.label: np.load(p) for r in picked if (p := latest_artifact(r, "collapse-spectrum.npy"))}
         return (
             _img(figures.eigen_spectra(sp), f"{ds} eigen-spectra")
@@ -424,7 +435,7 @@ def dataset_sections(ds: str, runs: list[Run], frame, log=None) -> tuple[str, di
 
     timed("spectra", spectra)
 
-    def rankme():
+    def rankme() -> str:
         if table is None or "rankme_rank_mean" not in table or "knn_top1_mean" not in table:
             return _missing("no rankme and knn rows")
         pts = {}
@@ -438,7 +449,7 @@ def dataset_sections(ds: str, runs: list[Run], frame, log=None) -> tuple[str, di
 
     embs = {r.label: e for r in trained if (e := cached_embeddings(r)) is not None}
 
-    def pca():
+    def pca() -> str:
         if not embs:
             return _missing("no cached embeddings (run an evaluator on the checkpoints)")
         panels = {}
@@ -449,7 +460,7 @@ def dataset_sections(ds: str, runs: list[Run], frame, log=None) -> tuple[str, di
 
     timed("pca", pca)
 
-    def prf():
+    def prf() -> str:
         knn_rows = (
             frame[(frame["dataset"] == ds) & (frame["evaluator"] == "knn") & (frame["status"] == "ok")]
             if len(frame)
@@ -478,7 +489,7 @@ def dataset_sections(ds: str, runs: list[Run], frame, log=None) -> tuple[str, di
 
     timed("knn-prf", prf)
 
-    def recon():
+    def recon() -> str:
         items = [(r.label, p) for r in trained if (p := latest_artifact(r, "reconstruction.png"))]
         if not items:
             return _missing("no reconstruction.png artifacts (reconstruction evaluator, image datasets)")
@@ -500,7 +511,7 @@ def dataset_sections(ds: str, runs: list[Run], frame, log=None) -> tuple[str, di
 
         data = load_dataset("mog2d", **mog[0].config.get("dataset_kwargs", {}))
 
-        def energy():  # small MLPs: one thread (ssl_bench.stats.small_work_threads), 10x faster when loaded
+        def energy() -> str:  # small MLPs: one thread (ssl_bench.stats.small_work_threads), 10x faster when loaded
             with small_work_threads(0):
                 return _img(
                     figures.energy_landscapes({r.label: energy_panel(r, data) for r in mog}), f"{ds} energy landscapes"
@@ -508,7 +519,7 @@ def dataset_sections(ds: str, runs: list[Run], frame, log=None) -> tuple[str, di
 
         timed("energy", energy)
 
-        def dsm():
+        def dsm() -> str:
             parts = []
             for r in (r for r in mog if r.method == "dsm"):
                 with small_work_threads(0):
@@ -531,7 +542,7 @@ def dataset_sections(ds: str, runs: list[Run], frame, log=None) -> tuple[str, di
     return lb, body
 
 
-def build_html(runs_dir: Path, log=None) -> str:
+def build_html(runs_dir: Path, log: Callable[[str], None] | None = None) -> str:
     from .leaderboard import load_frame
 
     runs_dir = Path(runs_dir)
@@ -569,7 +580,7 @@ def build_html(runs_dir: Path, log=None) -> str:
     )
 
 
-def write_report(runs_dir: Path, out_dir: Path, log=None) -> Path:
+def write_report(runs_dir: Path, out_dir: Path, log: Callable[[str], None] | None = None) -> Path:
     """Write ``out_dir/index.html`` from ``runs_dir``; returns its path."""
     from .errors import SSLBenchError
 

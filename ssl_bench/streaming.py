@@ -94,7 +94,9 @@ class FileImages(ImageSource):
     """Image files under ``root`` (``rel`` holds their relative paths as bytes, one numpy array:
     no per-file Python object, so forked workers do not copy the list)."""
 
-    def __init__(self, root: str | os.PathLike, rel: np.ndarray, labels: np.ndarray, size: int, channels: int = 3):
+    def __init__(
+        self, root: str | os.PathLike, rel: np.ndarray, labels: np.ndarray, size: int, channels: int = 3
+    ) -> None:
         self.root = str(root)
         self.rel = rel
         self.labels = np.asarray(labels, dtype=np.int64)
@@ -142,7 +144,7 @@ class BinImages(ImageSource):
         size: int,
         index: np.ndarray | None = None,
         transpose: bool = False,
-    ):
+    ) -> None:
         self.path, self.n, self.chw, self.transpose = str(path), int(n), tuple(chw), transpose
         self.index = np.arange(n, dtype=np.int64) if index is None else np.asarray(index, dtype=np.int64)
         self.labels = np.full(len(self.index), -1, dtype=np.int64)
@@ -230,7 +232,7 @@ def list_image_folder(folder: Path, classes: list[str] | None = None) -> tuple[n
 class CorruptFiles:
     """The unreadable items met so far (by name), each warned about once."""
 
-    def __init__(self, names: Sequence[str] = ()):
+    def __init__(self, names: Sequence[str] = ()) -> None:
         self.names: list[str] = list(names)
         self._seen = set(self.names)
 
@@ -265,7 +267,7 @@ class _Decoded(torch.utils.data.Dataset):
     ``substitute=True`` (training) fills an unreadable item with the next readable one of the
     list; ``False`` (evaluation) returns zeros and ``ok=False`` so that the row can be dropped."""
 
-    def __init__(self, source: ImageSource, substitute: bool):
+    def __init__(self, source: ImageSource, substitute: bool) -> None:
         self.source, self.substitute = source, substitute
 
     def __len__(self) -> int:
@@ -304,7 +306,9 @@ class EpochBatches(torch.utils.data.Sampler):
     """Batches of one epoch, from batch ``start`` on; under DDP rank ``rank`` of ``world`` gets
     rows ``[rank * B / world, (rank + 1) * B / world)`` of every global batch of size B."""
 
-    def __init__(self, n: int, batch_size: int, seed: int, epoch: int, start: int = 0, rank: int = 0, world: int = 1):
+    def __init__(
+        self, n: int, batch_size: int, seed: int, epoch: int, start: int = 0, rank: int = 0, world: int = 1
+    ) -> None:
         self.n, self.batch_size, self.seed, self.epoch = n, batch_size, seed, epoch
         self.start, self.rank, self.world = start, rank, world
         self.per_rank = batch_size // world

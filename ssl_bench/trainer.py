@@ -86,7 +86,7 @@ def run_dir_for(cfg: RunConfig, out: Path, kind: str) -> Path:
 class _Step(nn.Module):
     """``forward(views) = method.training_step(views)``: what DDP and torch.compile wrap."""
 
-    def __init__(self, method: Method):
+    def __init__(self, method: Method) -> None:
         super().__init__()
         self.method = method
 
@@ -367,7 +367,9 @@ class _Batches:
     global batch as in memory. Unreadable files met by the workers are added to ``corrupt``
     (and, under DDP, shared between the ranks by :meth:`sync_corrupt`)."""
 
-    def __init__(self, cfg: RunConfig, data: Data, device: torch.device, steps: int, corrupt: streaming.CorruptFiles):
+    def __init__(
+        self, cfg: RunConfig, data: Data, device: torch.device, steps: int, corrupt: streaming.CorruptFiles
+    ) -> None:
         assert cfg.batch_size is not None
         self.cfg, self.device, self.steps, self.corrupt, self.bs = cfg, device, steps, corrupt, cfg.batch_size
         pretrain = data.pretrain
