@@ -8,7 +8,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import Any, NoReturn, TYPE_CHECKING
 
 from .errors import ConfigError, SSLBenchError
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import Any, TYPE_CHECKING, TypeVar, cast
 
 import torch
 import torch.nn.functional as F
