@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import cast
+from collections.abc import Sequence
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -179,7 +180,7 @@ def forward_by_size(backbone: nn.Module, views: list[torch.Tensor]) -> torch.Ten
 
 
 @torch.no_grad()
-def check_accepts_size(backbone: nn.Module, input_shape, side: int, method: str) -> None:
+def check_accepts_size(backbone: nn.Module, input_shape: Sequence[int], side: int, method: str) -> None:
     """A one-line ConfigError unless ``backbone`` encodes ``side x side`` images (multi-crop's
     local crops): GAP CNNs do, fixed-size ViTs and MLPs on flattened pixels do not. One eval-mode
     forward of two blank images (no statistics change)."""
@@ -241,7 +242,7 @@ class DINOHead(nn.Module):
 
 
 # -------------------------------------------------------------------- ViT token-level helpers
-def timm_vit(backbone: nn.Module, method: str):
+def timm_vit(backbone: nn.Module, method: str) -> Any:  # a timm VisionTransformer (timm is optional: duck-typed)
     """The timm VisionTransformer inside a ``timm:vit_*`` backbone, or a one-line ConfigError."""
     from .errors import ConfigError
 
@@ -259,7 +260,7 @@ def timm_vit(backbone: nn.Module, method: str):
     return vit
 
 
-def vit_patch_tokens(vit, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+def vit_patch_tokens(vit: Any, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
     """Patch embeddings + position embeddings, before the blocks: ``(B, gh * gw, D)`` and the grid."""
     t = vit.patch_embed(x)
     if t.dim() == 4:  # dynamic_img_size: NHWC
@@ -271,7 +272,7 @@ def vit_patch_tokens(vit, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int
     return vit.norm_pre(t), grid
 
 
-def vit_encode_tokens(vit, tokens: torch.Tensor) -> torch.Tensor:
+def vit_encode_tokens(vit: Any, tokens: torch.Tensor) -> torch.Tensor:
     """Run the transformer blocks and the final norm on a (sub)set of tokens."""
     return vit.norm(vit.blocks(tokens))
 
