@@ -25,10 +25,16 @@ import os
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TYPE_CHECKING
 
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    from PIL.Image import Image as PILImage
+
+#: one item of a streamed split: (CHW uint8 image, label, [(name, reason) of unreadable files met], ok)
+DecodedItem = tuple[torch.Tensor, int, list[tuple[str, str]], bool]
 
 #: Files whose name starts with one of these are never listed (editor and OS droppings).
 HIDDEN_PREFIXES = (".", "~")
@@ -80,7 +86,7 @@ class ImageSource:
         raise NotImplementedError
 
 
-def _to_chw(im, size: int, channels: int) -> np.ndarray:
+def _to_chw(im: PILImage, size: int, channels: int) -> np.ndarray:
     from PIL import Image
 
     im = im.convert("L" if channels == 1 else "RGB")
@@ -102,7 +108,7 @@ class FileImages(ImageSource):
         self.labels = np.asarray(labels, dtype=np.int64)
         self.size, self.channels = int(size), int(channels)
 
-    def take(self, idx) -> FileImages:
+    def take(self, idx: torch.Tensor | np.ndarray | Sequence[int]) -> FileImages:
         idx = np.asarray(idx, dtype=np.int64)
         return FileImages(self.root, self.rel[idx], self.labels[idx], self.size, self.channels)
 
@@ -154,7 +160,7 @@ class BinImages(ImageSource):
     def __getstate__(self) -> dict:  # the memory map is reopened in each worker
         return {**self.__dict__, "_mm": None}
 
-    def take(self, idx) -> BinImages:
+    def take(self, idx: torch.Tensor | np.ndarray | Sequence[int]) -> BinImages:
         return BinImages(
             self.path, self.n, self.chw, self.size, self.index[np.asarray(idx, dtype=np.int64)], self.transpose
         )
@@ -273,7 +279,7 @@ class _Decoded(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.source)
 
-    def __getitem__(self, i: int):
+    def __getitem__(self, i: int) -> DecodedItem:
         s = self.source
         bad: list[tuple[str, str]] = []
         j = int(i)
@@ -290,7 +296,9 @@ class _Decoded(torch.utils.data.Dataset):
         return torch.zeros(s.channels, s.size, s.size, dtype=torch.uint8), int(s.labels[i]), bad, False
 
 
-def _collate(items):
+def _collate(
+    items: list[DecodedItem],
+) -> tuple[torch.Tensor, torch.Tensor, list[tuple[str, str]], torch.Tensor]:
     x = torch.stack([it[0] for it in items])
     y = torch.tensor([it[1] for it in items], dtype=torch.int64)
     ok = torch.tensor([it[3] for it in items], dtype=torch.bool)
