@@ -349,11 +349,12 @@ class KNN(Evaluator):
             raise ConfigError(f"unknown k-NN index {o['index']!r}; known: flat, ivf")
         if max([o["k"], *o["ks"]]) > len(emb.train_x):
             raise ConfigError(f"k-NN k = {max([o['k'], *o['ks']])} exceeds the {len(emb.train_x)} training embeddings")
+        train_y, test_y = emb.labels()
         return knn_accuracy(
             emb.train_x,
-            emb.train_y,
+            train_y,
             emb.test_x,
-            emb.test_y,
+            test_y,
             o["k"],
             o["temperature"],
             o["backend"],

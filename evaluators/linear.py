@@ -411,12 +411,13 @@ class Linear(Evaluator):
         mode = o["mode"]
         if mode == "fast" and ondisk.is_on_disk(emb.train_x) and len(emb.train_x) > o["max_in_memory"]:
             mode = "stream"  # too large to hold in memory: mini-batches over the file
+        train_y, test_y = emb.labels()
         if mode == "stream":
             metrics, self.details = linear_stream(
                 emb.train_x,
-                emb.train_y,
+                train_y,
                 emb.test_x,
-                emb.test_y,
+                test_y,
                 o["weight_decays"],
                 o["val_frac"],
                 o["seed"],
@@ -428,9 +429,9 @@ class Linear(Evaluator):
         elif mode == "fast":
             metrics, self.details = linear_fast(
                 emb.train_x,
-                emb.train_y,
+                train_y,
                 emb.test_x,
-                emb.test_y,
+                test_y,
                 o["weight_decays"],
                 o["val_frac"],
                 o["seed"],
@@ -442,9 +443,9 @@ class Linear(Evaluator):
         elif o["mode"] == "protocol":
             metrics, self.details = linear_protocol(
                 emb.train_x,
-                emb.train_y,
+                train_y,
                 emb.test_x,
-                emb.test_y,
+                test_y,
                 o["epochs"],
                 o["batch_size"],
                 o["lr"],

@@ -73,15 +73,16 @@ class LowShot(Evaluator):
     def evaluate(self, emb: Embeddings) -> dict[str, float]:
         o = self.options
         out, self.details = {}, {}
+        train_y, test_y = emb.labels()
         for f in o["fractions"]:
             if not 0 < float(f) <= 1:
                 raise ConfigError(f"lowshot: fractions must lie in (0, 1], got {f}")
-            idx = balanced_subset(emb.train_y, float(f), o["seed"])
+            idx = balanced_subset(train_y, float(f), o["seed"])
             m, det = linear_fast(
                 emb.train_x[idx],
-                emb.train_y[idx],
+                train_y[idx],
                 emb.test_x,
-                emb.test_y,
+                test_y,
                 o["weight_decays"],
                 o["val_frac"],
                 o["seed"],

@@ -56,6 +56,12 @@ class Embeddings:
     def dim(self) -> int:
         return int(self.train_x.shape[1])
 
+    def labels(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(train_y, test_y)``; a one-line ConfigError when the embeddings carry no labels."""
+        if self.train_y is None or self.test_y is None:
+            raise ConfigError(f"{self.source or 'embeddings'}: labels needed (train_y and test_y), none stored")
+        return self.train_y, self.test_y
+
     @property
     def on_disk(self) -> bool:
         """True when the vectors are memory-mapped ``.npy`` files (streamed data)."""

@@ -247,12 +247,13 @@ def knn_prf(emb: Embeddings) -> dict[str, Any]:
     from ssl_bench.evaluators.knn import knn_prf as prf
 
     k, t = KNN.defaults["k"], KNN.defaults["temperature"]
-    m = prf(emb.train_x, emb.train_y, emb.test_x, emb.test_y, k, t)
+    train_y, test_y = emb.labels()
+    m = prf(emb.train_x, train_y, emb.test_x, test_y, k, t)
     out = {key: 100 * m[key] for key in ("precision", "recall", "f1")}
     out.update(
         classes=[int(c) for c in m["classes"]],
         source=f"recomputed (k = {k}, T = {t:g})",
-        top1=knn_accuracy(emb.train_x, emb.train_y, emb.test_x, emb.test_y, k, t)["top1"],
+        top1=knn_accuracy(emb.train_x, train_y, emb.test_x, test_y, k, t)["top1"],
         **{f"{key}_macro": float(out[key].mean()) for key in ("precision", "recall", "f1")},
     )
     return out

@@ -151,8 +151,9 @@ def run(a: argparse.Namespace) -> list[Path]:
             res = train_config(base, m, {}, s, runs, data, with_checkpoint=True)
             if "status" not in res:
                 emb = embeddings_of(res["checkpoint"], data)
-                res["global"] = global_structure(emb.test_x, emb.test_y, centers, seed=s)
-                res["local"] = local_structure(np.asarray(data.x_test), emb.test_x, emb.test_y)
+                _, test_y = emb.labels()
+                res["global"] = global_structure(emb.test_x, test_y, centers, seed=s)
+                res["local"] = local_structure(np.asarray(data.x_test), emb.test_x, test_y)
             per.append(res)
             print(
                 f"[mog] {m} seed {s}: k-NN {res.get('knn.top1', float('nan')):.2f}, global "
