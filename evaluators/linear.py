@@ -92,6 +92,7 @@ class Preconditioner:
     """W = U diag(p) V, p = (e + wd)^-1/2: the fit's change of variables (see module docstring)."""
 
     def __init__(self, x: torch.Tensor, max_samples: int = 10_000, seed: int = 0, max_dim: int = 4096) -> None:
+        self.u: torch.Tensor | None  # eigenvectors; None: the identity
         d = x.shape[1]
         if d > max_dim:  # eigendecomposition too costly: plain (identity) parametrisation
             self.u, self.e = None, torch.ones(d, dtype=x.dtype, device=x.device)

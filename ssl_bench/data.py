@@ -287,7 +287,7 @@ def streamed_folder(
     rel_te, labels_te, _ = list_image_folder(test_dir, classes)
     tr = FileImages(base / "train", rel, labels, image_size, channels)
     te = FileImages(test_dir, rel_te, labels_te, image_size, channels)
-    if mean is None:
+    if mean is None or std is None:  # folder_options: both or neither
         mean, std = _sampled_stats(tr, stats_sample)
     return Data(
         name,
