@@ -46,13 +46,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, ClassVar, TYPE_CHECKING
 
-import torch
-
 from .embeddings import Embeddings
 from .errors import ConfigError
 
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
+
+    import torch
 
     from .data import Data
     from .method import Method
