@@ -8,11 +8,12 @@ from typing import TYPE_CHECKING, overload
 
 import torch
 from torch import nn
-from torch.optim.optimizer import ParamsT
 
 from .errors import ConfigError
 
 if TYPE_CHECKING:
+    from torch.optim.optimizer import ParamsT
+
     from .method import Method
 
 DEFAULT_LR = {"adamw": 2e-3, "sgd": 0.05, "lars": 0.3}
