@@ -260,8 +260,11 @@ def knn_prf(emb: Embeddings) -> dict[str, Any]:
 
 
 def _mog_grid(data: Data, n: int = 120, pad: float = 1.5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    lo = float(min(data.x_train.min(), data.x_test.min())) - pad
-    hi = float(max(data.x_train.max(), data.x_test.max())) + pad
+    from .data import in_memory
+
+    xtr, xte = in_memory(data.x_train, "the mog2d panels"), in_memory(data.x_test, "the mog2d panels")
+    lo = float(min(xtr.min(), xte.min())) - pad
+    hi = float(max(xtr.max(), xte.max())) + pad
     xs = np.linspace(lo, hi, n, dtype=np.float32)
     gx, gy = np.meshgrid(xs, xs)
     return xs, xs, np.stack([gx.ravel(), gy.ravel()], 1)
@@ -272,12 +275,13 @@ def energy_panel(run: Run, data: Data) -> dict[str, np.ndarray]:
     mixture centre (or the first test point)."""
     import torch
 
+    from .data import in_memory
     from .embeddings import load_method_from_checkpoint
 
     assert run.checkpoint is not None  # energy panels are drawn for trained runs only
     method, _, _ = load_method_from_checkpoint(run.checkpoint, torch.device("cpu"))
     xs, ys, pts = _mog_grid(data)
-    xte = data.x_test.numpy()
+    xte = in_memory(data.x_test, "the energy panel").numpy()
     centre = np.asarray(data.info.get("centers", [xte[0]])[0], dtype=np.float32)
     anchor = xte[np.argmin(((xte - centre) ** 2).sum(1))]
     with torch.no_grad():
@@ -297,6 +301,7 @@ def dsm_panel(
 
     from .checkpoint import load_resume
     from .config import RunConfig
+    from .data import in_memory
     from .method import DataSpec
     from .trainer import build_method
 
@@ -320,7 +325,7 @@ def dsm_panel(
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         field_ = score(torch.from_numpy(pts), h.sigma_min).numpy().reshape(len(ys), len(xs), 2)
-        spread = float(data.x_train.std()) * 1.5
+        spread = float(in_memory(data.x_train, "the DSM panel").std()) * 1.5
         x = torch.randn(n_samples, 2, generator=g) * spread
         for sigma in np.geomspace(h.sigma_max, h.sigma_min, levels):
             a = step * float(sigma) ** 2
