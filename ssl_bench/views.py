@@ -302,7 +302,7 @@ def asymmetric_views(kind: str, overrides: dict | None = None, solarize_p: Seque
     return MultiView([_with(base, solarize_p=float(p)) for p in solarize_p], n=len(solarize_p))
 
 
-AugmentT = TypeVar("AugmentT", ImageAugment, VectorAugment)
+AugmentT = TypeVar("AugmentT", bound=ImageAugment | VectorAugment)
 
 
 def _with(aug: AugmentT, **changes: Any) -> AugmentT:
