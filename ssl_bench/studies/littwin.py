@@ -183,7 +183,7 @@ def run(a: argparse.Namespace) -> list[Path]:
     for obj in ("mae", "jepa"):
         for d in depths:
             t1 = time.perf_counter()
-            r = train(obj, d, **b)
+            r = train(obj, d, eps=b["eps"], lr=b["lr"], max_time=b["max_time"])
             r["seconds"] = time.perf_counter() - t1
             results.append(r)
     rows = []
