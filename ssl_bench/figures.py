@@ -116,8 +116,9 @@ def rankme_vs_knn(points: dict[str, tuple[float, float]]) -> bytes:
     return _png(fig)
 
 
-def pca_scatters(panels: dict[str, tuple[np.ndarray, np.ndarray]]) -> bytes:
-    """2-D PCA of test embeddings coloured by class, one panel per run. ``panels[label] = (xy, y)``."""
+def pca_scatters(panels: dict[str, tuple[np.ndarray, np.ndarray | None]]) -> bytes:
+    """2-D PCA of test embeddings coloured by class (one colour without labels), one panel per run.
+    ``panels[label] = (xy, y)``."""
     fig, axes = _grid(len(panels))
     for ax, (label, (xy, y)) in zip(axes, panels.items(), strict=True):
         ax.scatter(xy[:, 0], xy[:, 1], c=y, cmap="tab10", s=3, alpha=0.7, linewidths=0)

@@ -461,7 +461,7 @@ def dataset_sections(
         panels = {}
         for k, e in embs.items():
             sel = np.random.default_rng(0).permutation(len(e.test_x))[:2000]
-            panels[k] = (pca2(e.test_x[sel].astype(np.float64)), e.test_y[sel])
+            panels[k] = (pca2(e.test_x[sel].astype(np.float64)), None if e.test_y is None else e.test_y[sel])
         return _img(figures.pca_scatters(panels), f"{ds} PCA scatters")
 
     timed("pca", pca)
