@@ -365,6 +365,7 @@ def run_case_seed(
         data_cache[key] = load_data(probe)
     data = data_cache[key]
     cfg = case_config(case, seed, len(data.x_train))
+    assert cfg.batch_size is not None and cfg.epochs is not None  # case_config resolved the preset
     per_epoch = min(len(data.x_train), cfg.train_subset or len(data.x_train)) // cfg.batch_size  # as the trainer
     checks: list[tuple[int, str]] = []
     stop = None

@@ -33,6 +33,7 @@ from .config import RunConfig
 from .data import Data, in_memory
 from .errors import CheckpointError, ConfigError
 from .method import DataSpec, Method
+from .precision import ModuleT
 
 #: what embeds a batch: ``method.encode`` or :func:`layer_encoder`'s hook on a sub-module
 Encoder = Callable[[torch.Tensor], torch.Tensor]
@@ -104,7 +105,7 @@ class Embeddings:
         if self.test_y is not None:
             arrays["test_y"] = self.test_y
 
-        def write(tmp: Path) -> None:
+        def write(tmp: str) -> None:
             with open(tmp, "wb") as f:
                 np.savez(f, **cast(dict[str, Any], arrays))  # numpy's stub types **kwds as its options
 
@@ -173,11 +174,11 @@ def embed_source(
             x = prec.to_layout(normalize(data.to_float(xb.to(device, non_blocking=cuda))), cl)
             with prec.autocast(device, precision):
                 z = encode(x)
-            z = z.float().flatten(1).cpu().numpy()
+            za = z.float().flatten(1).cpu().numpy()
             keep = ok.numpy()
             if writer is None:
-                writer = ondisk.NpyWriter(path, z.shape[1:], np.float32)
-            writer.append(z[keep])
+                writer = ondisk.NpyWriter(path, za.shape[1:], np.float32)
+            writer.append(za[keep])
             labels.append(yb.numpy()[keep])
     finally:
         if writer is not None:
@@ -317,7 +318,7 @@ def cache_key(digest: str, data: Data, precision: str, layer: str = "encode") ->
     }
 
 
-def inference_copy(model: nn.Module) -> nn.Module:
+def inference_copy(model: ModuleT) -> ModuleT:
     """A copy of ``model`` (eval mode) for embedding: each ``Conv2d`` followed directly by a
     ``BatchNorm2d`` in an ``nn.Sequential`` (cnn-small, cnn-wide) is folded into one convolution,
     since an eval-mode BatchNorm is a per-channel affine map. Same outputs up to float rounding
