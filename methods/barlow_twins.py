@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from ssl_bench import losses
 from ssl_bench.distributed import gather
 from ssl_bench.fidelity import PaperRecipe, WHY_LR, WHY_OPTIMIZER, WHY_VIEWS, WHY_WIDTH
-from ssl_bench.heads import MLPHead
+from ssl_bench.heads import MLPHead, backbone_dim
 from ssl_bench.method import DataSpec, Method
 from ssl_bench.registry import register_method
 from ssl_bench.views import asymmetric_views
@@ -71,7 +71,7 @@ class BarlowTwins(Method):
     def __init__(self, backbone: nn.Module, hp: dict[str, Any] | None = None, spec: DataSpec | None = None) -> None:
         super().__init__(backbone, hp, spec)
         h = self.hp
-        self.projector = MLPHead(backbone.out_dim, h.proj_hidden_dim, h.proj_dim, num_layers=h.proj_layers)
+        self.projector = MLPHead(backbone_dim(backbone), h.proj_hidden_dim, h.proj_dim, num_layers=h.proj_layers)
 
     def make_views(self, spec: DataSpec, overrides: dict | None = None) -> Callable:
         # BYOL's asymmetric recipe: solarisation only in the second view (images in [0, 1])

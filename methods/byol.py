@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from ssl_bench import losses
 from ssl_bench.ema import update_targets
 from ssl_bench.fidelity import OUR_EMA, PaperRecipe, WHY_EMA, WHY_LR, WHY_OPTIMIZER, WHY_VIEWS, WHY_WIDTH
-from ssl_bench.heads import MLPHead, frozen_copy
+from ssl_bench.heads import MLPHead, backbone_dim, frozen_copy
 from ssl_bench.method import DataSpec, Method
 from ssl_bench.registry import register_method
 from ssl_bench.views import asymmetric_views
@@ -84,7 +84,7 @@ class BYOL(Method):
     def __init__(self, backbone: nn.Module, hp: dict[str, Any] | None = None, spec: DataSpec | None = None) -> None:
         super().__init__(backbone, hp, spec)
         h = self.hp
-        self.projector = MLPHead(backbone.out_dim, h.proj_hidden_dim, h.proj_dim)
+        self.projector = MLPHead(backbone_dim(backbone), h.proj_hidden_dim, h.proj_dim)
         self.predictor = MLPHead(h.proj_dim, h.pred_hidden_dim, h.proj_dim) if h.predictor else None
         self.target_backbone = frozen_copy(self.backbone)
         self.target_projector = frozen_copy(self.projector)

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from ssl_bench import losses
 from ssl_bench.fidelity import PaperRecipe, WHY_TUTORIAL
-from ssl_bench.heads import MLPHead
+from ssl_bench.heads import MLPHead, backbone_dim
 from ssl_bench.method import DataSpec, Method
 from ssl_bench.registry import register_method
 
@@ -52,7 +52,9 @@ class ContrastiveJEA(Method):
     def __init__(self, backbone: nn.Module, hp: dict[str, Any] | None = None, spec: DataSpec | None = None) -> None:
         super().__init__(backbone, hp, spec)
         h = self.hp
-        self.projector = MLPHead(backbone.out_dim, h.proj_hidden_dim, h.proj_dim) if h.proj_dim > 0 else nn.Identity()
+        self.projector = (
+            MLPHead(backbone_dim(backbone), h.proj_hidden_dim, h.proj_dim) if h.proj_dim > 0 else nn.Identity()
+        )
 
     def training_step(self, views: list[Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         z1, z2 = (self.projector(self.backbone(v)) for v in views)

@@ -35,7 +35,7 @@ from ssl_bench.distributed import mean_over_ranks
 from ssl_bench.ema import update_targets
 from ssl_bench.errors import ConfigError
 from ssl_bench.fidelity import OUR_EMA, PaperRecipe, WHY_EMA, WHY_LR, WHY_VIEWS, WHY_WIDTH
-from ssl_bench.heads import DINOHead, forward_by_size, frozen_copy
+from ssl_bench.heads import DINOHead, backbone_dim, forward_by_size, frozen_copy
 from ssl_bench.method import DataSpec, Method
 from ssl_bench.registry import register_method
 from ssl_bench.views import method_multi_crop
@@ -151,7 +151,7 @@ class DINO(Method):
                 "dino: n_local, freeze_last_layer_epochs, clip_grad and weight_decay_end must be >= 0, "
                 "freeze_last_layer_frac in [0, 1]"
             )
-        self.head = DINOHead(backbone.out_dim, h.hidden_dim, h.bottleneck_dim, h.out_dim)
+        self.head = DINOHead(backbone_dim(backbone), h.hidden_dim, h.bottleneck_dim, h.out_dim)
         self.target_backbone = frozen_copy(self.backbone)  # the teacher
         self.target_head = frozen_copy(self.head)
         self.register_buffer("center", torch.zeros(1, h.out_dim))

@@ -33,6 +33,7 @@ from ssl_bench import losses
 from ssl_bench.distributed import shard, world_size
 from ssl_bench.errors import ConfigError
 from ssl_bench.fidelity import PaperRecipe, WHY_LR
+from ssl_bench.heads import backbone_dim
 from ssl_bench.kinds import DataKind
 from ssl_bench.method import DataSpec, Method
 from ssl_bench.registry import register_method
@@ -141,9 +142,11 @@ class DSM(Method):
             raise ConfigError("dsm: head_hidden_dim, dec_channels and code_channels must be >= 1")
         self.in_shape = tuple(spec.input_shape)
         if spec.kind == DataKind.IMAGE and len(self.in_shape) == 3:
-            self.denoiser: nn.Module = ConvDenoiser(self.in_shape, backbone.out_dim, h.dec_channels, h.code_channels)
+            self.denoiser: nn.Module = ConvDenoiser(
+                self.in_shape, backbone_dim(backbone), h.dec_channels, h.code_channels
+            )
         else:
-            self.denoiser = MLPDenoiser(math.prod(self.in_shape), backbone.out_dim, h.head_hidden_dim)
+            self.denoiser = MLPDenoiser(math.prod(self.in_shape), backbone_dim(backbone), h.head_hidden_dim)
 
     def make_views(self, spec: DataSpec, overrides: dict | None = None) -> Callable:
         base = (

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from ssl_bench.ema import update_targets
 from ssl_bench.fidelity import OUR_EMA, PaperRecipe, WHY_TUTORIAL
-from ssl_bench.heads import MLPHead, frozen_copy
+from ssl_bench.heads import MLPHead, backbone_dim, frozen_copy
 from ssl_bench.method import DataSpec, Method
 from ssl_bench.registry import register_method
 
@@ -48,7 +48,7 @@ class EMAJEPA(Method):
 
     def __init__(self, backbone: nn.Module, hp: dict[str, Any] | None = None, spec: DataSpec | None = None) -> None:
         super().__init__(backbone, hp, spec)
-        d = backbone.out_dim
+        d = backbone_dim(backbone)
         self.predictor = MLPHead(d, self.hp.pred_hidden_dim, d) if self.hp.predictor else nn.Identity()
         self.target_backbone = frozen_copy(self.backbone)
 

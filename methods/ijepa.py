@@ -30,6 +30,7 @@ from ssl_bench.errors import ConfigError
 from ssl_bench.fidelity import PaperRecipe, WHY_EMA, WHY_LR
 from ssl_bench.heads import (
     MaskedTokenPredictor,
+    backbone_dim,
     frozen_copy,
     gather_tokens,
     timm_vit,
@@ -126,7 +127,7 @@ class IJEPA(Method):
         if h.min_keep < 1:
             raise ConfigError(f"ijepa: min_keep must be >= 1, got {h.min_keep}")
         self.vit = timm_vit(backbone, "ijepa")
-        d = backbone.out_dim
+        d = backbone_dim(backbone)
         self.predictor = MaskedTokenPredictor(d, h.pred_dim, d, depth=h.pred_depth, num_heads=h.pred_heads)
         self.target_backbone = frozen_copy(self.backbone)
 

@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from ssl_bench import losses
 from ssl_bench.fidelity import collapse_reference_recipe
+from ssl_bench.heads import backbone_dim
 from ssl_bench.method import DataSpec, Method
 from ssl_bench.registry import register_method
 
@@ -28,7 +29,7 @@ class JEPA(Method):
 
     def __init__(self, backbone: nn.Module, hp: dict[str, Any] | None = None, spec: DataSpec | None = None) -> None:
         super().__init__(backbone, hp, spec)
-        self.projector = nn.Linear(backbone.out_dim, self.hp.proj_dim) if self.hp.proj_dim > 0 else nn.Identity()
+        self.projector = nn.Linear(backbone_dim(backbone), self.hp.proj_dim) if self.hp.proj_dim > 0 else nn.Identity()
 
     def training_step(self, views: list[Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         z1, z2 = (self.projector(self.backbone(v)) for v in views)

@@ -37,7 +37,7 @@ from torch import Tensor, nn
 from ssl_bench.ema import update_targets
 from ssl_bench.errors import ConfigError
 from ssl_bench.fidelity import OUR_EMA, PaperRecipe, WHY_TUTORIAL
-from ssl_bench.heads import MLPHead, frozen_copy
+from ssl_bench.heads import MLPHead, backbone_dim, frozen_copy
 from ssl_bench.kinds import DataKind
 from ssl_bench.method import DataSpec, Method
 from ssl_bench.registry import register_method
@@ -111,7 +111,7 @@ class JEPAMasked(Method):
 
     def __init__(self, backbone: nn.Module, hp: dict[str, Any] | None = None, spec: DataSpec | None = None) -> None:
         super().__init__(backbone, hp, spec)
-        d, h = backbone.out_dim, self.hp
+        d, h = backbone_dim(backbone), self.hp
         if h.dense_loss not in ("masked", "all"):
             raise ConfigError(f"jepa-masked: dense_loss must be 'masked' or 'all', got {h.dense_loss!r}")
         self.dense = bool(h.dense) and spec is not None and _has_spatial_map(backbone, spec.input_shape)

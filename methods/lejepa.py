@@ -24,7 +24,7 @@ from ssl_bench import losses
 from ssl_bench.distributed import gather
 from ssl_bench.errors import ConfigError
 from ssl_bench.fidelity import PaperRecipe, WHY_VIEWS, WHY_WIDTH
-from ssl_bench.heads import MLPHead, forward_by_size
+from ssl_bench.heads import MLPHead, backbone_dim, forward_by_size
 from ssl_bench.method import DataSpec, Method
 from ssl_bench.registry import register_method
 from ssl_bench.views import method_multi_crop
@@ -103,7 +103,7 @@ class LeJEPA(Method):
                 "lejepa: num_views must be >= 1, n_local >= 0, num_views + n_local >= 2, lambd in [0, 1] "
                 "and num_points >= 2"
             )
-        self.projector = MLPHead(backbone.out_dim, h.proj_hidden_dim, h.proj_dim, num_layers=h.proj_layers)
+        self.projector = MLPHead(backbone_dim(backbone), h.proj_hidden_dim, h.proj_dim, num_layers=h.proj_layers)
 
     def make_views(self, spec: DataSpec, overrides: dict | None = None) -> Callable:
         return method_multi_crop(self, spec, overrides, self.hp.num_views)

@@ -25,7 +25,14 @@ from torch import Tensor, nn
 from ssl_bench import losses
 from ssl_bench.distributed import shard, world_size
 from ssl_bench.fidelity import PaperRecipe, WHY_LR
-from ssl_bench.heads import MaskedTokenPredictor, gather_tokens, timm_vit, vit_encode_tokens, vit_patch_tokens
+from ssl_bench.heads import (
+    MaskedTokenPredictor,
+    backbone_dim,
+    gather_tokens,
+    timm_vit,
+    vit_encode_tokens,
+    vit_patch_tokens,
+)
 from ssl_bench.method import DataSpec, Method
 from ssl_bench.registry import register_method
 from ssl_bench.views import MultiView, default_augment, random_token_split
@@ -81,7 +88,7 @@ class MAE(Method):
         self.patch = int(p[0] if isinstance(p, (tuple, list)) else p)
         c = spec.input_shape[0] if spec is not None else 1
         self.decoder = MaskedTokenPredictor(
-            backbone.out_dim, h.dec_dim, self.patch * self.patch * c, depth=h.dec_depth, num_heads=h.dec_heads
+            backbone_dim(backbone), h.dec_dim, self.patch * self.patch * c, depth=h.dec_depth, num_heads=h.dec_heads
         )
 
     def make_views(self, spec: DataSpec, overrides: dict | None = None) -> Callable:

@@ -28,7 +28,7 @@ from ssl_bench import losses
 from ssl_bench.distributed import gather
 from ssl_bench.errors import ConfigError
 from ssl_bench.fidelity import PaperRecipe, WHY_LR, WHY_OPTIMIZER, WHY_VIEWS, WHY_WD, WHY_WIDTH
-from ssl_bench.heads import MLPHead, cosine_tau, ema_update_, frozen_copy, split_batchnorm_
+from ssl_bench.heads import MLPHead, backbone_dim, cosine_tau, ema_update_, frozen_copy, split_batchnorm_
 from ssl_bench.method import DataSpec, Method
 from ssl_bench.registry import register_method
 
@@ -89,7 +89,7 @@ class MoCoV2(Method):
             raise ConfigError("moco-v2: queue_size must be >= 1")
         if h.bn_splits < 1:
             raise ConfigError(f"moco-v2: bn_splits must be >= 1, got {h.bn_splits}")
-        self.projector = MLPHead(backbone.out_dim, h.proj_hidden_dim, h.proj_dim, num_layers=2)
+        self.projector = MLPHead(backbone_dim(backbone), h.proj_hidden_dim, h.proj_dim, num_layers=2)
         if h.bn_splits > 1:  # before the key encoder is copied: both encoders split their BN
             split_batchnorm_(self.backbone, h.bn_splits)
             split_batchnorm_(self.projector, h.bn_splits)

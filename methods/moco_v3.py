@@ -22,7 +22,7 @@ from ssl_bench import losses
 from ssl_bench.ema import update_targets
 from ssl_bench.errors import ConfigError
 from ssl_bench.fidelity import OUR_EMA, PaperRecipe, WHY_EMA, WHY_LR, WHY_OPTIMIZER, WHY_VIEWS, WHY_WIDTH
-from ssl_bench.heads import MLPHead, frozen_copy
+from ssl_bench.heads import MLPHead, backbone_dim, frozen_copy
 from ssl_bench.method import DataSpec, Method
 from ssl_bench.registry import register_method
 
@@ -95,7 +95,7 @@ class MoCoV3(Method):
         if h.proj_layers < 1 or h.temperature <= 0:
             raise ConfigError("moco-v3: proj_layers must be >= 1 and temperature > 0")
         self.projector = MLPHead(
-            backbone.out_dim, h.proj_hidden_dim, h.proj_dim, num_layers=h.proj_layers, last_bn=True
+            backbone_dim(backbone), h.proj_hidden_dim, h.proj_dim, num_layers=h.proj_layers, last_bn=True
         )
         self.predictor = MLPHead(h.proj_dim, h.pred_hidden_dim, h.proj_dim, num_layers=2) if h.predictor else None
         self.target_backbone = frozen_copy(self.backbone)  # the momentum encoder

@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from ssl_bench import losses
 from ssl_bench.fidelity import PaperRecipe, WHY_LR, WHY_OPTIMIZER, WHY_VIEWS
-from ssl_bench.heads import MLPHead
+from ssl_bench.heads import MLPHead, backbone_dim
 from ssl_bench.method import DataSpec, Method
 from ssl_bench.registry import register_method
 
@@ -47,7 +47,7 @@ class SimCLR(Method):
     def __init__(self, backbone: nn.Module, hp: dict[str, Any] | None = None, spec: DataSpec | None = None) -> None:
         super().__init__(backbone, hp, spec)
         h = self.hp
-        self.projector = MLPHead(backbone.out_dim, h.proj_hidden_dim, h.proj_dim, num_layers=2)
+        self.projector = MLPHead(backbone_dim(backbone), h.proj_hidden_dim, h.proj_dim, num_layers=2)
 
     def training_step(self, views: list[Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         z1, z2 = (self.projector(self.backbone(v)) for v in views)

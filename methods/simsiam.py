@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from ssl_bench import losses
 from ssl_bench.fidelity import PaperRecipe, WHY_LR, WHY_OPTIMIZER, WHY_VIEWS, WHY_WD, WHY_WIDTH
-from ssl_bench.heads import MLPHead
+from ssl_bench.heads import MLPHead, backbone_dim
 from ssl_bench.method import DataSpec, Method
 from ssl_bench.registry import register_method
 
@@ -64,7 +64,12 @@ class SimSiam(Method):
         super().__init__(backbone, hp, spec)
         h = self.hp
         self.projector = MLPHead(
-            backbone.out_dim, h.proj_hidden_dim, h.proj_dim, num_layers=3, last_bn=True, last_bn_affine=h.out_bn_affine
+            backbone_dim(backbone),
+            h.proj_hidden_dim,
+            h.proj_dim,
+            num_layers=3,
+            last_bn=True,
+            last_bn_affine=h.out_bn_affine,
         )
         self.predictor = MLPHead(h.proj_dim, h.pred_hidden_dim, h.proj_dim, num_layers=2) if h.predictor else None
 

@@ -29,7 +29,7 @@ from torch import Tensor, nn
 from ssl_bench import losses
 from ssl_bench.errors import ConfigError
 from ssl_bench.fidelity import PaperRecipe, WHY_LR, WHY_OPTIMIZER, WHY_VIEWS, WHY_WIDTH
-from ssl_bench.heads import CosineClassifier, MLPHead, forward_by_size
+from ssl_bench.heads import CosineClassifier, MLPHead, backbone_dim, forward_by_size
 from ssl_bench.method import DataSpec, Method
 from ssl_bench.registry import register_method
 from ssl_bench.views import method_multi_crop
@@ -111,7 +111,7 @@ class SwAV(Method):
             raise ConfigError(
                 "swav: queue_length, n_local, freeze_prototypes_epochs and queue_start_epoch must be >= 0"
             )
-        self.projector = MLPHead(backbone.out_dim, h.proj_hidden_dim, h.proj_dim, num_layers=2)
+        self.projector = MLPHead(backbone_dim(backbone), h.proj_hidden_dim, h.proj_dim, num_layers=2)
         self.prototypes = CosineClassifier(h.proj_dim, h.num_prototypes)
         # newest first, as in the reference; zeros until filled
         self.register_buffer("queue", torch.zeros(N_GLOBAL if h.queue_length else 0, h.queue_length, h.proj_dim))
