@@ -190,7 +190,9 @@ class DINO(Method):
             if v != iq
         ]
         self._teacher_mean = teacher.mean(0, keepdim=True)
-        return sum(terms) / len(terms), {}
+        loss = sum(terms)
+        assert isinstance(loss, Tensor)  # at least one (student view, teacher view) pair
+        return loss / len(terms), {}
 
     @torch.no_grad()
     def on_step_end(self, progress: float) -> None:

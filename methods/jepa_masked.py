@@ -44,7 +44,7 @@ from ssl_bench.registry import register_method
 from ssl_bench.views import MaskedPair, MultiView, coordinate_mask, default_augment, patch_mask
 
 
-def _has_spatial_map(backbone: nn.Module, input_shape) -> bool:
+def _has_spatial_map(backbone: nn.Module, input_shape: tuple[int, ...]) -> bool:
     """Whether ``backbone.feature_map`` gives a (B, C, h, w) map (CNNs; not MLPs or ViT tokens)."""
     feature_map = getattr(backbone, "feature_map", None)
     if not callable(feature_map) or len(input_shape) != 3:

@@ -97,7 +97,7 @@ class MoCoV2(Method):
         self.key_projector = frozen_copy(self.projector)
         self.register_buffer("queue", F.normalize(torch.randn(h.queue_size, h.proj_dim), dim=1))
         self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.long))
-        self._keys = None
+        self._keys: Tensor | None = None  # this step's keys, enqueued in on_step_end
         self.sync_batchnorm = h.bn_splits <= 1  # split BN stays per process under DDP
 
     @torch.no_grad()

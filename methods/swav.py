@@ -154,4 +154,5 @@ class SwAV(Method):
                 if v != i
             )
             loss = loss + sub / (len(views) - 1)
+        assert isinstance(loss, Tensor)  # N_GLOBAL >= 1 terms were added
         return loss / N_GLOBAL, {}
