@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -40,12 +42,12 @@ _CIFAR = {  # folder, training batches, test batches, label key, meta file, clas
 }
 
 
-def safe_unpickle(path: Path):
+def safe_unpickle(path: Path) -> Any:  # whatever the pickle holds (dicts of arrays for CIFAR)
     """Load a data pickle (CIFAR batches) admitting only numpy arrays and plain containers."""
     import pickle
 
     class _Restricted(pickle.Unpickler):
-        def find_class(self, module: str, name: str):
+        def find_class(self, module: str, name: str) -> Any:
             if (module, name) in _SAFE_PICKLE_GLOBALS or (module == "numpy.dtypes" and name.endswith("DType")):
                 return super().find_class(module, name)
             raise pickle.UnpicklingError(f"refused global {module}.{name}")
@@ -88,7 +90,7 @@ def _cifar_batches(folder: Path, files: list[str], label_key: str) -> tuple[np.n
     return np.concatenate(xs), np.concatenate(ys)
 
 
-def _cifar(kind: str, root) -> Data:
+def _cifar(kind: str, root: str | os.PathLike | None) -> Data:
     base = data_root(root, default="data")
     folder_name, train_files, test_files, label_key, meta_file, names_key, n_classes = _CIFAR[kind]
     folder = base / folder_name
@@ -116,12 +118,12 @@ def _cifar(kind: str, root) -> Data:
 
 
 @register_dataset("cifar10")
-def cifar10(root=None) -> Data:
+def cifar10(root: str | os.PathLike | None = None) -> Data:
     """CIFAR-10 (python pickle batches, `cifar-10-batches-py/`)."""
     return _cifar("cifar10", root)
 
 
 @register_dataset("cifar100")
-def cifar100(root=None) -> Data:
+def cifar100(root: str | os.PathLike | None = None) -> Data:
     """CIFAR-100 (python pickle batches, `cifar-100-python/`)."""
     return _cifar("cifar100", root)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import torch
 
@@ -11,7 +13,7 @@ from ssl_bench.registry import register_dataset
 
 
 @register_dataset("digits")
-def digits(root=None) -> Data:
+def digits(root: str | os.PathLike | None = None) -> Data:
     """scikit-learn's 8x8 handwritten digits (1797 images, 10 classes), split 80/20 (seed 0)."""
     from sklearn.datasets import load_digits
 

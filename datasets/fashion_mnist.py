@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import os
 import struct
 from pathlib import Path
 
@@ -67,7 +68,7 @@ def _find_idx(dirs: list[Path], stem: str) -> Path | None:
 
 
 @register_dataset("fashion-mnist")
-def fashion_mnist(root=None) -> Data:
+def fashion_mnist(root: str | os.PathLike | None = None) -> Data:
     """Fashion-MNIST (Xiao et al. 2017): 60k/10k 28x28 grey images, 10 classes."""
     base = data_root(root)
     dirs = [base / "fashion-mnist", base] if base else []

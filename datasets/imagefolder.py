@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,7 @@ def _images_hwc_to_tensor(arr: np.ndarray) -> torch.Tensor:
 
 @register_dataset("imagefolder")
 def imagefolder(
-    root=None,
+    root: str | os.PathLike | None = None,
     image_size: int = 64,
     stream: bool = True,
     channels: int = 3,
@@ -39,7 +40,7 @@ def imagefolder(
     if stream:
         return streamed_folder("imagefolder", base, test_dir, image_size, channels, mean, std, stats_sample)
 
-    def load(folder: Path, classes: list[str] | None = None):
+    def load(folder: Path, classes: list[str] | None = None) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
         try:
             ds = tvd.ImageFolder(str(folder))
         except (FileNotFoundError, OSError) as exc:  # no class folder, or a class without images

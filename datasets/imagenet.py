@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from ssl_bench.data import Data, folder_options, streamed_folder
@@ -29,7 +30,7 @@ def imagenet_class_names(base: Path, wnids: list[str]) -> dict[str, str]:
 
 @register_dataset("imagenet")
 def imagenet(
-    root=None,
+    root: str | os.PathLike | None = None,
     image_size: int = 224,
     channels: int = 3,
     mean: list | None = None,

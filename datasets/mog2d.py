@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import torch
 
 from ssl_bench.data import Data
@@ -12,7 +14,7 @@ from ssl_bench.registry import register_dataset
 
 @register_dataset("mog2d")
 def mog2d(
-    root=None,
+    root: str | os.PathLike | None = None,
     n_components: int = 8,
     n_train: int = 4096,
     n_test: int = 1024,
@@ -36,7 +38,7 @@ def mog2d(
     angles = torch.arange(n_components, dtype=torch.float32) * (2 * torch.pi / n_components)
     centers = radius * torch.stack([angles.cos(), angles.sin()], 1)
 
-    def sample(n):
+    def sample(n: int) -> tuple[torch.Tensor, torch.Tensor]:
         y = torch.randint(0, n_components, (n,), generator=g)
         x = centers[y] + sigma * torch.randn(n, 2, generator=g)
         return x.float(), y.long()

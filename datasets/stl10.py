@@ -3,6 +3,7 @@ images are streamed from disk."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,7 @@ STL10_UNLABELED = 100_000
 
 
 @register_dataset("stl10")
-def stl10(root=None, image_size: int | None = None, pretrain: str = "train") -> Data:
+def stl10(root: str | os.PathLike | None = None, image_size: int | None = None, pretrain: str = "train") -> Data:
     """STL-10 (`stl10_binary/`), optionally resized. The labelled train/test splits are held in
     memory (evaluation); ``pretrain="unlabeled"`` trains on the 100k unlabelled images, streamed
     from ``unlabeled_X.bin`` through a memory map (:class:`~ssl_bench.streaming.BinImages`)."""

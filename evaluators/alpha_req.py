@@ -19,13 +19,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ssl_bench.embeddings import Embeddings
 from ssl_bench.errors import ConfigError
 from ssl_bench.evaluator import Evaluator, Metric
 from ssl_bench.registry import register_evaluator
 from ssl_bench.sampling import subsample
 
 
-def covariance_eigenvalues(z, max_samples: int = 20_000, seed: int = 0) -> np.ndarray:
+def covariance_eigenvalues(z: np.ndarray | torch.Tensor, max_samples: int = 20_000, seed: int = 0) -> np.ndarray:
     """Eigenvalues of the sample covariance (ddof 1), descending."""
     z = subsample(z if isinstance(z, np.ndarray) else np.asarray(z), max_samples, np.random.default_rng(seed))
     zt = torch.as_tensor(z, dtype=torch.float64)
@@ -71,7 +72,7 @@ class AlphaReQ(Evaluator):
     order = 60
     needs_labels = False
 
-    def evaluate(self, emb):
+    def evaluate(self, emb: Embeddings) -> dict[str, float]:
         o = self.options
         if o["fit_start"] < 1:
             raise ConfigError(f"alpha-req: fit_start is 1-based, got {o['fit_start']}")

@@ -44,6 +44,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ssl_bench.embeddings import Embeddings
 from ssl_bench.evaluator import Evaluator, Metric
 from ssl_bench.registry import register_evaluator
 from ssl_bench.sampling import subsample
@@ -64,7 +65,7 @@ class CollapseReport:
         return verdict(self.metrics)
 
 
-def verdict(metrics_or_code) -> str:
+def verdict(metrics_or_code: dict[str, float] | float) -> str:
     """``"ok"`` / ``"dimensional"`` / ``"complete"`` from a metrics dict or a verdict code."""
     code = metrics_or_code["verdict_code"] if isinstance(metrics_or_code, dict) else metrics_or_code
     return VERDICTS[int(round(float(code)))]
@@ -107,7 +108,7 @@ def mean_random_pair_cosine(z: torch.Tensor, n_pairs: int, seed: int) -> float:
 
 
 def collapse_report(
-    z,
+    z: np.ndarray | torch.Tensor,
     max_samples: int = 10_000,
     n_pairs: int = 10_000,
     sigreg_samples: int = 10_000,
@@ -187,7 +188,7 @@ class Collapse(Evaluator):
     preset_options = {"full": dict(max_samples=20_000)}
     needs_labels = False
 
-    def evaluate(self, emb):
+    def evaluate(self, emb: Embeddings) -> dict[str, float]:
         rep = collapse_report(emb.train_x, **self.options)
         path = self.artifact_path("collapse-spectrum.npy")
         if path is not None:

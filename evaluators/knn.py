@@ -29,10 +29,15 @@ subsample and adds the train rows chunk by chunk (on the GPUs when faiss-gpu is 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
 
 from ssl_bench import ondisk
+from ssl_bench.embeddings import Embeddings
 from ssl_bench.errors import ConfigError
 from ssl_bench.evaluator import Evaluator, Metric
 from ssl_bench.registry import register_evaluator
@@ -64,7 +69,7 @@ def ivf_defaults(n_train: int, nlist: int = 0, nprobe: int = 0) -> tuple[int, in
     return nlist, min(nprobe, nlist)
 
 
-def _faiss_index(tr: np.ndarray, index: str, nlist: int, nprobe: int, seed: int = 0):
+def _faiss_index(tr: np.ndarray, index: str, nlist: int, nprobe: int, seed: int = 0) -> Any:
     import faiss
 
     d = tr.shape[1]
@@ -103,7 +108,7 @@ def _nearest_on_disk(
     query_chunk: int = 1024,
     train_chunk: int = 8192,
     seed: int = 0,
-):
+) -> tuple[np.ndarray, np.ndarray]:
     """(similarities, indices) as :func:`nearest`, reading on-disk arrays chunk by chunk."""
     k = min(k, len(train))
     if index == "ivf":
@@ -153,7 +158,7 @@ def nearest(
     index: str = "flat",
     nlist: int = 0,
     nprobe: int = 0,
-):
+) -> tuple[np.ndarray, np.ndarray]:
     """(similarities, indices) of the k most cosine-similar train rows for each test row.
 
     ``index="ivf"`` is approximate; a query whose probed cells hold fewer than k rows gets
@@ -198,12 +203,14 @@ def knn_scores(
     return scores
 
 
-def _order(sims, idx, train_y, num_classes, temperature) -> np.ndarray:
+def _order(sims: np.ndarray, idx: np.ndarray, train_y: np.ndarray, num_classes: int, temperature: float) -> np.ndarray:
     """Classes by decreasing vote, ties to the lower class index; column 0 is the prediction."""
     return np.argsort(-knn_scores(sims, idx, train_y, num_classes, temperature), axis=1, kind="stable")
 
 
-def _topk(sims, idx, train_y, test_y, num_classes, temperature) -> tuple[float, float]:
+def _topk(
+    sims: np.ndarray, idx: np.ndarray, train_y: np.ndarray, test_y: np.ndarray, num_classes: int, temperature: float
+) -> tuple[float, float]:
     order = _order(sims, idx, train_y, num_classes, temperature)
     top1 = float((order[:, 0] == test_y).mean() * 100)
     k5 = min(5, num_classes)
@@ -220,7 +227,7 @@ def precision_recall_f1(test_y: np.ndarray, pred: np.ndarray) -> dict[str, np.nd
     n_pred = np.array([np.sum(pred == c) for c in classes], dtype=np.float64)
     n_true = np.array([np.sum(test_y == c) for c in classes], dtype=np.float64)
 
-    def ratio(a, b):
+    def ratio(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return np.divide(a, b, out=np.zeros_like(a), where=b > 0)
 
     p, r = ratio(tp, n_pred), ratio(tp, n_true)
@@ -228,7 +235,14 @@ def precision_recall_f1(test_y: np.ndarray, pred: np.ndarray) -> dict[str, np.nd
 
 
 def knn_prf(
-    train_x, train_y, test_x, test_y, k: int = 20, temperature: float = 0.07, backend: str = "auto", **search
+    train_x: np.ndarray,
+    train_y: ArrayLike,
+    test_x: np.ndarray,
+    test_y: ArrayLike,
+    k: int = 20,
+    temperature: float = 0.07,
+    backend: str = "auto",
+    **search: Any,
 ) -> dict[str, np.ndarray]:
     """:func:`precision_recall_f1` of the weighted k-NN's top-1 prediction."""
     train_y, test_y = np.asarray(train_y).astype(np.int64), np.asarray(test_y).astype(np.int64)
@@ -248,15 +262,15 @@ def prf_metrics(prf: dict[str, np.ndarray], per_class_max: int) -> dict[str, flo
 
 
 def knn_accuracy(
-    train_x,
-    train_y,
-    test_x,
-    test_y,
+    train_x: np.ndarray,
+    train_y: ArrayLike,
+    test_x: np.ndarray,
+    test_y: ArrayLike,
     k: int = 20,
     temperature: float = 0.07,
     backend: str = "auto",
-    ks=(),
-    temperatures=(),
+    ks: Sequence[int] = (),
+    temperatures: Sequence[float] = (),
     index: str = "flat",
     nlist: int = 0,
     nprobe: int = 0,
@@ -327,7 +341,7 @@ class KNN(Evaluator):
     order = 10
     legend_options = ("k", "temperature", "index")
 
-    def evaluate(self, emb):
+    def evaluate(self, emb: Embeddings) -> dict[str, float]:
         o = self.options
         if o["backend"] not in ("auto", "faiss", "torch"):
             raise ConfigError(f"unknown k-NN backend {o['backend']!r}; known: auto, faiss, torch")
@@ -335,11 +349,12 @@ class KNN(Evaluator):
             raise ConfigError(f"unknown k-NN index {o['index']!r}; known: flat, ivf")
         if max([o["k"], *o["ks"]]) > len(emb.train_x):
             raise ConfigError(f"k-NN k = {max([o['k'], *o['ks']])} exceeds the {len(emb.train_x)} training embeddings")
+        train_y, test_y = emb.labels()
         return knn_accuracy(
             emb.train_x,
-            emb.train_y,
+            train_y,
             emb.test_x,
-            emb.test_y,
+            test_y,
             o["k"],
             o["temperature"],
             o["backend"],

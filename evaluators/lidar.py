@@ -20,6 +20,9 @@ the harness skips it there.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from typing import Any, TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -30,8 +33,12 @@ from ssl_bench.registry import register_evaluator
 from ssl_bench.sampling import subsample_indices
 from ssl_bench.views import default_augment
 
+if TYPE_CHECKING:
+    from ssl_bench.data import Data
+    from ssl_bench.method import Method
 
-def lidar_score(e, delta: float = 1e-4, eps: float = 1e-8) -> float:
+
+def lidar_score(e: np.ndarray | torch.Tensor, delta: float = 1e-4, eps: float = 1e-8) -> float:
     """LiDAR of embeddings grouped as (n surrogate classes, q views, d)."""
     e = torch.as_tensor(np.asarray(e), dtype=torch.float64)
     if e.dim() != 3 or e.shape[0] < 2 or e.shape[1] < 2:
@@ -53,14 +60,14 @@ def lidar_score(e, delta: float = 1e-4, eps: float = 1e-8) -> float:
 
 @torch.no_grad()
 def surrogate_embeddings(
-    method,
-    data,
-    device,
+    method: Method,
+    data: Data,
+    device: torch.device,
     n_samples: int,
     n_views: int,
     seed: int,
     batch_size: int = 512,
-    autocast=contextlib.nullcontext,
+    autocast: Callable[[], AbstractContextManager[Any]] = contextlib.nullcontext,
 ) -> np.ndarray:
     """(n, q, d) embeddings of q default-recipe views of n seeded training samples; ``autocast()``
     gives the context of each forward."""
@@ -100,7 +107,7 @@ class LiDAR(Evaluator):
     needs_labels = False
     needs_model = True
 
-    def evaluate_model(self, method, data, device):
+    def evaluate_model(self, method: Method, data: Data, device: torch.device) -> dict[str, float]:
         o = self.options
         if o["n_views"] < 2 or o["n_samples"] < 2:
             raise ConfigError("lidar: n_samples and n_views must be >= 2")

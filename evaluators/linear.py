@@ -40,12 +40,16 @@ Two modes (option ``mode``):
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from numpy.typing import ArrayLike
 
 from ssl_bench import ondisk
+from ssl_bench.embeddings import Embeddings
 from ssl_bench.errors import ConfigError
 from ssl_bench.evaluator import Evaluator, Metric
 from ssl_bench.registry import register_evaluator
@@ -55,7 +59,7 @@ from ssl_bench.stats import small_work_threads
 WEIGHT_DECAYS = (1e-1, 1e-2, 1e-3, 1e-4, 1e-5)
 
 
-def encode_labels(train_y, test_y) -> tuple[np.ndarray, np.ndarray, int]:
+def encode_labels(train_y: ArrayLike, test_y: ArrayLike) -> tuple[np.ndarray, np.ndarray, int]:
     """Map the training classes to 0..C-1; a test label unseen in training becomes -1 (always wrong)."""
     classes, ytr = np.unique(np.asarray(train_y), return_inverse=True)
     test_y = np.asarray(test_y)
@@ -77,7 +81,7 @@ def stratified_split(y: np.ndarray, frac: float, seed: int) -> tuple[np.ndarray,
     return np.sort(np.concatenate(fit)), np.sort(np.concatenate(val))
 
 
-def topk_accuracy(logits: torch.Tensor, y: torch.Tensor, ks=(1, 5)) -> dict[int, float]:
+def topk_accuracy(logits: torch.Tensor, y: torch.Tensor, ks: Sequence[int] = (1, 5)) -> dict[int, float]:
     k_max = min(max(ks), logits.shape[1])
     top = logits.topk(k_max, dim=1).indices
     hit = top == y[:, None]
@@ -87,7 +91,8 @@ def topk_accuracy(logits: torch.Tensor, y: torch.Tensor, ks=(1, 5)) -> dict[int,
 class Preconditioner:
     """W = U diag(p) V, p = (e + wd)^-1/2: the fit's change of variables (see module docstring)."""
 
-    def __init__(self, x: torch.Tensor, max_samples: int = 10_000, seed: int = 0, max_dim: int = 4096):
+    def __init__(self, x: torch.Tensor, max_samples: int = 10_000, seed: int = 0, max_dim: int = 4096) -> None:
+        self.u: torch.Tensor | None  # eigenvectors; None: the identity
         d = x.shape[1]
         if d > max_dim:  # eigendecomposition too costly: plain (identity) parametrisation
             self.u, self.e = None, torch.ones(d, dtype=x.dtype, device=x.device)
@@ -141,7 +146,7 @@ def fit_logreg(
         tolerance_change=tol,
     )
 
-    def closure():
+    def closure() -> torch.Tensor:
         opt.zero_grad()
         pv = p[:, None] * v
         loss = F.cross_entropy(x @ pre.to_w(v, p) + b, y) + 0.5 * wd * pv.pow(2).sum()
@@ -154,11 +159,11 @@ def fit_logreg(
 
 
 def linear_fast(
-    train_x,
-    train_y,
-    test_x,
-    test_y,
-    weight_decays=WEIGHT_DECAYS,
+    train_x: np.ndarray,
+    train_y: ArrayLike,
+    test_x: np.ndarray,
+    test_y: ArrayLike,
+    weight_decays: Sequence[float] = WEIGHT_DECAYS,
     val_frac: float = 0.1,
     seed: int = 0,
     max_iter: int = 100,
@@ -174,8 +179,18 @@ def linear_fast(
 
 
 def _linear_fast(
-    train_x, train_y, test_x, test_y, weight_decays, val_frac, seed, max_iter, device, sweep_samples, sweep_iter
-):
+    train_x: np.ndarray,
+    train_y: ArrayLike,
+    test_x: np.ndarray,
+    test_y: ArrayLike,
+    weight_decays: Sequence[float],
+    val_frac: float,
+    seed: int,
+    max_iter: int,
+    device: str,
+    sweep_samples: int,
+    sweep_iter: int,
+) -> tuple[dict[str, float], dict[str, Any]]:
     ytr_np, yte_np, c = encode_labels(train_y, test_y)
     dev = torch.device(device)
     xtr = torch.as_tensor(np.asarray(train_x, dtype=np.float32), device=dev)
@@ -210,10 +225,10 @@ def _linear_fast(
 
 
 def linear_protocol(
-    train_x,
-    train_y,
-    test_x,
-    test_y,
+    train_x: np.ndarray,
+    train_y: ArrayLike,
+    test_x: np.ndarray,
+    test_y: ArrayLike,
     epochs: int = 100,
     batch_size: int = 256,
     lr: float = 0.1,
@@ -255,11 +270,11 @@ def linear_protocol(
 
 
 def linear_stream(
-    train_x,
-    train_y,
-    test_x,
-    test_y,
-    weight_decays=WEIGHT_DECAYS,
+    train_x: np.ndarray,
+    train_y: ArrayLike,
+    test_x: np.ndarray,
+    test_y: ArrayLike,
+    weight_decays: Sequence[float] = WEIGHT_DECAYS,
     val_frac: float = 0.1,
     seed: int = 0,
     epochs: int = 10,
@@ -324,7 +339,9 @@ def linear_stream(
                 step += 1
 
     @torch.no_grad()
-    def accuracy(x_rows, y_np, mask=None) -> torch.Tensor:  # (heads, 2): top-1 and top-5 hits
+    def accuracy(
+        x_rows: np.ndarray, y_np: np.ndarray, mask: np.ndarray | None = None
+    ) -> torch.Tensor:  # (heads, 2): top-1 and top-5 hits
         hits = torch.zeros(h, 2, dtype=torch.float64)
         count = 0
         k5 = min(5, c)
@@ -390,17 +407,18 @@ class Linear(Evaluator):
         "full": dict(sweep_samples=30_000),
     }
 
-    def evaluate(self, emb):
+    def evaluate(self, emb: Embeddings) -> dict[str, float]:
         o = self.options
         mode = o["mode"]
         if mode == "fast" and ondisk.is_on_disk(emb.train_x) and len(emb.train_x) > o["max_in_memory"]:
             mode = "stream"  # too large to hold in memory: mini-batches over the file
+        train_y, test_y = emb.labels()
         if mode == "stream":
             metrics, self.details = linear_stream(
                 emb.train_x,
-                emb.train_y,
+                train_y,
                 emb.test_x,
-                emb.test_y,
+                test_y,
                 o["weight_decays"],
                 o["val_frac"],
                 o["seed"],
@@ -412,9 +430,9 @@ class Linear(Evaluator):
         elif mode == "fast":
             metrics, self.details = linear_fast(
                 emb.train_x,
-                emb.train_y,
+                train_y,
                 emb.test_x,
-                emb.test_y,
+                test_y,
                 o["weight_decays"],
                 o["val_frac"],
                 o["seed"],
@@ -426,9 +444,9 @@ class Linear(Evaluator):
         elif o["mode"] == "protocol":
             metrics, self.details = linear_protocol(
                 emb.train_x,
-                emb.train_y,
+                train_y,
                 emb.test_x,
-                emb.test_y,
+                test_y,
                 o["epochs"],
                 o["batch_size"],
                 o["lr"],

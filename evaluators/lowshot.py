@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ssl_bench.embeddings import Embeddings
 from ssl_bench.errors import ConfigError
 from ssl_bench.evaluator import Evaluator, Metric
 from ssl_bench.evaluators.linear import WEIGHT_DECAYS, linear_fast
@@ -69,18 +70,19 @@ class LowShot(Evaluator):
     legend_options = ("fractions",)
     preset_options = {"smoke": dict(weight_decays=[1e-2, 1e-3], max_iter=30, sweep_iter=20)}
 
-    def evaluate(self, emb):
+    def evaluate(self, emb: Embeddings) -> dict[str, float]:
         o = self.options
         out, self.details = {}, {}
+        train_y, test_y = emb.labels()
         for f in o["fractions"]:
             if not 0 < float(f) <= 1:
                 raise ConfigError(f"lowshot: fractions must lie in (0, 1], got {f}")
-            idx = balanced_subset(emb.train_y, float(f), o["seed"])
+            idx = balanced_subset(train_y, float(f), o["seed"])
             m, det = linear_fast(
                 emb.train_x[idx],
-                emb.train_y[idx],
+                train_y[idx],
                 emb.test_x,
-                emb.test_y,
+                test_y,
                 o["weight_decays"],
                 o["val_frac"],
                 o["seed"],

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from ssl_bench import ondisk
+from ssl_bench.embeddings import Embeddings
 from ssl_bench.evaluator import Evaluator, Metric
 from ssl_bench.registry import register_evaluator
 from ssl_bench.sampling import subsample
@@ -26,7 +27,7 @@ def singular_values(z: np.ndarray | torch.Tensor, max_samples: int = 25_600, see
     return torch.linalg.svdvals(z)
 
 
-def rankme(z, max_samples: int = 25_600, seed: int = 0) -> float:
+def rankme(z: np.ndarray | torch.Tensor, max_samples: int = 25_600, seed: int = 0) -> float:
     s = singular_values(z, max_samples, seed)
     if s.numel() == 0 or float(s.max()) == 0.0:
         return 0.0
@@ -54,7 +55,7 @@ class RankMe(Evaluator):
     order = 40
     needs_labels = False
 
-    def evaluate(self, emb):
+    def evaluate(self, emb: Embeddings) -> dict[str, float]:
         o = self.options
         r = rankme(emb.train_x, o["max_samples"], o["seed"])
         return {"rank": r, "rank_ratio": r / emb.dim}

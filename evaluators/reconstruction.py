@@ -29,6 +29,9 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from typing import Any, TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -40,6 +43,10 @@ from ssl_bench.registry import register_evaluator
 from ssl_bench.sampling import subsample_indices
 from ssl_bench.stats import small_work_threads
 from ssl_bench.views import gaussian_noise, patch_mask
+
+if TYPE_CHECKING:
+    from ssl_bench.data import Data
+    from ssl_bench.method import Method
 
 
 def psnr(mse: float, peak: float = 1.0) -> float:
@@ -57,7 +64,7 @@ def perturb(x: torch.Tensor, g: torch.Generator, noise_std: float, mask_ratio: f
 
 
 class Decoder(nn.Module):
-    def __init__(self, in_dim: int, out_shape: tuple[int, ...], hidden: int, image: bool):
+    def __init__(self, in_dim: int, out_shape: tuple[int, ...], hidden: int, image: bool) -> None:
         super().__init__()
         self.out_shape, self.image = tuple(out_shape), image
         self.net = nn.Sequential(nn.Linear(in_dim, hidden), nn.GELU(), nn.Linear(hidden, math.prod(out_shape)))
@@ -67,24 +74,24 @@ class Decoder(nn.Module):
         return torch.sigmoid(y) if self.image else y
 
 
-def _batches(n: int, batch_size: int, g: torch.Generator):
+def _batches(n: int, batch_size: int, g: torch.Generator) -> list[torch.Tensor]:
     perm = torch.randperm(n, generator=g)
     return [perm[i : i + batch_size] for i in range(0, n, batch_size)]
 
 
 def train_phase(
-    model,
+    model: Method,
     decoder: Decoder,
     x: torch.Tensor,
     x_noisy: torch.Tensor,
-    data,
+    data: Data,
     epochs: int,
     batch_size: int,
     lr: float,
     finetune: bool,
     finetune_lr: float,
     seed: int,
-    autocast=contextlib.nullcontext,
+    autocast: Callable[[], AbstractContextManager[Any]] = contextlib.nullcontext,
 ) -> None:
     """Fit the decoder (and the encoder when ``finetune``) on (perturbed -> clean) pairs;
     ``autocast()`` gives the context of each forward (a fresh one per step)."""
@@ -112,7 +119,14 @@ def train_phase(
 
 
 @torch.no_grad()
-def reconstruct(model, decoder, x_noisy, data, batch_size: int = 512, autocast=contextlib.nullcontext) -> torch.Tensor:
+def reconstruct(
+    model: Method,
+    decoder: Decoder,
+    x_noisy: torch.Tensor,
+    data: Data,
+    batch_size: int = 512,
+    autocast: Callable[[], AbstractContextManager[Any]] = contextlib.nullcontext,
+) -> torch.Tensor:
     model.eval()
     out = []
     for i in range(0, len(x_noisy), batch_size):
@@ -159,7 +173,7 @@ class Reconstruction(Evaluator):
     needs_labels = False
     needs_model = True
 
-    def evaluate_model(self, method, data, device):
+    def evaluate_model(self, method: Method, data: Data, device: torch.device) -> dict[str, float]:
         o = self.options
         image = data.kind == DataKind.IMAGE
         g = torch.Generator().manual_seed(o["seed"])
@@ -195,7 +209,20 @@ class Reconstruction(Evaluator):
         return out
 
     @staticmethod
-    def _phases(model, decoder, xtr, xtr_n, xte, xte_n, data, o, peak, out, recs, autocast):
+    def _phases(
+        model: Method,
+        decoder: Decoder,
+        xtr: torch.Tensor,
+        xtr_n: torch.Tensor,
+        xte: torch.Tensor,
+        xte_n: torch.Tensor,
+        data: Data,
+        o: dict[str, Any],
+        peak: float,
+        out: dict[str, float],
+        recs: dict[str, torch.Tensor],
+        autocast: Callable[[], AbstractContextManager[Any]],
+    ) -> None:
         phases = (("frozen", o["epochs_frozen"], False), ("finetune", o["epochs_finetune"], True))
         for phase, epochs, finetune in phases:
             train_phase(

@@ -26,7 +26,7 @@ class SmallCNN(nn.Module):
     About 93k parameters for grey input; works for any image size and channel count.
     """
 
-    def __init__(self, in_channels: int = 1, widths: tuple[int, ...] = (32, 64, 128), ceil_pool: bool = False):
+    def __init__(self, in_channels: int = 1, widths: tuple[int, ...] = (32, 64, 128), ceil_pool: bool = False) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         c = in_channels
@@ -53,7 +53,7 @@ class WideCNN(SmallCNN):
     input; 28x28 -> 28, 14, 7, 4x4 map before pooling (32x32 -> 4x4); 512-d output.
     """
 
-    def __init__(self, in_channels: int = 1, widths: tuple[int, ...] = (64, 128, 256, 512)):
+    def __init__(self, in_channels: int = 1, widths: tuple[int, ...] = (64, 128, 256, 512)) -> None:
         super().__init__(in_channels, widths, ceil_pool=True)
 
 
@@ -72,7 +72,7 @@ class CifarResNet(nn.Module):
         in_channels: int = 3,
         widths: tuple[int, ...] = (64, 128, 256, 512),
         zero_init_residual: bool = False,
-    ):
+    ) -> None:
         super().__init__()
         if len(layers) != len(widths):
             raise ConfigError(f"CifarResNet: {len(layers)} stage depths for {len(widths)} widths")
@@ -119,7 +119,7 @@ class CifarResNet(nn.Module):
 class MLP(nn.Module):
     """Fully connected trunk for vectors (e.g. mog2d): Linear-BN-ReLU blocks."""
 
-    def __init__(self, in_dim: int, hidden: int = 128, depth: int = 2, out_dim: int = 32):
+    def __init__(self, in_dim: int, hidden: int = 128, depth: int = 2, out_dim: int = 32) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         d = in_dim
@@ -135,7 +135,7 @@ class MLP(nn.Module):
 
 
 class TimmBackbone(nn.Module):
-    def __init__(self, name: str, in_channels: int, **kwargs):
+    def __init__(self, name: str, in_channels: int, **kwargs: Any) -> None:
         super().__init__()
         import timm
 
@@ -163,19 +163,19 @@ def _channels(input_shape: tuple[int, ...], name: str) -> int:
 
 
 @register_backbone("cnn-small", kinds=("image",))
-def cnn_small(input_shape: tuple[int, ...], **kwargs) -> nn.Module:
+def cnn_small(input_shape: tuple[int, ...], **kwargs: Any) -> nn.Module:
     """3 conv blocks 32-64-128, BN, 2 max-pools, GAP: 128-d, 93k params (the default for images)."""
     return SmallCNN(in_channels=_channels(input_shape, "cnn-small"), **kwargs)
 
 
 @register_backbone("cnn-wide", kinds=("image",))
-def cnn_wide(input_shape: tuple[int, ...], **kwargs) -> nn.Module:
+def cnn_wide(input_shape: tuple[int, ...], **kwargs: Any) -> nn.Module:
     """4 conv stages 64-128-256-512, BN, 3 max-pools (28px -> 4x4), GAP: 512-d, 1.55M params."""
     return WideCNN(in_channels=_channels(input_shape, "cnn-wide"), **kwargs)
 
 
 @register_backbone("resnet18-cifar", kinds=("image",))
-def resnet18_cifar(input_shape: tuple[int, ...], **kwargs) -> nn.Module:
+def resnet18_cifar(input_shape: tuple[int, ...], **kwargs: Any) -> nn.Module:
     """ResNet-18, CIFAR stem (3x3 conv stride 1, no max-pool), BasicBlock: 512-d, 11.2M params."""
     from torchvision.models.resnet import BasicBlock
 
@@ -183,7 +183,7 @@ def resnet18_cifar(input_shape: tuple[int, ...], **kwargs) -> nn.Module:
 
 
 @register_backbone("resnet50-cifar", kinds=("image",))
-def resnet50_cifar(input_shape: tuple[int, ...], **kwargs) -> nn.Module:
+def resnet50_cifar(input_shape: tuple[int, ...], **kwargs: Any) -> nn.Module:
     """ResNet-50, CIFAR stem (3x3 conv stride 1, no max-pool), Bottleneck: 2048-d, 23.5M params."""
     from torchvision.models.resnet import Bottleneck
 
@@ -191,7 +191,7 @@ def resnet50_cifar(input_shape: tuple[int, ...], **kwargs) -> nn.Module:
 
 
 @register_backbone("mlp")
-def mlp(input_shape: tuple[int, ...], **kwargs) -> nn.Module:
+def mlp(input_shape: tuple[int, ...], **kwargs: Any) -> nn.Module:
     """Linear-BN-ReLU x2 on the flattened input, 32-d (the default for vector data)."""
     dim = 1
     for s in input_shape:
@@ -200,7 +200,7 @@ def mlp(input_shape: tuple[int, ...], **kwargs) -> nn.Module:
 
 
 @register_backbone("timm" + FAMILY_SUFFIX, kinds=("image",))
-def timm_model(input_shape: tuple[int, ...], model_name: str, **kwargs) -> nn.Module:
+def timm_model(input_shape: tuple[int, ...], model_name: str, **kwargs: Any) -> nn.Module:
     """Any timm model by name, e.g. timm:resnet18 (input channels adapted, no classifier)."""
     if kwargs.get("img_size") == "auto":
         kwargs["img_size"] = tuple(input_shape[1:])
@@ -234,7 +234,7 @@ def check_backbone_name(name: str) -> None:
         raise ConfigError(str(exc)) from None
 
 
-def build_backbone(name: str, input_shape: tuple[int, ...], kind: str, **kwargs) -> nn.Module:
+def build_backbone(name: str, input_shape: tuple[int, ...], kind: str, **kwargs: Any) -> nn.Module:
     """Build a registered backbone by name for data of ``input_shape`` (C,H,W for images, D for vectors)."""
     if name in ("auto", "", None):
         name = default_backbone(kind)

@@ -187,7 +187,7 @@ def check_meta(p: Path, meta: Any) -> None:
     from .config import RunConfig
     from .errors import ConfigError
 
-    def bad(why: str):
+    def bad(why: str) -> CheckpointError:
         return CheckpointError(f"checkpoint {p} has malformed metadata: {why}")
 
     if not isinstance(meta, dict):

@@ -8,8 +8,13 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any, NoReturn, TYPE_CHECKING
 
 from .errors import ConfigError, SSLBenchError
+
+if TYPE_CHECKING:
+    from .config import RunConfig
+    from .embeddings import Embeddings
 
 EPILOG = (
     "Errors print one line and exit with status 2 (--traceback or SSL_BENCH_TRACEBACK=1 shows the "
@@ -20,7 +25,7 @@ EPILOG = (
 class _Parser(argparse.ArgumentParser):
     """argparse with errors on one line (``ssl-bench: error: ...``, status 2), like every other error."""
 
-    def error(self, message: str):
+    def error(self, message: str) -> NoReturn:
         msg = " ".join(message.split())
         self.exit(2, f"ssl-bench: error: {self.prog}: {msg} (see `{self.prog} --help`)\n")
 
@@ -125,7 +130,7 @@ def _add_common(p: argparse.ArgumentParser, method: bool = True) -> None:
     )
 
 
-def _config_from_args(a: argparse.Namespace, method: str | None = None):
+def _config_from_args(a: argparse.Namespace, method: str | None = None) -> RunConfig:
     from .config import RunConfig
 
     d = RunConfig.from_file(a.config).to_dict() if a.config else {}
@@ -152,7 +157,7 @@ def _config_from_args(a: argparse.Namespace, method: str | None = None):
     return RunConfig.from_dict(d)
 
 
-def _method_opts(a, methods_text: str) -> tuple[dict, dict]:
+def _method_opts(a: argparse.Namespace, methods_text: str) -> tuple[dict, dict]:
     """(options for every method, {method: options}) from ``--opt KEY=VALUE`` / ``--opt METHOD.KEY=VALUE``."""
     common: dict = {}
     scoped: dict = {}
@@ -170,7 +175,7 @@ def _method_opts(a, methods_text: str) -> tuple[dict, dict]:
     return common, scoped
 
 
-def cmd_run(a) -> int:
+def cmd_run(a: argparse.Namespace) -> int:
     _names(a.methods, "--methods")
     seeds = _run_seeds(a.seeds)
     common, scoped = _method_opts(a, a.methods)
@@ -244,7 +249,7 @@ def cmd_run(a) -> int:
     return 0
 
 
-def cmd_train(a) -> int:
+def cmd_train(a: argparse.Namespace) -> int:
     cfg = _config_from_args(a, method=a.method)  # config errors before torch is imported
 
     from .distributed import is_main
@@ -259,7 +264,7 @@ def cmd_train(a) -> int:
     return 0
 
 
-def cmd_eval(a) -> int:
+def cmd_eval(a: argparse.Namespace) -> int:
     evaluators = _names(a.evaluators, "--evaluators")
     if a.device is not None:
         from .config import DEVICE_RE
@@ -291,7 +296,7 @@ def cmd_eval(a) -> int:
     return 0
 
 
-def load_embeddings_file(path: Path, need_labels: bool):
+def load_embeddings_file(path: Path, need_labels: bool) -> Embeddings:
     """An :class:`Embeddings` from a user's .npz, checked; bad input raises a one-line ConfigError."""
     import numpy as np
 
@@ -347,7 +352,7 @@ def load_embeddings_file(path: Path, need_labels: bool):
     return Embeddings(x["train_x"], y["train_y"], x["test_x"], y["test_y"], str(path))
 
 
-def cmd_eval_embeddings(a) -> int:
+def cmd_eval_embeddings(a: argparse.Namespace) -> int:
     wanted = _names(a.evaluators, "--evaluators")
     from .pipeline import run_evaluators
     from .registry import EVALUATORS
@@ -382,7 +387,7 @@ def cmd_eval_embeddings(a) -> int:
     return 0
 
 
-def cmd_list(a) -> int:
+def cmd_list(a: argparse.Namespace) -> int:
     from .registry import BACKBONES, DATASETS, EVALUATORS, METHODS
 
     reg = {"methods": METHODS, "evaluators": EVALUATORS, "datasets": DATASETS, "backbones": BACKBONES}[a.what]
@@ -400,7 +405,7 @@ def cmd_list(a) -> int:
     return 0
 
 
-def cmd_leaderboard(a) -> int:
+def cmd_leaderboard(a: argparse.Namespace) -> int:
     from .leaderboard import update_readme, write_leaderboards
 
     written = write_leaderboards(
@@ -416,7 +421,7 @@ def cmd_leaderboard(a) -> int:
     return 0
 
 
-def cmd_compare(a) -> int:
+def cmd_compare(a: argparse.Namespace) -> int:
     from .leaderboard import compare, format_compare, load_frame
 
     df = load_frame(Path(a.runs))
@@ -428,7 +433,7 @@ def cmd_compare(a) -> int:
     if a.json:  # strict JSON: NaN -> null
         import math
 
-        def clean(v):
+        def clean(v: Any) -> Any:
             if isinstance(v, float) and not math.isfinite(v):
                 return None
             if isinstance(v, dict):
@@ -443,7 +448,7 @@ def cmd_compare(a) -> int:
     return 0
 
 
-def cmd_report(a) -> int:
+def cmd_report(a: argparse.Namespace) -> int:
     from .report import write_report
 
     log = None if a.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
@@ -451,7 +456,7 @@ def cmd_report(a) -> int:
     return 0
 
 
-def cmd_check_collapse(a) -> int:
+def cmd_check_collapse(a: argparse.Namespace) -> int:
     from .collapse import builtin_cases_path, format_table, load_cases, quick_cases, run_suite
 
     cases = load_cases(a.cases)  # a malformed file fails here, before any training
@@ -482,7 +487,7 @@ def cmd_check_collapse(a) -> int:
     return 0 if all(r.ok for r in results) else 1
 
 
-def cmd_study(a) -> int:
+def cmd_study(a: argparse.Namespace) -> int:
     from .studies import get
 
     study = get(a.study)
@@ -499,7 +504,7 @@ def cmd_study(a) -> int:
     return 0
 
 
-def cmd_select(a) -> int:
+def cmd_select(a: argparse.Namespace) -> int:
     from .studies.selection import format_selection, select_runs
 
     picks = select_runs(Path(a.runs), a.by, dataset=a.dataset)

@@ -46,11 +46,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TYPE_CHECKING
 
 from ssl_bench.evaluators.collapse import VERDICTS, verdict
 
 from .errors import ConfigError
+
+if TYPE_CHECKING:
+    import torch
+
+    from .config import RunConfig
+    from .data import Data
+    from .embeddings import Embeddings
+    from .method import Method
 
 CASE_KEYS = {
     "name",
@@ -290,7 +298,7 @@ def _check_case(c: Case, label: str) -> None:
 
 
 # -------------------------------------------------------------------------------- running
-def case_config(case: Case, seed: int, n_train: int):
+def case_config(case: Case, seed: int, n_train: int) -> RunConfig:
     """The RunConfig of one case x seed: the step budget becomes whole epochs."""
     from .config import RunConfig
 
@@ -357,6 +365,7 @@ def run_case_seed(
         data_cache[key] = load_data(probe)
     data = data_cache[key]
     cfg = case_config(case, seed, len(data.x_train))
+    assert cfg.batch_size is not None and cfg.epochs is not None  # case_config resolved the preset
     per_epoch = min(len(data.x_train), cfg.train_subset or len(data.x_train)) // cfg.batch_size  # as the trainer
     checks: list[tuple[int, str]] = []
     stop = None
@@ -364,7 +373,7 @@ def run_case_seed(
         every = max(1, round(case.check_every / per_epoch))  # in epochs
         agreed = [0]  # agreeing checks in a row with the same verdict
 
-        def stop(epoch: int, method) -> bool:
+        def stop(epoch: int, method: Method) -> bool:
             if epoch % every:
                 return False
             got, fails = judge(case, live_metrics(case, cfg, data, method))
@@ -387,7 +396,7 @@ def run_case_seed(
     return SeedResult(seed, got, metrics, failures, time.perf_counter() - t0, res.epochs * per_epoch, checks)
 
 
-def live_metrics(case: Case, cfg, data, method) -> dict[str, float]:
+def live_metrics(case: Case, cfg: RunConfig, data: Data, method: Method) -> dict[str, float]:
     """The ``collapse`` metrics of what the case judges, from the method as it is now (eval mode,
     as the final judgement sees its checkpoint); the random number generators are left as found,
     so a checked run trains exactly as an unchecked one."""
@@ -425,7 +434,7 @@ def live_metrics(case: Case, cfg, data, method) -> dict[str, float]:
     return {f"collapse.{k}": float(v) for k, v in m.items()}
 
 
-def head_embeddings(cfg, data, run_dir: Path, head: str):
+def head_embeddings(cfg: RunConfig, data: Data, run_dir: Path, head: str) -> Embeddings:
     """Embeddings of ``method.<head>(method.backbone(x))`` from the run's full training state
     (``checkpoints/resume.pt``): the output the loss sees, e.g. ``projector``. A dotted path
     (``projector.net.5``) runs the same forward and takes the output of that sub-module of the
@@ -440,7 +449,7 @@ def head_embeddings(cfg, data, run_dir: Path, head: str):
     return _head_embed(method, head, eval_split(cfg, data), resolve_device(cfg.device), f"{run_dir}:{head}", cfg.method)
 
 
-def _head_embed(method, head: str, data, device, source: str, name: str = ""):
+def _head_embed(method: Method, head: str, data: Data, device: torch.device, source: str, name: str = "") -> Embeddings:
     """Embeddings of ``method.<head>(method.backbone(x))``, or of a sub-module inside the head."""
     from .embeddings import embed_data
 
@@ -462,7 +471,7 @@ def _head_embed(method, head: str, data, device, source: str, name: str = ""):
     captured: list = []
     hook = target.register_forward_hook(lambda _m, _inp, out: captured.append(out))
 
-    def embed(x):
+    def embed(x: torch.Tensor) -> torch.Tensor:
         captured.clear()
         out = module(method.backbone(x))
         return captured[-1] if inner else out
@@ -561,7 +570,14 @@ def run_suite(
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _run_parallel(cases, seeds, workdir, log, jobs, early_stop=True) -> list[CaseResult]:
+def _run_parallel(
+    cases: list[Case],
+    seeds: list[int] | None,
+    workdir: str | Path | None,
+    log: Callable[[str], None] | None,
+    jobs: int,
+    early_stop: bool = True,
+) -> list[CaseResult]:
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 

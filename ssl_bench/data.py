@@ -15,10 +15,10 @@ Data roots: ``root=`` argument, else ``$SSL_BENCH_DATA``, else the system locati
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import overload
+from typing import Any, overload
 
 import numpy as np
 import torch
@@ -75,7 +75,7 @@ class Data:
         ``n_train`` from the pretraining images where the data has its own (``x_pretrain``)."""
         g = torch.Generator().manual_seed(seed)
 
-        def take(x, y, n):
+        def take(x: Images, y: torch.Tensor, n: int | None) -> tuple[Images, torch.Tensor]:
             if not is_subsampled(len(x), n):
                 return x, y
             idx = subsample_indices(len(x), n, g)
@@ -150,7 +150,7 @@ def validation_split(full: Data, size: int = VAL_SIZE, seed: int = VAL_SEED) -> 
     )
 
 
-def load_dataset(name: str, root: str | os.PathLike | None = None, **kwargs) -> Data:
+def load_dataset(name: str, root: str | os.PathLike | None = None, **kwargs: Any) -> Data:
     import inspect
 
     loader = DATASETS.get(name)
@@ -228,7 +228,15 @@ def dataset_missing(name: str, root: Path, hint: str) -> DatasetNotFoundError:
     return DatasetNotFoundError(f"{name} not found under {root}: {hint} (or set SSL_BENCH_DATA)")
 
 
-def folder_options(name: str, root, image_size, channels, mean, std, stats_sample) -> tuple[Path, Path]:
+def folder_options(
+    name: str,
+    root: str | os.PathLike | None,
+    image_size: int,
+    channels: int,
+    mean: Sequence[float] | None,
+    std: Sequence[float] | None,
+    stats_sample: int,
+) -> tuple[Path, Path]:
     base = data_root(root)
     if base is None:
         raise DatasetNotFoundError(
@@ -270,8 +278,8 @@ def streamed_folder(
     test_dir: Path,
     image_size: int,
     channels: int,
-    mean,
-    std,
+    mean: Sequence[float] | None,
+    std: Sequence[float] | None,
     stats_sample: int,
     info: dict | None = None,
 ) -> Data:
@@ -279,7 +287,7 @@ def streamed_folder(
     rel_te, labels_te, _ = list_image_folder(test_dir, classes)
     tr = FileImages(base / "train", rel, labels, image_size, channels)
     te = FileImages(test_dir, rel_te, labels_te, image_size, channels)
-    if mean is None:
+    if mean is None or std is None:  # folder_options: both or neither
         mean, std = _sampled_stats(tr, stats_sample)
     return Data(
         name,

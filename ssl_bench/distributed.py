@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import atexit
 import os
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -124,7 +125,7 @@ class _AllGather(torch.autograd.Function):
     """Concatenate every rank's tensor (dim 0); backward: the summed gradient of our rows."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
         x = x.contiguous()
         parts = [torch.empty_like(x) for _ in range(world_size())]
         dist.all_gather(parts, x)
@@ -132,7 +133,7 @@ class _AllGather(torch.autograd.Function):
         return torch.cat(parts, 0)
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
         grad = grad.contiguous().clone()
         dist.all_reduce(grad, op=dist.ReduceOp.SUM)
         r = rank()
@@ -153,13 +154,13 @@ def gather(x: torch.Tensor) -> torch.Tensor:
 
 class _AllReduceSum(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
         y = x.contiguous().clone()
         dist.all_reduce(y, op=dist.ReduceOp.SUM)
         return y
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
         g = grad.contiguous().clone()
         dist.all_reduce(g, op=dist.ReduceOp.SUM)
         return g
@@ -175,7 +176,7 @@ def all_gather_cat(x: torch.Tensor) -> torch.Tensor:
     return torch.cat(parts)
 
 
-def all_gather_objects(obj) -> list:
+def all_gather_objects(obj: Any) -> list[Any]:
     """``obj`` of every rank, in rank order (picklable Python objects); ``[obj]`` in one process."""
     if not is_initialized() or world_size() == 1:
         return [obj]

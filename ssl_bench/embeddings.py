@@ -15,6 +15,7 @@ import hashlib
 import json
 import shutil
 import tempfile
+from collections.abc import Callable
 from copy import deepcopy
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +32,11 @@ from .checkpoint import atomic_write, atomic_write_dir, file_digest, read_encode
 from .config import RunConfig
 from .data import Data, in_memory
 from .errors import CheckpointError, ConfigError
-from .method import DataSpec
+from .method import DataSpec, Method
+from .precision import ModuleT
+
+#: what embeds a batch: ``method.encode`` or :func:`layer_encoder`'s hook on a sub-module
+Encoder = Callable[[torch.Tensor], torch.Tensor]
 
 #: Seed of the evaluation subsets (:func:`eval_split`): the same for every method and baseline.
 EVAL_SUBSET_SEED = 1
@@ -51,6 +56,12 @@ class Embeddings:
     @property
     def dim(self) -> int:
         return int(self.train_x.shape[1])
+
+    def labels(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(train_y, test_y)``; a one-line ConfigError when the embeddings carry no labels."""
+        if self.train_y is None or self.test_y is None:
+            raise ConfigError(f"{self.source or 'embeddings'}: labels needed (train_y and test_y), none stored")
+        return self.train_y, self.test_y
 
     @property
     def on_disk(self) -> bool:
@@ -77,7 +88,7 @@ class Embeddings:
     def load_dir(cls, path: Path, source: str = "") -> Embeddings:
         path = Path(path)
 
-        def arr(name):
+        def arr(name: str) -> np.ndarray | None:
             p = path / f"{name}.npy"
             return ondisk.open_npy(p) if p.is_file() else None
 
@@ -94,7 +105,7 @@ class Embeddings:
         if self.test_y is not None:
             arrays["test_y"] = self.test_y
 
-        def write(tmp):
+        def write(tmp: str) -> None:
             with open(tmp, "wb") as f:
                 np.savez(f, **cast(dict[str, Any], arrays))  # numpy's stub types **kwds as its options
 
@@ -114,7 +125,12 @@ class Embeddings:
 
 @torch.inference_mode()
 def embed_tensor(
-    encode, data: Data, x: torch.Tensor, device: torch.device, batch_size: int = 1024, precision: str = "fp32"
+    encode: Encoder,
+    data: Data,
+    x: torch.Tensor,
+    device: torch.device,
+    batch_size: int = 1024,
+    precision: str = "fp32",
 ) -> np.ndarray:
     """``encode`` over ``x`` in batches; images go channels_last, the forward runs under the
     (resolved) ``precision`` of :mod:`ssl_bench.precision`, the result is float32."""
@@ -131,7 +147,7 @@ def embed_tensor(
 
 @torch.inference_mode()
 def embed_source(
-    encode,
+    encode: Encoder,
     data: Data,
     images: streaming.ImageSource,
     device: torch.device,
@@ -158,11 +174,11 @@ def embed_source(
             x = prec.to_layout(normalize(data.to_float(xb.to(device, non_blocking=cuda))), cl)
             with prec.autocast(device, precision):
                 z = encode(x)
-            z = z.float().flatten(1).cpu().numpy()
+            za = z.float().flatten(1).cpu().numpy()
             keep = ok.numpy()
             if writer is None:
-                writer = ondisk.NpyWriter(path, z.shape[1:], np.float32)
-            writer.append(z[keep])
+                writer = ondisk.NpyWriter(path, za.shape[1:], np.float32)
+            writer.append(za[keep])
             labels.append(yb.numpy()[keep])
     finally:
         if writer is not None:
@@ -173,7 +189,7 @@ def embed_source(
 
 
 def embed_data(
-    encode,
+    encode: Encoder,
     data: Data,
     device: torch.device,
     source: str = "",
@@ -253,7 +269,7 @@ def data_fingerprint(data: Data) -> str:
     return h.hexdigest()
 
 
-def layer_encoder(method, layer: str = "encode"):
+def layer_encoder(method: Method, layer: str = "encode") -> Encoder:
     """The function that embeds a batch: ``method.encode`` for ``layer="encode"``, else the output
     of the sub-module ``layer`` (a dotted name such as ``"backbone.net.0"``) during ``encode``."""
     if layer in ("", "encode"):
@@ -266,10 +282,12 @@ def layer_encoder(method, layer: str = "encode"):
             f"layer {layer!r}: no such sub-module of {type(method).__name__} (e.g. {', '.join(names)})"
         ) from None
 
-    def encode(x):
-        out = {}
+    def encode(x: torch.Tensor) -> torch.Tensor:
+        out: dict[str, torch.Tensor] = {}
 
-        def keep(_m, _i, o):  # a copy: a later in-place op (ReLU(inplace=True)) must not change it
+        def keep(
+            _m: nn.Module, _i: Any, o: Any
+        ) -> None:  # a copy: a later in-place op (ReLU(inplace=True)) must not change it
             o = o[0] if isinstance(o, (tuple, list)) else o
             out["z"] = o.clone()
 
@@ -300,7 +318,7 @@ def cache_key(digest: str, data: Data, precision: str, layer: str = "encode") ->
     }
 
 
-def inference_copy(model: nn.Module) -> nn.Module:
+def inference_copy(model: ModuleT) -> ModuleT:
     """A copy of ``model`` (eval mode) for embedding: each ``Conv2d`` followed directly by a
     ``BatchNorm2d`` in an ``nn.Sequential`` (cnn-small, cnn-wide) is folded into one convolution,
     since an eval-mode BatchNorm is a per-channel affine map. Same outputs up to float rounding
@@ -330,7 +348,7 @@ def inference_copy(model: nn.Module) -> nn.Module:
     return copy
 
 
-def load_method_from_checkpoint(path: Path, device: torch.device):
+def load_method_from_checkpoint(path: Path, device: torch.device) -> tuple[Method, RunConfig, dict[str, Any]]:
     """Rebuild the method of a checkpoint and load its backbone weights (strict)."""
     state, meta = read_encoder(path)
     try:
@@ -356,7 +374,7 @@ def checkpoint_embeddings(
     cache_dir: Path | None = None,
     layer: str = "encode",
     precision: str | None = None,
-):
+) -> tuple[Embeddings, RunConfig, dict[str, Any], bool, Method]:
     """(embeddings, config, metadata, from_cache, method) of a checkpoint on ``data``; the
     embeddings are cached under :func:`cache_key` (checkpoint digest, data fingerprint, precision,
     layer), the rebuilt method (eval mode) is returned for model evaluators so that nobody loads

@@ -44,10 +44,18 @@ import fnmatch
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TYPE_CHECKING
 
 from .embeddings import Embeddings
 from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
+
+    import torch
+
+    from .data import Data
+    from .method import Method
 
 
 @dataclass(frozen=True)
@@ -219,7 +227,7 @@ class Evaluator:
         """The options an instance built with ``options`` runs with (defaults filled in)."""
         return {**cls.defaults, **(options or {})}
 
-    def __init__(self, **options: Any):
+    def __init__(self, **options: Any) -> None:
         unknown = sorted(set(options) - set(self.defaults))
         if unknown:
             raise ConfigError(
@@ -236,10 +244,10 @@ class Evaluator:
     def evaluate(self, emb: Embeddings) -> dict[str, float]:
         raise NotImplementedError
 
-    def evaluate_model(self, method, data, device) -> dict[str, float]:
+    def evaluate_model(self, method: Method, data: Data, device: torch.device) -> dict[str, float]:
         raise NotImplementedError
 
-    def autocast(self, device):
+    def autocast(self, device: torch.device) -> AbstractContextManager[Any]:
         """The forward context for ``self.precision`` on ``device`` (a no-op for fp32)."""
         from .precision import autocast
 
@@ -270,7 +278,7 @@ class Evaluator:
                     )
         return self.evaluate(emb)
 
-    def run_model(self, method, data, device) -> dict[str, float]:
+    def run_model(self, method: Method, data: Data, device: torch.device) -> dict[str, float]:
         """Entry point of the harness for model evaluators."""
         if not self.needs_model:
             raise ConfigError(f"evaluator {self.registry_name!r} reads embeddings, not a model")

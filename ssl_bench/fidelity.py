@@ -20,7 +20,10 @@ import argparse
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .method import Method
 
 #: The optimiser settings the harness uses when neither the method nor the config sets them
 #: (kept equal to ssl_bench.optim.DEFAULT_LR / DEFAULT_WD for AdamW; a test checks it).
@@ -101,13 +104,13 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def our_heads(cls) -> str:
+def our_heads(cls: type[Method]) -> str:
     """ssl-bench's head shapes, as text derived from the method's defaults (never hand-written)."""
     items = [f"{k}={_fmt(v)}" for k, v in cls.defaults.items() if any(h in k for h in HEAD_KEYS)]
     return ", ".join(items) if items else "none (the backbone's embedding)"
 
 
-def method_rows(cls) -> list[dict[str, str]]:
+def method_rows(cls: type[Method]) -> list[dict[str, str]]:
     """One row per compared item of a method class: item, paper, ssl-bench, differs, reason."""
     p: PaperRecipe | None = getattr(cls, "paper", None)
     if p is None:
@@ -153,7 +156,7 @@ def method_rows(cls) -> list[dict[str, str]]:
     return rows
 
 
-def check(cls) -> list[str]:
+def check(cls: type[Method]) -> list[str]:
     """Problems with a method's declaration: missing, unknown option names, unexplained deviations."""
     name = getattr(cls, "registry_name", cls.__name__)
     p = getattr(cls, "paper", None)

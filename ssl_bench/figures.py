@@ -8,13 +8,19 @@ from __future__ import annotations
 
 import io
 import math
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 REF_STYLE = {"pixels": dict(color="black", ls="--", lw=1.8), "random-init": dict(color="0.45", ls=":", lw=1.8)}
 
 
-def _plt():
+def _plt() -> ModuleType:  # matplotlib.pyplot, imported on first use
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -23,7 +29,7 @@ def _plt():
     return plt
 
 
-def _png(fig) -> bytes:
+def _png(fig: Figure) -> bytes:
     plt = _plt()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=80, bbox_inches="tight")
@@ -31,7 +37,7 @@ def _png(fig) -> bytes:
     return buf.getvalue()
 
 
-def _grid(n: int, cols: int = 5, size: float = 2.6):
+def _grid(n: int, cols: int = 5, size: float = 2.6) -> tuple[Figure, list[Axes]]:
     plt = _plt()
     cols = max(1, min(cols, n))
     rows = math.ceil(n / cols)
@@ -110,8 +116,9 @@ def rankme_vs_knn(points: dict[str, tuple[float, float]]) -> bytes:
     return _png(fig)
 
 
-def pca_scatters(panels: dict[str, tuple[np.ndarray, np.ndarray]]) -> bytes:
-    """2-D PCA of test embeddings coloured by class, one panel per run. ``panels[label] = (xy, y)``."""
+def pca_scatters(panels: dict[str, tuple[np.ndarray, np.ndarray | None]]) -> bytes:
+    """2-D PCA of test embeddings coloured by class (one colour without labels), one panel per run.
+    ``panels[label] = (xy, y)``."""
     fig, axes = _grid(len(panels))
     for ax, (label, (xy, y)) in zip(axes, panels.items(), strict=True):
         ax.scatter(xy[:, 0], xy[:, 1], c=y, cmap="tab10", s=3, alpha=0.7, linewidths=0)
@@ -177,7 +184,9 @@ def energy_landscapes(panels: dict[str, dict]) -> bytes:
     return _png(fig)
 
 
-def dsm_field(xs, ys, score: np.ndarray, samples: np.ndarray, data: np.ndarray, sigma: float, title: str) -> bytes:
+def dsm_field(
+    xs: np.ndarray, ys: np.ndarray, score: np.ndarray, samples: np.ndarray, data: np.ndarray, sigma: float, title: str
+) -> bytes:
     """Left: the learned score s(x, σ) as a vector field over the data; right: Langevin samples
     next to the true mixture. ``score`` is (len(ys), len(xs), 2)."""
     plt = _plt()

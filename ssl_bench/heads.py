@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import cast
+from collections.abc import Sequence
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -28,7 +29,7 @@ class MLPHead(nn.Module):
         last_bn: bool = False,
         bias_last: bool = True,
         last_bn_affine: bool = False,
-    ):
+    ) -> None:
         super().__init__()
         if num_layers < 1:
             raise ValueError("num_layers must be >= 1")
@@ -48,6 +49,12 @@ class MLPHead(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
+
+
+def backbone_dim(backbone: nn.Module) -> int:
+    """The size of ``backbone``'s representation: its ``out_dim`` attribute (the backbone contract of
+    :mod:`ssl_bench.backbones`, whose builders are checked to set an int)."""
+    return cast(int, backbone.out_dim)
 
 
 def frozen_copy(module: nn.Module) -> nn.Module:
@@ -101,7 +108,7 @@ class SplitBatchNorm(nn.modules.batchnorm._BatchNorm):
         momentum: float | None = 0.1,
         affine: bool = True,
         track_running_stats: bool = True,
-    ):
+    ) -> None:
         super().__init__(num_features, eps, momentum, affine, track_running_stats)
         if num_splits < 1:
             raise ValueError("num_splits must be >= 1")
@@ -179,7 +186,7 @@ def forward_by_size(backbone: nn.Module, views: list[torch.Tensor]) -> torch.Ten
 
 
 @torch.no_grad()
-def check_accepts_size(backbone: nn.Module, input_shape, side: int, method: str) -> None:
+def check_accepts_size(backbone: nn.Module, input_shape: Sequence[int], side: int, method: str) -> None:
     """A one-line ConfigError unless ``backbone`` encodes ``side x side`` images (multi-crop's
     local crops): GAP CNNs do, fixed-size ViTs and MLPs on flattened pixels do not. One eval-mode
     forward of two blank images (no statistics change)."""
@@ -209,7 +216,7 @@ class CosineClassifier(nn.Module):
     re-normalisation of the prototype weights before each step.
     """
 
-    def __init__(self, in_dim: int, k: int):
+    def __init__(self, in_dim: int, k: int) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.empty(k, in_dim))
         nn.init.normal_(self.weight, std=in_dim**-0.5)
@@ -224,7 +231,7 @@ class DINOHead(nn.Module):
 
     def __init__(
         self, in_dim: int, hidden_dim: int = 512, bottleneck_dim: int = 64, out_dim: int = 1024, num_layers: int = 3
-    ):
+    ) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         d = in_dim
@@ -241,7 +248,7 @@ class DINOHead(nn.Module):
 
 
 # -------------------------------------------------------------------- ViT token-level helpers
-def timm_vit(backbone: nn.Module, method: str):
+def timm_vit(backbone: nn.Module, method: str) -> Any:  # a timm VisionTransformer (timm is optional: duck-typed)
     """The timm VisionTransformer inside a ``timm:vit_*`` backbone, or a one-line ConfigError."""
     from .errors import ConfigError
 
@@ -259,7 +266,7 @@ def timm_vit(backbone: nn.Module, method: str):
     return vit
 
 
-def vit_patch_tokens(vit, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+def vit_patch_tokens(vit: Any, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
     """Patch embeddings + position embeddings, before the blocks: ``(B, gh * gw, D)`` and the grid."""
     t = vit.patch_embed(x)
     if t.dim() == 4:  # dynamic_img_size: NHWC
@@ -271,7 +278,7 @@ def vit_patch_tokens(vit, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int
     return vit.norm_pre(t), grid
 
 
-def vit_encode_tokens(vit, tokens: torch.Tensor) -> torch.Tensor:
+def vit_encode_tokens(vit: Any, tokens: torch.Tensor) -> torch.Tensor:
     """Run the transformer blocks and the final norm on a (sub)set of tokens."""
     return vit.norm(vit.blocks(tokens))
 
@@ -305,7 +312,9 @@ class MaskedTokenPredictor(nn.Module):
     and the query positions are projected to ``out_dim``.
     """
 
-    def __init__(self, in_dim: int, dim: int, out_dim: int, depth: int = 2, num_heads: int = 2, mlp_ratio: float = 4.0):
+    def __init__(
+        self, in_dim: int, dim: int, out_dim: int, depth: int = 2, num_heads: int = 2, mlp_ratio: float = 4.0
+    ) -> None:
         super().__init__()
         from timm.models.vision_transformer import Block
 

@@ -16,9 +16,15 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .config import RunConfig
 from .errors import ConfigError, SSLBenchError
+
+if TYPE_CHECKING:
+    import submitit
+
+    from .data import Data
 
 LAUNCHERS = ("inprocess", "local", "slurm")
 
@@ -45,7 +51,7 @@ def run_one(cfg_dict: dict, out: str) -> list[dict]:
     return evaluate_checkpoint(res.checkpoint, cfg.evaluators, device=cfg.device, data=data)
 
 
-def make_executor(launcher: str, folder: Path, slurm: SlurmOptions | None = None):
+def make_executor(launcher: str, folder: Path, slurm: SlurmOptions | None = None) -> submitit.Executor:
     try:
         import submitit
     except ImportError as exc:
@@ -134,7 +140,7 @@ def submit_sweep(
     return rows
 
 
-def train_only(methods: list[str], base: RunConfig, seeds: list[int], out: Path, data=None) -> None:
+def train_only(methods: list[str], base: RunConfig, seeds: list[int], out: Path, data: Data | None = None) -> None:
     """What ranks > 0 do in ``torchrun ... run``: the same training calls as rank 0's sweep
     (in the same order, so the collectives line up), no evaluation and no files."""
     from .build import load_data

@@ -93,7 +93,7 @@ def ordered_columns(df: pd.DataFrame) -> list[tuple[str, str, str, Metric]]:
 
 
 # -- labels -----------------------------------------------------------------------------------------
-def _fmt_value(v) -> str:
+def _fmt_value(v: object) -> str:
     return json.dumps(v, sort_keys=True, default=str) if isinstance(v, (dict, list)) else str(v)
 
 

@@ -112,7 +112,7 @@ class Method(nn.Module):
     #: scale to it, :mod:`ssl_bench.ema`); None outside the trainer.
     total_steps: int | None = None
 
-    def __init__(self, backbone: nn.Module, hp: dict[str, Any] | None = None, spec: DataSpec | None = None):
+    def __init__(self, backbone: nn.Module, hp: dict[str, Any] | None = None, spec: DataSpec | None = None) -> None:
         super().__init__()
         self.backbone = backbone
         self.spec = spec

@@ -13,21 +13,27 @@ Fashion-MNIST on a loaded 2-core CPU) and a 500 x 1000 similarity matrix.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 
 from .data import Data, in_memory
 from .embeddings import embed_tensor
 
+if TYPE_CHECKING:
+    from .config import RunConfig
+    from .method import Method
+
 BANK, QUERIES, SEED = 1000, 500, 12345
 
 
 class KNNMonitor:
-    def __init__(self, data: Data, bank: int = BANK, queries: int = QUERIES, seed: int = SEED):
+    def __init__(self, data: Data, bank: int = BANK, queries: int = QUERIES, seed: int = SEED) -> None:
         sub = data.subset(bank, queries, seed=seed)
         self.data, self.bank_y, self.query_y = sub, sub.y_train.numpy(), sub.y_test.numpy()
 
     @torch.no_grad()
-    def __call__(self, method, device: torch.device, precision: str = "fp32") -> float:
+    def __call__(self, method: Method, device: torch.device, precision: str = "fp32") -> float:
         from ssl_bench.evaluators.knn import knn_accuracy
 
         was_training = method.training
@@ -44,7 +50,7 @@ class KNNMonitor:
         return knn_accuracy(bank, self.bank_y, query, self.query_y, k=20, temperature=0.07, backend="torch")["top1"]
 
 
-def every(cfg) -> int:
+def every(cfg: RunConfig) -> int:
     """The config's ``knn_monitor_every``; a preset that does not set it (None) gets 1: the
     monitor is on unless a preset (``smoke``) or the user turns it off with 0."""
     return 1 if cfg.knn_monitor_every is None else int(cfg.knn_monitor_every)

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 #: Length of the ``.npy`` header written here (magic + version + length + padded dict): fixed, so
 #: that the header can be rewritten in place with the final shape.
@@ -37,7 +38,7 @@ def _header(dtype: np.dtype, shape: tuple[int, ...]) -> bytes:
 class NpyWriter:
     """Append rows of ``(n, *row_shape)`` to a ``.npy`` file; ``close()`` writes the row count."""
 
-    def __init__(self, path: str | os.PathLike, row_shape: tuple[int, ...], dtype=np.float32):
+    def __init__(self, path: str | os.PathLike, row_shape: tuple[int, ...], dtype: DTypeLike = np.float32) -> None:
         self.path, self.row_shape, self.dtype = Path(path), tuple(row_shape), np.dtype(dtype)
         self.rows = 0
         self._f = open(self.path, "wb")
@@ -60,7 +61,7 @@ class NpyWriter:
     def __enter__(self) -> NpyWriter:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 
@@ -76,7 +77,7 @@ def open_npy(path: str | os.PathLike) -> np.ndarray:
     return a
 
 
-def is_on_disk(a) -> bool:
+def is_on_disk(a: object) -> bool:
     """True for a whole ``.npy`` array opened by :func:`open_npy` (not a view of part of one)."""
     if not isinstance(a, np.memmap) or getattr(a, "filename", None) is None or not a.flags.c_contiguous:
         return False

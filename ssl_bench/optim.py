@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, overload
 
 import torch
 from torch import nn
 
 from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from torch.optim.optimizer import ParamsT
+
+    from .method import Method
 
 DEFAULT_LR = {"adamw": 2e-3, "sgd": 0.05, "lars": 0.3}
 DEFAULT_WD = {"adamw": 1e-4, "sgd": 5e-4, "lars": 1e-6}
@@ -17,11 +24,17 @@ class LARS(torch.optim.Optimizer):
     """SGD with momentum and layer-wise trust ratio (You et al. 2017) for weight matrices;
     biases and norm parameters (1-D) get plain SGD and no weight decay."""
 
-    def __init__(self, params, lr: float, momentum: float = 0.9, weight_decay: float = 0.0, eta: float = 0.02):
+    def __init__(
+        self, params: ParamsT, lr: float, momentum: float = 0.9, weight_decay: float = 0.0, eta: float = 0.02
+    ) -> None:
         super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay, eta=eta))
 
+    @overload
+    def step(self, closure: None = None) -> None: ...
+    @overload
+    def step(self, closure: Callable[[], float]) -> float: ...
     @torch.no_grad()
-    def step(self, closure=None):
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:
         loss = closure() if closure is not None else None
         for group in self.param_groups:
             for p in group["params"]:
@@ -81,7 +94,7 @@ def make_optimizer(name: str, model: nn.Module, lr: float | None, weight_decay: 
     raise ConfigError(f"unknown optimizer {name!r}")
 
 
-def warmup_cosine(total_steps: int, warmup_frac: float):
+def warmup_cosine(total_steps: int, warmup_frac: float) -> Callable[[int], float]:
     """Multiplier for LambdaLR: linear warm-up then cosine decay to 0."""
     warm = int(total_steps * warmup_frac)
 
@@ -95,7 +108,7 @@ def warmup_cosine(total_steps: int, warmup_frac: float):
 
 
 # ------------------------------------------------------------ per-step recipe pieces (harness)
-def drop_gradients_(model: nn.Module, prefixes) -> int:
+def drop_gradients_(model: nn.Module, prefixes: Iterable[str]) -> int:
     """Set ``p.grad = None`` for every parameter whose name is a prefix in ``prefixes`` or lies
     under one: the optimiser then skips it this step. Returns how many were dropped."""
     prefixes = tuple(prefixes)
@@ -134,9 +147,9 @@ def set_weight_decay_(opt: torch.optim.Optimizer, base: list[float], end: float,
 
 
 def update_(
-    method,
+    method: Method,
     opt: torch.optim.Optimizer,
-    sched,
+    sched: torch.optim.lr_scheduler.LRScheduler,
     loss: torch.Tensor,
     step: int,
     total_steps: int,

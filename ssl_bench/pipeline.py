@@ -5,7 +5,9 @@ from __future__ import annotations
 import dataclasses
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, Literal, TYPE_CHECKING, overload
 
 import torch
 
@@ -25,6 +27,9 @@ from .registry import EVALUATORS
 from .results import append_rows, make_rows
 from .stats import small_work_threads
 from .trainer import train
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 
 def eval_options(preset: str, *kwargs: dict | None) -> dict[str, dict]:
@@ -50,7 +55,7 @@ class ResultsNotSavedError(SSLBenchError):
     """Rows were computed but could not be appended to results.jsonl; ``rows`` holds them and the
     message says where they were saved instead (if anywhere)."""
 
-    def __init__(self, msg: str, rows: list[dict], saved_to: Path | None):
+    def __init__(self, msg: str, rows: list[dict], saved_to: Path | None) -> None:
         super().__init__(msg)
         self.rows, self.saved_to = rows, saved_to
 
@@ -58,7 +63,7 @@ class ResultsNotSavedError(SSLBenchError):
 class SweepFailed(SSLBenchError):
     """Some (method, seed) runs of a sweep failed; the others were evaluated and ranked."""
 
-    def __init__(self, failures: list[dict]):
+    def __init__(self, failures: list[dict]) -> None:
         self.failures = failures
         what = "; ".join(f"{f['method']} seed {f['seed']} {f['status']}" for f in failures)
         super().__init__(
@@ -108,7 +113,7 @@ def run_evaluators(
     emb: Embeddings,
     names: list[str],
     eval_kwargs: dict | None = None,
-    model=None,
+    model: Method | None = None,
     data: Data | None = None,
     device: torch.device | None = None,
     artifact_dir: Path | None = None,
@@ -234,7 +239,18 @@ def save_rows(path: Path, rows: list[dict]) -> None:
     )
 
 
-def _evaluate_locked(ckpt, meta, cfg, names, eval_kwargs, dev, data, results_path, dataset, data_root) -> list[dict]:
+def _evaluate_locked(
+    ckpt: Path,
+    meta: dict[str, Any],
+    cfg: RunConfig,
+    names: list[str],
+    eval_kwargs: dict | None,
+    dev: torch.device,
+    data: Data | None,
+    results_path: Path,
+    dataset: str | None,
+    data_root: str | None,
+) -> list[dict]:
     full = data if data is not None else load_data(evaluation_data_config(cfg, dataset, data_root))
     ev_data = eval_split(cfg, full)
     emb, cfg, meta, _cached, method = checkpoint_embeddings(ckpt, ev_data, dev)
@@ -413,17 +429,42 @@ def failure_row(cfg: RunConfig, out: Path, kind: str, status: str, reason: str) 
     return row
 
 
+@overload
+def run_sweep(
+    methods: list[str],
+    base: RunConfig,
+    seeds: list[int],
+    out: Path,
+    baselines: bool = ...,
+    log: Callable[[str], None] | None = ...,
+    method_opts: dict[str, dict] | None = ...,
+    return_failures: Literal[False] = ...,
+    data: Data | None = ...,
+) -> list[dict]: ...
+@overload
+def run_sweep(
+    methods: list[str],
+    base: RunConfig,
+    seeds: list[int],
+    out: Path,
+    baselines: bool = ...,
+    log: Callable[[str], None] | None = ...,
+    method_opts: dict[str, dict] | None = ...,
+    *,
+    return_failures: Literal[True],
+    data: Data | None = ...,
+) -> tuple[list[dict], list[dict]]: ...
 def run_sweep(
     methods: list[str],
     base: RunConfig,
     seeds: list[int],
     out: Path,
     baselines: bool = True,
-    log=None,
+    log: Callable[[str], None] | None = None,
     method_opts: dict[str, dict] | None = None,
     return_failures: bool = False,
     data: Data | None = None,
-):
+) -> list[dict] | tuple[list[dict], list[dict]]:
     """Train (or resume) and evaluate every method x seed, plus the baselines per seed.
 
     A run that diverges or fails for a reason of its own (bad option, NaN weights, an error in the
@@ -453,7 +494,7 @@ def run_sweep(
     return (rows, failures) if return_failures else rows
 
 
-def sweep_progress(total: int, desc: str, enabled: bool):
+def sweep_progress(total: int, desc: str, enabled: bool) -> tqdm:
     """The sweep's overall bar: one step per (method, seed), the elapsed time and the ETA (runs
     left x elapsed time / runs finished; ``?`` until one has finished), the current run as postfix.
     The trainer's per-epoch bar opens below it. Off when not ``enabled`` (``--no-progress``,
@@ -473,7 +514,20 @@ def sweep_progress(total: int, desc: str, enabled: bool):
     )
 
 
-def _sweep(methods, base, seeds, out, baselines, log, method_opts, data, evaluators, bar, rows, failures):
+def _sweep(
+    methods: list[str],
+    base: RunConfig,
+    seeds: list[int],
+    out: Path,
+    baselines: bool,
+    log: Callable[[str], None],
+    method_opts: dict[str, dict] | None,
+    data: Data,
+    evaluators: list[str],
+    bar: tqdm,
+    rows: list[dict],
+    failures: list[dict],
+) -> None:
     from .checkpoint import RunLockedError
 
     for seed in seeds:

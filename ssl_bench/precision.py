@@ -17,7 +17,8 @@ the training throughput of ``cnn-small``; see docs/benchmarks.md).
 from __future__ import annotations
 
 import contextlib
-from typing import TypeVar
+from collections.abc import Iterable
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
@@ -54,14 +55,14 @@ def resolve_precision(name: str, device: torch.device) -> str:
     return "fp32"
 
 
-def autocast(device: torch.device, precision: str):
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager[Any]:
     """The forward context for a resolved precision (a no-op for fp32)."""
     if precision == "bf16" and device.type in ("cuda", "cpu"):
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 
-def wants_channels_last(kind: str, input_shape) -> bool:
+def wants_channels_last(kind: str, input_shape: Iterable[int]) -> bool:
     """Images (C, H, W) run channels_last; vectors have no layout to choose."""
     return kind == DataKind.IMAGE and len(tuple(input_shape)) == 3
 

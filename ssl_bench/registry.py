@@ -16,7 +16,7 @@ import importlib
 import pkgutil
 from collections.abc import Callable, Iterator
 from importlib.metadata import entry_points
-from typing import Any, Generic, TypeVar, cast
+from typing import Any, Generic, TypeVar, cast, overload
 
 from .errors import SSLBenchError, UnknownNameError
 
@@ -24,7 +24,7 @@ T = TypeVar("T")
 
 
 class Registry(Generic[T]):
-    def __init__(self, kind: str, builtin_package: str | None, group: str):
+    def __init__(self, kind: str, builtin_package: str | None, group: str) -> None:
         self.kind = kind
         self.builtin_package = builtin_package
         self.group = group
@@ -34,7 +34,11 @@ class Registry(Generic[T]):
         self._loading = False
 
     # -- registration -------------------------------------------------------------------------
-    def register(self, name: str, obj: T | None = None, *, source: str | None = None):
+    @overload
+    def register(self, name: str, obj: None = None, *, source: str | None = None) -> Callable[[T], T]: ...
+    @overload
+    def register(self, name: str, obj: T, *, source: str | None = None) -> T: ...
+    def register(self, name: str, obj: T | None = None, *, source: str | None = None) -> T | Callable[[T], T]:
         """Register ``obj`` under ``name``; usable as ``@registry.register("name")``."""
         if not isinstance(name, str) or not name or name != name.strip().lower():
             raise ValueError(f"{self.kind} names must be non-empty lower-case strings, got {name!r}")
@@ -148,7 +152,11 @@ class BackboneRegistry(Registry):
     It may carry ``data_kinds`` (e.g. ``("image",)``), the data kinds it accepts.
     """
 
-    def register(self, name: str, obj: Any = None, *, source: str | None = None):
+    @overload
+    def register(self, name: str, obj: None = None, *, source: str | None = None) -> Callable[[Any], Any]: ...
+    @overload
+    def register(self, name: str, obj: Any, *, source: str | None = None) -> Any: ...
+    def register(self, name: str, obj: Any = None, *, source: str | None = None) -> Any:
         if (
             isinstance(name, str)
             and ":" in name

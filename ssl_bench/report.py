@@ -34,13 +34,20 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TYPE_CHECKING, cast
 
 import numpy as np
 
 from . import figures
 from .checkpoint import artifact_dir, atomic_write_text, latest_epoch_checkpoint
 from .stats import small_work_threads
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import torch
+
+    from .data import Data
+    from .embeddings import Embeddings
 
 #: Figure sections in page order: (anchor id, title, one-line caption).
 SECTIONS = [
@@ -196,7 +203,7 @@ def latest_artifact(run: Run, name: str) -> Path | None:
     return p if p.is_file() else None
 
 
-def cached_embeddings(run: Run):
+def cached_embeddings(run: Run) -> Embeddings | None:
     """The cached embeddings of the run's last checkpoint (largest split if several), or None."""
     from .embeddings import Embeddings
 
@@ -212,7 +219,7 @@ def pca2(x: np.ndarray) -> np.ndarray:
     return x @ vt[:2].T
 
 
-def knn_prf_from_rows(rows) -> dict | None:
+def knn_prf_from_rows(rows: pd.DataFrame) -> dict[str, Any] | None:
     """Per-class and macro precision / recall / F1 (percent) from one run's ``knn`` result rows, or
     None when the rows have no per-class values (evaluated before these metrics existed, or more
     classes than the evaluator's ``per_class_max``)."""
@@ -234,42 +241,47 @@ def knn_prf_from_rows(rows) -> dict | None:
     return out
 
 
-def knn_prf(emb) -> dict:
+def knn_prf(emb: Embeddings) -> dict[str, Any]:
     """The same, recomputed from cached embeddings with the ``knn`` evaluator's defaults."""
     from ssl_bench.evaluators.knn import KNN, knn_accuracy
     from ssl_bench.evaluators.knn import knn_prf as prf
 
     k, t = KNN.defaults["k"], KNN.defaults["temperature"]
-    m = prf(emb.train_x, emb.train_y, emb.test_x, emb.test_y, k, t)
+    train_y, test_y = emb.labels()
+    m = prf(emb.train_x, train_y, emb.test_x, test_y, k, t)
     out = {key: 100 * m[key] for key in ("precision", "recall", "f1")}
     out.update(
         classes=[int(c) for c in m["classes"]],
         source=f"recomputed (k = {k}, T = {t:g})",
-        top1=knn_accuracy(emb.train_x, emb.train_y, emb.test_x, emb.test_y, k, t)["top1"],
+        top1=knn_accuracy(emb.train_x, train_y, emb.test_x, test_y, k, t)["top1"],
         **{f"{key}_macro": float(out[key].mean()) for key in ("precision", "recall", "f1")},
     )
     return out
 
 
-def _mog_grid(data, n: int = 120, pad: float = 1.5):
-    lo = float(min(data.x_train.min(), data.x_test.min())) - pad
-    hi = float(max(data.x_train.max(), data.x_test.max())) + pad
+def _mog_grid(data: Data, n: int = 120, pad: float = 1.5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    from .data import in_memory
+
+    xtr, xte = in_memory(data.x_train, "the mog2d panels"), in_memory(data.x_test, "the mog2d panels")
+    lo = float(min(xtr.min(), xte.min())) - pad
+    hi = float(max(xtr.max(), xte.max())) + pad
     xs = np.linspace(lo, hi, n, dtype=np.float32)
     gx, gy = np.meshgrid(xs, xs)
     return xs, xs, np.stack([gx.ravel(), gy.ravel()], 1)
 
 
-def energy_panel(run: Run, data) -> dict:
+def energy_panel(run: Run, data: Data) -> dict[str, np.ndarray]:
     """E(x) = -cos(f(x), f(anchor)) on a grid; the anchor is the test point nearest the first
     mixture centre (or the first test point)."""
     import torch
 
+    from .data import in_memory
     from .embeddings import load_method_from_checkpoint
 
     assert run.checkpoint is not None  # energy panels are drawn for trained runs only
     method, _, _ = load_method_from_checkpoint(run.checkpoint, torch.device("cpu"))
     xs, ys, pts = _mog_grid(data)
-    xte = data.x_test.numpy()
+    xte = in_memory(data.x_test, "the energy panel").numpy()
     centre = np.asarray(data.info.get("centers", [xte[0]])[0], dtype=np.float32)
     anchor = xte[np.argmin(((xte - centre) ** 2).sum(1))]
     with torch.no_grad():
@@ -280,8 +292,8 @@ def energy_panel(run: Run, data) -> dict:
 
 
 def dsm_panel(
-    run: Run, data, n_samples: int = 1000, levels: int = 8, steps: int = 50, step: float = 0.1, seed: int = 0
-):
+    run: Run, data: Data, n_samples: int = 1000, levels: int = 8, steps: int = 50, step: float = 0.1, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float] | None:
     """(xs, ys, score grid at sigma_min, Langevin samples, sigma_min): the full DSM method (trunk +
     score head) from ``checkpoints/resume.pt``; annealed Langevin dynamics (Song & Ermon 2019, Alg. 1)
     over ``levels`` noise levels from sigma_max to sigma_min, ``steps`` steps of size ``step`` · σ² each."""
@@ -289,6 +301,7 @@ def dsm_panel(
 
     from .checkpoint import load_resume
     from .config import RunConfig
+    from .data import in_memory
     from .method import DataSpec
     from .trainer import build_method
 
@@ -303,14 +316,16 @@ def dsm_panel(
 
     dsm_score = cast(Callable[[torch.Tensor, float], torch.Tensor], method.score)  # the DSM method's own
 
-    def score(x, sigma):  # the method's own score s(x~, sigma) = (r(x~, sigma) - x~) / sigma^2
+    def score(
+        x: torch.Tensor, sigma: float
+    ) -> torch.Tensor:  # the method's own score s(x~, sigma) = (r(x~, sigma) - x~) / sigma^2
         return dsm_score(x, float(sigma)).view(x.shape)
 
     xs, ys, pts = _mog_grid(data, n=25)
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         field_ = score(torch.from_numpy(pts), h.sigma_min).numpy().reshape(len(ys), len(xs), 2)
-        spread = float(data.x_train.std()) * 1.5
+        spread = float(in_memory(data.x_train, "the DSM panel").std()) * 1.5
         x = torch.randn(n_samples, 2, generator=g) * spread
         for sigma in np.geomspace(h.sigma_max, h.sigma_min, levels):
             a = step * float(sigma) ** 2
@@ -374,7 +389,9 @@ def _missing(why: str) -> str:
     return f'<p class="missing">No figure: {html.escape(why)}</p>'
 
 
-def dataset_sections(ds: str, runs: list[Run], frame, log=None) -> tuple[str, dict[str, str]]:
+def dataset_sections(
+    ds: str, runs: list[Run], frame: pd.DataFrame, log: Callable[[str], None] | None = None
+) -> tuple[str, dict[str, str]]:
     """(leaderboard HTML, {section id: body HTML}) for one dataset."""
     from .leaderboard import aggregate, to_markdown
 
@@ -391,14 +408,14 @@ def dataset_sections(ds: str, runs: list[Run], frame, log=None) -> tuple[str, di
     trained = [r for r in picked if not r.is_baseline]
     body: dict[str, str] = {}
 
-    def timed(sid, fn):
+    def timed(sid: str, fn: Callable[[], str]) -> None:
         t0 = time.perf_counter()
         try:
             body[sid] = fn()
         finally:
             log(f"[report] {ds} {sid}: {time.perf_counter() - t0:.1f}s")
 
-    def curves():
+    def curves() -> tuple[str, str]:
         cs = {r.label: c for r in trained if (c := read_curve(r))}
         if not cs:
             return _missing("no train_log.csv"), _missing("no train_log.csv")
@@ -414,7 +431,7 @@ def dataset_sections(ds: str, runs: list[Run], frame, log=None) -> tuple[str, di
     body["curves"], body["monitor"] = curves()
     log(f"[report] {ds} curves: {time.perf_counter() - t0:.1f}s")
 
-    def spectra():
+    def spectra() -> str:
         sp = {r.label: np.load(p) for r in picked if (p := latest_artifact(r, "collapse-spectrum.npy"))}
         return (
             _img(figures.eigen_spectra(sp), f"{ds} eigen-spectra")
@@ -424,7 +441,7 @@ def dataset_sections(ds: str, runs: list[Run], frame, log=None) -> tuple[str, di
 
     timed("spectra", spectra)
 
-    def rankme():
+    def rankme() -> str:
         if table is None or "rankme_rank_mean" not in table or "knn_top1_mean" not in table:
             return _missing("no rankme and knn rows")
         pts = {}
@@ -438,18 +455,18 @@ def dataset_sections(ds: str, runs: list[Run], frame, log=None) -> tuple[str, di
 
     embs = {r.label: e for r in trained if (e := cached_embeddings(r)) is not None}
 
-    def pca():
+    def pca() -> str:
         if not embs:
             return _missing("no cached embeddings (run an evaluator on the checkpoints)")
         panels = {}
         for k, e in embs.items():
             sel = np.random.default_rng(0).permutation(len(e.test_x))[:2000]
-            panels[k] = (pca2(e.test_x[sel].astype(np.float64)), e.test_y[sel])
+            panels[k] = (pca2(e.test_x[sel].astype(np.float64)), None if e.test_y is None else e.test_y[sel])
         return _img(figures.pca_scatters(panels), f"{ds} PCA scatters")
 
     timed("pca", pca)
 
-    def prf():
+    def prf() -> str:
         knn_rows = (
             frame[(frame["dataset"] == ds) & (frame["evaluator"] == "knn") & (frame["status"] == "ok")]
             if len(frame)
@@ -478,7 +495,7 @@ def dataset_sections(ds: str, runs: list[Run], frame, log=None) -> tuple[str, di
 
     timed("knn-prf", prf)
 
-    def recon():
+    def recon() -> str:
         items = [(r.label, p) for r in trained if (p := latest_artifact(r, "reconstruction.png"))]
         if not items:
             return _missing("no reconstruction.png artifacts (reconstruction evaluator, image datasets)")
@@ -500,7 +517,7 @@ def dataset_sections(ds: str, runs: list[Run], frame, log=None) -> tuple[str, di
 
         data = load_dataset("mog2d", **mog[0].config.get("dataset_kwargs", {}))
 
-        def energy():  # small MLPs: one thread (ssl_bench.stats.small_work_threads), 10x faster when loaded
+        def energy() -> str:  # small MLPs: one thread (ssl_bench.stats.small_work_threads), 10x faster when loaded
             with small_work_threads(0):
                 return _img(
                     figures.energy_landscapes({r.label: energy_panel(r, data) for r in mog}), f"{ds} energy landscapes"
@@ -508,7 +525,7 @@ def dataset_sections(ds: str, runs: list[Run], frame, log=None) -> tuple[str, di
 
         timed("energy", energy)
 
-        def dsm():
+        def dsm() -> str:
             parts = []
             for r in (r for r in mog if r.method == "dsm"):
                 with small_work_threads(0):
@@ -531,7 +548,7 @@ def dataset_sections(ds: str, runs: list[Run], frame, log=None) -> tuple[str, di
     return lb, body
 
 
-def build_html(runs_dir: Path, log=None) -> str:
+def build_html(runs_dir: Path, log: Callable[[str], None] | None = None) -> str:
     from .leaderboard import load_frame
 
     runs_dir = Path(runs_dir)
@@ -569,7 +586,7 @@ def build_html(runs_dir: Path, log=None) -> str:
     )
 
 
-def write_report(runs_dir: Path, out_dir: Path, log=None) -> Path:
+def write_report(runs_dir: Path, out_dir: Path, log: Callable[[str], None] | None = None) -> Path:
     """Write ``out_dir/index.html`` from ``runs_dir``; returns its path."""
     from .errors import SSLBenchError
 

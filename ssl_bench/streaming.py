@@ -25,10 +25,16 @@ import os
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TYPE_CHECKING
 
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    from PIL.Image import Image as PILImage
+
+#: one item of a streamed split: (CHW uint8 image, label, [(name, reason) of unreadable files met], ok)
+DecodedItem = tuple[torch.Tensor, int, list[tuple[str, str]], bool]
 
 #: Files whose name starts with one of these are never listed (editor and OS droppings).
 HIDDEN_PREFIXES = (".", "~")
@@ -80,7 +86,7 @@ class ImageSource:
         raise NotImplementedError
 
 
-def _to_chw(im, size: int, channels: int) -> np.ndarray:
+def _to_chw(im: PILImage, size: int, channels: int) -> np.ndarray:
     from PIL import Image
 
     im = im.convert("L" if channels == 1 else "RGB")
@@ -94,13 +100,15 @@ class FileImages(ImageSource):
     """Image files under ``root`` (``rel`` holds their relative paths as bytes, one numpy array:
     no per-file Python object, so forked workers do not copy the list)."""
 
-    def __init__(self, root: str | os.PathLike, rel: np.ndarray, labels: np.ndarray, size: int, channels: int = 3):
+    def __init__(
+        self, root: str | os.PathLike, rel: np.ndarray, labels: np.ndarray, size: int, channels: int = 3
+    ) -> None:
         self.root = str(root)
         self.rel = rel
         self.labels = np.asarray(labels, dtype=np.int64)
         self.size, self.channels = int(size), int(channels)
 
-    def take(self, idx) -> FileImages:
+    def take(self, idx: torch.Tensor | np.ndarray | Sequence[int]) -> FileImages:
         idx = np.asarray(idx, dtype=np.int64)
         return FileImages(self.root, self.rel[idx], self.labels[idx], self.size, self.channels)
 
@@ -142,7 +150,7 @@ class BinImages(ImageSource):
         size: int,
         index: np.ndarray | None = None,
         transpose: bool = False,
-    ):
+    ) -> None:
         self.path, self.n, self.chw, self.transpose = str(path), int(n), tuple(chw), transpose
         self.index = np.arange(n, dtype=np.int64) if index is None else np.asarray(index, dtype=np.int64)
         self.labels = np.full(len(self.index), -1, dtype=np.int64)
@@ -152,7 +160,7 @@ class BinImages(ImageSource):
     def __getstate__(self) -> dict:  # the memory map is reopened in each worker
         return {**self.__dict__, "_mm": None}
 
-    def take(self, idx) -> BinImages:
+    def take(self, idx: torch.Tensor | np.ndarray | Sequence[int]) -> BinImages:
         return BinImages(
             self.path, self.n, self.chw, self.size, self.index[np.asarray(idx, dtype=np.int64)], self.transpose
         )
@@ -230,7 +238,7 @@ def list_image_folder(folder: Path, classes: list[str] | None = None) -> tuple[n
 class CorruptFiles:
     """The unreadable items met so far (by name), each warned about once."""
 
-    def __init__(self, names: Sequence[str] = ()):
+    def __init__(self, names: Sequence[str] = ()) -> None:
         self.names: list[str] = list(names)
         self._seen = set(self.names)
 
@@ -265,13 +273,13 @@ class _Decoded(torch.utils.data.Dataset):
     ``substitute=True`` (training) fills an unreadable item with the next readable one of the
     list; ``False`` (evaluation) returns zeros and ``ok=False`` so that the row can be dropped."""
 
-    def __init__(self, source: ImageSource, substitute: bool):
+    def __init__(self, source: ImageSource, substitute: bool) -> None:
         self.source, self.substitute = source, substitute
 
     def __len__(self) -> int:
         return len(self.source)
 
-    def __getitem__(self, i: int):
+    def __getitem__(self, i: int) -> DecodedItem:
         s = self.source
         bad: list[tuple[str, str]] = []
         j = int(i)
@@ -288,7 +296,9 @@ class _Decoded(torch.utils.data.Dataset):
         return torch.zeros(s.channels, s.size, s.size, dtype=torch.uint8), int(s.labels[i]), bad, False
 
 
-def _collate(items):
+def _collate(
+    items: list[DecodedItem],
+) -> tuple[torch.Tensor, torch.Tensor, list[tuple[str, str]], torch.Tensor]:
     x = torch.stack([it[0] for it in items])
     y = torch.tensor([it[1] for it in items], dtype=torch.int64)
     ok = torch.tensor([it[3] for it in items], dtype=torch.bool)
@@ -304,7 +314,9 @@ class EpochBatches(torch.utils.data.Sampler):
     """Batches of one epoch, from batch ``start`` on; under DDP rank ``rank`` of ``world`` gets
     rows ``[rank * B / world, (rank + 1) * B / world)`` of every global batch of size B."""
 
-    def __init__(self, n: int, batch_size: int, seed: int, epoch: int, start: int = 0, rank: int = 0, world: int = 1):
+    def __init__(
+        self, n: int, batch_size: int, seed: int, epoch: int, start: int = 0, rank: int = 0, world: int = 1
+    ) -> None:
         self.n, self.batch_size, self.seed, self.epoch = n, batch_size, seed, epoch
         self.start, self.rank, self.world = start, rank, world
         self.per_rank = batch_size // world

@@ -62,7 +62,7 @@ class FairShare:
     """Adapts ``torch.set_num_threads`` to the other processes' CPU use; :meth:`poll` is cheap
     (a clock read) between looks and can be called every step."""
 
-    def __init__(self, max_threads: int | None = None, interval: float = INTERVAL):
+    def __init__(self, max_threads: int | None = None, interval: float = INTERVAL) -> None:
         import torch
 
         self.max = max(1, max_threads or torch.get_num_threads())

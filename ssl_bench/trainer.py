@@ -27,10 +27,10 @@ import csv
 import io
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -69,6 +69,9 @@ from .optim import make_optimizer, update_, warmup_cosine
 from .results import CHECKPOINT_SCHEMA_VERSION
 from .views import view_generator
 
+if TYPE_CHECKING:
+    from tqdm import tqdm
+
 
 @dataclass
 class TrainResult:
@@ -86,11 +89,11 @@ def run_dir_for(cfg: RunConfig, out: Path, kind: str) -> Path:
 class _Step(nn.Module):
     """``forward(views) = method.training_step(views)``: what DDP and torch.compile wrap."""
 
-    def __init__(self, method: Method):
+    def __init__(self, method: Method) -> None:
         super().__init__()
         self.method = method
 
-    def forward(self, views):
+    def forward(self, views: list[torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         return self.method.training_step(views)
 
 
@@ -367,7 +370,9 @@ class _Batches:
     global batch as in memory. Unreadable files met by the workers are added to ``corrupt``
     (and, under DDP, shared between the ranks by :meth:`sync_corrupt`)."""
 
-    def __init__(self, cfg: RunConfig, data: Data, device: torch.device, steps: int, corrupt: streaming.CorruptFiles):
+    def __init__(
+        self, cfg: RunConfig, data: Data, device: torch.device, steps: int, corrupt: streaming.CorruptFiles
+    ) -> None:
         assert cfg.batch_size is not None
         self.cfg, self.device, self.steps, self.corrupt, self.bs = cfg, device, steps, corrupt, cfg.batch_size
         pretrain = data.pretrain
@@ -379,7 +384,7 @@ class _Batches:
         self.loader: torch.utils.data.DataLoader | None = None
         self.sampler: streaming.EpochBatches | None = None
 
-    def __call__(self, epoch: int, first: int):
+    def __call__(self, epoch: int, first: int) -> Iterator[tuple[int, torch.Tensor]]:
         if self.x_all is not None:
             perm = streaming.epoch_permutation(len(self.x_all), self.cfg.seed, epoch).to(self.device)
             for i in range(first, self.steps):
@@ -413,7 +418,7 @@ class _Batches:
                 self.corrupt.merge(names)
 
 
-def _diverged_msg(cfg, epoch, step, value, ckpt_dir) -> str:
+def _diverged_msg(cfg: RunConfig, epoch: int, step: int, value: float, ckpt_dir: Path) -> str:
     last = latest_epoch_checkpoint(ckpt_dir)
     keep = f"last good checkpoint kept: {last}" if last else "no checkpoint was written yet"
     return (
@@ -422,7 +427,7 @@ def _diverged_msg(cfg, epoch, step, value, ckpt_dir) -> str:
     )
 
 
-def _progress(total: int, desc: str, enabled: bool):
+def _progress(total: int, desc: str, enabled: bool) -> tqdm:
     from tqdm.auto import tqdm
 
     return tqdm(total=total, desc=desc, leave=False, disable=None if enabled else True, dynamic_ncols=True)

@@ -21,31 +21,34 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from typing import cast
+from typing import Any, TYPE_CHECKING, TypeVar, cast
 
 import torch
 import torch.nn.functional as F
 
 from .kinds import DataKind
 
+if TYPE_CHECKING:
+    from .method import DataSpec, Method
+
 Tensor = torch.Tensor
 #: An augmentation: (batch, generator) -> augmented batch.
 Transform = Callable[[Tensor, torch.Generator], Tensor]
 
 
-def _u(n: int, lo: float, hi: float, g: torch.Generator, device) -> Tensor:
+def _u(n: int, lo: float, hi: float, g: torch.Generator, device: torch.device | str | None) -> Tensor:
     return torch.rand(n, generator=g, device=device) * (hi - lo) + lo
 
 
-def _coin(n: int, p: float, g: torch.Generator, device) -> Tensor:
+def _coin(n: int, p: float, g: torch.Generator, device: torch.device | str | None) -> Tensor:
     return torch.rand(n, generator=g, device=device) < p
 
 
 def random_affine(
     x: Tensor,
     g: torch.Generator,
-    crop_scale=(0.3, 1.0),
-    crop_ratio=(3 / 4, 4 / 3),
+    crop_scale: Sequence[float] = (0.3, 1.0),
+    crop_ratio: Sequence[float] = (3 / 4, 4 / 3),
     flip_p: float = 0.5,
     rotate_deg: float = 0.0,
     size: int = 0,
@@ -213,7 +216,7 @@ class MultiCrop:
 
 def multi_crop(
     kind: str,
-    input_shape,
+    input_shape: Sequence[int],
     overrides: dict | None = None,
     n_global: int = 2,
     n_local: int = 6,
@@ -249,7 +252,7 @@ def multi_crop(
     return MultiCrop(globals_, _with(base, size=side, crop_scale=(lo, hi), solarize_p=0.0), n_local)
 
 
-def local_side(input_shape, local_size: int = 0) -> int:
+def local_side(input_shape: Sequence[int], local_size: int = 0) -> int:
     """The local crops' side in pixels: ``local_size``, or half the image side when it is 0."""
     from .errors import ConfigError
 
@@ -260,7 +263,11 @@ def local_side(input_shape, local_size: int = 0) -> int:
 
 
 def method_multi_crop(
-    method, spec, overrides: dict | None = None, n_global: int = 2, solarize_p: Sequence[float] | None = None
+    method: Method,
+    spec: DataSpec,
+    overrides: dict | None = None,
+    n_global: int = 2,
+    solarize_p: Sequence[float] | None = None,
 ) -> Callable:
     """The multi-crop views of a method with the usual options (``n_local``, ``local_size``,
     ``local_scale_min``/``_max`` in ``method.hp``): refuses, in one line, a backbone that cannot
@@ -295,13 +302,16 @@ def asymmetric_views(kind: str, overrides: dict | None = None, solarize_p: Seque
     return MultiView([_with(base, solarize_p=float(p)) for p in solarize_p], n=len(solarize_p))
 
 
-def _with(aug, **changes):
+AugmentT = TypeVar("AugmentT", bound=ImageAugment | VectorAugment)
+
+
+def _with(aug: AugmentT, **changes: Any) -> AugmentT:
     from dataclasses import replace
 
     return replace(aug, **changes)
 
 
-def default_augment(kind: str, overrides: dict | None = None):
+def default_augment(kind: str, overrides: dict | None = None) -> ImageAugment | VectorAugment:
     """The default recipe for a data kind, with config overrides (unknown keys are an error)."""
     from .errors import ConfigError
 
@@ -317,7 +327,7 @@ def default_augment(kind: str, overrides: dict | None = None):
     return cls(**overrides)
 
 
-def view_generator(seed: int, step: int, device, stream: int = 0) -> torch.Generator:
+def view_generator(seed: int, step: int, device: torch.device | str | None, stream: int = 0) -> torch.Generator:
     """A generator whose state depends only on (seed, step, stream): views are reproducible on
     resume. Stream 0 is the views'; stream 1 the method's own draws in ``training_step``
     (``Method.clock.generator()``)."""
@@ -359,7 +369,11 @@ def coordinate_mask(x: Tensor, g: torch.Generator | None, ratio: float = 0.5) ->
 
 
 def random_token_split(
-    batch: int, n_tokens: int, mask_ratio: float, g: torch.Generator | None = None, device=None
+    batch: int,
+    n_tokens: int,
+    mask_ratio: float,
+    g: torch.Generator | None = None,
+    device: torch.device | str | None = None,
 ) -> tuple[Tensor, Tensor]:
     """MAE's random masking: per sample, ``(keep_idx, mask_idx)`` of shapes ``(B, n_keep)`` and
     ``(B, n_tokens - n_keep)``, ``n_keep = max(1, round(n_tokens * (1 - mask_ratio)))``."""
@@ -368,7 +382,9 @@ def random_token_split(
     return order[:, :n_keep].to(device), order[:, n_keep:].to(device)
 
 
-def _block(gh: int, gw: int, scale: tuple[float, float], aspect: tuple[float, float], g) -> tuple[int, int]:
+def _block(
+    gh: int, gw: int, scale: tuple[float, float], aspect: tuple[float, float], g: torch.Generator | None
+) -> tuple[int, int]:
     s = float(torch.empty(1).uniform_(*scale, generator=g))
     la = math.log(aspect[0]), math.log(aspect[1])
     ar = math.exp(float(torch.empty(1).uniform_(*la, generator=g)))
@@ -382,12 +398,12 @@ def multiblock_masks(
     grid: tuple[int, int],
     g: torch.Generator | None = None,
     num_targets: int = 4,
-    target_scale=(0.15, 0.2),
-    target_aspect=(0.75, 1.5),
-    context_scale=(0.85, 1.0),
+    target_scale: tuple[float, float] = (0.15, 0.2),
+    target_aspect: tuple[float, float] = (0.75, 1.5),
+    context_scale: tuple[float, float] = (0.85, 1.0),
     min_keep: int = 4,
     timeout: int = 20,
-    device=None,
+    device: torch.device | str | None = None,
 ) -> tuple[Tensor, Tensor]:
     """I-JEPA's multi-block masking on a ``gh x gw`` patch grid, as the reference collator
     (facebookresearch/ijepa ``src/masks/multiblock.py``) draws it.

@@ -9,9 +9,17 @@ import platform
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from ..config import RunConfig
 
 
-def image_study_config(budget: str, evaluators, dataset: str | None = None, tiny_eval_kwargs: dict | None = None):
+def image_study_config(
+    budget: str, evaluators: Sequence[str], dataset: str | None = None, tiny_eval_kwargs: dict | None = None
+) -> RunConfig:
     """The base RunConfig of the image studies (rankme-selection, vicreg-ablation).
 
     ``tiny``: seconds, for the tests (digits, smoke preset, an MLP, 512 training images).
@@ -45,7 +53,7 @@ def image_study_config(budget: str, evaluators, dataset: str | None = None, tiny
     return dataclasses.replace(cfg, evaluators=list(evaluators), progress=False, knn_monitor_every=0, precision="fp32")
 
 
-def save_figure(fig, path: Path, title: str) -> Path:
+def save_figure(fig: Figure, path: Path, title: str) -> Path:
     """Title, lay out and write a study's matplotlib figure as a PNG at ``path``, then close it."""
     from ..figures import _plt
 
@@ -66,7 +74,7 @@ def load_note() -> str:
     return f"{platform.node() or 'host'}: {os.cpu_count()} CPUs, load average {la} (1, 5, 15 min)"
 
 
-def fmt(v, digits: int = 2) -> str:
+def fmt(v: object, digits: int = 2) -> str:
     if v is None:
         return "—"
     if isinstance(v, bool):

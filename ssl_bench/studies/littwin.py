@@ -30,10 +30,16 @@ from __future__ import annotations
 import argparse
 import math
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .base import Study, command_line, register
 from .common import save_figure, write_table
+
+if TYPE_CHECKING:  # numpy is imported when the study runs
+    import numpy as np
+    from numpy.typing import ArrayLike
 
 LAMBDA = (1.0, 0.35)
 RHO = (0.4, 1.0)
@@ -43,7 +49,7 @@ DEPTHS = (1, 2, 3, 4)
 BUDGET = {"default": dict(eps=0.003, lr=0.2, max_time=60_000.0), "tiny": dict(eps=0.005, lr=0.5, max_time=40_000.0)}
 
 
-def final_value(objective: str, depth: int, rho):
+def final_value(objective: str, depth: int, rho: ArrayLike) -> np.ndarray:
     """The encoder's converged |W_ii| from the balanced initialisation: rho^L (JEPA: the predictor
     goes to rho and the balance keeps every layer equal) or rho^(L/(L+1)) (MAE: V W = rho)."""
     import numpy as np
@@ -52,7 +58,9 @@ def final_value(objective: str, depth: int, rho):
     return rho**depth if objective == "jepa" else rho ** (depth / (depth + 1))
 
 
-def gradients(objective: str, layers, head, lam, rho):
+def gradients(
+    objective: str, layers: np.ndarray, head: np.ndarray, lam: np.ndarray, rho: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Gradients of the population loss w.r.t. the diagonal layers (L, d) and the head (d,).
 
     JEPA (the target's W is held fixed, stop-gradient): ``dL/dV = lam W^2 (V - rho)``,
@@ -84,8 +92,8 @@ def gradients(objective: str, layers, head, lam, rho):
 def train(
     objective: str,
     depth: int,
-    lam=LAMBDA,
-    rho=RHO,
+    lam: Sequence[float] = LAMBDA,
+    rho: Sequence[float] = RHO,
     eps: float = 0.003,
     lr: float = 0.2,
     max_time: float = 60_000.0,
@@ -175,7 +183,7 @@ def run(a: argparse.Namespace) -> list[Path]:
     for obj in ("mae", "jepa"):
         for d in depths:
             t1 = time.perf_counter()
-            r = train(obj, d, **b)
+            r = train(obj, d, eps=b["eps"], lr=b["lr"], max_time=b["max_time"])
             r["seconds"] = time.perf_counter() - t1
             results.append(r)
     rows = []

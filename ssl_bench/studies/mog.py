@@ -24,10 +24,18 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .base import Study, command_line, register, runs_dir
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
+
+    from ..config import RunConfig
+    from ..data import Data
+    from ..embeddings import Embeddings
 from .common import fmt, parse_seeds, spearman, write_table
 from .sweep import mean_std
 
@@ -46,7 +54,7 @@ EXPECTED = {
 VERDICT = {0: "ok", 1: "dimensional", 2: "complete"}
 
 
-def global_structure(z, y, centers, n: int = 512, seed: int = 0) -> float:
+def global_structure(z: np.ndarray, y: np.ndarray, centers: ArrayLike, n: int = 512, seed: int = 0) -> float:
     """Spearman correlation between embedding cosine distances and true-centre distances over the
     pairs of (up to ``n``, seeded) points from different components."""
     import numpy as np
@@ -64,7 +72,7 @@ def global_structure(z, y, centers, n: int = 512, seed: int = 0) -> float:
     return spearman(dz[iu][diff], dc[iu][diff])
 
 
-def local_structure(x, z, y, k: int = 10) -> float:
+def local_structure(x: np.ndarray, z: np.ndarray, y: np.ndarray, k: int = 10) -> float:
     """Mean share of each point's k nearest neighbours in the input (Euclidean, own component only)
     that are among its k nearest in the embedding (cosine, own component only)."""
     import numpy as np
@@ -91,7 +99,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--methods", default=",".join(METHODS), help=f"default: {','.join(METHODS)}")
 
 
-def _base(budget: str):
+def _base(budget: str) -> RunConfig:
     from ..config import RunConfig
 
     ev = ["knn", "collapse"]
@@ -110,7 +118,7 @@ def _base(budget: str):
     )
 
 
-def embeddings_of(checkpoint: str, data):
+def embeddings_of(checkpoint: str, data: Data) -> Embeddings:
     import torch
 
     from ..embeddings import embed_data, load_method_from_checkpoint
@@ -143,8 +151,9 @@ def run(a: argparse.Namespace) -> list[Path]:
             res = train_config(base, m, {}, s, runs, data, with_checkpoint=True)
             if "status" not in res:
                 emb = embeddings_of(res["checkpoint"], data)
-                res["global"] = global_structure(emb.test_x, emb.test_y, centers, seed=s)
-                res["local"] = local_structure(np.asarray(data.x_test), emb.test_x, emb.test_y)
+                _, test_y = emb.labels()
+                res["global"] = global_structure(emb.test_x, test_y, centers, seed=s)
+                res["local"] = local_structure(np.asarray(data.x_test), emb.test_x, test_y)
             per.append(res)
             print(
                 f"[mog] {m} seed {s}: k-NN {res.get('knn.top1', float('nan')):.2f}, global "

@@ -32,10 +32,15 @@ import dataclasses
 import math
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .base import Study, command_line, register, runs_dir
 from .common import fmt, image_study_config, save_figure, spearman, write_table
 from .selection import SCORES, pick, score
+
+if TYPE_CHECKING:
+    from ..config import RunConfig
+    from ..data import Data
 
 #: (method, options) per configuration; lr is a RunConfig key, the rest method options.
 GRID: dict[str, list[dict]] = {
@@ -63,7 +68,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", dest="study_seed", type=int, default=0, help="training seed of every run (default: 0)")
 
 
-def _base(budget: str):
+def _base(budget: str) -> RunConfig:
     return image_study_config(budget, EVALUATORS, tiny_eval_kwargs={"lidar": {"n_samples": 64, "n_views": 3}})
 
 
@@ -71,7 +76,7 @@ def _label(opts: dict) -> str:
     return ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in opts.items()) or "defaults"
 
 
-def knn_on_test(checkpoint: str, data, results: Path) -> float:
+def knn_on_test(checkpoint: str, data: Data, results: Path) -> float:
     """k-NN top-1 of a checkpoint on the real test split; rows appended to ``results`` (read back
     from there when this checkpoint was evaluated before)."""
     from ..pipeline import evaluate_checkpoint

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -14,7 +15,14 @@ if TYPE_CHECKING:  # torch is imported only when a study runs, not by `ssl-bench
 
 
 def train_config(
-    base: RunConfig, method: str, opts: dict, seed: int, out: Path, data: Data, log=None, with_checkpoint: bool = False
+    base: RunConfig,
+    method: str,
+    opts: dict,
+    seed: int,
+    out: Path,
+    data: Data,
+    log: Callable[[str], None] | None = None,
+    with_checkpoint: bool = False,
 ) -> dict:
     """Train (or resume) ``method`` with options ``opts`` and seed ``seed`` under ``out`` through
     the sweep, and return the evaluated metrics of that run (``"knn.top1"`` ...). A run that

@@ -18,10 +18,15 @@ import argparse
 import dataclasses
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .base import Study, command_line, register, runs_dir
 from .common import image_study_config, parse_seeds, save_figure, write_table
 from .sweep import mean_std, train_config
+
+if TYPE_CHECKING:
+    from ..config import RunConfig
+    from ..data import Data
 
 #: (label, method options, the paper's result for the row). The paper's column is quoted from its
 #: ablation of the loss terms (ImageNet, linear top-1 %, 100 epochs): "collapse" or an accuracy.
@@ -41,11 +46,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", default=None, help="default: fashion-mnist (tiny: digits)")
 
 
-def _base(budget: str, dataset: str | None):
+def _base(budget: str, dataset: str | None) -> RunConfig:
     return image_study_config(budget, EVALUATORS, dataset)
 
 
-def reference_rows(base, data, out: Path, seed: int) -> list[dict]:
+def reference_rows(base: RunConfig, data: Data, out: Path, seed: int) -> list[dict]:
     """The untrained backbone (random-init) and the raw pixels at the same evaluation budget (seed
     ``seed``): an SSL row means something only next to them (the sweep's baselines; read back when
     already evaluated)."""
@@ -75,7 +80,7 @@ def reference_rows(base, data, out: Path, seed: int) -> list[dict]:
     return refs
 
 
-def projector_verdict(cfg, data, out: Path) -> tuple[str, float]:
+def projector_verdict(cfg: RunConfig, data: Data, out: Path) -> tuple[str, float]:
     """(verdict, std_ratio) of the projector output of the trained run."""
     from ..collapse import head_embeddings
     from ..evaluators.collapse import collapse_report
