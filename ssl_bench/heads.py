@@ -51,12 +51,6 @@ class MLPHead(nn.Module):
         return self.net(x)
 
 
-def backbone_dim(backbone: nn.Module) -> int:
-    """The size of ``backbone``'s representation: its ``out_dim`` attribute (the backbone contract of
-    :mod:`ssl_bench.backbones`, whose builders are checked to set an int)."""
-    return cast(int, backbone.out_dim)
-
-
 def frozen_copy(module: nn.Module) -> nn.Module:
     """A deep copy with gradients off: the target network of BYOL / MoCo / EMA-JEPA."""
     target = copy.deepcopy(module)

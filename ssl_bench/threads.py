@@ -94,12 +94,15 @@ class FairShare:
 
 
 _policy: FairShare | None = None
+#: :func:`configure`'s setting until torch is imported (then :func:`adapt` applies it): reading the
+#: setting must not import torch, so that a bad config is reported in well under a second
+_pending: str | None = None
 
 
 def enable(max_threads: int | None = None) -> FairShare:
     """Turn the fair-share policy on for this process (the ``ssl-bench`` command does)."""
-    global _policy
-    _policy = FairShare(max_threads)
+    global _policy, _pending
+    _policy, _pending = FairShare(max_threads), None
     return _policy
 
 
@@ -107,27 +110,41 @@ def pin(n: int) -> None:
     """A fixed thread count: the policy is off from now on."""
     import torch
 
-    global _policy
-    _policy = None
+    global _policy, _pending
+    _policy, _pending = None, None
     torch.set_num_threads(n)
+
+
+def _apply_pending() -> None:
+    v = _pending
+    if v == "fair":
+        enable()
+    elif v is not None:
+        pin(int(v))
 
 
 def adapt() -> None:
     """Apply the policy, if on (training steps, embedding batches and evaluators call this)."""
+    if _pending is not None:
+        _apply_pending()
     if _policy is not None:
         _policy.poll()
 
 
 def configure(value: str | None = None) -> str:
     """The ``ssl-bench`` command's setting, from ``value`` or ``$SSL_BENCH_THREADS``: ``fair``
-    (default) turns the policy on; a positive integer pins the count. Returns what was set."""
+    (default) turns the policy on; a positive integer pins the count. Checked now, applied now if
+    torch is already imported, else at the first :func:`adapt` (the first training step, embedding
+    batch or evaluator). Returns the setting."""
+    import sys
+
     from .errors import ConfigError
 
+    global _pending
     v = (os.environ.get(ENV, "") if value is None else value).strip() or "fair"
-    if v == "fair":
-        enable()
-        return v
-    if not v.isdigit() or int(v) < 1:
+    if v != "fair" and (not v.isdigit() or int(v) < 1):
         raise ConfigError(f"{ENV} must be 'fair' or a thread count >= 1, got {v!r}")
-    pin(int(v))
+    _pending = v
+    if "torch" in sys.modules:
+        _apply_pending()
     return v

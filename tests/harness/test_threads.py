@@ -78,3 +78,18 @@ def test_the_command_says_what_is_wrong_with_the_setting(monkeypatch, capsys):
     assert main(["list", "methods"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "SSL_BENCH_THREADS must be 'fair' or a thread count >= 1, got 'lots'" in err[0]
+
+
+def test_the_setting_is_read_without_importing_torch_and_applied_at_the_first_adapt():
+    code = (
+        "import sys\n"
+        "from ssl_bench import threads\n"
+        "assert threads.configure('3') == '3' and 'torch' not in sys.modules\n"
+        "import torch\n"
+        "threads.adapt()\n"
+        "assert torch.get_num_threads() == 3, torch.get_num_threads()\n"
+        "threads.configure('fair')\n"
+        "assert isinstance(threads._policy, threads.FairShare)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
