@@ -128,27 +128,12 @@ def method_rows(cls: type[Method]) -> list[dict[str, str]]:
         rows.append(
             dict(item=k, paper=paper_v, ours=our_v, differs=str(paper_v != our_v), reason=p.deviations.get(k, ""))
         )
-    for k, v in p.optim.items():
-        our_v = ours_optim.get(k)
+    compared = [(k, v, ours_optim.get(k)) for k, v in p.optim.items()]
+    compared += [(k, v, cls.defaults.get(k, "<no such option>")) for k, v in p.hparams.items()]
+    for k, paper_value, our_value in compared:
+        paper_s, ours_s = _fmt(paper_value), _fmt(our_value)
         rows.append(
-            dict(
-                item=k,
-                paper=_fmt(v),
-                ours=_fmt(our_v),
-                differs=str(_fmt(v) != _fmt(our_v)),
-                reason=p.deviations.get(k, ""),
-            )
-        )
-    for k, v in p.hparams.items():
-        our_v = cls.defaults.get(k, "<no such option>")
-        rows.append(
-            dict(
-                item=k,
-                paper=_fmt(v),
-                ours=_fmt(our_v),
-                differs=str(_fmt(v) != _fmt(our_v)),
-                reason=p.deviations.get(k, ""),
-            )
+            dict(item=k, paper=paper_s, ours=ours_s, differs=str(paper_s != ours_s), reason=p.deviations.get(k, ""))
         )
     for k, why in p.deviations.items():  # deviations with no compared value (e.g. backbone, budget)
         if k not in {r["item"] for r in rows}:
