@@ -6,8 +6,8 @@ Each variant is VICReg with some of its three weights (``inv_weight`` lambda, ``
 ``cov_weight`` nu) set to 0, trained through the ordinary sweep on Fashion-MNIST (``tiny``: the
 ``smoke`` preset on 512 digits), 3 seeds each, and
 evaluated by k-NN, the linear probe, RankMe and the collapse diagnostics. ``default`` is the
-``quick`` preset (2 epochs, batch 128) on a 10,000-image training subset (156 steps, half of
-quick's), evaluated on 10,000 train / 5,000 test embeddings: see docs/studies.md for why. The collapse verdict is
+``quick`` preset as ``ssl-bench run`` has it (2 epochs, batch 128, a 20,000-image training subset:
+312 steps), evaluated on every train and test image. The collapse verdict is
 given twice: on the backbone (what the evaluators see) and on the projector output, where the loss
 acts and where the paper (and ``check-collapse``) judge collapse.
 """
@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..stats import welch_p
 from .base import Study, command_line, register, runs_dir
 from .common import image_study_config, parse_seeds, save_figure, write_table
 from .sweep import mean_std, train_config
@@ -47,7 +48,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _base(budget: str, dataset: str | None) -> RunConfig:
-    return image_study_config(budget, EVALUATORS, dataset)
+    return image_study_config(budget, EVALUATORS, dataset, whole_quick=True)
 
 
 def reference_rows(base: RunConfig, data: Data, out: Path, seed: int) -> list[dict]:
@@ -141,6 +142,12 @@ def run(a: argparse.Namespace) -> list[Path]:
         )
         row["projector verdict"] = _verdicts([m.get("projector_verdict", m.get("status", "?")) for m in per_seed])
         rows.append(row)
+    full = rows[-1]  # the full loss, against which every variant is tested
+    for r in rows[:-1]:
+        for col in ("k-NN top1", "linear top1"):
+            r[f"{col} p vs VICReg"] = welch_p(
+                r[col], r[col + " sd"], len(seeds), full[col], full[col + " sd"], len(seeds)
+            )
     refs = reference_rows(base, data, runs, seeds[0])
     cols = [
         "variant",
@@ -150,8 +157,10 @@ def run(a: argparse.Namespace) -> list[Path]:
         "seeds",
         "k-NN top1",
         "k-NN top1 sd",
+        "k-NN top1 p vs VICReg",
         "linear top1",
         "linear top1 sd",
+        "linear top1 p vs VICReg",
         "RankMe",
         "RankMe sd",
         "backbone verdict",
@@ -164,10 +173,13 @@ def run(a: argparse.Namespace) -> list[Path]:
     intro = (
         f"VICReg with loss terms removed, trained by the sweep on {base.dataset} at the `{base.preset}` preset"
         f"{' (tiny test budget)' if a.budget == 'tiny' else ''} with a training subset of {base.train_subset} "
-        f"images, evaluated on {base.eval_train_subset} train / {base.eval_test_subset} test embeddings, seeds "
+        f"images, evaluated on {base.eval_train_subset or 'all'} train / {base.eval_test_subset or 'all'} test "
+        f"embeddings, seeds "
         f"{','.join(map(str, seeds))}; mean and "
         f"sample sd over seeds. Verdicts: one word per seed (ok / dimensional / complete), on the backbone "
-        f"(what the evaluators see) and on the projector output (where the loss acts). The paper's column "
+        f"(what the evaluators see) and on the projector output (where the loss acts). `p vs VICReg`: the "
+        f"two-sided Welch t-test of the variant's seeds against the full loss's (above 0.05: a tie at this "
+        f"number of seeds). The paper's column "
         f"is its own result (ImageNet, 100 epochs), quoted for comparison. The last two rows are the references "
         f"at the same evaluation budget: the untrained backbone and the raw pixels. Wall time of the study: "
         f"{time.perf_counter() - t0:.0f} s."

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from ssl_bench.cli import main
-from ssl_bench.studies.mog import global_structure, local_structure
+from ssl_bench.studies.mog import global_structure, local_structure, tutorial_agrees
 from ssl_bench.studies.vicreg_ablation import VARIANTS
 
 
@@ -26,6 +26,25 @@ def test_vicreg_ablation_tiny_writes_every_variant(tmp_path):
         assert r["backbone verdict"] in ("ok", "dimensional", "complete")
         assert r["projector verdict"] in ("ok", "dimensional", "complete")
     assert "| Inv + Var + Cov (VICReg) |" in (tmp_path / "vicreg-ablation-tiny.md").read_text()
+    # one seed: no Welch test against the full loss (NaN), and none for the full loss itself
+    assert all(r["k-NN top1 p vs VICReg"] == "nan" for r in rows[:-1]) and rows[-1]["k-NN top1 p vs VICReg"] == ""
+
+
+def test_vicreg_ablation_default_budget_is_the_whole_quick_preset():
+    """The committed table is at the quick budget of `ssl-bench run` (#16): 20,000 training images,
+    2 epochs at batch 128, every train and test image embedded."""
+    from ssl_bench.config import PRESETS
+    from ssl_bench.studies.vicreg_ablation import _base
+
+    cfg = _base("default", None)
+    quick = PRESETS["quick"]
+    assert (cfg.preset, cfg.train_subset, cfg.epochs, cfg.batch_size) == (
+        "quick",
+        quick["train_subset"],
+        quick["epochs"],
+        quick["batch_size"],
+    )
+    assert cfg.eval_train_subset is None and cfg.eval_test_subset is None and cfg.precision == "fp32"
 
 
 def test_mog_tiny_writes_the_table(tmp_path):
@@ -36,6 +55,22 @@ def test_mog_tiny_writes_the_table(tmp_path):
         assert 0 <= float(r["k-NN top1"]) <= 100
         assert -1 <= float(r["global structure"]) <= 1 and 0 <= float(r["local structure"]) <= 1
         assert r["collapse verdicts"] in ("ok", "dimensional", "complete")
+        sd = float(r["global structure sd"]) if r["global structure sd"] not in ("", "—") else None
+        assert r["agrees"] == tutorial_agrees(r["method"], float(r["global structure"]), sd)
+    assert rows[0]["tutorial: global structure?"] == "local only" and rows[-1]["agrees"] == "—"
+
+
+def test_tutorial_reading_follows_the_cut():
+    """The tutorial's "local only" agrees only below the cut, "yes" only at or above it, and "some
+    global awareness" from half of it; a method outside its table or a missing score reads "—",
+    a mean within one sd of the cut "tie"."""
+    assert [tutorial_agrees("contrastive-jea", g) for g in (0.36, 0.54)] == ["yes", "no"]
+    assert [tutorial_agrees("jepa-pairwise", g) for g in (-0.05, 0.7)] == ["no", "yes"]
+    assert [tutorial_agrees("jepa-masked", g) for g in (0.2, 0.3)] == ["no", "yes"]
+    assert tutorial_agrees("jepa", 0.9) == "—" and tutorial_agrees("ema-jepa", float("nan")) == "—"
+    # the seeds decide only when the cut is more than one sd away from the mean
+    assert [tutorial_agrees("dsm", 0.50, sd) for sd in (0.14, 0.0)] == ["tie", "no"]
+    assert tutorial_agrees("jepa-masked", 0.84, 0.04) == "yes"
 
 
 @pytest.fixture
