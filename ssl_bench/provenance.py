@@ -49,4 +49,6 @@ def hardware(device: torch.device | str | None = None) -> str:
     if dev.type == "cuda" and torch.cuda.is_available():
         return f"cuda:{torch.cuda.get_device_name(dev)}"
     cpu = platform.processor() or platform.machine()
-    return f"cpu:{cpu} x{os.cpu_count()} threads={torch.get_num_threads()}"
+    from . import threads
+
+    return f"cpu:{cpu} x{os.cpu_count()} threads={torch.get_num_threads()} ({threads.policy()})"

@@ -131,6 +131,12 @@ def adapt() -> None:
         _policy.poll()
 
 
+def policy() -> str:
+    """``fair`` when the fair-share policy is on (or set and not yet applied), else ``fixed``: what
+    result rows record next to the thread count (:func:`ssl_bench.provenance.hardware`)."""
+    return "fair" if _policy is not None or _pending == "fair" else "fixed"
+
+
 def configure(value: str | None = None) -> str:
     """The ``ssl-bench`` command's setting, from ``value`` or ``$SSL_BENCH_THREADS``: ``fair``
     (default) turns the policy on; a positive integer pins the count. Checked now, applied now if

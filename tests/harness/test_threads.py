@@ -93,3 +93,22 @@ def test_the_setting_is_read_without_importing_torch_and_applied_at_the_first_ad
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+
+
+def test_result_rows_name_the_thread_policy(monkeypatch):
+    """The hardware string of every result row says whether the thread count was pinned or set by
+    the fair-share policy: the same run can differ in the last bits between the two."""
+    from ssl_bench import provenance
+
+    before = torch.get_num_threads()
+    monkeypatch.setattr(threads, "_policy", None)
+    monkeypatch.setattr(threads, "_pending", None)
+    try:
+        threads.pin(1)
+        assert threads.policy() == "fixed" and provenance.hardware("cpu").endswith(" threads=1 (fixed)")
+        assert threads.configure("fair") == "fair" and threads.policy() == "fair"
+        assert provenance.hardware("cpu").endswith(" (fair)")
+        threads.configure("2")
+        assert threads.policy() == "fixed" and provenance.hardware("cpu").endswith(" threads=2 (fixed)")
+    finally:
+        threads.pin(before)
