@@ -20,7 +20,6 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..stats import welch_p
 from .base import Study, command_line, register, runs_dir
 from .common import image_study_config, parse_seeds, save_figure, write_table
 from .sweep import mean_std, train_config
@@ -142,6 +141,8 @@ def run(a: argparse.Namespace) -> list[Path]:
         )
         row["projector verdict"] = _verdicts([m.get("projector_verdict", m.get("status", "?")) for m in per_seed])
         rows.append(row)
+    from ..stats import welch_p  # imports torch: not at module level (config errors come first)
+
     full = rows[-1]  # the full loss, against which every variant is tested
     for r in rows[:-1]:
         for col in ("k-NN top1", "linear top1"):
