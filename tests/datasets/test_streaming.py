@@ -2,7 +2,8 @@
 
 * the same seed and config train the same weights streamed as in memory, and k-NN agrees;
 * multi-crop methods (DINO, SwAV) train the same weights streamed as in memory;
-* streaming keeps at least 70% of the in-memory throughput with 2 decoding workers (second epoch);
+  (the throughput goal, >= 70% of the in-memory path at 2 workers, is a speed goal: it lives in
+  ``benchmarks/test_bench_streaming.py``, not in this run);
 * unreadable files (a truncated PNG, an empty file, a text file) are skipped and counted;
 * mid-epoch kill + resume trains the same final weights as an uninterrupted run;
 * 2 gloo processes train the same weights as one process on the streamed folder;
@@ -51,41 +52,23 @@ def knn_top1(ckpt: Path, data) -> float:
     return next(r["value"] for r in rows if r["metric"] == "top1")
 
 
-# ------------------------------------------------------------------------------- equality, speed
+# ------------------------------------------------------------------------------- equality
 @needs_fmnist
 @pytest.mark.slow
-def test_streamed_folder_trains_like_memory_and_keeps_pace(fmnist_png, tmp_path):
+def test_streamed_folder_trains_like_memory(fmnist_png, tmp_path):
     from ssl_bench.trainer import train
 
     memory = class_major(load_dataset("fashion-mnist"))  # the same images, in the folder's order
     stream = streamed(fmnist_png)
     assert stream.streamed and not memory.streamed and len(stream.x_train) == len(memory.x_train) == 60_000
-    epoch2: dict[str, list[float]] = {"memory": [], "stream": []}
-    ckpts = {}
-    for rep in range(2):  # interleaved, best of 2: the CPU is shared
-        for name, data, ds in (("memory", memory, "fashion-mnist"), ("stream", stream, "imagefolder")):
-            res = train(cfg(dataset=ds, epochs=2), tmp_path / f"{name}{rep}", data=data)
-            epoch2[name].append(epoch_seconds(res.run_dir)[1])
-            ckpts.setdefault(name, res.checkpoint)
+    ckpts = {name: train(cfg(dataset=ds, epochs=2), tmp_path / name, data=data).checkpoint
+             for name, data, ds in (("memory", memory, "fashion-mnist"), ("stream", stream, "imagefolder"))}
     w_mem, w_stream = weights(ckpts["memory"]), weights(ckpts["stream"])
     assert max_diff(w_mem, w_stream) == 0.0, "the streamed batches are not the in-memory ones"
     k_mem, k_stream = knn_top1(ckpts["memory"], memory), knn_top1(ckpts["stream"], stream)
+    print(f"\nk-NN top1 memory {k_mem:.2f} stream {k_stream:.2f}")
     assert abs(k_mem - k_stream) <= 0.5, (k_mem, k_stream)
-    ratio = min(epoch2["memory"]) / min(epoch2["stream"])
-    print(f"\nk-NN top1 memory {k_mem:.2f} stream {k_stream:.2f}; second-epoch seconds memory {epoch2['memory']} "
-          f"stream {epoch2['stream']}: throughput stream/memory {ratio:.2f} (load {os.getloadavg()[0]:.2f})")
-    # the second epoch: the steady state of a long run (the decoding workers persist across epochs;
-    # starting them, under a second, is paid once per run)
-    assert ratio >= 0.7, f"streaming at {ratio:.0%} of the in-memory throughput"
-
-
-def epoch_seconds(run_dir: Path) -> list[float]:
-    """Training seconds of each epoch, from train_log.csv (which logs the cumulative time)."""
-    import csv
-
-    with open(run_dir / "train_log.csv") as f:
-        total = [float(r["seconds"]) for r in csv.DictReader(f)]
-    return [b - a for a, b in zip([0.0, *total[:-1]], total, strict=True)]
+    assert k_mem > 50.0, k_mem  # 16 steps of simclr: well above chance (10%), so the comparison means something
 
 
 # ------------------------------------------------------------------------------- corrupt files
