@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -81,15 +82,37 @@ def reference_rows(base: RunConfig, data: Data, out: Path, seed: int) -> list[di
 
 
 def projector_verdict(cfg: RunConfig, data: Data, out: Path) -> tuple[str, float]:
-    """(verdict, std_ratio) of the projector output of the trained run."""
+    """(verdict, std_ratio) of the projector output of the trained run.
+
+    Kept in the run folder (``projector-verdict.json``), keyed by the training state it was read
+    from and the number of training images embedded, so that a second call of the study, which
+    rereads finished runs, does not embed every training image through the projector again."""
+    from ..checkpoint import atomic_write_text
     from ..collapse import head_embeddings
     from ..evaluators.collapse import collapse_report
     from .sweep import run_dir
 
     cfg = cfg.with_preset()
-    emb = head_embeddings(cfg, data, run_dir(out, cfg, data.kind), "projector")
+    rd = run_dir(out, cfg, data.kind)
+    state = (rd / "checkpoints" / "resume.pt").stat()
+    key = {
+        "resume_size": state.st_size,
+        "resume_mtime_ns": state.st_mtime_ns,
+        "eval_train_subset": cfg.eval_train_subset,
+        "n_train": len(data.x_train),
+    }
+    cache = rd / "projector-verdict.json"
+    try:
+        seen = json.loads(cache.read_text())
+        if seen.get("key") == key:
+            return str(seen["verdict"]), float(seen["std_ratio"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        pass  # absent or unreadable: compute it again
+    emb = head_embeddings(cfg, data, rd, "projector")
     m = collapse_report(emb.train_x, max_samples=5000).metrics
-    return VERDICT[int(m["verdict_code"])], float(m["std_ratio"])
+    verdict, ratio = VERDICT[int(m["verdict_code"])], float(m["std_ratio"])
+    atomic_write_text(cache, json.dumps({"key": key, "verdict": verdict, "std_ratio": ratio}) + "\n")
+    return verdict, ratio
 
 
 def run(a: argparse.Namespace) -> list[Path]:

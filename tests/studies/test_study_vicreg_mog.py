@@ -1,6 +1,8 @@
 """ssl-bench study vicreg-ablation and mog at the tiny budget; the MoG structure scores."""
 
 import csv
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -28,6 +30,33 @@ def test_vicreg_ablation_tiny_writes_every_variant(tmp_path):
     assert "| Inv + Var + Cov (VICReg) |" in (tmp_path / "vicreg-ablation-tiny.md").read_text()
     # one seed: no Welch test against the full loss (NaN), and none for the full loss itself
     assert all(r["k-NN top1 p vs VICReg"] == "nan" for r in rows[:-1]) and rows[-1]["k-NN top1 p vs VICReg"] == ""
+
+
+def test_vicreg_ablation_second_call_reuses_the_projector_verdicts(tmp_path, monkeypatch):
+    """A second call rereads the finished runs: the projector verdicts come from each run folder,
+    not from embedding every training image again, and the table is the same; a retrained run
+    (a newer training state) is read again."""
+    import ssl_bench.collapse
+
+    args = ["study", "vicreg-ablation", "--budget", "tiny", "--seeds", "0", "--out", str(tmp_path)]
+    assert main(args) == 0
+    first = (tmp_path / "vicreg-ablation-tiny.csv").read_text()
+    caches = sorted(tmp_path.rglob("projector-verdict.json"))
+    assert len(caches) == len(VARIANTS)
+    real = ssl_bench.collapse.head_embeddings
+    calls: list[Path] = []
+
+    def counted(cfg, data, run_dir, head):
+        calls.append(Path(run_dir))
+        return real(cfg, data, run_dir, head)
+
+    monkeypatch.setattr(ssl_bench.collapse, "head_embeddings", counted)
+    assert main(args) == 0
+    assert calls == [] and (tmp_path / "vicreg-ablation-tiny.csv").read_text() == first
+    state = caches[0].parent / "checkpoints" / "resume.pt"
+    os.utime(state, ns=(state.stat().st_atime_ns, state.stat().st_mtime_ns + 1))  # as if trained again
+    assert main(args) == 0
+    assert calls == [caches[0].parent] and (tmp_path / "vicreg-ablation-tiny.csv").read_text() == first
 
 
 def test_vicreg_ablation_default_budget_is_the_whole_quick_preset():
