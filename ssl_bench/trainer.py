@@ -191,6 +191,10 @@ def _train(
     sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(total_steps, cfg.warmup_frac))
     wd_base = [float(g["weight_decay"]) for g in opt.param_groups]  # before a resume overwrites them
     wd_end = method.weight_decay_end()
+    # the recipe as resolved: the method's options with its defaults filled in, and the optimiser's
+    # lr / weight decay; the run id hashes only what the config says, so a default changed since a
+    # run was started would otherwise be resumed silently under the new value
+    recipe = {**vars(method.hp), "optim.lr": lr, "optim.weight_decay": wd}
 
     start_epoch, step, train_seconds, start_batch = 0, 0, 0.0, 0
     resumed_sums: dict[str, float] = {}
@@ -200,6 +204,11 @@ def _train(
         if state.get("config_hash") != cfg.hash():
             raise CheckpointError(
                 f"{resume_path} belongs to another configuration (hash {state.get('config_hash')} != {cfg.hash()})"
+            )
+        if "recipe" in state and state["recipe"] != recipe:  # states before the check carry none
+            raise CheckpointError(
+                f"{resume_path} was trained with another {cfg.method} recipe (a default changed since: "
+                f"{_recipe_diff(state['recipe'], recipe)}): delete {run_dir} to train it again, or choose another --out"
             )
         method.load_state_dict(state["method"])
         opt.load_state_dict(state["optimizer"])
@@ -264,6 +273,7 @@ def _train(
             "corrupt_files": list(corrupt.names),
             "train_seconds": train_seconds,
             "config_hash": cfg.hash(),
+            "recipe": recipe,
         }
 
     for epoch in range(start_epoch, cfg.epochs):
@@ -331,6 +341,7 @@ def _train(
                 "world_size": world,
                 "precision": prec,
                 "evaluated": method.evaluated,
+                "recipe": recipe,
             }
             if data.streamed:
                 meta["corrupt_files"] = corrupt.summary()
@@ -416,6 +427,11 @@ class _Batches:
         if self.source is not None and dist.world_size() > 1:
             for names in dist.all_gather_objects(list(self.corrupt.names)):
                 self.corrupt.merge(names)
+
+
+def _recipe_diff(was: dict, now: dict) -> str:
+    changed = [k for k in sorted(set(was) | set(now)) if was.get(k) != now.get(k)]
+    return ", ".join(f"{k} {was.get(k, '(none)')!r} -> {now.get(k, '(none)')!r}" for k in changed)
 
 
 def _diverged_msg(cfg: RunConfig, epoch: int, step: int, value: float, ckpt_dir: Path) -> str:

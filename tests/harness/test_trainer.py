@@ -81,6 +81,31 @@ def test_crash_then_resume_equals_uninterrupted(tiny, runs, tmp_path):
 
 
 @pytest.mark.slow
+def test_resume_refuses_a_run_whose_method_default_changed(tiny, runs, monkeypatch):
+    """The run id hashes the config, not the method's defaults: a default changed since a run was
+    started (as contrastive-jea's temperature, 0.1 -> 0.03) must not be resumed under the new value."""
+    from ssl_bench.errors import CheckpointError
+    from ssl_bench.registry import METHODS
+
+    cfg = tiny(method="simclr", epochs=3)
+
+    def stop_after_1(epoch, logs):
+        if epoch == 1:
+            raise Crash()
+
+    with pytest.raises(Crash):
+        train(cfg, runs, callbacks=[stop_after_1])
+    cls = METHODS.get("simclr")
+    was = cls.defaults["temperature"]
+    monkeypatch.setattr(cls, "defaults", {**cls.defaults, "temperature": was * 2})
+    with pytest.raises(CheckpointError, match=f"temperature {was!r} -> {was * 2!r}"):
+        train(cfg, runs, resume=True)
+    monkeypatch.setattr(cls, "defaults", {**cls.defaults, "temperature": was})
+    res = train(cfg, runs, resume=True)  # the same recipe again: it continues
+    assert res.resumed_from == 1
+    assert read_encoder(res.checkpoint)[1]["recipe"]["temperature"] == was
+
+
 def test_sigkill_mid_run_then_resume(tmp_path):
     out = tmp_path / "runs"
     args = [sys.executable, "-m", "ssl_bench", "train", "--method", "simclr", "--dataset", "digits",
