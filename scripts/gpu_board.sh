@@ -3,21 +3,28 @@
 #   phase 1: leaderboards/fashion-mnist-standard.{csv,md}, every method, `standard` preset, seed 0;
 #   phase 2: leaderboards/fashion-mnist.{csv,md} (the README's quick board), every method, `quick`
 #            preset, seeds 0,1,2;
-#   phase 3 (only with PHASES=3, a call of its own): leaderboards/fashion-mnist-standard-<backbone>,
-#            four methods on P3_BACKBONE (default cnn-wide; P3_METHODS names them).
+#   phase 3 (only when PHASES names it): leaderboards/fashion-mnist-standard-<backbone>, four methods
+#            on P3_BACKBONE (default cnn-wide; P3_METHODS names them, P3_SEEDS the seeds, P3_EXTRA
+#            adds `ssl-bench train` flags, e.g. "--set precision=fp32" to match CPU rows);
+#   phase 4 (only when PHASES names it): the same board, P4_METHODS (default vicreg) trained longer
+#            (P4_EPOCHS, default 40; P3_EXTRA too), a row of its own ("[epochs=40, ...]").
 # Several trainings share the GPU at once (small models leave it mostly idle; the CPU side of the
 # launches is the limit, so JOBS follows the cores). Each phase has a deadline (standard_board.py
 # --stop-at): no run starts that could not finish, a run still going at the deadline is ended, and
 # the table is rebuilt from what finished; a later call, on any machine, fills the gaps, since a
-# (method, seed) whose rows exist is skipped. Result rows land in leaderboards/<board>-rows/ (commit
-# them) and, with $OUT set, in $OUT/boards.tgz.
+# (method, seed) whose rows exist is skipped. Phases run one after the other, or all at once over
+# the whole budget with PARALLEL=1 (when each has little left to train). Result rows land in
+# leaderboards/<board>-rows/ (commit them) and, with $OUT set, in $OUT/boards.tgz, with the
+# training logs of every run (finished or not) in $OUT/train-logs.tgz.
 #
 #   bash scripts/gpu_board.sh [BUDGET_SECONDS]
+#   PARALLEL=1 PHASES="1 3 4" P3_SEEDS=0,1 P3_EXTRA="--set precision=fp32" bash scripts/gpu_board.sh 510
 #
 # Environment: PY (python with torch; default python3), JOBS (trainings at once in phases 1 and 3;
 # default 12), QUICK_JOBS (phase 2; default 16), PHASES (default "1 2"), P1 (phase 1's share of the
-# budget in percent; default 75), DEVICE (default cuda), METHODS (default: all, longest first),
-# STANDARD_PRESET / QUICK_PRESET (default standard / quick; `smoke` for a dry run on CPU), OUT.
+# budget in percent when phases run in turn; default 75), DEVICE (default cuda), METHODS (default:
+# all, longest first), STANDARD_PRESET / QUICK_PRESET (default standard / quick; `smoke` for a dry
+# run on CPU), OUT.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 BUDGET=${1:-540}
@@ -40,6 +47,8 @@ pack() {
     for f in leaderboards/$b.csv leaderboards/$b.md leaderboards/$b-rows; do [ -e "$f" ] && files+=("$f"); done
   done
   [ ${#files[@]} -gt 0 ] && tar czf "$OUT/boards.tgz" "${files[@]}"
+  # every run's loss / monitor curve, also of runs the deadline ended (how far they got)
+  find runs/gpu -name train_log.csv 2>/dev/null | tar czf "$OUT/train-logs.tgz" -T - 2>/dev/null
   return 0
 }
 trap pack EXIT
@@ -51,31 +60,46 @@ board() { $PY scripts/standard_board.py --device "$DEVICE" --ssl-bench "$SB" --j
 P1=${P1:-75}  # phase 1's share of the budget, in percent; phase 2 gets the rest
 
 PHASES=${PHASES:-1 2}
-phase() { case " $PHASES " in *" $1 "*) return 0;; *) return 1;; esac; }
-if phase 1; then
+PARALLEL=${PARALLEL:-0}
+# a phase's deadline: phase 1 ends at P1 % of the budget when phase 2 follows it, else at the end
+end1() { if [ "$PARALLEL" = 1 ]; then at 100; else at "$P1"; fi; }
+phase1() {
   # measured on one H200 (2026-11-30, 12 at once): 18 methods took 59-296 s each; ijepa needed more than 336 s
-  echo "== 1. standard board (all methods, seed 0), until +$((BUDGET * P1 / 100))s"
+  echo "== 1. standard board (all methods, seed 0), until $(( $(end1) - T0 ))s"
   board --methods "$METHODS" --preset "$SP" --board fashion-mnist-standard --out runs/gpu/standard \
     --generated-by "bash scripts/gpu_board.sh (phase 1: the standard preset, on one GPU)" \
-    --stop-at "$(at "$P1")" --min-left $((BUDGET * 20 / 100))
-  pack
-fi
-if phase 2; then
+    --stop-at "$(end1)" --min-left $((BUDGET * 20 / 100))
+}
+phase2() {
   # the README's quick board with 3 seeds (measured: 19 runs at once took 17-30 s each)
   echo "== 2. quick board (all methods, seeds 0,1,2), until +${BUDGET}s"
   JOBS=${QUICK_JOBS:-16} board --methods "$METHODS" --preset "$QP" --seeds 0,1,2 --board fashion-mnist \
     --out runs/gpu/quick --generated-by "bash scripts/gpu_board.sh (phase 2: the quick preset, 3 seeds, on one GPU)" \
     --stop-at "$(at 100)" --min-left 40
-  pack
-fi
-if phase 3; then
-  # a call of its own (PHASES=3): a wider backbone for four methods. Measured with resnet18-cifar
-  # (2026-11-30, 4 at once): epoch 13-18 of 20 in 200 s, online k-NN no higher than cnn-small's
-  BB=${P3_BACKBONE:-cnn-wide}
-  echo "== 3. $BB, standard preset, until +${BUDGET}s"
-  board --methods "${P3_METHODS:-vicreg,barlow-twins,simclr,byol}" --preset "$SP" --board "fashion-mnist-standard-$BB" \
-    --generated-by "bash scripts/gpu_board.sh (phase 3: $BB, on one GPU)" \
-    --out "runs/gpu/$BB" --stop-at "$(at 100)" --min-left 0 --backbone "$BB"
-  pack
+}
+BB=${P3_BACKBONE:-cnn-wide}
+phase3() {
+  # a wider backbone for four methods. Measured with resnet18-cifar (2026-11-30, 4 at once):
+  # epoch 13-18 of 20 in 200 s, online k-NN no higher than cnn-small's
+  echo "== 3. $BB, standard preset, seeds ${P3_SEEDS:-0}, until +${BUDGET}s"
+  # shellcheck disable=SC2086  # P3_EXTRA is a list of flags
+  board --methods "${P3_METHODS:-vicreg,barlow-twins,simclr,byol}" --seeds "${P3_SEEDS:-0}" --preset "$SP" \
+    --board "fashion-mnist-standard-$BB" --generated-by "bash scripts/gpu_board.sh (phases 3-4: $BB, on one GPU)" \
+    --out "runs/gpu/$BB" --stop-at "$(at 100)" --min-left 0 --backbone "$BB" -- ${P3_EXTRA:-}
+}
+phase4() {
+  # longer training on the same backbone: the row differs from phase 3's in `epochs` (its own row)
+  echo "== 4. $BB, ${P4_METHODS:-vicreg} for ${P4_EPOCHS:-40} epochs, until +${BUDGET}s"
+  # shellcheck disable=SC2086
+  board --methods "${P4_METHODS:-vicreg}" --preset "$SP" --board "fashion-mnist-standard-$BB" --force --no-baselines \
+    --generated-by "bash scripts/gpu_board.sh (phases 3-4: $BB, on one GPU)" \
+    --out "runs/gpu/$BB-long" --stop-at "$(at 100)" --min-left 0 --backbone "$BB" -- \
+    --set "epochs=${P4_EPOCHS:-40}" ${P3_EXTRA:-}
+}
+if [ "$PARALLEL" = 1 ]; then
+  for p in $PHASES; do "phase$p" 2>&1 | sed -u "s/^/[phase $p] /" & done
+  wait
+else
+  for p in $PHASES; do "phase$p"; pack; done
 fi
 echo "== done in $(( $(date +%s) - T0 ))s"

@@ -207,7 +207,9 @@ def rebuild_board(a, rows_dir: Path) -> list[Path]:
         out = []
         for p in written:
             dest = a.leaderboards / f"{a.board}{p.suffix}"
-            dest.write_bytes(p.read_bytes())
+            tmp_dest = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")  # atomic: phases may rebuild at once
+            tmp_dest.write_bytes(p.read_bytes())
+            os.replace(tmp_dest, dest)
             out.append(dest)
     return out
 
