@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The reference boards on one GPU inside a fixed time budget (default 540 s of wall time):
-#   phase 1: leaderboards/fashion-mnist-standard.{csv,md}, every method, `standard` preset, seed 0;
+#   phase 1: leaderboards/fashion-mnist-standard.{csv,md}, every method, `standard` preset, seed 0
+#            (P1_SEEDS names others: 0,1 trains seed 1 where seed 0's rows exist);
 #   phase 2: leaderboards/fashion-mnist.{csv,md} (the README's quick board), every method, `quick`
 #            preset, seeds 0,1,2;
 #   phase 3 (only when PHASES names it): leaderboards/fashion-mnist-standard-<backbone>, four methods
@@ -65,8 +66,8 @@ PARALLEL=${PARALLEL:-0}
 end1() { if [ "$PARALLEL" = 1 ]; then at 100; else at "$P1"; fi; }
 phase1() {
   # measured on one H200 (2026-11-30, 12 at once): 18 methods took 59-296 s each; ijepa needed more than 336 s
-  echo "== 1. standard board (all methods, seed 0), until $(( $(end1) - T0 ))s"
-  board --methods "$METHODS" --preset "$SP" --board fashion-mnist-standard --out runs/gpu/standard \
+  echo "== 1. standard board (all methods, seeds ${P1_SEEDS:-0}), until $(( $(end1) - T0 ))s"
+  board --methods "$METHODS" --seeds "${P1_SEEDS:-0}" --preset "$SP" --board fashion-mnist-standard --out runs/gpu/standard \
     --generated-by "bash scripts/gpu_board.sh (phase 1: the standard preset, on one GPU)" \
     --stop-at "$(end1)" --min-left $((BUDGET * 20 / 100))
 }
