@@ -426,35 +426,46 @@ def multiblock_masks(
     th, tw = _block(gh, gw, target_scale, target_aspect, g)
     ch, cw = _block(gh, gw, context_scale, (1.0, 1.0), g)
     need = min(int(min_keep), ch * cw)
-    ar = torch.arange(gh * gw).view(gh, gw)
-    targets, contexts = [], []
-    for _ in range(batch):
-        blocks, covers = [], []
-        for _ in range(num_targets):
-            y = int(torch.randint(0, gh - th + 1, (1,), generator=g))
-            x = int(torch.randint(0, gw - tw + 1, (1,), generator=g))
-            blocks.append(ar[y : y + th, x : x + tw].flatten())
-            cover = torch.zeros(gh, gw, dtype=torch.bool)
-            cover[y : y + th, x : x + tw] = True
-            covers.append(cover)
-        targets.append(torch.stack(blocks))
-        dropped, fails = 0, 0
-        while True:
-            y = int(torch.randint(0, gh - ch + 1, (1,), generator=g))
-            x = int(torch.randint(0, gw - cw + 1, (1,), generator=g))
-            free = torch.zeros(gh, gw, dtype=torch.bool)
-            free[y : y + ch, x : x + cw] = True
-            for cover in covers[: max(num_targets - dropped, 0)]:
-                free &= ~cover
-            if int(free.sum()) >= need:
-                break
-            fails += 1
-            if fails == timeout:
-                dropped, fails = dropped + 1, 0
-        contexts.append(free.flatten().nonzero().flatten())
-    nc = min(len(c) for c in contexts)
-    ctx_idx = torch.stack([c[torch.randperm(len(c), generator=g)[:nc].sort().values] for c in contexts])
-    return ctx_idx.to(device), torch.stack(targets).to(device)
+    # Drawn for the whole batch at once (a loop over the samples cost 67 ms per batch of 256 on the
+    # 7 x 7 grid, about 90 % of an I-JEPA step on an H200); same distribution as the loop.
+    rows, cols = torch.arange(gh).view(1, 1, gh, 1), torch.arange(gw).view(1, 1, 1, gw)
+
+    def rect(y: Tensor, x: Tensor, h: int, w: int) -> Tensor:  # (..., gh, gw) cover of blocks at (y, x)
+        yy, xx = y[..., None, None], x[..., None, None]
+        return (rows >= yy) & (rows < yy + h) & (cols >= xx) & (cols < xx + w)
+
+    ty = torch.randint(0, gh - th + 1, (batch, num_targets), generator=g)
+    tx = torch.randint(0, gw - tw + 1, (batch, num_targets), generator=g)
+    covers = rect(ty, tx, th, tw)  # (B, T, gh, gw)
+    offsets = (torch.arange(th).view(th, 1) * gw + torch.arange(tw).view(1, tw)).flatten()
+    targets = (ty * gw + tx)[..., None] + offsets  # (B, T, th * tw), each block row-major
+    # the context: rejection sampling per sample; after `timeout` failed draws of a sample, one
+    # more of its targets (the last first) stops constraining it
+    free = torch.zeros(batch, gh, gw, dtype=torch.bool)
+    dropped = torch.zeros(batch, dtype=torch.long)
+    fails = torch.zeros(batch, dtype=torch.long)
+    pending = torch.arange(batch)
+    t_ix = torch.arange(num_targets).view(1, num_targets, 1, 1)
+    while len(pending):
+        y = torch.randint(0, gh - ch + 1, (len(pending),), generator=g)
+        x = torch.randint(0, gw - cw + 1, (len(pending),), generator=g)
+        active = t_ix < (num_targets - dropped[pending]).view(-1, 1, 1, 1)
+        blocked = (covers[pending] & active).any(1)
+        f = rect(y[:, None], x[:, None], ch, cw)[:, 0] & ~blocked  # (P, gh, gw)
+        ok = f.flatten(1).sum(1) >= need
+        free[pending[ok]] = f[ok]
+        bad = pending[~ok]
+        fails[bad] += 1
+        out = bad[fails[bad] == timeout]
+        dropped[out] += 1
+        fails[out] = 0
+        pending = bad
+    free = free.flatten(1)
+    nc = int(free.sum(1).min())
+    # a uniformly random subset of nc free patches per sample, in ascending order
+    keys = torch.rand(batch, gh * gw, generator=g).masked_fill(~free, 2.0)
+    ctx_idx = keys.argsort(1)[:, :nc].sort(1).values
+    return ctx_idx.to(device), targets.to(device)
 
 
 @dataclass
