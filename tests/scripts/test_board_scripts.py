@@ -63,11 +63,15 @@ def test_stop_at_in_the_past_starts_nothing_and_still_rebuilds_the_board(tmp_pat
 def test_board_curves_reports_the_committed_standard_runs():
     bc = _load("board_curves")
     md = bc.table(ROOT / "leaderboards" / "fashion-mnist-standard-rows")
-    vicreg = next(line for line in md.splitlines() if line.startswith("| vicreg |"))
-    cells = [c.strip() for c in vicreg.strip("|").split("|")]
-    assert cells[1] == "cnn-small" and cells[2] == "20"
-    assert cells[-1] == "87.70"  # the final k-NN of the committed row
-    assert "20:" in cells[-2]  # the monitor's last logged epoch
+    lines = [line for line in md.splitlines() if line.startswith("| vicreg |")]
+    cells = [[c.strip() for c in line.strip("|").split("|")] for line in lines]
+    assert [c[3] for c in cells] == ["0", "1"]  # one line per seed, in seed order, next to each other
+    assert all(c[1] == "cnn-small" and c[2] == "20" and c[4] == "cuda, auto" for c in cells)
+    assert [c[-1] for c in cells] == ["87.70", "87.81"]  # the final k-NN of each committed run
+    assert all("20:" in c[-2] for c in cells)  # the monitor's last logged epoch
+    # the CPU's fp32 run of contrastive-jea is a line of its own, not mixed with the GPU's seed
+    cj = [line for line in md.splitlines() if line.startswith("| contrastive-jea |")]
+    assert sorted(line.split("|")[5].strip() for line in cj) == ["cpu, fp32", "cuda, auto"]
 
 
 def test_board_curves_refuses_a_doc_without_its_block(tmp_path):
@@ -78,20 +82,23 @@ def test_board_curves_refuses_a_doc_without_its_block(tmp_path):
     assert doc.read_text() == "no block here\n"
 
 
-@pytest.mark.parametrize("doc", ["docs/standard-leaderboard.md"])
-def test_committed_curves_block_is_what_the_script_writes(doc, tmp_path):
+@pytest.mark.parametrize(("doc", "rows", "block"), [
+    ("docs/standard-leaderboard.md", "leaderboards/fashion-mnist-standard-rows", "curves"),
+    ("docs/standard-leaderboard.md", "leaderboards/fashion-mnist-standard-cnn-wide-rows", "curves-cnn-wide"),
+])
+def test_committed_curves_block_is_what_the_script_writes(doc, rows, block, tmp_path):
     bc = _load("board_curves")
     copy = tmp_path / "doc.md"
     shutil.copyfile(ROOT / doc, copy)
-    rows = "leaderboards/fashion-mnist-standard-rows"
     cwd = os.getcwd()
     os.chdir(ROOT)
     try:
-        assert bc.main([rows, "--doc", str(copy)]) == 0
+        assert bc.main([rows, "--doc", str(copy), "--block", block]) == 0
     finally:
         os.chdir(cwd)
     written = copy.read_text().replace(f"--doc {copy}", f"--doc {doc}")
     assert written == (ROOT / doc).read_text()
+    assert f"<!-- {block} -->" in written and f"<!-- /{block} -->" in written
 
 
 def test_a_method_seed_with_committed_rows_is_not_trained_again(tmp_path, monkeypatch, capsys):
