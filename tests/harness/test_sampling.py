@@ -52,7 +52,6 @@ def test_subsample_rows():
 #: Sampling that is not a seeded subsample of a dataset or of embeddings, or a file another branch
 #: owns; each with its reason.
 ALLOWED = {
-    "ssl_bench/views.py": "mask positions per sample, drawn from the training step's generator",
     "evaluators/knn.py": "k-means training points of the IVF index; to move to the helper (#19)",
 }
 HAND_WRITTEN = re.compile(r"randperm\([^)]*\)[^#\n]*\[:|\.choice\([^#\n]*replace=False")
