@@ -5,8 +5,8 @@
     python scripts/board_curves.py leaderboards/fashion-mnist-standard-rows --doc docs/standard-leaderboard.md
 
 Per run (one line per seed, the seeds of one configuration together, where it ran and at which
-precision beside them): the loss at the middle and the last epoch, the loss change over the last fifth of the
-epochs (relative to the loss there), the online k-NN monitor (k-NN top-1 of a fixed 1,000-image
+precision beside them): the loss at the middle and the last epoch, the loss change over the last
+fifth of the epochs (relative to the loss there), the online k-NN monitor (k-NN top-1 of a fixed 1,000-image
 training bank and 500 test queries, so about +-2 points of sampling noise) at each logged epoch
 of the second half, and the final k-NN top-1 of the full evaluation. ``--doc FILE`` replaces the
 block between ``<!-- curves -->`` and ``<!-- /curves -->`` in FILE instead of printing (``--block

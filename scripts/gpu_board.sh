@@ -65,7 +65,8 @@ PARALLEL=${PARALLEL:-0}
 # a phase's deadline: phase 1 ends at P1 % of the budget when phase 2 follows it, else at the end
 end1() { if [ "$PARALLEL" = 1 ]; then at 100; else at "$P1"; fi; }
 phase1() {
-  # measured on one H200 (2026-11-30, 12 at once): 18 methods took 59-296 s each; ijepa needed more than 336 s
+  # measured on one H200 (2026-11-30): 18 methods took 59-296 s each with 12 at once, 146-306 s with
+  # 19 at once; ijepa needed about 350 s alone, 90% of it drawing masks on the host (since batched)
   echo "== 1. standard board (all methods, seeds ${P1_SEEDS:-0}), until $(( $(end1) - T0 ))s"
   board --methods "$METHODS" --seeds "${P1_SEEDS:-0}" --preset "$SP" --board fashion-mnist-standard --out runs/gpu/standard \
     --generated-by "bash scripts/gpu_board.sh (phase 1: the standard preset, on one GPU)" \
