@@ -80,13 +80,14 @@ phase2() {
     --stop-at "$(at 100)" --min-left 40
 }
 BB=${P3_BACKBONE:-cnn-wide}
+GEN34="bash scripts/gpu_board.sh (phases 3-4: $BB, on one GPU)"  # phases 3 and 4 share a board
 phase3() {
   # a wider backbone for four methods. Measured with resnet18-cifar (2026-11-30, 4 at once):
   # epoch 13-18 of 20 in 200 s, online k-NN no higher than cnn-small's
   echo "== 3. $BB, standard preset, seeds ${P3_SEEDS:-0}, until +${BUDGET}s"
   # shellcheck disable=SC2086  # P3_EXTRA is a list of flags
   board --methods "${P3_METHODS:-vicreg,barlow-twins,simclr,byol}" --seeds "${P3_SEEDS:-0}" --preset "$SP" \
-    --board "fashion-mnist-standard-$BB" --generated-by "bash scripts/gpu_board.sh (phases 3-4: $BB, on one GPU)" \
+    --board "fashion-mnist-standard-$BB" --generated-by "$GEN34" \
     --out "runs/gpu/$BB" --stop-at "$(at 100)" --min-left 0 --backbone "$BB" -- ${P3_EXTRA:-}
 }
 phase4() {
@@ -94,7 +95,7 @@ phase4() {
   echo "== 4. $BB, ${P4_METHODS:-vicreg} for ${P4_EPOCHS:-40} epochs, until +${BUDGET}s"
   # shellcheck disable=SC2086
   board --methods "${P4_METHODS:-vicreg}" --preset "$SP" --board "fashion-mnist-standard-$BB" --force --no-baselines \
-    --generated-by "bash scripts/gpu_board.sh (phases 3-4: $BB, on one GPU)" \
+    --generated-by "$GEN34" \
     --out "runs/gpu/$BB-long" --stop-at "$(at 100)" --min-left 0 --backbone "$BB" -- \
     --set "epochs=${P4_EPOCHS:-40}" ${P3_EXTRA:-}
 }

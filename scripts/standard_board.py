@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shlex
 import shutil
 import subprocess
@@ -60,10 +59,9 @@ def read_rows(path: Path) -> list[dict]:
 
 
 def write_rows(path: Path, rows: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
-    os.replace(tmp, path)
+    from ssl_bench.checkpoint import atomic_write_text
+
+    atomic_write_text(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
 
 
 def run_dir(out: Path, dataset: str, method: str, preset: str, seed: int) -> Path | None:
@@ -199,6 +197,7 @@ def all_baselines(a, seeds: list[int], methods: list[str], rows_dir: Path) -> st
 
 
 def rebuild_board(a, rows_dir: Path) -> list[Path]:
+    from ssl_bench.checkpoint import atomic_write
     from ssl_bench.leaderboard import write_leaderboards
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -207,9 +206,8 @@ def rebuild_board(a, rows_dir: Path) -> list[Path]:
         out = []
         for p in written:
             dest = a.leaderboards / f"{a.board}{p.suffix}"
-            tmp_dest = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")  # atomic: phases may rebuild at once
-            tmp_dest.write_bytes(p.read_bytes())
-            os.replace(tmp_dest, dest)
+            data = p.read_bytes()
+            atomic_write(dest, lambda tmp, data=data: Path(tmp).write_bytes(data))  # phases may rebuild at once
             out.append(dest)
     return out
 

@@ -428,9 +428,9 @@ def multiblock_masks(
     need = min(int(min_keep), ch * cw)
     # Drawn for the whole batch at once (a loop over the samples cost 67 ms per batch of 256 on the
     # 7 x 7 grid, about 90 % of an I-JEPA step on an H200); same distribution as the loop.
-    rows, cols = torch.arange(gh).view(1, 1, gh, 1), torch.arange(gw).view(1, 1, 1, gw)
+    rows, cols = torch.arange(gh).view(gh, 1), torch.arange(gw).view(1, gw)
 
-    def rect(y: Tensor, x: Tensor, h: int, w: int) -> Tensor:  # (..., gh, gw) cover of blocks at (y, x)
+    def rect(y: Tensor, x: Tensor, h: int, w: int) -> Tensor:  # (*y.shape, gh, gw): cover of blocks at (y, x)
         yy, xx = y[..., None, None], x[..., None, None]
         return (rows >= yy) & (rows < yy + h) & (cols >= xx) & (cols < xx + w)
 
@@ -451,7 +451,7 @@ def multiblock_masks(
         x = torch.randint(0, gw - cw + 1, (len(pending),), generator=g)
         active = t_ix < (num_targets - dropped[pending]).view(-1, 1, 1, 1)
         blocked = (covers[pending] & active).any(1)
-        f = rect(y[:, None], x[:, None], ch, cw)[:, 0] & ~blocked  # (P, gh, gw)
+        f = rect(y, x, ch, cw) & ~blocked  # (P, gh, gw)
         ok = f.flatten(1).sum(1) >= need
         free[pending[ok]] = f[ok]
         bad = pending[~ok]
