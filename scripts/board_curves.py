@@ -8,7 +8,7 @@ Per run (one line per seed, the seeds of one configuration together, where it ra
 precision beside them): the loss at the middle and the last epoch, the loss change over the last
 fifth of the epochs (relative to the loss there), the online k-NN monitor (k-NN top-1 of a fixed 1,000-image
 training bank and 500 test queries, so about +-2 points of sampling noise) at each logged epoch
-of the second half, and the final k-NN top-1 of the full evaluation. ``--doc FILE`` replaces the
+of the second half, and the final k-NN and linear-probe top-1 of the full evaluation. ``--doc FILE`` replaces the
 block between ``<!-- curves -->`` and ``<!-- /curves -->`` in FILE instead of printing (``--block
 NAME``: between ``<!-- NAME -->`` and ``<!-- /NAME -->``, so that one page can hold several boards).
 """
@@ -37,8 +37,8 @@ def curve_row(run: Path) -> dict | None:
     if not rows:
         return None
     meta = json.loads((run / "results.jsonl").read_text().splitlines()[0])
-    final = next((json.loads(x)["value"] for x in (run / "results.jsonl").read_text().splitlines()
-                  if json.loads(x).get("evaluator") == "knn" and json.loads(x).get("metric") == "top1"), None)
+    top1 = {r["evaluator"]: r["value"] for r in map(json.loads, (run / "results.jsonl").read_text().splitlines())
+            if r.get("metric") == "top1" and r.get("status", "ok") == "ok"}
     n = len(rows)
     loss = [_float(r["loss"]) for r in rows]
     tail = max(1, n // 5)
@@ -49,7 +49,8 @@ def curve_row(run: Path) -> dict | None:
     return {"method": meta["method"], "backbone": meta["backbone"], "epochs": n, "seed": meta.get("seed"), "prec": prec,
             "where": f"{(meta.get('device') or '?').split(':')[0]}, {prec}",  # "cuda:NVIDIA H200" -> cuda
             "loss_mid": loss[n // 2 - 1], "loss_end": last, "tail": tail, "change": change,
-            "monitor": [(e, v) for e, v in mon if v is not None], "final": final}
+            "monitor": [(e, v) for e, v in mon if v is not None],
+            "final": top1.get("knn"), "linear": top1.get("linear")}
 
 
 def table(rows_dir: Path) -> str:
@@ -64,14 +65,14 @@ def table(rows_dir: Path) -> str:
         best[group(r)] = max(best.get(group(r), -1.0), r["final"] or 0.0)
     runs.sort(key=lambda r: (-best[group(r)], group(r), r["seed"] if r["seed"] is not None else -1))
     out = ["| method | backbone | epochs | seed | device, precision | loss, mid → end | loss change, last fifth "
-           "| k-NN monitor, 2nd half (epoch: %) | final k-NN |", "|---|---|---|---|---|---|---|---|---|"]
+           "| k-NN monitor, 2nd half (epoch: %) | final k-NN | final linear |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in runs:
         ch = "—" if r["change"] is None else f"{r['change']:+.1f}% (last {r['tail']} ep.)"
         mon = ", ".join(f"{e}: {v:.1f}" for e, v in r["monitor"]) or "—"
-        fin = "—" if r["final"] is None else f"{r['final']:.2f}"
+        fin, lin = ("—" if v is None else f"{v:.2f}" for v in (r["final"], r["linear"]))
         out.append(f"| {r['method']} | {r['backbone']} | {r['epochs']} | {r['seed']} | {r['where']} "
                    f"| {r['loss_mid']:.4g} → {r['loss_end']:.4g} "
-                   f"| {ch} | {mon} | {fin} |")
+                   f"| {ch} | {mon} | {fin} | {lin} |")
     return "\n".join(out) + "\n"
 
 

@@ -65,8 +65,8 @@ PARALLEL=${PARALLEL:-0}
 # a phase's deadline: phase 1 ends at P1 % of the budget when phase 2 follows it, else at the end
 end1() { if [ "$PARALLEL" = 1 ]; then at 100; else at "$P1"; fi; }
 phase1() {
-  # measured on one H200 (2026-11-30): 18 methods took 59-296 s each with 12 at once, 146-306 s with
-  # 19 at once; ijepa needed about 350 s alone, 90% of it drawing masks on the host (since batched)
+  # measured on one H200 (2026-11-30): with JOBS=19 all 19 methods at once took 160-368 s each, the
+  # whole call 399 s (ijepa the last; before its masks were batched it needed about 350 s alone)
   echo "== 1. standard board (all methods, seeds ${P1_SEEDS:-0}), until $(( $(end1) - T0 ))s"
   board --methods "$METHODS" --seeds "${P1_SEEDS:-0}" --preset "$SP" --board fashion-mnist-standard --out runs/gpu/standard \
     --generated-by "bash scripts/gpu_board.sh (phase 1: the standard preset, on one GPU)" \
@@ -82,8 +82,8 @@ phase2() {
 BB=${P3_BACKBONE:-cnn-wide}
 GEN34="bash scripts/gpu_board.sh (phases 3-4: $BB, on one GPU)"  # phases 3 and 4 share a board
 phase3() {
-  # a wider backbone for four methods. Measured with resnet18-cifar (2026-11-30, 4 at once):
-  # epoch 13-18 of 20 in 200 s, online k-NN no higher than cnn-small's
+  # a wider backbone for four methods. Measured on one H200 (2026-11-30): cnn-wide, fp32, 4 at once,
+  # 77-89 s of training each; resnet18-cifar, bf16, 3 at once, 151-197 s (+ about 50 s to evaluate)
   echo "== 3. $BB, standard preset, seeds ${P3_SEEDS:-0}, until +${BUDGET}s"
   # shellcheck disable=SC2086  # P3_EXTRA is a list of flags
   board --methods "${P3_METHODS:-vicreg,barlow-twins,simclr,byol}" --seeds "${P3_SEEDS:-0}" --preset "$SP" \

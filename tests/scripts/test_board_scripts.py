@@ -65,14 +65,16 @@ def test_board_curves_reports_the_committed_standard_runs():
     md = bc.table(ROOT / "leaderboards" / "fashion-mnist-standard-rows")
     lines = [line for line in md.splitlines() if line.startswith("| vicreg |")]
     cells = [[c.strip() for c in line.strip("|").split("|")] for line in lines]
-    assert [c[3] for c in cells] == ["0", "1"]  # one line per seed, in seed order, next to each other
+    assert [c[3] for c in cells] == ["0", "1", "2"]  # one line per seed, in seed order, next to each other
     assert all(c[1] == "cnn-small" and c[2] == "20" and c[4] == "cuda, auto" for c in cells)
-    assert [c[-1] for c in cells] == ["87.70", "87.81"]  # the final k-NN of each committed run
-    assert all("20:" in c[-2] for c in cells)  # the monitor's last logged epoch
-    # contrastive-jea's two fp32 seeds (CPU) are one row, its bf16 seed (GPU) another: not mixed
+    assert [c[-2] for c in cells] == ["87.70", "87.81", "87.54"]  # the final k-NN of each committed run
+    assert [c[-1] for c in cells] == ["88.25", "87.82", "87.34"]  # and its linear probe
+    assert all("20:" in c[-3] for c in cells)  # the monitor's last logged epoch
+    # contrastive-jea's two fp32 seeds (CPU) are one row, its bf16 seeds (GPU) another: not mixed
     cj = [[c.strip() for c in line.strip("|").split("|")] for line in md.splitlines()
           if line.startswith("| contrastive-jea |")]
-    assert [(c[3], c[4]) for c in cj] == [("0", "cpu, fp32"), ("1", "cpu, fp32"), ("1", "cuda, auto")]
+    assert [(c[3], c[4]) for c in cj] == [("0", "cpu, fp32"), ("1", "cpu, fp32"), ("1", "cuda, auto"),
+                                          ("2", "cuda, auto")]
 
 
 def test_board_curves_refuses_a_doc_without_its_block(tmp_path):
@@ -86,6 +88,7 @@ def test_board_curves_refuses_a_doc_without_its_block(tmp_path):
 @pytest.mark.parametrize(("doc", "rows", "block"), [
     ("docs/standard-leaderboard.md", "leaderboards/fashion-mnist-standard-rows", "curves"),
     ("docs/standard-leaderboard.md", "leaderboards/fashion-mnist-standard-cnn-wide-rows", "curves-cnn-wide"),
+    ("docs/standard-leaderboard.md", "leaderboards/fashion-mnist-standard-resnet18-cifar-rows", "curves-resnet18-cifar"),
 ])
 def test_committed_curves_block_is_what_the_script_writes(doc, rows, block, tmp_path):
     bc = _load("board_curves")
