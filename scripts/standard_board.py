@@ -22,7 +22,8 @@ across machines and sessions: a (method, seed) with successful rows there is not
 unless ``--force``). ``<board>`` is ``<dataset>-<preset>``
 unless ``--board`` names it. The ``pixels`` and ``random-init``
 reference rows are computed once per seed. The table is then rebuilt from the committed rows
-with the same code as ``ssl-bench leaderboard``.
+with the same code as ``ssl-bench leaderboard``; ``--table-only`` does only that (e.g. after rows
+from another machine were copied in: it starts no training, whatever rows are missing).
 """
 from __future__ import annotations
 
@@ -235,6 +236,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--generated-by", default=None, help="the command the table's header names (default: this one)")
     ap.add_argument("--one-process", action="store_true", help="train and evaluate each run in one `ssl-bench run` "
                     "process (no --resume: for short runs, e.g. on a GPU)")
+    ap.add_argument("--table-only", action="store_true", help="only rebuild the table from the rows "
+                    "folder: train and evaluate nothing")
     ap.add_argument("--leaderboards", type=Path, default=ROOT / "leaderboards",
                     help="where the table and its rows folder go (default: leaderboards/)")
     ap.add_argument("extra", nargs="*", help="extra flags for `ssl-bench train` after --, e.g. -- --set precision=fp32")
@@ -248,6 +251,12 @@ def main(argv: list[str] | None = None) -> int:
     a.command = a.generated_by or "python scripts/standard_board.py " + " ".join(
         shlex.quote(x) for x in (argv or sys.argv[1:]))
     rows_dir = a.leaderboards / f"{a.board}-rows"
+    if a.table_only:
+        if not rows_dir.is_dir():
+            print(f"standard_board: no rows folder {rows_dir}", file=sys.stderr)
+            return 2
+        log("board: " + ", ".join(str(p) for p in rebuild_board(a, rows_dir)))
+        return 0
     a.out.mkdir(parents=True, exist_ok=True)
     todo = []
     for seed in seeds:

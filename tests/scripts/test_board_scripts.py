@@ -119,6 +119,23 @@ def test_a_method_seed_with_committed_rows_is_not_trained_again(tmp_path, monkey
     assert "| simclr |" in (tmp_path / "lb" / "fashion-mnist.md").read_text()
 
 
+def test_table_only_rebuilds_the_table_and_trains_nothing_even_where_rows_are_missing(tmp_path, monkeypatch, capsys):
+    sb = _load("standard_board")
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: (_ for _ in ()).throw(AssertionError("trained")))
+    rows = tmp_path / "lb" / "fashion-mnist-rows"
+    src = next((ROOT / "leaderboards" / "fashion-mnist-rows").glob("fashion-mnist-simclr-cnn-small-quick-s0-*"))
+    shutil.copytree(src, rows / src.name)
+    args = ["--methods", "simclr,byol", "--preset", "quick", "--seeds", "0,1", "--board", "fashion-mnist",
+            "--out", str(tmp_path / "runs"), "--leaderboards", str(tmp_path / "lb"), "--table-only",
+            "--generated-by", "a documented command"]
+    assert sb.main(args) == 0  # byol and seed 1 have no rows, no baselines either: nothing starts
+    table = (tmp_path / "lb" / "fashion-mnist.md").read_text()
+    assert "| simclr |" in table and "| byol |" not in table and "a documented command" in table
+    assert not (tmp_path / "runs").exists()
+    assert sb.main([*args[:-5], "--leaderboards", str(tmp_path / "nothing"), "--table-only"]) == 2
+    assert "no rows folder" in capsys.readouterr().err
+
+
 def test_reproduces_counts_the_rows_inside_the_board_interval(tmp_path, capsys):
     """scripts/reproduces.py: a run value inside mean ± ci95 counts, one outside does not, a row
     the run lacks is left out, and a NaN interval (n = 1) is a zero-width one."""
