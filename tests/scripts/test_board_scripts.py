@@ -105,13 +105,20 @@ def test_committed_curves_block_is_what_the_script_writes(doc, rows, block, tmp_
     assert f"<!-- {block} -->" in written and f"<!-- /{block} -->" in written
 
 
-def test_a_method_seed_with_committed_rows_is_not_trained_again(tmp_path, monkeypatch, capsys):
-    """The rows folder alone (e.g. a fresh machine with an empty runs/) decides what is left to train."""
+def _board_with_simclr_seed0(tmp_path, monkeypatch):
+    """standard_board, with training forbidden and tmp_path/lb holding the committed quick rows of
+    simclr seed 0 (and nothing else)."""
     sb = _load("standard_board")
     monkeypatch.setattr(subprocess, "run", lambda *a, **k: (_ for _ in ()).throw(AssertionError("trained")))
     rows = tmp_path / "lb" / "fashion-mnist-rows"
     src = next((ROOT / "leaderboards" / "fashion-mnist-rows").glob("fashion-mnist-simclr-cnn-small-quick-s0-*"))
     shutil.copytree(src, rows / src.name)
+    return sb
+
+
+def test_a_method_seed_with_committed_rows_is_not_trained_again(tmp_path, monkeypatch, capsys):
+    """The rows folder alone (e.g. a fresh machine with an empty runs/) decides what is left to train."""
+    sb = _board_with_simclr_seed0(tmp_path, monkeypatch)
     rc = sb.main(["--methods", "simclr", "--preset", "quick", "--seeds", "0", "--board", "fashion-mnist",
                   "--no-baselines", "--out", str(tmp_path / "runs"), "--leaderboards", str(tmp_path / "lb")])
     assert rc == 0
@@ -120,11 +127,7 @@ def test_a_method_seed_with_committed_rows_is_not_trained_again(tmp_path, monkey
 
 
 def test_table_only_rebuilds_the_table_and_trains_nothing_even_where_rows_are_missing(tmp_path, monkeypatch, capsys):
-    sb = _load("standard_board")
-    monkeypatch.setattr(subprocess, "run", lambda *a, **k: (_ for _ in ()).throw(AssertionError("trained")))
-    rows = tmp_path / "lb" / "fashion-mnist-rows"
-    src = next((ROOT / "leaderboards" / "fashion-mnist-rows").glob("fashion-mnist-simclr-cnn-small-quick-s0-*"))
-    shutil.copytree(src, rows / src.name)
+    sb = _board_with_simclr_seed0(tmp_path, monkeypatch)
     args = ["--methods", "simclr,byol", "--preset", "quick", "--seeds", "0,1", "--board", "fashion-mnist",
             "--out", str(tmp_path / "runs"), "--leaderboards", str(tmp_path / "lb"), "--table-only",
             "--generated-by", "a documented command"]
