@@ -91,7 +91,7 @@ def _cifar_batches(folder: Path, files: list[str], label_key: str) -> tuple[np.n
 
 
 def _cifar(kind: str, root: str | os.PathLike | None) -> Data:
-    base = data_root(root, default="data")
+    base = data_root(root, default="data", must_exist=False)  # not found: the error says how to get it
     folder_name, train_files, test_files, label_key, meta_file, names_key, n_classes = _CIFAR[kind]
     folder = base / folder_name
     if not folder.is_dir():

@@ -67,24 +67,38 @@ def _find_idx(dirs: list[Path], stem: str) -> Path | None:
     return None
 
 
+def _idx_paths(base: Path | None) -> dict[str, Path]:
+    """The four IDX files, all from one folder: under a given root (``base/fashion-mnist`` or
+    ``base``) and nowhere else, else in the system location. A folder holding some of them but not
+    all is an error naming what is missing: files are never mixed with those of another place."""
+    dirs = [base / "fashion-mnist", base] if base else [Path(FMNIST_SYSTEM_DIR)]
+    for d in dirs:
+        paths = {k: _find_idx([d], v) for k, v in FMNIST_FILES.items()}
+        missing = [FMNIST_FILES[k] + ".gz" for k, p in paths.items() if p is None]
+        if not missing:
+            return {k: p for k, p in paths.items() if p is not None}
+        if len(missing) < len(FMNIST_FILES):
+            raise DatasetNotFoundError(
+                f"Fashion-MNIST in {d} is incomplete: missing {', '.join(missing)} "
+                "(all four IDX files must come from the same folder)"
+            )
+    where = ", ".join(str(d) for d in dirs)
+    fix = (
+        f"put the four IDX files there, or leave --data-root and SSL_BENCH_DATA unset to use {FMNIST_SYSTEM_DIR} "
+        "(`sudo apt-get install dataset-fashion-mnist`)"
+        if base
+        else "run `sudo apt-get install dataset-fashion-mnist` or set SSL_BENCH_DATA to a folder with the IDX files"
+    )
+    raise DatasetNotFoundError(f"Fashion-MNIST not found (looked in {where}; missing {FMNIST_FILES['train_x']}.gz): {fix}")
+
+
 @register_dataset("fashion-mnist")
 def fashion_mnist(root: str | os.PathLike | None = None) -> Data:
     """Fashion-MNIST (Xiao et al. 2017): 60k/10k 28x28 grey images, 10 classes."""
-    base = data_root(root)
-    dirs = [base / "fashion-mnist", base] if base else []
-    dirs.append(Path(FMNIST_SYSTEM_DIR))
-    paths = {k: _find_idx(dirs, v) for k, v in FMNIST_FILES.items()}
-    missing = [FMNIST_FILES[k] for k, p in paths.items() if p is None]
-    if missing:
-        where = ", ".join(str(d) for d in dirs)
-        raise DatasetNotFoundError(
-            f"Fashion-MNIST not found (looked in {where}; missing {missing[0]}.gz): "
-            f"run `sudo apt-get install dataset-fashion-mnist` or set SSL_BENCH_DATA to a folder with the IDX files"
-        )
-    found = {k: p for k, p in paths.items() if p is not None}  # all of them (checked above)
-    for p in found.values():
+    paths = _idx_paths(data_root(root))
+    for p in paths.values():
         verify_checksum(p)
-    arrays = {k: read_idx(p) for k, p in found.items()}
+    arrays = {k: read_idx(p) for k, p in paths.items()}
     for split in ("train", "test"):
         x, y = arrays[f"{split}_x"], arrays[f"{split}_y"]
         if x.ndim != 3 or y.ndim != 1:
@@ -113,5 +127,5 @@ def fashion_mnist(root: str | os.PathLike | None = None) -> Data:
         DataKind.IMAGE,
         (0.2860,),
         (0.3530,),
-        info={"source": str(found["train_x"].parent)},
+        info={"source": str(paths["train_x"].parent)},
     )

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from ssl_bench.data import Data, channel_stats, data_root, dataset_missing, verify_checksum
-from ssl_bench.errors import ConfigError
+from ssl_bench.errors import ConfigError, DatasetNotFoundError
 from ssl_bench.kinds import DataKind
 from ssl_bench.registry import register_dataset
 from ssl_bench.streaming import BinImages
@@ -32,7 +32,7 @@ def stl10(root: str | os.PathLike | None = None, image_size: int | None = None, 
         isinstance(image_size, bool) or not isinstance(image_size, int) or not 8 <= image_size <= 1024
     ):
         raise ConfigError(f"stl10 option 'image_size' must be an integer in [8, 1024], got {image_size!r}")
-    base = data_root(root, default="data")
+    base = data_root(root, default="data", must_exist=False)  # not found: the error says how to get it
 
     class _NoChecksum(tvd.STL10):  # labelled splits only: the unlabelled 2.5 GB file is streamed
         def _check_integrity(self) -> bool:
@@ -55,6 +55,8 @@ def stl10(root: str | os.PathLike | None = None, image_size: int | None = None, 
         tr, te = _NoChecksum(str(base), split="train"), _NoChecksum(str(base), split="test")
     except (RuntimeError, OSError, ValueError) as exc:
         raise dataset_missing("STL-10", base, f"incomplete files ({exc})") from exc
+    for split, ds in (("train", tr), ("test", te)):
+        _check_labels(base / tvd.STL10.base_folder, split, len(ds.data))
     xtr, xte = torch.from_numpy(tr.data.copy()), torch.from_numpy(te.data.copy())
     if image_size:
         xtr, xte = _resize_uint8(xtr, image_size), _resize_uint8(xte, image_size)
@@ -85,6 +87,25 @@ def stl10(root: str | os.PathLike | None = None, image_size: int | None = None, 
         info=info,
         x_pretrain=unlabeled,
     )
+
+
+def _check_labels(folder: Path, split: str, n_images: int) -> None:
+    """One label per image of ``{split}_X.bin``, each a class 1..10 (as ``{split}_y.bin`` stores
+    them); else a one-line error naming the label file: no row is ever computed from bad labels."""
+    path = folder / f"{split}_y.bin"
+    y = np.fromfile(path, dtype=np.uint8)
+    if len(y) != n_images:
+        raise DatasetNotFoundError(
+            f"{path} holds {len(y)} labels for the {n_images} images of {folder / f'{split}_X.bin'}: "
+            "the files do not belong together (or one is cut)"
+        )
+    bad = (y < 1) | (y > 10)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise DatasetNotFoundError(
+            f"{path}: labels must be classes 1..10, found {int(y[i])} at position {i} "
+            f"({int(bad.sum())} of {len(y)} out of range)"
+        )
 
 
 def _resize_uint8(x: torch.Tensor, size: int) -> torch.Tensor:

@@ -9,7 +9,8 @@ Every loader returns a :class:`Data`: train/test images, labels and the facts th
 the backbones need (kind, shape, channel statistics). Nothing here downloads: a dataset that is
 not on disk raises :class:`DatasetNotFoundError` with the command that gets it.
 
-Data roots: ``root=`` argument, else ``$SSL_BENCH_DATA``, else the system location.
+Data roots: ``root=`` argument, else ``$SSL_BENCH_DATA``, else the system location. A root that
+is given is strict (:func:`data_root`): every file comes from there, or there is an error.
 """
 
 from __future__ import annotations
@@ -167,16 +168,33 @@ def load_dataset(name: str, root: str | os.PathLike | None = None, **kwargs: Any
 
 
 @overload
-def data_root(root: str | os.PathLike | None, default: str) -> Path: ...
+def data_root(root: str | os.PathLike | None, default: str, must_exist: bool = True) -> Path: ...
 @overload
-def data_root(root: str | os.PathLike | None, default: None = None) -> Path | None: ...
-def data_root(root: str | os.PathLike | None, default: str | None = None) -> Path | None:
+def data_root(root: str | os.PathLike | None, default: None = None, must_exist: bool = True) -> Path | None: ...
+def data_root(root: str | os.PathLike | None, default: str | None = None, must_exist: bool = True) -> Path | None:
+    """The folder a loader reads from: ``root``, else ``$SSL_BENCH_DATA``, else ``default``. A root
+    the user gave (either of the first two) is strict: it is never replaced by another location,
+    it may not be a file, and it must exist (a :class:`DatasetNotFoundError` otherwise), unless
+    ``must_exist=False``: then the loader's own not-found error names the folder and how to fill it."""
     if root:
-        return Path(root)
+        return given_root(root, "--data-root", must_exist)
     env = os.environ.get("SSL_BENCH_DATA")
     if env:
-        return Path(env)
+        return given_root(env, "SSL_BENCH_DATA", must_exist)
     return Path(default) if default else None
+
+
+def given_root(root: str | os.PathLike, source: str, must_exist: bool = True) -> Path:
+    """``root`` as a Path when it is an existing folder (or, without ``must_exist``, nothing yet);
+    else a one-line error naming ``source`` (``--data-root`` or ``SSL_BENCH_DATA``)."""
+    p = Path(root)
+    if p.is_dir() or not (p.exists() or must_exist):
+        return p
+    why = "is a file, not a folder" if p.exists() else "does not exist"
+    raise DatasetNotFoundError(
+        f"data root {p} ({source}) {why}: give the folder that holds the dataset, or leave {source} unset "
+        "to use the default location"
+    )
 
 
 #: Suffix of a checksum file next to a dataset file: ``train-images-idx3-ubyte.gz.sha256`` holds the

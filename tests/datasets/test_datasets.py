@@ -57,6 +57,7 @@ def test_missing_fmnist_names_the_install_command(tmp_path, monkeypatch):
     import ssl_bench.datasets.fashion_mnist as fmnist
 
     monkeypatch.setattr(fmnist, "FMNIST_SYSTEM_DIR", str(tmp_path / "nowhere"))
+    (tmp_path / "empty").mkdir()  # a root that does not exist is an error of its own (test_data_roots.py)
     monkeypatch.setenv("SSL_BENCH_DATA", str(tmp_path / "empty"))
     with pytest.raises(DatasetNotFoundError) as err:
         load_dataset("fashion-mnist")
@@ -106,8 +107,8 @@ def test_cifar100_fixture_and_missing(tmp_path):
         pickle.dump({"fine_label_names": [f"c{i}" for i in range(100)]}, f)
     data = load_dataset("cifar100", root=tmp_path)
     assert data.x_train.shape == (8, 3, 32, 32) and data.num_classes == 100
-    with pytest.raises(DatasetNotFoundError, match="download=True"):
-        load_dataset("cifar10", root=tmp_path / "none")
+    with pytest.raises(DatasetNotFoundError, match="download=True"):  # a root without cifar-10-batches-py/
+        load_dataset("cifar10", root=tmp_path)
 
 
 def test_stl10_from_fixture(tmp_path):
