@@ -89,7 +89,9 @@ def _idx_paths(base: Path | None) -> dict[str, Path]:
         if base
         else "run `sudo apt-get install dataset-fashion-mnist` or set SSL_BENCH_DATA to a folder with the IDX files"
     )
-    raise DatasetNotFoundError(f"Fashion-MNIST not found (looked in {where}; missing {FMNIST_FILES['train_x']}.gz): {fix}")
+    raise DatasetNotFoundError(
+        f"Fashion-MNIST not found (looked in {where}; missing {FMNIST_FILES['train_x']}.gz): {fix}"
+    )
 
 
 @register_dataset("fashion-mnist")

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from ssl_bench.data import Data, channel_stats, folder_options, streamed_folder
-from ssl_bench.errors import DatasetNotFoundError
+from ssl_bench.errors import ConfigError, DatasetNotFoundError
 from ssl_bench.kinds import DataKind
 from ssl_bench.registry import register_dataset
 
@@ -36,6 +36,8 @@ def imagefolder(
     from PIL import Image
     from torchvision import datasets as tvd
 
+    if not isinstance(stream, bool):
+        raise ConfigError(f"imagefolder option 'stream' must be true or false, got {stream!r}")
     base, test_dir = folder_options("imagefolder", root, image_size, channels, mean, std, stats_sample)
     if stream:
         return streamed_folder("imagefolder", base, test_dir, image_size, channels, mean, std, stats_sample)

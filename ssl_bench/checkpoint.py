@@ -34,7 +34,7 @@ from typing import Any
 
 import torch
 
-from .errors import CheckpointError, SSLBenchError
+from .errors import CheckpointError, SSLBenchError, not_a_file
 from .kinds import DataKind
 
 META_KEY = "ssl_bench"
@@ -68,10 +68,21 @@ def atomic_write(path: Path, write: Callable[[str], object]) -> None:
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise naming(exc, path) from exc
         raise
+
+
+def naming(exc: OSError, path: str | Path) -> OSError:
+    """``exc`` when it names a file; else the same error (errno, message) naming ``path``: a write
+    that fails on a full disk (ENOSPC) or a file-size limit (EFBIG) raises an OSError without a
+    file name, and the one-line error must say which file could not be written."""
+    if exc.filename is not None:
+        return exc
+    return OSError(exc.errno, exc.strerror or str(exc) or type(exc).__name__, str(path))
 
 
 def atomic_write_dir(path: Path, write: Callable[[Path], object]) -> None:
@@ -154,7 +165,7 @@ def read_encoder(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, A
 
     p = Path(path)
     if not p.is_file():
-        raise CheckpointError(f"checkpoint {p} does not exist")
+        raise CheckpointError(not_a_file("checkpoint", p))
     try:
         with safe_open(str(p), framework="pt") as f:
             meta_raw = (f.metadata() or {}).get(META_KEY)
@@ -192,7 +203,7 @@ def check_meta(p: Path, meta: Any) -> None:
 
     if not isinstance(meta, dict):
         raise bad(f"expected a JSON object, got {type(meta).__name__}")
-    for k in ("config", "kind", "input_shape", "epoch"):
+    for k in ("config", "kind", "input_shape", "epoch", "run_id", "backbone", "config_hash"):
         if k not in meta:
             raise bad(f"missing {k!r}")
     if not isinstance(meta["config"], dict):
@@ -220,6 +231,61 @@ def check_meta(p: Path, meta: Any) -> None:
     ts = meta.get("train_seconds")
     if ts is not None and (isinstance(ts, bool) or not isinstance(ts, (int, float))):
         raise bad(f"'train_seconds' must be a number, got {ts!r}")
+
+
+#: Values (parameters and buffers) a model rebuilt from checkpoint metadata may hold beyond the
+#: backbone weights the checkpoint carries and two copies of them (an EMA target, a teacher): the
+#: heads (projector, predictor, decoder) evaluation rebuilds from the metadata alone. 2**28 (1 GiB
+#: in fp32) is above the largest head of a built-in method (about 151M values: vicreg's
+#: 8192-wide projector on resnet50-cifar).
+MAX_HEAD_VALUES = 1 << 28
+
+
+def build_to_fit(path: Path, state: dict[str, torch.Tensor], build: Callable[[], torch.nn.Module]) -> torch.nn.Module:
+    """``build()`` (a model with a ``backbone`` whose weights are ``state``), after checking on the
+    meta device, where building allocates nothing, that the model the metadata describes holds
+    exactly the checkpoint's tensors (names and shapes) plus heads of at most twice their values
+    and :data:`MAX_HEAD_VALUES`: crafted or mismatched metadata (backbone widths, head sizes) is a one-line
+    CheckpointError before any memory is allocated, never a model sized by the metadata alone."""
+    with torch.device("meta"):
+        probe = build()
+    want = {k: tuple(v.shape) for k, v in getattr(probe, "backbone", probe).state_dict().items()}
+    have = {k: tuple(v.shape) for k, v in state.items()}
+    for k in sorted(set(want) | set(have)):
+        if want.get(k) != have.get(k):
+            what = (
+                f"has no tensor {k!r}"
+                if k not in have
+                else f"holds a tensor {k!r} that the model lacks"
+                if k not in want
+                else f"holds {k!r} of shape {list(have[k])}, the model needs {list(want[k])}"
+            )
+            raise CheckpointError(
+                f"checkpoint {path}: its metadata describes another model than its weights "
+                f"(the checkpoint {what}); nothing was built"
+            )
+    held = sum(t.numel() for t in state.values())
+    extra = sum(t.numel() for t in probe.state_dict().values()) - held
+    if extra > 2 * held + MAX_HEAD_VALUES:
+        raise CheckpointError(
+            f"checkpoint {path}: its metadata asks for heads of {extra:,} values beyond the {held:,} of its weights "
+            f"(at most twice those plus {MAX_HEAD_VALUES:,}); refused before building"
+        )
+    return build()
+
+
+def check_data_fits(path: Path, meta: dict[str, Any], dataset: str, kind: str, input_shape: tuple[int, ...]) -> None:
+    """The data a checkpoint is evaluated on must be of the kind it was trained on, with the same
+    input channels (images) or dimension (vectors); else a one-line CheckpointError."""
+    want = tuple(meta["input_shape"])
+    if kind != meta["kind"] or (want[:1] if kind == DataKind.IMAGE else want) != (
+        input_shape[:1] if kind == DataKind.IMAGE else input_shape
+    ):
+        raise CheckpointError(
+            f"checkpoint {path} was trained on {meta['kind']} data of shape {list(want)}; dataset {dataset!r} "
+            f"is {kind} data of shape {list(input_shape)}: pick a dataset of the same kind and "
+            f"{'channels' if meta['kind'] == DataKind.IMAGE else 'dimension'}"
+        )
 
 
 def save_resume(path: Path, state: dict[str, Any]) -> None:

@@ -235,7 +235,7 @@ def cmd_run(a: argparse.Namespace) -> int:
             data=data,
         )
     if failures and len(failures) == len(methods) * len(seeds) and not any(r.get("status", "ok") == "ok" for r in rows):
-        raise SweepFailed(failures)
+        raise SweepFailed(failures, all_failed=True, written=False)
     written = write_leaderboards(Path(a.out), Path(a.leaderboards), [base.dataset], command="ssl-bench leaderboard")
     if not a.no_report:
         from .report import write_report
@@ -245,7 +245,7 @@ def cmd_run(a: argparse.Namespace) -> int:
     ok_rows = [r for r in rows if r.get("status", "ok") == "ok"]
     print(f"{len(ok_rows)} result rows; wrote " + ", ".join(str(p) for p in written))
     if failures:
-        raise SweepFailed(failures)
+        raise SweepFailed(failures, all_failed=len(failures) == len(methods) * len(seeds))
     return 0
 
 
@@ -406,17 +406,17 @@ def cmd_list(a: argparse.Namespace) -> int:
 
 
 def cmd_leaderboard(a: argparse.Namespace) -> int:
-    from .leaderboard import update_readme, write_leaderboards
+    from .leaderboard import readme_blocks, refresh_readme, write_leaderboards
 
+    if a.readme:  # a broken or read-only README is refused before anything is written
+        readme_blocks(Path(a.readme))
     written = write_leaderboards(
         Path(a.runs), Path(a.out), [a.dataset] if a.dataset else None, command="ssl-bench leaderboard"
     )
     if not written:
         raise SSLBenchError(f"no result rows under {a.runs}: run `ssl-bench run` first")
     if a.readme:
-        for md in (p for p in written if p.suffix == ".md"):
-            if update_readme(Path(a.readme), md.stem, md.read_text()):
-                written.append(Path(a.readme))
+        written += refresh_readme(Path(a.readme), [p for p in written if p.suffix == ".md"], bool(a.dataset))
     print("wrote " + ", ".join(str(p) for p in written))
     return 0
 

@@ -50,7 +50,7 @@ from typing import Any, TYPE_CHECKING
 
 from ssl_bench.evaluators.collapse import VERDICTS, verdict
 
-from .errors import ConfigError
+from .errors import ConfigError, not_a_file
 
 if TYPE_CHECKING:
     import torch
@@ -202,9 +202,11 @@ def load_cases(path: str | Path | None = None) -> list[Case]:
     """Parse and check a cases file (the built-in one when ``path`` is None)."""
     p = Path(path) if path is not None else builtin_cases_path()
     if not p.is_file():
-        raise ConfigError(f"cases file {p} does not exist")
+        raise ConfigError(not_a_file("cases file", p))
     try:
-        data = tomllib.loads(p.read_text())
+        data = tomllib.loads(p.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"cases file {p} is not UTF-8 text (byte {exc.start}): not a TOML cases file") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"cases file {p} is not valid TOML: {exc}") from exc
     return parse_cases(data, str(p))

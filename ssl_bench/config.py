@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
+from .errors import ConfigError, not_a_file
 
 #: Training budgets. ``None`` = the whole split. ``quick`` is the default of ``ssl-bench run``.
 PRESETS: dict[str, dict[str, Any]] = {
@@ -135,7 +135,7 @@ class RunConfig:
     def from_file(cls, path: str | Path) -> RunConfig:
         p = Path(path)
         if not p.is_file():
-            raise ConfigError(f"config file {p} does not exist")
+            raise ConfigError(not_a_file("config file", p))
         try:
             text = p.read_bytes().decode("utf-8")
         except UnicodeDecodeError as exc:
@@ -235,6 +235,8 @@ class RunConfig:
         for ev, opts in self.eval_kwargs.items():
             if not isinstance(opts, dict):
                 raise ConfigError(f"eval_kwargs.{ev} must be a mapping of options, got {opts!r}")
+        if "root" in self.dataset_kwargs:  # one way to name the data folder, never from a file's options
+            raise ConfigError("dataset_kwargs may not set 'root': give the folder with --data-root (data_root)")
         for name in ("method_kwargs", "backbone_kwargs", "dataset_kwargs", "views"):
             for key, v in getattr(self, name).items():
                 if not isinstance(key, str):

@@ -28,7 +28,7 @@ from torch import nn
 from . import ondisk, streaming, threads
 from . import precision as prec
 from .build import build_method
-from .checkpoint import atomic_write, atomic_write_dir, file_digest, read_encoder
+from .checkpoint import atomic_write, atomic_write_dir, build_to_fit, check_data_fits, file_digest, read_encoder
 from .config import RunConfig
 from .data import Data, in_memory
 from .errors import CheckpointError, ConfigError
@@ -348,15 +348,21 @@ def inference_copy(model: ModuleT) -> ModuleT:
     return copy
 
 
-def load_method_from_checkpoint(path: Path, device: torch.device) -> tuple[Method, RunConfig, dict[str, Any]]:
-    """Rebuild the method of a checkpoint and load its backbone weights (strict)."""
+def load_method_from_checkpoint(
+    path: Path, device: torch.device, data: Data | None = None
+) -> tuple[Method, RunConfig, dict[str, Any]]:
+    """Rebuild the method of a checkpoint and load its backbone weights (strict). The metadata must
+    describe the weights (:func:`~ssl_bench.checkpoint.build_to_fit`) and, when given, ``data``
+    must be of the checkpoint's kind and input size (:func:`~ssl_bench.checkpoint.check_data_fits`)."""
     state, meta = read_encoder(path)
+    if data is not None:
+        check_data_fits(path, meta, data.name, data.kind, data.input_shape)
     try:
         cfg = RunConfig.from_dict(meta["config"])
         spec = DataSpec(kind=meta["kind"], input_shape=tuple(meta["input_shape"]))
     except (KeyError, TypeError) as exc:
         raise CheckpointError(f"checkpoint {path} has incomplete metadata (missing {exc})") from exc
-    method = build_method(cfg, spec)
+    method = cast(Method, build_to_fit(path, state, lambda: build_method(cfg, spec)))
     try:
         method.backbone.load_state_dict(state, strict=True)
     except RuntimeError as exc:
@@ -383,7 +389,7 @@ def checkpoint_embeddings(
     path = Path(path)
     digest = file_digest(path)
     cache_dir = Path(cache_dir) if cache_dir else path.parent.parent / "embeddings"
-    method, cfg, meta = load_method_from_checkpoint(path, device)
+    method, cfg, meta = load_method_from_checkpoint(path, device, data)
     precision = prec.resolve_precision(precision or cfg.precision, device)
     key_fields = cache_key(digest, data, precision, layer)
     key_hash = hashlib.sha256(json.dumps(key_fields, sort_keys=True).encode()).hexdigest()[:16]

@@ -26,3 +26,19 @@ class CheckpointError(SSLBenchError):
 
 class TrainingDivergedError(SSLBenchError, FloatingPointError):
     """The loss became NaN/inf; the last good checkpoint is kept."""
+
+
+def warn(msg: str) -> None:
+    """One line on stderr, ``ssl-bench: warning: ...``: something was skipped and the command goes on."""
+    import sys
+
+    print(f"ssl-bench: warning: {' '.join(str(msg).split())}", file=sys.stderr, flush=True)
+
+
+def not_a_file(what: str, path: object) -> str:
+    """``"<what> <path> is a directory, not a file"`` or ``"... does not exist"``: the message for a
+    path that ``is_file()`` refused, true for both cases."""
+    from pathlib import Path
+
+    p = Path(str(path))
+    return f"{what} {p} is a directory, not a file" if p.is_dir() else f"{what} {p} does not exist"

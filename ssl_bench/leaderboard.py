@@ -390,6 +390,10 @@ def _select(df: pd.DataFrame, spec: str) -> pd.DataFrame:
     """Rows of ``spec``, tried in turn: a method name, a leaderboard row label
     (``simclr [temperature=0.5]``), a prefix (>= 4 characters) of a configuration's ``train_hash``
     (the CSV's column), a run-id prefix."""
+    if not spec.strip():
+        raise ConfigError(
+            "compare: an empty name selects nothing; name a method, row label, train hash or run-id prefix"
+        )
     ok = df[(df["status"] == "ok") & df["value"].notna()]
     sel = ok[ok["method"] == spec]
     if sel.empty:
@@ -508,15 +512,80 @@ def format_compare(res: dict, all_metrics: bool = False) -> str:
     return "\n".join(lines)
 
 
-def update_readme(readme: Path, dataset: str, table_md: str) -> bool:
-    """Replace the block between ``<!-- leaderboard:DATASET -->`` and ``<!-- /leaderboard -->``."""
+README_START, README_END = "<!-- leaderboard:{} -->", "<!-- /leaderboard -->"
+
+
+def readme_blocks(readme: Path) -> dict[str, tuple[int, int]]:
+    """{dataset: (end of its opening marker, start of its closing marker)} of the blocks
+    ``<!-- leaderboard:DATASET -->`` ... ``<!-- /leaderboard -->`` in ``readme``. Checked before
+    anything is written: a README that is missing, not UTF-8 text or read-only, and a marker that
+    is misspelt, unclosed, stray or repeated, are one-line ConfigErrors."""
+    import os
+    import re
+
     readme = Path(readme)
-    text = readme.read_text()
-    start, end = f"<!-- leaderboard:{dataset} -->", "<!-- /leaderboard -->"
-    i = text.find(start)
-    j = text.find(end, i + 1)
-    if i < 0 or j < 0:
+    if readme.is_dir() or not readme.exists():
+        raise ConfigError(f"--readme {readme} {'is a directory' if readme.is_dir() else 'does not exist'}")
+    if not os.access(readme, os.W_OK):
+        raise ConfigError(f"--readme {readme} is read-only: its leaderboard block could not be refreshed")
+    try:
+        text = readme.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"--readme {readme} is not UTF-8 text (byte {exc.start})") from None
+    blocks: dict[str, tuple[int, int]] = {}
+    open_name, open_at = None, 0
+    for m in re.finditer(r"<!--\s*(?:/\s*leaderboard|leaderboard\s*:).*?-->", text, flags=re.S):
+        line = text.count("\n", 0, m.start()) + 1
+        opening = re.fullmatch(r"<!-- leaderboard:([\w.+-]+) -->", m.group())
+        if opening is None and m.group() != README_END:
+            raise ConfigError(
+                f"{readme} line {line}: {m.group()!r} is a misspelt marker; a block is "
+                f"{README_START.format('DATASET')} ... {README_END}"
+            )
+        if open_name is not None and opening is not None:
+            raise ConfigError(f"{readme}: the block of {open_name!r} is not closed by {README_END} before line {line}")
+        if opening is not None:
+            open_name, open_at = opening.group(1), m.end()
+            if open_name in blocks:
+                raise ConfigError(f"{readme} line {line}: a second block for {open_name!r}")
+        elif open_name is None:
+            raise ConfigError(f"{readme} line {line}: {README_END} closes no block")
+        else:
+            blocks[open_name], open_name = (open_at, m.start()), None
+    if open_name is not None:
+        raise ConfigError(f"{readme}: the block of {open_name!r} is never closed by {README_END}")
+    return blocks
+
+
+def update_readme(readme: Path, dataset: str, table_md: str) -> bool:
+    """Replace the block between ``<!-- leaderboard:DATASET -->`` and ``<!-- /leaderboard -->``;
+    False when the README has no block for ``dataset``, a ConfigError when its markers are broken
+    (:func:`readme_blocks`)."""
+    readme = Path(readme)
+    blocks = readme_blocks(readme)
+    if dataset not in blocks:
         return False
+    text = readme.read_text(encoding="utf-8")
+    i, j = blocks[dataset]
     body = "\n".join(line for line in table_md.splitlines() if not line.startswith("# "))
-    atomic_write_text(readme, text[: i + len(start)] + "\n" + body.strip() + "\n" + text[j:])
+    atomic_write_text(readme, text[:i] + "\n" + body.strip() + "\n" + text[j:])
     return True
+
+
+def refresh_readme(readme: Path, tables: list[Path], named: bool) -> list[Path]:
+    """Refresh the blocks of ``readme`` from the leaderboard Markdown files ``tables``
+    (``<dataset>.md``). A dataset the user ``named`` (``--dataset``) must have its block, and so
+    must at least one of the others; the ones without a block are named in a warning."""
+    from .errors import warn
+
+    blocks = readme_blocks(readme)
+    missing = [md.stem for md in tables if md.stem not in blocks]
+    if missing and (named or len(missing) == len(tables)):
+        raise ConfigError(
+            f"{readme} has no {README_START.format(missing[0])} ... {README_END} block "
+            f"(its blocks: {', '.join(blocks) or 'none'}); nothing in it was changed"
+        )
+    if missing:
+        warn(f"{readme} has no block for {', '.join(missing)}: those tables were not copied into it")
+    refreshed = [update_readme(readme, md.stem, md.read_text()) for md in tables if md.stem in blocks]
+    return [Path(readme)] if any(refreshed) else []

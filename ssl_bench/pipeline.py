@@ -63,11 +63,17 @@ class ResultsNotSavedError(SSLBenchError):
 class SweepFailed(SSLBenchError):
     """Some (method, seed) runs of a sweep failed; the others were evaluated and ranked."""
 
-    def __init__(self, failures: list[dict]) -> None:
+    def __init__(self, failures: list[dict], all_failed: bool = False, written: bool = True) -> None:
         self.failures = failures
         what = "; ".join(f"{f['method']} seed {f['seed']} {f['status']}" for f in failures)
+        if not written:
+            others = "no run succeeded, so no leaderboard was written"
+        elif all_failed:
+            others = "no run succeeded: the leaderboard shows only the reference rows and the failures"
+        else:
+            others = "the leaderboard has the others"
         super().__init__(
-            f"{len(failures)} run(s) of the sweep failed ({what}); the leaderboard has the others, "
+            f"{len(failures)} run(s) of the sweep failed ({what}); {others}, "
             f"the reasons are in each run's results.jsonl and above"
         )
 
@@ -405,9 +411,11 @@ def _one_line(exc: BaseException) -> str:
 
 def failure_row(cfg: RunConfig, out: Path, kind: str, status: str, reason: str) -> dict:
     """The result row of a (method, seed) run that diverged or failed: no numbers, a status and a
-    one-line reason (value is null)."""
+    one-line reason (value is null). The config is stored as trained, after the preset (as the
+    trainer names the run and as its ok seeds store it): the same run folder, the same row."""
+    cfg = cfg.with_preset()
     bb = backbone_choice(cfg, kind)[0]
-    epochs = cfg.with_preset().epochs
+    epochs = cfg.epochs
     assert epochs is not None  # every preset sets it
     row = make_rows(
         {"status": 0.0},

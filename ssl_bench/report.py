@@ -189,6 +189,24 @@ def read_curve(run: Run) -> dict | None:
     return c
 
 
+def read_spectrum(path: Path) -> np.ndarray | None:
+    """A ``collapse-spectrum.npy`` artifact (a 1-D array of real numbers), or None with a warning
+    naming the file when it is damaged (truncated, an object array, another shape): one bad
+    artifact leaves its run out of the figure, never the whole report."""
+    from .errors import warn
+
+    try:
+        s = np.load(path, allow_pickle=False)
+        if not isinstance(s, np.ndarray) or s.ndim != 1 or not len(s) or not np.issubdtype(s.dtype, np.number):
+            raise ValueError(f"expected a 1-D numeric array, got {getattr(s, 'shape', type(s).__name__)}")
+        if np.iscomplexobj(s):
+            raise ValueError("complex values")
+    except Exception as exc:  # any damage of a data file: ValueError, EOFError, OSError, BadZipFile...
+        warn(f"skipped {path}: not a readable spectrum ({type(exc).__name__}: {exc})")
+        return None
+    return s
+
+
 def latest_artifact(run: Run, name: str) -> Path | None:
     """``<run>/artifacts/<prefix><name>`` of the run's last checkpoint (prefix ``epoch_NNNN-``,
     :func:`ssl_bench.checkpoint.artifact_dir`), or ``<run>/artifacts/<name>`` of a baseline. Runs
@@ -432,7 +450,8 @@ def dataset_sections(
     log(f"[report] {ds} curves: {time.perf_counter() - t0:.1f}s")
 
     def spectra() -> str:
-        sp = {r.label: np.load(p) for r in picked if (p := latest_artifact(r, "collapse-spectrum.npy"))}
+        paths = {r.label: p for r in picked if (p := latest_artifact(r, "collapse-spectrum.npy"))}
+        sp = {k: s for k, p in paths.items() if (s := read_spectrum(p)) is not None}
         return (
             _img(figures.eigen_spectra(sp), f"{ds} eigen-spectra")
             if sp

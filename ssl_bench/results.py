@@ -13,7 +13,7 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypedDict
 
@@ -175,28 +175,74 @@ def append_rows(path: Path, rows: Iterable[dict[str, Any]]) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     text = "".join(json.dumps(r, sort_keys=True, default=str) + "\n" for r in rows)
-    with open(path, "a") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
+    try:
+        with open(path, "a") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as exc:  # a full disk names no file: this one is named
+        from .checkpoint import naming
+
+        raise naming(exc, path) from exc
 
 
-def read_rows(paths: Iterable[Path]) -> list[dict]:
-    """Read result rows (upgraded to the current schema, :func:`upgrade_row`); a torn last line
-    (killed writer) is skipped, not fatal."""
+def row_problem(row: Any) -> str | None:
+    """Why ``row`` (parsed JSON) cannot be a result row, or None: it must be an object with a
+    ``run_id``, a ``config`` object (or none), and, unless its status says it failed, a finite
+    number as ``value``."""
+    import math
+
+    if not isinstance(row, dict):
+        return f"not a JSON object ({type(row).__name__})"
+    if not isinstance(row.get("run_id"), str) or not row["run_id"]:
+        return "no run_id"
+    if row.get("config") is not None and not isinstance(row["config"], dict):
+        return f"'config' is a {type(row['config']).__name__}, not an object"
+    v = row.get("value")
+    if row.get("status", "ok") == "ok" and (
+        isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)
+    ):
+        return f"'value' is {v!r}, not a finite number"
+    return None
+
+
+def read_rows(paths: Iterable[Path], warn: Callable[[str], None] | None = None) -> list[dict]:
+    """Read result rows (upgraded to the current schema, :func:`upgrade_row`). A torn last line
+    (killed writer) is skipped silently; any other line that is not a result row (not UTF-8, not
+    JSON, no ``run_id``, a ``value`` that is not a finite number, :func:`row_problem`) is skipped
+    and counted, with one warning per file naming it and the first lines (``warn``, default
+    :func:`ssl_bench.errors.warn`)."""
+    from .errors import warn as default_warn
+
     rows = []
     for p in paths:
-        with open(p) as f:
-            for line in f:
-                line = line.strip()
-                if not line:
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-                if isinstance(row, dict):
-                    rows.append(upgrade_row(row))
+        with open(p, "rb") as f:
+            lines = f.read().splitlines()
+        skipped: list[str] = []
+        for i, raw in enumerate(lines, 1):
+            try:
+                line = raw.decode("utf-8").strip()
+            except UnicodeDecodeError:
+                skipped.append(f"line {i}: not UTF-8 text")
+                continue
+            if not line:
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                if i < len(lines):
+                    skipped.append(f"line {i}: not JSON")
+                continue
+            why = row_problem(row)
+            if why:
+                skipped.append(f"line {i}: {why}")
+                continue
+            rows.append(upgrade_row(row))
+        if skipped:
+            more = f"; and {len(skipped) - 3} more" if len(skipped) > 3 else ""
+            (warn or default_warn)(
+                f"{p}: skipped {len(skipped)} line(s) that are not result rows ({'; '.join(skipped[:3])}{more})"
+            )
     return rows
 
 

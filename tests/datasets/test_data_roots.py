@@ -1,5 +1,6 @@
 """Issue 35 items 4 and 5: a data root that is given is strict (every file from there, or one
 clear error), and STL-10's label files are checked against their images."""
+
 import gzip
 
 import numpy as np
@@ -9,8 +10,12 @@ from stl10_files import write_stl10
 from ssl_bench.data import load_dataset
 from ssl_bench.errors import DatasetNotFoundError
 
-FILES = {"train-images-idx3-ubyte": (20, 28, 28), "train-labels-idx1-ubyte": (20,),
-         "t10k-images-idx3-ubyte": (10, 28, 28), "t10k-labels-idx1-ubyte": (10,)}
+FILES = {
+    "train-images-idx3-ubyte": (20, 28, 28),
+    "train-labels-idx1-ubyte": (20,),
+    "t10k-images-idx3-ubyte": (10, 28, 28),
+    "t10k-labels-idx1-ubyte": (10,),
+}
 
 
 def _idx(path, arr):
@@ -71,8 +76,12 @@ def test_a_root_that_is_no_folder_is_an_error(system_copy, tmp_path, monkeypatch
         monkeypatch.setenv("SSL_BENCH_DATA", str(bad))
     with pytest.raises(DatasetNotFoundError) as ei:
         load_dataset("fashion-mnist", root=bad if via == "root" else None)
-    _one_line(ei, str(bad), "does not exist" if what == "missing" else "is a file",
-              "--data-root" if via == "root" else "SSL_BENCH_DATA")
+    _one_line(
+        ei,
+        str(bad),
+        "does not exist" if what == "missing" else "is a file",
+        "--data-root" if via == "root" else "SSL_BENCH_DATA",
+    )
 
 
 def test_cifar_root_that_is_a_file_is_an_error(tmp_path, monkeypatch):
@@ -92,8 +101,22 @@ def test_a_complete_root_is_used(system_copy, tmp_path, monkeypatch):
 def test_cli_with_a_missing_data_root_is_one_line(system_copy, tmp_path, capsys):
     from ssl_bench import cli
 
-    code = cli.main(["train", "--dataset", "fashion-mnist", "--data-root", str(tmp_path / "nope"), "--preset",
-                     "smoke", "--out", str(tmp_path / "runs"), "--device", "cpu", "--no-progress"])
+    code = cli.main(
+        [
+            "train",
+            "--dataset",
+            "fashion-mnist",
+            "--data-root",
+            str(tmp_path / "nope"),
+            "--preset",
+            "smoke",
+            "--out",
+            str(tmp_path / "runs"),
+            "--device",
+            "cpu",
+            "--no-progress",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "does not exist" in err, err
     assert not (tmp_path / "runs").exists()
