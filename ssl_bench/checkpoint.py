@@ -96,6 +96,8 @@ def atomic_write_dir(path: Path, write: Callable[[Path], object]) -> None:
         if path.exists():
             shutil.rmtree(path)
         os.replace(tmp, path)
+    except OSError as exc:
+        raise naming(exc, path) from exc
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
