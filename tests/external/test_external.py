@@ -357,3 +357,26 @@ def test_python_api_returns_the_rows_as_a_dataframe(tmp_path):
     on_disk = [json.loads(line) for f in (tmp_path / "runs").glob("*/results.jsonl") for line in open(f)]
     assert len(on_disk) == len(df) and list(df["value"]) == [r["value"] for r in on_disk]
     assert df["encoder"].iloc[0]["grey_to_rgb"] is True and df["method"].iloc[0].startswith("external:python:")
+
+
+# -- eval of an ssl-bench checkpoint reads the file once --------------------------------------------
+def test_eval_reads_a_checkpoint_once(tiny, runs, monkeypatch, capsys):
+    from ssl_bench import checkpoint, embeddings
+    from ssl_bench.trainer import train
+
+    res = train(tiny(epochs=1, train_subset=256, eval_train_subset=256, eval_test_subset=128), runs)
+    reads = []
+    real = checkpoint.read_encoder
+
+    def counted(path):
+        reads.append(Path(path))
+        return real(path)
+
+    monkeypatch.setattr(checkpoint, "read_encoder", counted)
+    monkeypatch.setattr(embeddings, "read_encoder", counted)
+    # the checkpoint through --encoder too, as an ssl-bench SPEC: today's evaluation, same rows
+    assert main(["eval", "--encoder", str(res.checkpoint), "--evaluators", "knn", "--json"]) == 0
+    assert reads == [res.checkpoint]
+    assert json.loads(capsys.readouterr().out)["knn"]["top1"] > 0
+    assert main(["eval", "--encoder", str(res.checkpoint), "--weights", "x.pth"]) == 2
+    assert "apply to --encoder SPEC, not to an ssl-bench checkpoint" in capsys.readouterr().err
