@@ -2,7 +2,10 @@
 random-init, in one leaderboard (issue #29's done-when), plus lightly's own k-NN on the same
 features of the lightly-trained encoder.
 
-    .venv/bin/python scripts/external_encoders.py --out /tmp/ext-board [--steps 150] [--size 32]
+    OMP_NUM_THREADS=1 SSL_BENCH_THREADS=1 .venv/bin/python scripts/external_encoders.py --out /tmp/ext-board \
+        [--steps 40] [--size 32]
+
+(one thread: on a loaded 2-core machine, two threads per process ran 5-10x slower than one.)
 
 What it builds (offline, nothing downloaded), under ``OUT/files``:
 
@@ -130,7 +133,7 @@ def lightly_knn(out: Path) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--steps", type=int, default=150, help="lightly SimCLR training steps (batch 128)")
+    ap.add_argument("--steps", type=int, default=40, help="lightly SimCLR training steps (batch 128)")
     ap.add_argument("--size", type=int, default=32, help="input size of the ResNets and the ViT")
     a = ap.parse_args()
     files, runs = a.out / "files", a.out / "runs"
