@@ -247,11 +247,10 @@ def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
 
     try:
         obj = torch.load(p, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        why = " ".join(str(exc).split("Check the")[0].split())[:200]
+    except pickle.UnpicklingError:
         raise CheckpointError(
-            f"--weights {p}: refused, its pickle needs Python objects beyond tensors, so nothing of it was run "
-            f"({why}); save model.state_dict() with torch.save or as .safetensors"
+            f"--weights {p}: refused, its pickle needs Python objects beyond tensors ({unsafe_globals(p)}), so "
+            f"nothing of it was run; save model.state_dict() with torch.save or as .safetensors"
         ) from None
     except Exception as exc:
         raise CheckpointError(f"--weights {p}: not a readable torch file ({type(exc).__name__})") from None
@@ -261,6 +260,17 @@ def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
     if not state:
         raise CheckpointError(f"--weights {p}: holds no tensors (a {type(obj).__name__})")
     return state
+
+
+def unsafe_globals(p: Path) -> str:
+    """The globals a pickle would import, read from its opcodes (nothing is imported or run)."""
+    try:
+        from torch.serialization import get_unsafe_globals_in_checkpoint
+
+        names = get_unsafe_globals_in_checkpoint(str(p))
+    except Exception:  # an old torch, an unreadable archive: the refusal stands without the names
+        return "objects torch.load(weights_only=True) does not allow"
+    return ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
 
 
 def key_prefixes(keys: list[str], limit: int = 8) -> list[str]:

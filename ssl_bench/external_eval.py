@@ -88,13 +88,14 @@ def load_external(
         raise ConfigError(f"--input-size must be in [1, 4096], got {input_size}")
     if prefix and weights is None:
         raise ConfigError("--strip-prefix needs --weights FILE")
+    # the weights are read first: a refused or mismatched file fails before anything is built
+    state = strip_prefix(read_weights(weights), prefix, f"--weights {weights}") if weights is not None else None
     seed_everything(seed)
     built = resolve(encoder) if isinstance(encoder, str) else module_built(encoder)
     record: dict[str, Any] = {"spec": built.spec, "weights": None, "weights_sha256": None, "strip_prefix": prefix}
     name = built.weights_hint
-    if weights is not None:
+    if weights is not None and state is not None:
         wp = Path(weights)
-        state = strip_prefix(read_weights(wp), prefix, f"--weights {wp}")
         dropped = load_strict(built.net, state, f"--weights {wp} into {built.spec}", built.head_prefixes)
         name = wp.name
         record.update(weights=wp.name, weights_sha256=sha256_file(wp), classifier_keys_ignored=dropped)

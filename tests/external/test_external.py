@@ -278,6 +278,7 @@ def test_pickle_payload_is_refused_and_never_runs(tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 2 and not marker.exists()
     assert len(err.strip().splitlines()) == 1 and "refused" in err and "nothing of it was run" in err
+    assert "system" in err  # the global it would have called, read from the opcodes
     assert not (tmp_path / "runs").exists()
 
 
