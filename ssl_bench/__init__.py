@@ -10,8 +10,7 @@ Public API (imported lazily by the names below):
   the evaluators, rows as a pandas DataFrame (docs/evaluate-your-encoder.md).
 """
 
-__version__ = "0.1.0"
-
+from ._version import __version__
 from .registry import (
     BACKBONES,
     DATASETS,
