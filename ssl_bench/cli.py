@@ -274,11 +274,15 @@ def cmd_eval(a: argparse.Namespace) -> int:
 
     from .pipeline import ResultsNotSavedError, evaluate_checkpoint
 
+    checkpoint, external = _eval_target(a)
     unsaved = None
     try:
-        rows = evaluate_checkpoint(
-            Path(a.checkpoint), evaluators, device=a.device or "auto", dataset=a.dataset, data_root=a.data_root
-        )
+        if external or checkpoint is None:
+            rows = _eval_encoder(a, evaluators)
+        else:
+            rows = evaluate_checkpoint(
+                Path(checkpoint), evaluators, device=a.device or "auto", dataset=a.dataset, data_root=a.data_root
+            )
     except ResultsNotSavedError as exc:  # the numbers are printed, the error says where the rows went
         rows, unsaved = exc.rows, exc
     from .evaluator import format_metrics, readable
@@ -294,6 +298,50 @@ def cmd_eval(a: argparse.Namespace) -> int:
     if unsaved is not None:
         raise unsaved
     return 0
+
+
+#: ``eval`` options that only an external encoder (``--encoder SPEC``) takes.
+ENCODER_ONLY = ("weights", "strip_prefix", "input_size", "layer", "out", "preset", "encoder_seed")
+
+
+def _eval_target(a: argparse.Namespace) -> tuple[str | None, bool]:
+    """(checkpoint path, external?): ``eval CHECKPOINT``, ``eval --encoder SPEC``, or ``--encoder``
+    naming an ssl-bench checkpoint (a ``.safetensors`` file), which is evaluated as today."""
+    if a.checkpoint and a.encoder:
+        raise ConfigError("give a CHECKPOINT or --encoder SPEC, not both")
+    if not a.checkpoint and not a.encoder:
+        raise ConfigError("give a CHECKPOINT (an epoch_*.safetensors file) or --encoder SPEC")
+    ckpt = a.checkpoint or (a.encoder if a.encoder.endswith(".safetensors") and Path(a.encoder).is_file() else None)
+    if ckpt is not None:
+        given = [
+            f"--{k.replace('encoder_', '').replace('_', '-')}" for k in ENCODER_ONLY if getattr(a, k) not in (None, "")
+        ]
+        if given:
+            raise ConfigError(f"{', '.join(given)} apply to --encoder SPEC, not to an ssl-bench checkpoint")
+        return ckpt, False
+    return None, True
+
+
+def _eval_encoder(a: argparse.Namespace, evaluators: list[str] | None) -> list[dict]:
+    from .external_eval import evaluate_external
+
+    return evaluate_external(
+        a.encoder,
+        Path(a.out or "runs"),
+        dataset=a.dataset or "fashion-mnist",
+        data_root=a.data_root,
+        evaluators=evaluators,
+        weights=a.weights,
+        prefix=a.strip_prefix or "",
+        input_size=a.input_size,
+        layer=a.layer or "",
+        preset=a.preset or "quick",
+        seed=a.encoder_seed or 0,
+        device=a.device or "auto",
+        eval_train_subset=a.eval_train_subset,
+        eval_test_subset=a.eval_test_subset,
+        progress=not a.no_progress,
+    )
 
 
 def load_embeddings_file(path: Path, need_labels: bool) -> Embeddings:
@@ -515,6 +563,49 @@ def cmd_select(a: argparse.Namespace) -> int:
     return 0
 
 
+def _add_encoder_options(e: argparse.ArgumentParser) -> None:
+    g = e.add_argument_group("an encoder trained anywhere (docs/evaluate-your-encoder.md)")
+    g.add_argument(
+        "--encoder",
+        metavar="SPEC",
+        default=None,
+        help="timm:ARCH | torchvision:ARCH | hf:FOLDER (save_pretrained, read offline) | MODULE:CALLABLE "
+        "(a factory returning an nn.Module) | an ssl-bench .safetensors checkpoint",
+    )
+    g.add_argument(
+        "--weights",
+        metavar="FILE",
+        default=None,
+        help=".safetensors, .pth, .pt or Lightning .ckpt (tensors only: a pickle of other objects is "
+        "refused); default: the SPEC's own (random init for timm/torchvision)",
+    )
+    g.add_argument(
+        "--strip-prefix",
+        metavar="P",
+        default=None,
+        help="keep the keys under P and remove P, e.g. backbone., model.backbone., module., teacher.backbone.",
+    )
+    g.add_argument(
+        "--input-size", metavar="N", type=int, default=None, help="resize images to N x N (default: the encoder's)"
+    )
+    g.add_argument("--layer", default=None, help="evaluate this sub-module's output (pooled) instead of the features")
+    g.add_argument("--out", default=None, help="runs directory the rows go to (default: runs/)")
+    g.add_argument(
+        "--preset",
+        default=None,
+        choices=["smoke", "quick", "standard", "full"],
+        help="evaluation budget and subsets (default: quick)",
+    )
+    g.add_argument(
+        "--seed", dest="encoder_seed", metavar="SEED", type=int, default=None, help="seed of a random init (default: 0)"
+    )
+    g.add_argument(
+        "--eval-train-subset", metavar="N", type=int, default=None, help="labelled training images used (seeded)"
+    )
+    g.add_argument("--eval-test-subset", metavar="N", type=int, default=None, help="test images used (seeded)")
+    g.add_argument("--no-progress", action="store_true", help="no embedding progress bar")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -600,9 +691,12 @@ def build_parser() -> argparse.ArgumentParser:
         "eval",
         help="evaluate a checkpoint (embeddings cached)",
         epilog=EPILOG,
-        description="Evaluate CHECKPOINT (an epoch_*.safetensors file); rows go to its run's results.jsonl.",
+        description="Evaluate CHECKPOINT (an epoch_*.safetensors file; rows go to its run's results.jsonl), "
+        "or an encoder trained anywhere with --encoder SPEC (rows go to OUT/<run id>/results.jsonl, "
+        "labelled external:SPEC [weights=NAME]; see docs/evaluate-your-encoder.md).",
     )
-    e.add_argument("checkpoint")
+    e.add_argument("checkpoint", nargs="?", default=None)
+    _add_encoder_options(e)
     e.add_argument("--evaluators", default=None, help="comma-separated (default: those of the run's config)")
     e.add_argument("--device", default=None)
     e.add_argument(

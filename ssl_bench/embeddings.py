@@ -131,18 +131,40 @@ def embed_tensor(
     device: torch.device,
     batch_size: int = 1024,
     precision: str = "fp32",
+    progress: str | None = None,
 ) -> np.ndarray:
     """``encode`` over ``x`` in batches; images go channels_last, the forward runs under the
-    (resolved) ``precision`` of :mod:`ssl_bench.precision`, the result is float32."""
+    (resolved) ``precision`` of :mod:`ssl_bench.precision`, the result is float32. ``progress``:
+    the label of a progress bar (images done, rate, ETA) on a terminal's stderr; None: no bar."""
     cl = prec.wants_channels_last(data.kind, data.input_shape)
     out = []
-    for i in range(0, len(x), batch_size):
-        threads.adapt()
-        xb = prec.to_layout(data.normalize(data.to_float(x[i : i + batch_size].to(device))), cl)
-        with prec.autocast(device, precision):
-            z = encode(xb)
-        out.append(z.float().flatten(1).cpu())
+    with embed_progress(len(x), progress) as bar:
+        for i in range(0, len(x), batch_size):
+            threads.adapt()
+            xb = prec.to_layout(data.normalize(data.to_float(x[i : i + batch_size].to(device))), cl)
+            with prec.autocast(device, precision):
+                z = encode(xb)
+            out.append(z.float().flatten(1).cpu())
+            bar.update(len(xb))
     return torch.cat(out).numpy().astype(np.float32, copy=False)
+
+
+def embed_progress(total: int, label: str | None) -> Any:
+    """A tqdm bar over ``total`` images with the rate and the ETA; off without ``label`` and when
+    stderr is not a terminal (tqdm's ``disable=None``)."""
+    from tqdm.auto import tqdm
+
+    return tqdm(
+        total=total,
+        desc=label or "",
+        unit="img",
+        leave=False,
+        smoothing=0.1,
+        dynamic_ncols=True,
+        disable=None if label else True,
+        bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} img [{elapsed} elapsed, ETA {remaining}, "
+        "{rate_fmt}]",
+    )
 
 
 @torch.inference_mode()
@@ -196,14 +218,17 @@ def embed_data(
     precision: str = "fp32",
     out_dir: Path | None = None,
     num_workers: int | None = None,
+    progress: str | None = None,
 ) -> Embeddings:
     """Embeddings of both splits. Streamed splits are written to ``out_dir`` (default: a temporary
-    folder whose files are unlinked once mapped) and held memory-mapped."""
+    folder whose files are unlinked once mapped) and held memory-mapped. ``progress``: label of
+    the in-memory splits' progress bars (:func:`embed_tensor`)."""
     if not (streaming.is_streamed(data.x_train) or streaming.is_streamed(data.x_test)):
+        bar = (lambda split: f"{progress} {split}") if progress else (lambda split: None)
         return Embeddings(
-            embed_tensor(encode, data, in_memory(data.x_train), device, precision=precision),
+            embed_tensor(encode, data, in_memory(data.x_train), device, precision=precision, progress=bar("train")),
             data.y_train.numpy(),
-            embed_tensor(encode, data, in_memory(data.x_test), device, precision=precision),
+            embed_tensor(encode, data, in_memory(data.x_test), device, precision=precision, progress=bar("test")),
             data.y_test.numpy(),
             source,
         )
@@ -380,50 +405,88 @@ def checkpoint_embeddings(
     cache_dir: Path | None = None,
     layer: str = "encode",
     precision: str | None = None,
+    loaded: tuple[Method, RunConfig, dict[str, Any]] | None = None,
 ) -> tuple[Embeddings, RunConfig, dict[str, Any], bool, Method]:
     """(embeddings, config, metadata, from_cache, method) of a checkpoint on ``data``; the
     embeddings are cached under :func:`cache_key` (checkpoint digest, data fingerprint, precision,
     layer), the rebuilt method (eval mode) is returned for model evaluators so that nobody loads
-    the checkpoint twice. ``precision`` defaults to the one the checkpoint was trained with;
+    the checkpoint twice. ``loaded``: the ``(method, config, metadata)`` of
+    :func:`load_method_from_checkpoint` when the caller has them already (the file is then not
+    read again). ``precision`` defaults to the one the checkpoint was trained with;
     ``layer`` is ``"encode"`` or a sub-module name (:func:`layer_encoder`)."""
     path = Path(path)
-    digest = file_digest(path)
     cache_dir = Path(cache_dir) if cache_dir else path.parent.parent / "embeddings"
-    method, cfg, meta = load_method_from_checkpoint(path, device, data)
+    if loaded is None:
+        loaded = load_method_from_checkpoint(path, device, data)
+    else:  # read by the caller: the data must still be of the checkpoint's kind and input size
+        check_data_fits(path, loaded[2], data.name, data.kind, data.input_shape)
+    method, cfg, meta = loaded
+    digest = checkpoint_digest(path, meta)
     precision = prec.resolve_precision(precision or cfg.precision, device)
     key_fields = cache_key(digest, data, precision, layer)
+
+    def encoder() -> Encoder:
+        return layer_encoder(inference_copy(method) if layer == "encode" else method, layer)
+
+    emb, cached = cached_embeddings(
+        encoder, data, device, cache_dir, path.stem, key_fields, str(path), precision, num_workers=cfg.num_workers
+    )
+    return emb, cfg, meta, cached, method
+
+
+def checkpoint_digest(path: Path, meta: dict[str, Any]) -> str:
+    """What identifies a checkpoint's embeddings: a hash of its metadata, which holds the digest of
+    its tensors (verified when it was read); a file of before that digest: the hash of its bytes."""
+    from .checkpoint import DIGEST_KEY
+
+    if isinstance(meta.get(DIGEST_KEY), str):
+        return hashlib.sha256(json.dumps(meta, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    return file_digest(path)
+
+
+def cached_embeddings(
+    encoder: Callable[[], Encoder],
+    data: Data,
+    device: torch.device,
+    cache_dir: Path,
+    stem: str,
+    key_fields: dict,
+    source: str,
+    precision: str,
+    num_workers: int | None = None,
+    progress: str | None = None,
+) -> tuple[Embeddings, bool]:
+    """(embeddings, from_cache): read from ``cache_dir`` under ``stem`` and the hash of
+    ``key_fields``, else computed with ``encoder()`` and cached (a ``.npz``; streamed data: a folder
+    of ``.npy`` files written in chunks and read memory-mapped). A damaged cache is recomputed,
+    never trusted. ``progress``: the label of a progress bar with an ETA (None: no bar)."""
     key_hash = hashlib.sha256(json.dumps(key_fields, sort_keys=True).encode()).hexdigest()[:16]
-    key = f"{path.stem}-{key_hash}"
+    key = f"{stem}-{key_hash}"
+    note = json.dumps({"checkpoint": source, **key_fields}, sort_keys=True) + "\n"
     if streaming.is_streamed(data.x_train) or streaming.is_streamed(data.x_test):
-        # streamed data: a folder of .npy files, written in chunks and read memory-mapped
         folder = cache_dir / f"{key}.emb"
         if (folder / "info.json").is_file():
             try:
-                return Embeddings.load_dir(folder, source=str(path)), cfg, meta, True, method
+                return Embeddings.load_dir(folder, source=source), True
             except Exception:  # a damaged cache is recomputed, never trusted
                 shutil.rmtree(folder, ignore_errors=True)
 
         def write(work: Path) -> None:
-            encoder = layer_encoder(inference_copy(method) if layer == "encode" else method, layer)
             emb = embed_data(
-                encoder, data, device, source=str(path), precision=precision, out_dir=work, num_workers=cfg.num_workers
+                encoder(), data, device, source=source, precision=precision, out_dir=work, num_workers=num_workers
             )
             (work / "info.json").write_text(json.dumps(emb.info, sort_keys=True) + "\n")
 
         atomic_write_dir(folder, write)
-        emb = Embeddings.load_dir(folder, source=str(path))
-        (cache_dir / f"{key}.json").write_text(
-            json.dumps({"checkpoint": str(path), **key_fields}, sort_keys=True) + "\n"
-        )
-        return emb, cfg, meta, False, method
+        (cache_dir / f"{key}.json").write_text(note)
+        return Embeddings.load_dir(folder, source=source), False
     cache = cache_dir / f"{key}.npz"
     if cache.is_file():
         try:
-            return Embeddings.load(cache, source=str(path)), cfg, meta, True, method
+            return Embeddings.load(cache, source=source), True
         except Exception:  # a damaged cache is recomputed, never trusted
             cache.unlink()
-    encoder = layer_encoder(inference_copy(method) if layer == "encode" else method, layer)
-    emb = embed_data(encoder, data, device, source=str(path), precision=precision)
+    emb = embed_data(encoder(), data, device, source=source, precision=precision, progress=progress)
     emb.save(cache)
-    (cache_dir / f"{key}.json").write_text(json.dumps({"checkpoint": str(path), **key_fields}, sort_keys=True) + "\n")
-    return emb, cfg, meta, False, method
+    (cache_dir / f"{key}.json").write_text(note)
+    return emb, False

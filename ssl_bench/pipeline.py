@@ -186,15 +186,18 @@ def evaluate_checkpoint(
     under ``data_root`` (never the checkpoint's recorded root)."""
     ckpt = Path(ckpt)
     dev = resolve_device(device)
-    from .checkpoint import read_encoder, run_lock
+    from .checkpoint import run_lock
+    from .embeddings import load_method_from_checkpoint
 
-    _, meta = read_encoder(ckpt)  # fail fast, with a clear message, on a damaged file
-    cfg = RunConfig.from_dict(meta["config"]).with_preset()
+    # the checkpoint is read once (fail fast, one clear line, on a damaged file): the rebuilt method
+    # serves the embeddings and the model evaluators
+    loaded = load_method_from_checkpoint(ckpt, dev)
+    cfg = loaded[1].with_preset()
     names = EVALUATORS.resolve(evaluators or cfg.evaluators)
     results_path = Path(results) if results else ckpt.parent.parent / "results.jsonl"
     _check_writable(results_path)
     with run_lock(ckpt.parent.parent, "evaluate"):
-        return _evaluate_locked(ckpt, meta, cfg, names, eval_kwargs, dev, data, results_path, dataset, data_root)
+        return _evaluate_locked(ckpt, loaded, cfg, names, eval_kwargs, dev, data, results_path, dataset, data_root)
 
 
 def _check_writable(results_path: Path) -> None:
@@ -247,7 +250,7 @@ def save_rows(path: Path, rows: list[dict]) -> None:
 
 def _evaluate_locked(
     ckpt: Path,
-    meta: dict[str, Any],
+    loaded: tuple[Method, RunConfig, dict[str, Any]],
     cfg: RunConfig,
     names: list[str],
     eval_kwargs: dict | None,
@@ -259,7 +262,7 @@ def _evaluate_locked(
 ) -> list[dict]:
     full = data if data is not None else load_data(evaluation_data_config(cfg, dataset, data_root))
     ev_data = eval_split(cfg, full)
-    emb, cfg, meta, _cached, method = checkpoint_embeddings(ckpt, ev_data, dev)
+    emb, cfg, meta, _cached, method = checkpoint_embeddings(ckpt, ev_data, dev, loaded=loaded)
     model = method if any(EVALUATORS.get(n).needs_model for n in names) else None
     rows = []
     options = eval_options(cfg.preset, cfg.eval_kwargs, eval_kwargs)

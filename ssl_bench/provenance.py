@@ -32,7 +32,7 @@ def git_commit() -> str:
 
 
 def versions() -> dict[str, str]:
-    from . import __version__
+    from ._version import __version__
 
     v = {"ssl_bench": __version__, "torch": torch.__version__, "python": platform.python_version()}
     try:
