@@ -447,7 +447,33 @@ def cmd_board(a: argparse.Namespace) -> int:
     if a.compact_rows:
         print(board.compact_rows(spec, opts))
         return 0
+    if a.curves or a.check:
+        return _board_tools(a, spec, opts)
     return board.run_board(spec, opts)
+
+
+def _board_tools(a: argparse.Namespace, spec: Any, opts: Any) -> int:
+    """``--curves`` (the training curves of each run) and ``--check RUN.csv`` (a run against the board)."""
+    import pandas as pd
+
+    from . import board, board_tools
+
+    if a.check:
+        table = Path(a.leaderboards) / f"{spec.name}.csv"
+        if not table.is_file():
+            raise ConfigError(f"board {spec.name}: no table {table} (ssl-bench board {spec.name} --table-only)")
+        res = board_tools.reproduction(pd.read_csv(table), pd.read_csv(a.check), _names(a.metrics, "--metrics") or [])
+        print(board_tools.format_reproduction(res))
+        return 0
+    md = board_tools.curves_table(board.rows_dir(spec, opts.leaderboards))
+    if a.doc is None:
+        sys.stdout.write(md)
+        return 0
+    block = a.block or "curves"
+    cmd = f"{board.board_command(spec)} --curves --doc {a.doc}" + (f" --block {block}" if block != "curves" else "")
+    board_tools.replace_block(Path(a.doc), block, md, cmd)
+    print(f"wrote the {block} block of {a.doc}")
+    return 0
 
 
 def add_board_parser(sub: Any) -> None:
@@ -484,6 +510,22 @@ def add_board_parser(sub: Any) -> None:
         help="rewrite the board's rows in the compact layout "
         "(schema 3: the configuration once per run), keeping every value; trains nothing",
     )
+    bo.add_argument(
+        "--curves",
+        action="store_true",
+        help="print each run's training curve (loss, online k-NN) "
+        "from the train_log.csv beside its rows; trains nothing",
+    )
+    bo.add_argument("--doc", default=None, help="with --curves: replace the <!-- BLOCK --> block of this file instead")
+    bo.add_argument("--block", default=None, help="with --doc: the block's marker name (default: curves)")
+    bo.add_argument(
+        "--check",
+        default=None,
+        metavar="RUN_CSV",
+        help="whether each row of a run's table "
+        "(ssl-bench run's CSV) lies inside the board's 95%% interval; trains nothing",
+    )
+    bo.add_argument("--metrics", default="knn_top1,linear_top1", help="with --check (default: %(default)s)")
     bo.add_argument("--no-progress", action="store_true", help="no progress bar")
     bo.add_argument("--only", type=int, default=None, help=argparse.SUPPRESS)  # a child process: run I of the plan
     bo.set_defaults(func=cmd_board)
