@@ -88,9 +88,8 @@ def test_first_call_trains_the_six_runs_and_writes_the_table(trained):
     assert "ssl-bench board --spec" in (tmp / "lb" / "my-board.md").read_text()
     # every trained row says what ran: the resolved recipe and its digest, versions, fingerprint
     toy = next(r for r in runs.values() if r["method"] == "board-toy")
-    assert toy["recipe"] == {"proj_dim": 32, "temperature": 0.5, "optim.lr": None, "optim.weight_decay": None} or (
-        toy["recipe"]["temperature"] == 0.5 and toy["recipe"]["proj_dim"] == 32
-    )
+    assert set(toy["recipe"]) == {"proj_dim", "temperature", "optim.lr", "optim.weight_decay"}
+    assert toy["recipe"]["temperature"] == 0.5 and toy["recipe"]["proj_dim"] == 32
     assert toy["recipe_hash"] and toy["evaluator_version"] == "1" and toy["data_fingerprint"]
     assert toy["train_source_digest"] == toy["source_digest"]
 
