@@ -469,6 +469,116 @@ def cmd_leaderboard(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_board(a: argparse.Namespace) -> int:
+    from . import board
+    from .boardspec import load_spec
+
+    if a.list:
+        print(board.list_boards())
+        return 0
+    if (a.name is None) == (a.spec is None):
+        raise ConfigError("board: name one built-in board (ssl-bench board --list) or give --spec FILE")
+    spec = load_spec(a.name, a.spec)
+    opts = board.Options(
+        leaderboards=Path(a.leaderboards),
+        out=Path(a.out),
+        dry_run=a.dry_run,
+        table_only=a.table_only,
+        refresh=a.refresh,
+        jobs=a.jobs,
+        deadline=board.parse_deadline(a.deadline),
+        device=a.device,
+        readme=Path(a.readme) if a.readme else None,
+        progress=not a.no_progress,
+        only=a.only,
+    )
+    if a.compact_rows:
+        print(board.compact_rows(spec, opts))
+        return 0
+    if a.curves or a.check:
+        return _board_tools(a, spec, opts)
+    return board.run_board(spec, opts)
+
+
+def _board_tools(a: argparse.Namespace, spec: Any, opts: Any) -> int:
+    """``--curves`` (the training curves of each run) and ``--check RUN.csv`` (a run against the board)."""
+    import pandas as pd
+
+    from . import board, board_tools
+
+    if a.check:
+        table = Path(a.leaderboards) / f"{spec.name}.csv"
+        if not table.is_file():
+            raise ConfigError(f"board {spec.name}: no table {table} (ssl-bench board {spec.name} --table-only)")
+        res = board_tools.reproduction(pd.read_csv(table), pd.read_csv(a.check), _names(a.metrics, "--metrics") or [])
+        print(board_tools.format_reproduction(res))
+        return 0
+    md = board_tools.curves_table(board.rows_dir(spec, opts.leaderboards))
+    if a.doc is None:
+        sys.stdout.write(md)
+        return 0
+    block = a.block or "curves"
+    cmd = f"{board.board_command(spec)} --curves --doc {a.doc}" + (f" --block {block}" if block != "curves" else "")
+    board_tools.replace_block(Path(a.doc), block, md, cmd)
+    print(f"wrote the {block} block of {a.doc}")
+    return 0
+
+
+def add_board_parser(sub: Any) -> None:
+    bo = sub.add_parser(
+        "board",
+        help="plan, train what is missing and rebuild a board's table from its rows (ssl-bench board --list)",
+        epilog=EPILOG,
+        description="A board is a TOML spec (dataset, preset, backbones, methods with options, seeds, "
+        "evaluators, references): the built-in ones are named by their table (leaderboards/NAME.md), "
+        "a user's own is --spec FILE. The command plans the (method, backbone, seed) runs, trains and "
+        "evaluates only those whose rows are missing from leaderboards/NAME-rows/ (stale rows, trained "
+        "under another recipe, are reported; --refresh retrains them) and rebuilds leaderboards/NAME.{csv,md}.",
+    )
+    bo.add_argument("name", nargs="?", default=None, help="a built-in board (see --list)")
+    bo.add_argument("--spec", default=None, help="a board spec file (TOML) instead of a built-in name")
+    bo.add_argument("--list", action="store_true", help="list the built-in boards")
+    bo.add_argument("--dry-run", action="store_true", help="print the plan: what would be trained, what is stale")
+    bo.add_argument("--table-only", action="store_true", help="only rebuild the table from the rows: never train")
+    bo.add_argument("--refresh", action="store_true", help="retrain the runs whose rows are stale")
+    bo.add_argument("--jobs", type=int, default=1, help="trainings at once, each a child process (default: 1)")
+    bo.add_argument(
+        "--deadline",
+        default=None,
+        help="e.g. 540s, 9m: no run starts that cannot finish before it, "
+        "a run still going then is stopped (resumable by the next call)",
+    )
+    bo.add_argument("--device", default=None, help="cpu | cuda | auto (default: the spec's, else auto)")
+    bo.add_argument("--leaderboards", default="leaderboards", help="where NAME.{csv,md} and NAME-rows/ are")
+    bo.add_argument("--out", default=str(Path("runs") / "board"), help="checkpoints (default: runs/board/)")
+    bo.add_argument("--readme", default=None, help="also rebuild the <!-- leaderboard:DATASET --> block of this file")
+    bo.add_argument(
+        "--compact-rows",
+        action="store_true",
+        help="rewrite the board's rows in the compact layout "
+        "(schema 3: the configuration once per run), keeping every value; trains nothing",
+    )
+    bo.add_argument(
+        "--curves",
+        action="store_true",
+        help="print each run's training curve (loss, online k-NN) "
+        "from the train_log.csv beside its rows; trains nothing",
+    )
+    bo.add_argument("--doc", default=None, help="with --curves: replace the <!-- BLOCK --> block of this file instead")
+    bo.add_argument("--block", default=None, help="with --doc: the block's marker name (default: curves)")
+    bo.add_argument(
+        "--check",
+        default=None,
+        metavar="RUN_CSV",
+        help="whether each row of a run's table "
+        "(ssl-bench run's CSV) lies inside the board's 95%% interval; trains nothing",
+    )
+    bo.add_argument("--metrics", default="knn_top1,linear_top1", help="with --check (default: %(default)s)")
+    bo.add_argument("--no-progress", action="store_true", help="no progress bar")
+    bo.add_argument("--only", type=int, default=None, help=argparse.SUPPRESS)  # a child process: run I of the plan
+    bo.set_defaults(func=cmd_board)
+
+
 def cmd_compare(a: argparse.Namespace) -> int:
     from .leaderboard import compare, format_compare, load_frame
 
@@ -761,6 +871,8 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("--all", action="store_true", help="every metric, not only the headline ones")
     cp.add_argument("--json", action="store_true", help="print one JSON object")
     cp.set_defaults(func=cmd_compare)
+
+    add_board_parser(sub)
 
     rp = sub.add_parser(
         "report",

@@ -31,7 +31,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # the reference leaderboard (leaderboards/fashion-mnist-standard.md): the whole training set,
     # each method's own recipe, 20 epochs at batch 256 (4,680 steps, 15x quick's 312). On 2 CPU
     # cores one method takes about 1-2.5 h (bf16 / fp32), so the board grows one run at a time
-    # (scripts/standard_board.py, resumable); on one GPU the whole board takes minutes.
+    # (ssl-bench board fashion-mnist-standard, resumable); on one GPU the whole board takes minutes.
     "standard": dict(
         epochs=20, batch_size=256, train_subset=None, eval_train_subset=None, eval_test_subset=None, knn_monitor_every=2
     ),

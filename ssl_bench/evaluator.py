@@ -185,6 +185,9 @@ class Evaluator:
     needs_labels: ClassVar[bool] = True
     needs_model: ClassVar[bool] = False
     registry_name: ClassVar[str] = "?"
+    #: the evaluator's version, recorded in every result row: raise it when a change of the code
+    #: changes its numbers; ``leaderboard`` and ``compare`` refuse to mix rows of two versions
+    version: ClassVar[str] = "1"
     #: the metrics this evaluator returns (see :class:`Metric`)
     metrics: ClassVar[tuple[Metric, ...]] = ()
     #: column position of the evaluator's metrics in tables (lower = further left)

@@ -155,6 +155,21 @@ def _run_status(status: pd.Series) -> str:
     return "ok" if (status == "ok").any() else str(status.iloc[-1])
 
 
+def check_evaluator_versions(df: pd.DataFrame, what: str = "leaderboard") -> None:
+    """Refuse (ConfigError) rows of one evaluator written by two of its versions: their numbers
+    are not comparable. Rows without a version (schema < 3) mix with any."""
+    if "evaluator_version" not in df.columns or df.empty:
+        return
+    known = df[df["evaluator_version"].notna()]
+    for ev, g in known.groupby("evaluator", sort=True):
+        versions = sorted(g["evaluator_version"].astype(str).unique())
+        if len(versions) > 1:
+            raise ConfigError(
+                f"{what}: rows of evaluator {ev!r} come from versions {', '.join(versions)}; "
+                f"their numbers are not comparable: re-evaluate the older checkpoints, or keep one version's rows"
+            )
+
+
 def aggregate(df: pd.DataFrame) -> pd.DataFrame:
     """Wide table: one row per training configuration (KEY) with ``label``, ``n`` (ok seeds),
     ``status``, and for every metric column ``<col>_mean``, ``_std``, ``_n``, ``_ci95`` (the
@@ -162,6 +177,7 @@ def aggregate(df: pd.DataFrame) -> pd.DataFrame:
     ``train_seconds_mean``; sorted by the first headline metric that has a direction."""
     if df.empty:
         return pd.DataFrame(columns=["label"] + KEY + ["n", "status"])
+    check_evaluator_versions(df)
     runs = df.groupby("run_id", sort=False)
     run_info = pd.DataFrame(
         {
@@ -441,6 +457,7 @@ def compare(df: pd.DataFrame, a: str, b: str) -> dict:
                 f"name one by its row label or train hash: {'; '.join(labels)}"
             )
         sides[name] = sel
+    check_evaluator_versions(pd.concat([sides[a], sides[b]]), "compare")
     da, db = (sorted(sides[x]["dataset"].unique()) for x in (a, b))
     if da != db:
         raise ConfigError(f"compare: different datasets ({a}: {', '.join(da)}; {b}: {', '.join(db)})")

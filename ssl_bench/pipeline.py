@@ -18,7 +18,7 @@ from .build import backbone_choice, load_data, resolve_device, seed_everything
 from .checkpoint import artifact_dir
 from .config import RunConfig
 from .data import Data
-from .embeddings import Embeddings, checkpoint_embeddings, embed_data, eval_split, pixel_embeddings
+from .embeddings import Embeddings, checkpoint_embeddings, data_fingerprint, embed_data, eval_split, pixel_embeddings
 from .errors import SSLBenchError, TrainingDivergedError
 from .evaluator import format_metrics
 from .kinds import DataKind
@@ -265,6 +265,7 @@ def _evaluate_locked(
     emb, cfg, meta, _cached, method = checkpoint_embeddings(ckpt, ev_data, dev, loaded=loaded)
     model = method if any(EVALUATORS.get(n).needs_model for n in names) else None
     rows = []
+    fingerprint = data_fingerprint(ev_data)
     options = eval_options(cfg.preset, cfg.eval_kwargs, eval_kwargs)
     results_ev = run_evaluators(
         emb,
@@ -296,6 +297,8 @@ def _evaluate_locked(
             checkpoint=str(ckpt),
             eval_options=EVALUATORS.get(name).resolved_options(options.get(name)),
             train_meta=meta,
+            evaluator_version=EVALUATORS.get(name).version,
+            data_fingerprint=fingerprint,
         )
     save_rows(results_path, rows)
     return rows
@@ -325,6 +328,7 @@ def evaluate_baselines(
     evaluators = EVALUATORS.resolve(evaluators)
     dev = resolve_device(cfg.device)
     ev_data = eval_split(cfg, data)
+    fingerprint = data_fingerprint(ev_data)
     prec = precision_mod.resolve_precision(cfg.precision, dev)
     rows = []
     jobs: list[tuple[str, str, dict]] = [("pixels", "-", {})]  # (name, backbone, its kwargs); pixels: none
@@ -371,6 +375,8 @@ def evaluate_baselines(
                 train_seconds=0.0,
                 eval_seconds=secs,
                 eval_options=EVALUATORS.get(ev).resolved_options(options.get(ev)),
+                evaluator_version=EVALUATORS.get(ev).version,
+                data_fingerprint=fingerprint,
             )
         save_rows(Path(out) / run_id / "results.jsonl", [r for r in rows if r["run_id"] == run_id])
     return rows
@@ -412,6 +418,17 @@ def _one_line(exc: BaseException) -> str:
     return text[:500]
 
 
+def _recipe_or_none(cfg: RunConfig) -> dict | None:
+    """The recipe the failed run was to train with (its row then shares the configuration's
+    identity with the successful seeds); None when the options themselves are what failed."""
+    from .recipe import resolved_recipe
+
+    try:
+        return resolved_recipe(cfg)
+    except SSLBenchError:
+        return None
+
+
 def failure_row(cfg: RunConfig, out: Path, kind: str, status: str, reason: str) -> dict:
     """The result row of a (method, seed) run that diverged or failed: no numbers, a status and a
     one-line reason (value is null). The config is stored as trained, after the preset (as the
@@ -435,6 +452,7 @@ def failure_row(cfg: RunConfig, out: Path, kind: str, status: str, reason: str) 
         device=str(cfg.device),
         train_seconds=None,
         eval_seconds=0.0,
+        train_meta={"recipe": _recipe_or_none(cfg)},
     )[0]
     row.update(value=None, status=status, reason=reason)
     return row

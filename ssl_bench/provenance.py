@@ -52,3 +52,43 @@ def hardware(device: torch.device | str | None = None) -> str:
     from . import threads
 
     return f"cpu:{cpu} x{os.cpu_count()} threads={torch.get_num_threads()} ({threads.policy()})"
+
+
+#: File kinds that make up the code that runs: the sources and the data files shipped with them.
+_SOURCE_SUFFIXES = (".py", ".toml")
+
+
+def _package_roots() -> list[tuple[str, Path]]:
+    """(package name, folder) of ssl_bench and of its sub-packages that install from elsewhere."""
+    import importlib.util
+
+    roots = []
+    for name in ("ssl_bench", "ssl_bench.methods", "ssl_bench.evaluators", "ssl_bench.datasets"):
+        spec = importlib.util.find_spec(name)
+        for loc in (spec.submodule_search_locations or []) if spec else []:
+            roots.append((name, Path(loc)))
+    return roots
+
+
+@functools.lru_cache(maxsize=1)
+def source_digest() -> str:
+    """sha256 (16 hex digits) of the package's source files (names and contents): the code that
+    ran, whatever ``git_commit`` says (a copied working tree records ``-dirty`` or no commit)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    seen: set[Path] = set()
+    for name, root in _package_roots():
+        for p in sorted(root.rglob("*")):
+            if p.suffix not in _SOURCE_SUFFIXES or not p.is_file() or "__pycache__" in p.parts:
+                continue
+            rel = p.relative_to(root)
+            if name == "ssl_bench" and rel.parts[0] in ("methods", "evaluators", "datasets"):
+                continue  # a sub-package: hashed under its own name (editable installs map it elsewhere)
+            if p.resolve() in seen:
+                continue
+            seen.add(p.resolve())
+            h.update(f"{name}/{rel.as_posix()}\0".encode())
+            h.update(p.read_bytes())
+            h.update(b"\0")
+    return h.hexdigest()[:16]

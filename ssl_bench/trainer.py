@@ -336,6 +336,7 @@ def _train(
                 "train_seconds": train_seconds,
                 "versions": provenance.versions(),
                 "git_commit": provenance.git_commit(),
+                "source_digest": provenance.source_digest(),
                 "hardware": provenance.hardware(device),
                 "run_id": run_dir.name,
                 "world_size": world,

@@ -1,6 +1,8 @@
 """The command line: one-line errors with exit 2, list --json, and a whole run on tiny data."""
 import io
 import json
+
+from ssl_bench.results import read_rows
 import re
 import subprocess
 import sys
@@ -97,7 +99,7 @@ def test_run_writes_leaderboard_with_baselines_and_provenance(tmp_path):
     assert table.set_index("method").loc["pixels", "knn_top1_std"] == 0.0  # pixels do not depend on the seed
     md = (lb / "digits.md").read_text()
     assert "| simclr | cnn-small | smoke | 3 | 2 |" in md
-    rows = [json.loads(line) for p in out.glob("*/results.jsonl") for line in p.read_text().splitlines()]
+    rows = read_rows(out.glob("*/results.jsonl"))
     need = {"run_id", "method", "dataset", "backbone", "preset", "epochs", "seed", "evaluator", "metric", "value",
             "config_hash", "config", "ssl_bench_version", "torch_version", "git_commit", "device",
             "train_seconds", "eval_seconds", "timestamp"}

@@ -64,7 +64,7 @@ def test_two_configs_of_one_method_are_two_rows(tmp_path):
     assert table.train_hash.nunique() == 2
     assert set(table.label) == {"simclr [precision=fp32, train_subset=256]",
                                 "simclr [temperature=0.5, precision=fp32, train_subset=256]"}
-    seeds = {json.loads(line)["seed"] for p in out.glob("*/results.jsonl") for line in p.read_text().splitlines()}
+    seeds = {r["seed"] for r in read_rows(out.glob("*/results.jsonl"))}
     assert seeds == {0, 1}
 
 

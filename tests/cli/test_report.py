@@ -149,16 +149,15 @@ def test_knn_rows_hold_per_class_precision_recall_f1_and_the_report_shows_them(r
     """Every mog2d run's knn rows have the 8 components' P/R/F1 and their macro means; the page's
     table shows those rows' values; with the per-class rows gone the page recomputes the same
     numbers from the cached embeddings."""
-    import json
-
     from ssl_bench.report import build_html
+    from ssl_bench.results import append_rows, read_rows
 
     runs = report_dir / "runs"
     mog = [d for d in runs.iterdir() if d.name.startswith("mog2d-")]
     assert len(mog) == 4  # simclr, dsm, pixels, random-init
     table = _prf_table(_sections((report_dir / "page" / "index.html").read_text())["mog2d-knn-prf"])
     for d in mog:
-        rows = [json.loads(line) for line in (d / "results.jsonl").read_text().splitlines()]
+        rows = read_rows([d / "results.jsonl"])
         knn = {r["metric"]: r["value"] for r in rows if r["evaluator"] == "knn"}
         for m in ("precision", "recall", "f1"):
             per = [knn[f"{m}_class{c}"] for c in range(8)]
@@ -172,8 +171,9 @@ def test_knn_rows_hold_per_class_precision_recall_f1_and_the_report_shows_them(r
     shutil.copytree(runs, copy, ignore=shutil.ignore_patterns("digits-*"))
     (simclr,) = [d for d in copy.iterdir() if d.name.startswith("mog2d-simclr-")]
     res = simclr / "results.jsonl"
-    kept = [line for line in res.read_text().splitlines() if "_class" not in json.loads(line)["metric"]]
-    res.write_text("\n".join(kept) + "\n")
+    kept = [r for r in read_rows([res]) if "_class" not in r["metric"]]
+    res.unlink()
+    append_rows(res, kept)
     again = _prf_table(_sections(build_html(copy))["knn-prf"])
     assert again["simclr"][-1] == "recomputed (k = 20, T = 0.07)"
     assert again["simclr"][:4] == table["simclr"][:4]  # the evaluator's defaults, the same embeddings

@@ -5,7 +5,8 @@ trainer (which joins the process group from torchrun's environment) and runs the
 distributed pieces (all-gather for InfoNCE negatives and VICReg statistics, synchronised batch
 norm) are checked against the one-process gradient of the same global loss.
 """
-import json
+
+from ssl_bench.results import read_rows
 import os
 import socket
 import subprocess
@@ -142,7 +143,7 @@ def test_torchrun_run_trains_with_ddp_and_rank0_evaluates(ddp_runs):
     assert len(ckpt) == 1
     _, meta = read_encoder(ckpt[0])
     assert meta["world_size"] == 2
-    rows = [json.loads(x) for x in (ckpt[0].parent.parent / "results.jsonl").read_text().splitlines()]
+    rows = read_rows([ckpt[0].parent.parent / "results.jsonl"])
     assert rows and len(rows) == len({(r["evaluator"], r["metric"]) for r in rows}), "rows written once"
     assert (ddp_runs / "lb" / "mog2d.csv").is_file()
 

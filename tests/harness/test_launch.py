@@ -3,7 +3,8 @@
 The local launcher (submitit.LocalExecutor) must produce the same result rows and leaderboard
 as the in-process sweep on the same config, since every job runs the same deterministic code.
 """
-import json
+
+from ssl_bench.results import read_rows
 import sys
 
 import pandas as pd
@@ -16,7 +17,7 @@ SMOKE = ["--methods", "simclr,vicreg", "--dataset", "mog2d", "--preset", "smoke"
 
 
 def _rows(out):
-    rows = [json.loads(ln) for p in sorted(out.glob("*/results.jsonl")) for ln in p.read_text().splitlines()]
+    rows = read_rows(sorted(out.glob("*/results.jsonl")))
     return {(r["method"], r["seed"], r["evaluator"], r["metric"]): r["value"] for r in rows}
 
 

@@ -1,5 +1,7 @@
 """Reliability and security: data files never execute code, faults are one-line errors."""
 import json
+
+from ssl_bench.results import read_rows
 import pickle
 import subprocess
 import sys
@@ -732,7 +734,7 @@ def test_concurrent_writers_lose_no_row(tmp_path):
         p.start()
     for p in procs:
         p.join(60)
-    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    rows = read_rows([path])
     assert sorted((r["writer"], r["i"]) for r in rows) == [(k, i) for k in range(8) for i in range(25)]
 
 

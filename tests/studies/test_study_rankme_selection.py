@@ -2,6 +2,8 @@
 
 import csv
 import json
+
+from ssl_bench.results import read_rows
 import math
 
 import pytest
@@ -52,8 +54,8 @@ def test_test_split_is_evaluated_apart_from_the_validation_split(study):
     out, _, configs = study
     runs = sorted((out / "runs" / "rankme-selection").glob("*/test-results.jsonl"))
     assert len(runs) == 6
-    val_rows = [json.loads(x) for x in open(runs[0].parent / "results.jsonl")]
-    test_rows = [json.loads(x) for x in open(runs[0])]
+    val_rows = read_rows([runs[0].parent / "results.jsonl"])
+    test_rows = read_rows([runs[0]])
     assert {r["evaluator"] for r in val_rows} >= {"knn", "rankme", "lidar", "alpha-req"}
     assert {r["evaluator"] for r in test_rows} == {"knn"}
 

@@ -1,0 +1,29 @@
+"""The resolved recipe of a training configuration, without training: the method's options with
+its defaults filled in and the optimiser's learning rate and weight decay, exactly as the trainer
+records them in every checkpoint (``meta["recipe"]``). Its digest
+(:func:`ssl_bench.results.recipe_hash`) is part of a result row's identity, so a board can tell
+a row trained under an older default (stale) from one of today's recipe."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .config import RunConfig
+from .registry import METHODS
+from .results import recipe_hash
+
+
+def resolved_recipe(cfg: RunConfig) -> dict[str, Any]:
+    """{option: value} of ``cfg``'s method with its defaults filled in, plus ``optim.lr`` and
+    ``optim.weight_decay`` (the config's, else the method's preference)."""
+    cfg = cfg.with_preset()
+    cls = METHODS.get(cfg.method)
+    optim = getattr(cls, "optim_defaults", {}) or {}
+    lr = cfg.lr if cfg.lr is not None else optim.get("lr")
+    wd = cfg.weight_decay if cfg.weight_decay is not None else optim.get("weight_decay")
+    return {**cls.resolve_hparams(dict(cfg.method_kwargs)), "optim.lr": lr, "optim.weight_decay": wd}
+
+
+def resolved_recipe_hash(cfg: RunConfig, backbone: str) -> str | None:
+    """The recipe digest that a training of ``cfg`` on ``backbone`` would record today."""
+    return recipe_hash(resolved_recipe(cfg), cfg.with_preset().to_dict(), backbone)
