@@ -26,3 +26,10 @@ class CheckpointError(SSLBenchError):
 
 class TrainingDivergedError(SSLBenchError, FloatingPointError):
     """The loss became NaN/inf; the last good checkpoint is kept."""
+
+
+class RunsFailed(SSLBenchError):
+    """The command finished, but some of its runs failed or diverged: exit status 1, not 2 (a
+    usage or configuration error), so a script can tell a typo from a scientific failure."""
+
+    exit_code = 1

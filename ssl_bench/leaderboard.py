@@ -125,12 +125,26 @@ def config_label(method: str, config: dict | None) -> str:
         )
     except Exception:
         base = {}
+    config = _with_preset(config, base)
     for k in sorted(config):
         if k in LABEL_SKIP or k in NON_TRAINING_KEYS or k not in base:
             continue
         if config[k] != base[k]:
             diffs.append(f"{k}={_fmt_value(config[k])}")
     return f"{method} [{', '.join(diffs)}]" if diffs else str(method)
+
+
+def _with_preset(config: dict, base: dict) -> dict:
+    """``config`` with the preset's values filled in where it leaves them unset (None: the row of a
+    run that diverged or failed stores its config before the preset was applied), so the label
+    lists only keys that really differ; ``config`` as it is when it cannot be resolved."""
+    from .config import RunConfig
+
+    try:
+        known = {k: v for k, v in config.items() if k in base}
+        return {**config, **RunConfig.from_dict(known).with_preset().to_dict()}
+    except Exception:  # a config of another version, or not a valid one: compared as it is
+        return config
 
 
 # -- loading and aggregation ------------------------------------------------------------------------
