@@ -478,9 +478,14 @@ def cmd_leaderboard(a: argparse.Namespace) -> int:
     )
     if not written:
         raise SSLBenchError(f"no result rows under {a.runs}: run `ssl-bench run` first")
-    if a.readme:
-        for md in (p for p in written if p.suffix == ".md"):
-            if update_readme(Path(a.readme), md.stem, md.read_text()):
+    if a.readme:  # the README gets the short headline table; the full one is in --out
+        import pandas as pd
+
+        from .headline import short_markdown
+
+        command = f"ssl-bench leaderboard --runs {a.runs} --out {a.out} --readme {a.readme}"
+        for csv_path in (p for p in written if p.suffix == ".csv"):
+            if update_readme(Path(a.readme), csv_path.stem, short_markdown(pd.read_csv(csv_path), command)):
                 written.append(Path(a.readme))
     if a.json:
         print(json.dumps({"written": [str(p) for p in written]}))
@@ -743,11 +748,22 @@ def build_parser() -> argparse.ArgumentParser:
     li.add_argument("--json", action="store_true", help="print a JSON list of names")
     li.set_defaults(func=cmd_list)
 
-    lb = sub.add_parser("leaderboard", help="aggregate result rows into leaderboards/<dataset>.csv/.md", epilog=EPILOG)
+    lb = sub.add_parser(
+        "leaderboard",
+        help="aggregate result rows into leaderboards/<dataset>.csv/.md",
+        description="Aggregate the result rows under RUNS (seeds of one configuration into mean ± 95%% CI) "
+        "into OUT/<dataset>.csv (every metric) and .md (the headline metrics and a legend).",
+        epilog=EPILOG,
+    )
     lb.add_argument("--runs", default="runs", help="runs directory (default: runs/)")
     lb.add_argument("--out", default="leaderboards", help="output directory (default: leaderboards/)")
     lb.add_argument("--dataset", default=None, help="only this dataset")
-    lb.add_argument("--readme", default=None, help="also refresh the <!-- leaderboard:DATASET --> block of this file")
+    lb.add_argument(
+        "--readme",
+        default=None,
+        help="also refresh the <!-- leaderboard:DATASET --> block of this file with the short headline "
+        "table (method, backbone, k-NN, linear, 1%%, RankMe, collapse, n)",
+    )
     lb.add_argument("--json", action="store_true", help="print one JSON object {written: [files]}")
     lb.set_defaults(func=cmd_leaderboard)
     cp = sub.add_parser(

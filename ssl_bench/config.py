@@ -22,16 +22,15 @@ PRESETS: dict[str, dict[str, Any]] = {
     "smoke": dict(
         epochs=1, batch_size=128, train_subset=2048, eval_train_subset=2048, eval_test_subset=1000, knn_monitor_every=0
     ),
-    # minutes on 2 CPU cores for the default dataset: the README's leaderboard. Batch 128 (312
-    # steps) rather than 256 (156): EMA-target methods need steps; at 156 BYOL stayed below
-    # random-init (79.5 vs 80.6 k-NN top-1) and reached 81.1 at 312 steps, SimCLR 83.5 -> 83.9.
+    # minutes on a few CPU cores for the default dataset: the README's first command. Batch 128
+    # (312 steps) rather than 256 (156): EMA-target methods need steps (measured: docs/benchmarks.md
+    # section 10).
     "quick": dict(
         epochs=2, batch_size=128, train_subset=20000, eval_train_subset=None, eval_test_subset=None, knn_monitor_every=1
     ),
     # the reference leaderboard (leaderboards/fashion-mnist-standard.md): the whole training set,
-    # each method's own recipe, 20 epochs at batch 256 (4,680 steps, 15x quick's 312). On 2 CPU
-    # cores one method takes about 1-2.5 h (bf16 / fp32), so the board grows one run at a time
-    # (scripts/standard_board.py, resumable); on one GPU the whole board takes minutes.
+    # each method's own recipe, 20 epochs at batch 256 (4,680 steps, 15x quick's 312); on a CPU the
+    # board grows one run at a time (scripts/standard_board.py, resumable), on a GPU in one call.
     "standard": dict(
         epochs=20, batch_size=256, train_subset=None, eval_train_subset=None, eval_test_subset=None, knn_monitor_every=2
     ),

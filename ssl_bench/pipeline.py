@@ -133,7 +133,7 @@ def run_evaluators(
         evs.append((name, EVALUATORS.get(name)(**(eval_kwargs or {}).get(name, {}))))
     out = {}
     # vector data (small MLPs, a few thousand points) on the CPU: one thread, as in training
-    # (ssl_bench.trainer); mog2d's evaluators took 2-4x longer with two threads on a shared 2-core CPU
+    # (ssl_bench.trainer): more threads only wait for each other on work this small
     one = data is not None and data.kind == DataKind.VECTOR and (device is None or torch.device(device).type == "cpu")
     with small_work_threads(0 if one else float("inf")):
         for name, ev in evs:

@@ -28,9 +28,7 @@ def image_study_config(
 
     ``tiny``: seconds, for the tests (digits, smoke preset, an MLP, 512 training images).
     ``default``: the quick preset on a 10,000-image training subset (156 steps, half of quick's
-    312), k-NN / linear on 10,000 train / 5,000 test embeddings: the whole quick budget took about
-    4 min per run (155 s training, the rest evaluation) on the 2-core CPU shared with two other
-    engineers' jobs (load 8).
+    312), k-NN / linear on 10,000 train / 5,000 test embeddings (run times: docs/studies.md).
     ``default`` with ``whole_quick``: the quick preset as ``ssl-bench run`` trains and evaluates it
     (20,000 training images, 312 steps; every train and test image embedded), the budget of the
     VICReg ablation's committed table."""

@@ -141,3 +141,27 @@ def test_json_of_train_and_leaderboard(tmp_path, capsys):
     assert main(["leaderboard", "--runs", str(tmp_path), "--out", str(tmp_path / "lb"), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["written"] == [str(tmp_path / "lb" / "mog2d.csv"),
                                                                str(tmp_path / "lb" / "mog2d.md")]
+
+
+def test_readme_is_one_screen_to_a_table_rebuilt_from_the_committed_rows(tmp_path, capsys):
+    """README: the two commands first, the first table within 40 lines, under 12 KB, and its
+    headline block exactly what `ssl-bench leaderboard --readme` makes of the committed standard rows."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    text = (root / "README.md").read_text()
+    lines = text.splitlines()
+    assert lines[2] == "```bash" and lines[3].endswith("ssl-bench run --methods all")
+    assert lines[4].endswith("-e \".[test]\" && .venv/bin/python -m pytest -q")
+    first_table = next(i for i, ln in enumerate(lines) if ln.startswith("| "))
+    assert first_table < 40 and len(text.encode()) < 12 * 1024
+    assert lines[first_table] == "| method | backbone | k-NN | linear | 1% | RankMe | collapse | n |"
+    copy = tmp_path / "README.md"
+    copy.write_text(text.replace(lines[first_table + 2], "| stale | row |"))
+    rows = root / "leaderboards" / "fashion-mnist-standard-rows"
+    assert main(["leaderboard", "--runs", str(rows), "--out", str(tmp_path / "lb"), "--readme", str(copy)]) == 0
+    table = [ln for ln in text.splitlines() if ln.startswith("| ")]
+    assert [ln for ln in copy.read_text().splitlines() if ln.startswith("| ")] == table
+    vicreg = next(ln for ln in table if ln.startswith("| vicreg | cnn-small |"))
+    pixels = next(ln for ln in table if ln.startswith("| _pixels_ |"))
+    assert float(vicreg.split("|")[3].strip("* ").split()[0]) > float(pixels.split("|")[3].strip("* ").split()[0])
