@@ -68,23 +68,9 @@ def _parse_kv(items: list[str] | None, what: str) -> dict:
 
 
 def _seeds(text: str, flag: str = "--seeds") -> list[int]:
-    """``--seeds``, in every command: a list and/or ranges of seeds, ``0,1,2``, ``0-2``, ``5``
-    (seed 5 alone), ``0-2,7``; a trailing comma is allowed (``5,``)."""
-    seeds: list[int] = []
-    for part in (s.strip() for s in str(text).split(",")):
-        if not part:
-            continue
-        lo, sep, hi = part.partition("-") if not part.startswith("-") else (part, "", "")
-        try:
-            first, last = (int(lo), int(hi)) if sep else (int(part), int(part))
-        except ValueError:
-            raise ConfigError(f"{flag} takes seeds like 0,1,2 or 0-2, got {text!r}") from None
-        if first < 0 or last < first:
-            raise ConfigError(f"{flag} {part!r}: seeds are integers >= 0 and a range A-B needs A <= B")
-        seeds += [x for x in range(first, last + 1) if x not in seeds]
-    if not seeds:
-        raise ConfigError(f"{flag} is empty")
-    return seeds
+    from .config import parse_seeds
+
+    return parse_seeds(text, flag)
 
 
 def _run_seeds(seeds: str | None, num_seeds: int | None = None) -> list[int]:
@@ -627,8 +613,8 @@ def build_parser() -> argparse.ArgumentParser:
         "For a count use --num-seeds",
     )
     r.add_argument("--num-seeds", type=int, default=None, metavar="N", help="seeds 0..N-1 (3 = seeds 0,1,2)")
-    r.add_argument("--runs", default="runs", help="runs directory, read and written (default: runs/)")
-    r.add_argument("--out", dest="runs", default=argparse.SUPPRESS, help="deprecated spelling of --runs")
+    r.add_argument("--runs", default="runs", metavar="DIR", help="runs directory, read and written (default: runs/)")
+    r.add_argument("--out", dest="runs", default=argparse.SUPPRESS, metavar="DIR", help="deprecated spelling of --runs")
     r.add_argument(
         "--leaderboards",
         default=None,
@@ -807,7 +793,9 @@ def build_parser() -> argparse.ArgumentParser:
     cc.add_argument(
         "--cases", default=None, help="TOML cases file (default: the built-in ssl_bench/collapse_cases.toml)"
     )
-    cc.add_argument("--seeds", default=None, help="comma-separated seeds for every case (default: each case's seeds)")
+    cc.add_argument(
+        "--seeds", default=None, help="seeds for every case, a list or range: 0,1,2 or 0-2 (default: each case's seeds)"
+    )
     cc.add_argument("--only", default=None, help="comma-separated case names to run (default: all)")
     cc.add_argument(
         "--keep", default=None, metavar="DIR", help="keep the runs under DIR (default: a temporary directory)"

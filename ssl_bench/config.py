@@ -296,3 +296,23 @@ def _check_finite(where: str, v: Any, depth: int = 0) -> None:
     elif isinstance(v, (list, tuple)):
         for x in v:
             _check_finite(where, x, depth + 1)
+
+
+def parse_seeds(text: str, flag: str = "--seeds") -> list[int]:
+    """``--seeds``, in every command: a list and/or ranges of seeds, ``0,1,2``, ``0-2``, ``5``
+    (seed 5 alone), ``0-2,7``; a trailing comma is allowed (``5,``)."""
+    seeds: list[int] = []
+    for part in (s.strip() for s in str(text).split(",")):
+        if not part:
+            continue
+        lo, sep, hi = part.partition("-") if not part.startswith("-") else (part, "", "")
+        try:
+            first, last = (int(lo), int(hi)) if sep else (int(part), int(part))
+        except ValueError:
+            raise ConfigError(f"{flag} takes seeds like 0,1,2 or 0-2, got {text!r}") from None
+        if first < 0 or last < first or last - first >= 10_000:
+            raise ConfigError(f"{flag} {part!r}: seeds are integers >= 0; a range A-B needs A <= B and < 10000 seeds")
+        seeds += [x for x in range(first, last + 1) if x not in seeds]
+    if not seeds:
+        raise ConfigError(f"{flag} is empty")
+    return seeds

@@ -136,16 +136,11 @@ def write_table(
 
 
 def parse_seeds(text: str) -> list[int]:
-    """``"0,1,2"`` -> [0, 1, 2]; anything else is a one-line ConfigError."""
-    from ..errors import ConfigError
+    """``--seeds`` as in every command: ``"0,1,2"`` or ``"0-2"`` -> [0, 1, 2]; anything else is a
+    one-line ConfigError."""
+    from ..config import parse_seeds as seeds
 
-    try:
-        seeds = [int(s) for s in str(text).split(",") if s.strip()]
-    except ValueError:
-        raise ConfigError(f"--seeds must be comma-separated integers, got {text!r}") from None
-    if not seeds or any(s < 0 for s in seeds):
-        raise ConfigError(f"--seeds must name at least one seed >= 0, got {text!r}")
-    return seeds
+    return seeds(text)
 
 
 def spearman(x: Sequence[float], y: Sequence[float]) -> float:

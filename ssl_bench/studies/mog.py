@@ -123,7 +123,7 @@ def local_structure(x: np.ndarray, z: np.ndarray, y: np.ndarray, k: int = 10) ->
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--seeds", default=None, help="comma-separated seeds (default: 0,1,2; tiny: 0)")
+    p.add_argument("--seeds", default=None, help="seeds, a list or range: 0,1,2 or 0-2 (default: 0,1,2; tiny: 0)")
     p.add_argument("--methods", default=",".join(METHODS), help=f"default: {','.join(METHODS)}")
 
 

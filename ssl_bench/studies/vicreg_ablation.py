@@ -44,7 +44,7 @@ VERDICT = {0: "ok", 1: "dimensional", 2: "complete"}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default: 0,1,2)")
+    p.add_argument("--seeds", default="0,1,2", help="seeds, a list or range: 0,1,2 or 0-2 (default: 0,1,2)")
     p.add_argument("--dataset", default=None, help="default: fashion-mnist (tiny: digits)")
 
 
