@@ -55,7 +55,7 @@ MOG_FIGURES = ["curves", "monitor", "spectra", "rankme", "pca", "knn-prf", "ener
 @pytest.fixture(scope="module")
 def report_dir(tmp_path_factory):
     """A tiny two-dataset runs directory: simclr + dsm on mog2d through `ssl-bench run` (which
-    writes the report by default, to report/ next to the runs directory), then simclr on digits with
+    writes the report by default, to report/ inside the runs directory), then simclr on digits with
     the reconstruction evaluator (--no-report), and `ssl-bench report` over both into page/."""
     root = tmp_path_factory.mktemp("report")
     common = ["--preset", "smoke", "--device", "cpu", "--no-progress", "--set", "precision=fp32",
@@ -77,7 +77,7 @@ def _sections(page: str) -> dict[str, str]:
 
 @pytest.mark.slow
 def test_run_writes_the_report_by_default(report_dir):
-    page = (report_dir / "report" / "index.html").read_text()
+    page = (report_dir / "runs" / "report" / "index.html").read_text()
     assert "mog2d" in page and "digits" not in page  # written at the end of the first run only
 
 
