@@ -281,6 +281,8 @@ def _reproduction_check(reference: str | None, runs: Path, dataset: str, rows: l
     from .leaderboard import aggregate, load_frame
 
     ids = {r["run_id"] for r in rows if r.get("status", "ok") == "ok"}
+    if not ids or folder is None:
+        return None
     df = load_frame(runs)
     df = df[(df["dataset"] == dataset) & df["run_id"].isin(ids)]
     return run_check(aggregate(df), dataset, folder) if not df.empty else None

@@ -110,6 +110,8 @@ def check(run: pd.DataFrame, reference: pd.DataFrame, metrics: list[str] | None 
         run["epochs"], reference["epochs"] = run["epochs"].astype(int), reference["epochs"].astype(int)
     both = run.merge(reference, on=on, how="left", suffixes=("", "_ref"), indicator=True)
     out.unmatched = [str(r["label"]) for _, r in both.iterrows() if r["_merge"] == "left_only"]
+    if "board" in both:  # the boards that hold a row of this run, not every board of the dataset
+        out.boards = sorted({str(b) for b in both.loc[both["_merge"] == "both", "board"]})
     for m in metrics:
         out.compared[m], out.inside[m] = 0, 0
         for _, r in both[both["_merge"] == "both"].iterrows():
