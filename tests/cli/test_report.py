@@ -87,7 +87,8 @@ def test_runs_and_baselines_write_their_files_to_one_artifacts_folder(report_dir
     runs = report_dir / "runs"
     assert not list(runs.glob("*/checkpoints/artifacts"))
     trained = [d for d in runs.iterdir() if (d / "checkpoints").is_dir()]
-    baselines = [d for d in runs.iterdir() if d.is_dir() and not (d / "checkpoints").is_dir()]
+    baselines = [d for d in runs.iterdir() if (d / "results.jsonl").is_file() and not (d / "checkpoints").is_dir()]
+    assert {d.name for d in runs.iterdir() if not (d / "results.jsonl").is_file()} == {"report"}  # run's report
     assert trained and baselines
     for d in trained:
         assert sorted(p.name for p in (d / "artifacts").glob("*collapse-spectrum.npy")) == [
