@@ -10,7 +10,7 @@ Multi-block masking as in the paper: targets of scale 0.15-0.2 and aspect 0.75-1
 scale 0.85-1.0 minus the targets, redrawn (as the reference collator does) until it keeps at least
 ``min_keep`` patches (default 4, the reference's default; its configs use 10); one view, random
 resized crop only. ``encode`` = the backbone's average-pooled patch tokens. Defaults (sized for
-2-core CPUs): timm ViT with ~16 patches (7 x 7 on 28 x 28), width 96, depth 4,
+small CPUs): timm ViT with ~16 patches (7 x 7 on 28 x 28), width 96, depth 4,
 3 heads, no class token (paper: ViT-H/14); predictor width 64, depth 2 (paper 384 x 12);
 tau 0.99 -> 1 cosine (paper 0.996 -> 1 linear; raised for short runs to 1 - 10 / total_steps,
 :mod:`ssl_bench.ema`). As in the paper, the target encoder (``target_backbone``) is the evaluated
@@ -41,13 +41,8 @@ from ssl_bench.registry import register_method
 from ssl_bench.views import MultiView, default_augment, multiblock_masks
 
 #: patch size and image size follow the data (``ssl_bench.backbones.auto_patch_size``): 7 x 7 patches
-#: (16 tokens) on 28 x 28. On Fashion-MNIST's quick preset 4 x 4 patches (49 tokens) trained I-JEPA
-#: 4.7x slower (112 s vs 24 s) for a lower k-NN top-1 (65.9 vs 69.8); MAE 70 s vs 21 s, 75.9 vs 75.4.
-#: Measured again once the context kept >= min_keep patches (fp32, 1 thread, a loaded 2-core AVX2
-#: CPU; 2 epochs on a 5k subset = 78 steps; k-NN top-1 of the target encoder on a 10k/2k split):
-#: 7 px 60.7 in 70.6 s, 4 px 49.6 in 117.9 s; per step 0.77-0.94 s vs 1.89-1.95 s (cnn-small SimCLR
-#: 1.13-1.34 s). 4 px costs ~1.5x the CNN methods and 2.3x the 7-px ViT for 11 pt less at this
-#: budget, so 7 px stays the default (the paper's finer grids need far longer training).
+#: (16 tokens) on 28 x 28. Finer 4 x 4 patches cost about twice the time for a lower k-NN at the CPU
+#: budgets, so 7 px is the default (measured: docs/benchmarks.md section 10).
 VIT_SMALL_CPU = (
     "timm:vit_tiny_patch16_224",
     {

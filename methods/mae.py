@@ -5,7 +5,7 @@ A ViT encoder sees only a random ``1 - mask_ratio`` of the patches; a lightweigh
 decoder (mask tokens at the hidden positions, fixed 2-D sin-cos positions) reconstructs the
 pixels of the hidden patches; loss = mean squared error on the hidden patches only, against
 per-patch normalised pixels (``norm_pix_loss``, the paper's better variant). ``encode`` = the
-backbone's average-pooled patch tokens of the full image. Defaults (sized for 2-core CPUs): mask
+backbone's average-pooled patch tokens of the full image. Defaults (sized for small CPUs): mask
 ratio 0.75 (paper), the ViT of ``ijepa`` (~16 patches: 7 x 7 on 28 x 28, width 96, depth 4), decoder width 64,
 depth 2 (paper 512 x 8); random resized crop (0.2-1) + flip. Needs image data.
 

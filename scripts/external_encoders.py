@@ -93,7 +93,12 @@ def build_files(files: Path, steps: int, size: int) -> None:
     torch.save(timm.create_model("resnet18", num_classes=0).state_dict(), files / "timm-resnet18-seed1.pth")
     torch.manual_seed(0)
     cfg = ViTConfig(
-        image_size=size, patch_size=4, hidden_size=192, num_hidden_layers=4, num_attention_heads=3, intermediate_size=768
+        image_size=size,
+        patch_size=4,
+        hidden_size=192,
+        num_hidden_layers=4,
+        num_attention_heads=3,
+        intermediate_size=768,
     )
     ViTModel(cfg).save_pretrained(files / "tiny-vit")
 
@@ -127,7 +132,10 @@ def lightly_knn(out: Path) -> None:
             F.normalize(torch.from_numpy(z["test_x"]), dim=1), bank.T, torch.from_numpy(z["train_y"]), 10, k, t
         )
         theirs = 100.0 * float((pred[:, 0] == torch.from_numpy(z["test_y"])).float().mean())
-        print(f"lightly-trained encoder k-NN top-1 (k={k}, T={t}): ssl-bench {top1[-1]['value']:.2f}, lightly {theirs:.2f}")
+        print(
+            f"lightly-trained encoder k-NN top-1 (k={k}, T={t}): "
+            f"ssl-bench {top1[-1]['value']:.2f}, lightly {theirs:.2f}"
+        )
 
 
 def main() -> None:

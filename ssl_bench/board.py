@@ -74,6 +74,7 @@ def board_command(spec: BoardSpec) -> str:
 def rebuild_table(spec: BoardSpec, opts: Options) -> list[Path]:
     """``leaderboards/NAME.{csv,md}`` from the rows folder (and the README block, with --readme)."""
     from .checkpoint import atomic_write_text
+    from .headline import headline_for
     from .leaderboard import update_readme, write_leaderboards
 
     rdir = rows_dir(spec, opts.leaderboards)
@@ -86,10 +87,12 @@ def rebuild_table(spec: BoardSpec, opts: Options) -> list[Path]:
             dest = Path(opts.leaderboards) / f"{spec.name}{p.suffix}"
             atomic_write_text(dest, p.read_text())
             out.append(dest)
-            if p.suffix == ".md" and opts.readme is not None:
-                if not update_readme(opts.readme, spec.dataset, p.read_text()):
-                    raise ConfigError(f"{opts.readme} has no <!-- leaderboard:{spec.dataset} --> block")
-                out.append(opts.readme)
+    if opts.readme is not None:  # the short headline table of the board's csv
+        render = headline_for(f"{board_command(spec)} --table-only --readme {opts.readme}")
+        md = Path(opts.leaderboards) / f"{spec.name}.md"
+        if not update_readme(opts.readme, spec.dataset, render(md)):
+            raise ConfigError(f"{opts.readme} has no <!-- leaderboard:{spec.dataset} --> block")
+        out.append(opts.readme)
     return out
 
 

@@ -17,8 +17,9 @@ if TYPE_CHECKING:
     from .embeddings import Embeddings
 
 EPILOG = (
-    "Errors print one line and exit with status 2 (--traceback or SSL_BENCH_TRACEBACK=1 shows the "
-    "full trace). Docs: README.md and docs/."
+    "Exit status: 0 done; 1 the command finished but a run failed or diverged, or a check failed; "
+    "2 a usage, configuration or data error, printed on one line (--traceback or SSL_BENCH_TRACEBACK=1 "
+    "shows the full trace). Docs: README.md and docs/."
 )
 
 
@@ -66,29 +67,22 @@ def _parse_kv(items: list[str] | None, what: str) -> dict:
     return out
 
 
-def _seeds(text: str) -> list[int]:
-    try:
-        seeds = [int(s) for s in text.split(",") if s.strip()]
-    except ValueError:
-        raise ConfigError(f"--seeds must be comma-separated integers, got {text!r}") from None
-    if not seeds:
-        raise ConfigError("--seeds is empty")
-    return seeds
+def _seeds(text: str, flag: str = "--seeds") -> list[int]:
+    from .config import parse_seeds
+
+    return parse_seeds(text, flag)
 
 
-def _run_seeds(text: str) -> list[int]:
-    """``run --seeds``: a count N means seeds 0..N-1 (``3`` -> 0, 1, 2); a comma-separated list is
-    taken as it is (``0,1,2``; ``5,`` is the single seed 5)."""
-    t = str(text).strip()
-    if "," in t:
-        return _seeds(t)
-    try:
-        count = int(t)
-    except ValueError:
-        raise ConfigError(f"--seeds takes a count (3 = seeds 0,1,2) or a comma-separated list, got {text!r}") from None
-    if count < 1:
-        raise ConfigError(f"--seeds {count}: a count must be >= 1 (a single seed S is written 'S,')")
-    return list(range(count))
+def _run_seeds(seeds: str | None, num_seeds: int | None = None) -> list[int]:
+    """``run``'s seeds: ``--seeds`` (a list or range, see :func:`_seeds`) or ``--num-seeds N``
+    (seeds 0..N-1); neither: seed 0."""
+    if seeds is not None and num_seeds is not None:
+        raise ConfigError("give --seeds (a list or range: 0,1,2 or 0-2) or --num-seeds N, not both")
+    if num_seeds is not None:
+        if num_seeds < 1:
+            raise ConfigError(f"--num-seeds must be >= 1, got {num_seeds}")
+        return list(range(num_seeds))
+    return _seeds(seeds) if seeds is not None else [0]
 
 
 def _add_common(p: argparse.ArgumentParser, method: bool = True) -> None:
@@ -177,15 +171,21 @@ def _method_opts(a: argparse.Namespace, methods_text: str) -> tuple[dict, dict]:
 
 def cmd_run(a: argparse.Namespace) -> int:
     _names(a.methods, "--methods")
-    seeds = _run_seeds(a.seeds)
+    seeds = _run_seeds(a.seeds, a.num_seeds)
     common, scoped = _method_opts(a, a.methods)
     opt, a.opt = a.opt, None
     base = _config_from_args(a)  # config errors before torch is imported
     a.opt = opt
     if common:
         base = base.__class__.from_dict({**base.to_dict(), "method_kwargs": {**base.method_kwargs, **common}})
+    if a.json or a.quiet:
+        base = base.__class__.from_dict({**base.to_dict(), "progress": False})
+    runs = Path(a.runs)
+    if a.reference and a.reference.strip().lower() != "none" and not Path(a.reference).is_dir():
+        raise ConfigError(f"--reference {a.reference}: no such folder (give a folder of board CSVs, or none)")
 
     from .build import load_data, select_methods
+    from .console import logger
     from .leaderboard import write_leaderboards
     from .pipeline import SweepFailed, run_sweep
     from .registry import EVALUATORS, METHODS
@@ -199,10 +199,9 @@ def cmd_run(a: argparse.Namespace) -> int:
     methods, skipped = select_methods(a.methods, base.dataset, data.kind)
     if skipped:  # `--methods all` on data some methods cannot train on (ijepa, mae on vectors)
         needs = sorted({k for m in skipped for k in METHODS.get(m).data_kinds})
-        print(
+        logger.info(
             f"[methods] skipped {', '.join(skipped)}: {' or '.join(needs)} data only, and {base.dataset} is "
-            f"{data.kind} data; running the other {len(methods)}",
-            flush=True,
+            f"{data.kind} data; running the other {len(methods)}"
         )
     base = base.__class__.from_dict({**base.to_dict(), "method": methods[0]})
     if a.launcher != "inprocess":
@@ -216,19 +215,19 @@ def cmd_run(a: argparse.Namespace) -> int:
             gpus_per_node=a.gpus_per_node,
             cpus_per_task=a.cpus_per_task,
         )
-        rows = submit_sweep(methods, base, seeds, Path(a.out), a.launcher, baselines=not a.no_baselines, slurm=slurm)
+        rows = submit_sweep(methods, base, seeds, runs, a.launcher, baselines=not a.no_baselines, slurm=slurm)
         failures: list = []
     elif int(os.environ.get("WORLD_SIZE", "1")) > 1 and int(os.environ.get("RANK", "0")) != 0:
         from .launch import train_only  # torchrun: ranks > 0 join the training, rank 0 evaluates and writes
 
-        train_only(methods, base, seeds, Path(a.out), data=data)
+        train_only(methods, base, seeds, runs, data=data)
         return 0
     else:
         rows, failures = run_sweep(
             methods,
             base,
             seeds,
-            Path(a.out),
+            runs,
             baselines=not a.no_baselines,
             method_opts=scoped,
             return_failures=True,
@@ -236,17 +235,57 @@ def cmd_run(a: argparse.Namespace) -> int:
         )
     if failures and len(failures) == len(methods) * len(seeds) and not any(r.get("status", "ok") == "ok" for r in rows):
         raise SweepFailed(failures, all_failed=True, written=False)
-    written = write_leaderboards(Path(a.out), Path(a.leaderboards), [base.dataset], command="ssl-bench leaderboard")
+    # the run's own tables and report go under the runs directory (git-ignored runs/ by default):
+    # a run never rewrites the committed boards (only `ssl-bench leaderboard --readme` does)
+    lb_dir = Path(a.leaderboards) if a.leaderboards else runs / "leaderboards"
+    written = write_leaderboards(runs, lb_dir, [base.dataset], command="ssl-bench leaderboard")
     if not a.no_report:
         from .report import write_report
 
-        report_dir = Path(a.report_out) if a.report_out else Path(a.out).parent / "report"
-        written.append(write_report(Path(a.out), report_dir))
+        written.append(write_report(runs, Path(a.report_out) if a.report_out else runs / "report"))
     ok_rows = [r for r in rows if r.get("status", "ok") == "ok"]
-    print(f"{len(ok_rows)} result rows; wrote " + ", ".join(str(p) for p in written))
+    check = _reproduction_check(a.reference, runs, base.dataset, rows)
+    if a.json:
+        print(
+            json.dumps(
+                {
+                    "rows": len(ok_rows),
+                    "written": [str(p) for p in written],
+                    "failures": failures,
+                    "reproduction": check.to_dict() if check is not None else None,
+                },
+                sort_keys=True,
+                default=str,
+            )
+        )
+    else:
+        print(f"{len(ok_rows)} result rows; wrote " + ", ".join(str(p) for p in written))
+        if check is not None:
+            from .reproduce import format_check
+
+            print("\n".join(format_check(check)))
     if failures:
         raise SweepFailed(failures, all_failed=len(failures) == len(methods) * len(seeds))
     return 0
+
+
+def _reproduction_check(reference: str | None, runs: Path, dataset: str, rows: list[dict]) -> Any:
+    """The reproduction check of this sweep's rows against the reference boards (``--reference``:
+    a folder of board CSVs, ``none``, or by default the boards shipped with ssl-bench); None when
+    it is off or no board has a row of the same dataset, preset, backbone and configuration."""
+    from .reproduce import reference_dir, run_check
+
+    if reference is not None and reference.strip().lower() == "none":
+        return None
+    folder = Path(reference) if reference else reference_dir()
+    from .leaderboard import aggregate, load_frame
+
+    ids = {r["run_id"] for r in rows if r.get("status", "ok") == "ok"}
+    if not ids or folder is None:
+        return None
+    df = load_frame(runs)
+    df = df[(df["dataset"] == dataset) & df["run_id"].isin(ids)]
+    return run_check(aggregate(df), dataset, folder) if not df.empty else None
 
 
 def cmd_train(a: argparse.Namespace) -> int:
@@ -257,11 +296,26 @@ def cmd_train(a: argparse.Namespace) -> int:
     from .trainer import train
 
     EVALUATORS.resolve(cfg.evaluators)  # the evaluators its checkpoints will be judged by must exist
-    res = train(cfg, Path(a.out), resume=a.resume, save_every_steps=a.save_every_steps)
+    res = train(cfg, Path(a.runs), resume=a.resume, save_every_steps=a.save_every_steps)
     start = f" (resumed after epoch {res.resumed_from})" if res.resumed_from else ""
-    if is_main():  # under torchrun, rank 0 reports
+    if is_main() and a.json:  # under torchrun, rank 0 reports
+        keys = ("epochs", "resumed_from", "train_seconds", "checkpoint", "run_dir")
+        info = {k: getattr(res, k) for k in keys if hasattr(res, k)}
+        print(json.dumps({"method": cfg.method, "seed": cfg.seed, **info}, sort_keys=True, default=str))
+    elif is_main():
         print(f"trained {cfg.method} for {res.epochs} epochs{start} in {res.train_seconds:.1f}s -> {res.checkpoint}")
     return 0
+
+
+def _eval_opts(items: list[str] | None) -> dict[str, dict]:
+    """``--eval-opt EVALUATOR.KEY=VALUE`` (repeatable) -> {evaluator: {key: value}}."""
+    kwargs: dict = {}
+    for k, v in _parse_kv(items, "--eval-opt").items():
+        if "." not in k:
+            raise ConfigError(f"--eval-opt keys look like evaluator.option, got {k!r}")
+        ev, opt = k.split(".", 1)
+        kwargs.setdefault(ev, {})[opt] = v
+    return kwargs
 
 
 def cmd_eval(a: argparse.Namespace) -> int:
@@ -281,7 +335,12 @@ def cmd_eval(a: argparse.Namespace) -> int:
             rows = _eval_encoder(a, evaluators)
         else:
             rows = evaluate_checkpoint(
-                Path(checkpoint), evaluators, device=a.device or "auto", dataset=a.dataset, data_root=a.data_root
+                Path(checkpoint),
+                evaluators,
+                _eval_opts(a.eval_opt),
+                device=a.device or "auto",
+                dataset=a.dataset,
+                data_root=a.data_root,
             )
     except ResultsNotSavedError as exc:  # the numbers are printed, the error says where the rows went
         rows, unsaved = exc.rows, exc
@@ -412,13 +471,7 @@ def cmd_eval_embeddings(a: argparse.Namespace) -> int:
             f"evaluator(s) {', '.join(model_evs)} need a model, not embeddings: use `ssl-bench eval CHECKPOINT`"
         )
     emb = load_embeddings_file(Path(a.file), any(EVALUATORS.get(n).needs_labels for n in names))
-    kwargs: dict = {}
-    for k, v in _parse_kv(a.eval_opt, "--eval-opt").items():
-        if "." not in k:
-            raise ConfigError(f"--eval-opt keys look like evaluator.option, got {k!r}")
-        ev, opt = k.split(".", 1)
-        kwargs.setdefault(ev, {})[opt] = v
-    res = run_evaluators(emb, names, kwargs, artifact_dir=Path(a.artifacts) if a.artifacts else None)
+    res = run_evaluators(emb, names, _eval_opts(a.eval_opt), artifact_dir=Path(a.artifacts) if a.artifacts else None)
     result = {name: metrics for name, (metrics, _secs) in res.items()}
     if a.json:  # strict JSON: a non-finite value (e.g. alpha of a constant output) is null
         import math
@@ -454,6 +507,7 @@ def cmd_list(a: argparse.Namespace) -> int:
 
 
 def cmd_leaderboard(a: argparse.Namespace) -> int:
+    from .headline import headline_for
     from .leaderboard import readme_blocks, refresh_readme, write_leaderboards
 
     if a.readme:  # a broken or read-only README is refused before anything is written
@@ -463,9 +517,15 @@ def cmd_leaderboard(a: argparse.Namespace) -> int:
     )
     if not written:
         raise SSLBenchError(f"no result rows under {a.runs}: run `ssl-bench run` first")
-    if a.readme:
-        written += refresh_readme(Path(a.readme), [p for p in written if p.suffix == ".md"], bool(a.dataset))
-    print("wrote " + ", ".join(str(p) for p in written))
+    if a.readme:  # the README gets the short headline table (ssl_bench.headline); the full one is in --out
+        command = f"ssl-bench leaderboard --runs {a.runs} --out {a.out} --readme {a.readme}"
+        written += refresh_readme(
+            Path(a.readme), [p for p in written if p.suffix == ".md"], bool(a.dataset), headline_for(command)
+        )
+    if a.json:
+        print(json.dumps({"written": [str(p) for p in written]}))
+    else:
+        print("wrote " + ", ".join(str(p) for p in written))
     return 0
 
 
@@ -510,8 +570,10 @@ def _board_tools(a: argparse.Namespace, spec: Any, opts: Any) -> int:
         table = Path(a.leaderboards) / f"{spec.name}.csv"
         if not table.is_file():
             raise ConfigError(f"board {spec.name}: no table {table} (ssl-bench board {spec.name} --table-only)")
-        res = board_tools.reproduction(pd.read_csv(table), pd.read_csv(a.check), _names(a.metrics, "--metrics") or [])
-        print(board_tools.format_reproduction(res))
+        from .reproduce import check, format_check, load_reference
+
+        res = check(pd.read_csv(a.check), load_reference([table]), _names(a.metrics, "--metrics") or [])
+        print("\n".join(format_check(res)) if sum(res.compared.values()) else "no row in common")
         return 0
     md = board_tools.curves_table(board.rows_dir(spec, opts.leaderboards))
     if a.doc is None:
@@ -735,8 +797,10 @@ def build_parser() -> argparse.ArgumentParser:
         "run",
         help="train + evaluate methods x seeds, add baselines, write the leaderboard",
         description="Train (or resume) every method for every seed, evaluate the last checkpoint "
-        "with the evaluators, add the pixels and random-init reference rows, and write "
-        "leaderboards/<dataset>.csv and .md.",
+        "with the evaluators, add the pixels and random-init reference rows, write "
+        "RUNS/leaderboards/<dataset>.csv and .md and the report RUNS/report/index.html, and end with a "
+        "reproduction check against the committed board of the same dataset, preset and backbone. "
+        "Nothing outside RUNS is written.",
         epilog=EPILOG,
     )
     r.add_argument(
@@ -748,19 +812,38 @@ def build_parser() -> argparse.ArgumentParser:
     )
     r.add_argument(
         "--seeds",
-        default="1",
-        help="a count N (seeds 0..N-1: 3 = 0,1,2) or a comma-separated list "
-        "(5, = seed 5 only) (default: 1, i.e. seed 0)",
+        default=None,
+        help="which seeds: a list and/or ranges, e.g. 0,1,2 or 0-2 or 5 (seed 5 alone) (default: 0). "
+        "For a count use --num-seeds",
     )
-    r.add_argument("--out", default="runs", help="runs directory (default: runs/)")
-    r.add_argument("--leaderboards", default="leaderboards", help="where tables go (default: leaderboards/)")
+    r.add_argument("--num-seeds", type=int, default=None, metavar="N", help="seeds 0..N-1 (3 = seeds 0,1,2)")
+    r.add_argument("--runs", default="runs", metavar="DIR", help="runs directory, read and written (default: runs/)")
+    r.add_argument("--out", dest="runs", default=argparse.SUPPRESS, metavar="DIR", help="deprecated spelling of --runs")
+    r.add_argument(
+        "--leaderboards",
+        default=None,
+        help="where this run's tables go (default: RUNS/leaderboards; the committed boards are "
+        "updated only by `ssl-bench leaderboard --readme`)",
+    )
+    r.add_argument(
+        "--reference",
+        default=None,
+        metavar="DIR|none",
+        help="board CSVs to check the rows against at the end (default: the boards shipped with "
+        "ssl-bench, when one has the same dataset, preset, backbone and configuration; none: no check)",
+    )
+    r.add_argument("--quiet", action="store_true", help="no per-run lines and no progress bars; the summary only")
+    r.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON object at the end (rows, files written, failures, reproduction check), nothing else",
+    )
     r.add_argument("--no-baselines", action="store_true", help="skip the pixels / random-init rows")
     r.add_argument("--no-report", action="store_true", help="do not write the HTML report at the end")
     r.add_argument(
         "--report-out",
         default=None,
-        help="where the HTML report goes (default: report/ next to the "
-        "runs directory, i.e. report/ for the default --out runs)",
+        help="where the HTML report goes (default: RUNS/report)",
     )
     r.add_argument(
         "--launcher",
@@ -784,7 +867,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument("--method", required=False, default="simclr", help="method name (default: simclr)")
     t.add_argument("--seed", type=int, default=None, help="random seed (default: 0)")
-    t.add_argument("--out", default="runs", help="runs directory (default: runs/)")
+    t.add_argument("--runs", default="runs", help="runs directory (default: runs/)")
+    t.add_argument("--out", dest="runs", default=argparse.SUPPRESS, help="deprecated spelling of --runs")
+    t.add_argument("--json", action="store_true", help="print one JSON object (checkpoint, epochs, seconds)")
     t.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
     t.add_argument(
         "--save-every-steps",
@@ -808,7 +893,13 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("checkpoint", nargs="?", default=None)
     _add_encoder_options(e)
     e.add_argument("--evaluators", default=None, help="comma-separated (default: those of the run's config)")
-    e.add_argument("--device", default=None)
+    e.add_argument("--device", default=None, help="auto (CUDA when present) | cpu | cuda[:N] (default: auto)")
+    e.add_argument(
+        "--eval-opt",
+        action="append",
+        metavar="EVALUATOR.KEY=VALUE",
+        help="evaluator option, e.g. --eval-opt knn.k=10 --eval-opt linear.mode=protocol (repeatable)",
+    )
     e.add_argument(
         "--dataset", default=None, help="dataset to evaluate on (default: the checkpoint's, if it is a registered name)"
     )
@@ -850,11 +941,23 @@ def build_parser() -> argparse.ArgumentParser:
     li.add_argument("--json", action="store_true", help="print a JSON list of names")
     li.set_defaults(func=cmd_list)
 
-    lb = sub.add_parser("leaderboard", help="aggregate result rows into leaderboards/<dataset>.csv/.md", epilog=EPILOG)
+    lb = sub.add_parser(
+        "leaderboard",
+        help="aggregate result rows into leaderboards/<dataset>.csv/.md",
+        description="Aggregate the result rows under RUNS (seeds of one configuration into mean ± 95%% CI) "
+        "into OUT/<dataset>.csv (every metric) and .md (the headline metrics and a legend).",
+        epilog=EPILOG,
+    )
     lb.add_argument("--runs", default="runs", help="runs directory (default: runs/)")
     lb.add_argument("--out", default="leaderboards", help="output directory (default: leaderboards/)")
     lb.add_argument("--dataset", default=None, help="only this dataset")
-    lb.add_argument("--readme", default=None, help="also refresh the <!-- leaderboard:DATASET --> block of this file")
+    lb.add_argument(
+        "--readme",
+        default=None,
+        help="also refresh the <!-- leaderboard:DATASET --> block of this file with the short headline "
+        "table (method, backbone, k-NN, linear, 1%%, RankMe, collapse, n)",
+    )
+    lb.add_argument("--json", action="store_true", help="print one JSON object {written: [files]}")
     lb.set_defaults(func=cmd_leaderboard)
     cp = sub.add_parser(
         "compare",
@@ -899,7 +1002,9 @@ def build_parser() -> argparse.ArgumentParser:
     cc.add_argument(
         "--cases", default=None, help="TOML cases file (default: the built-in ssl_bench/collapse_cases.toml)"
     )
-    cc.add_argument("--seeds", default=None, help="comma-separated seeds for every case (default: each case's seeds)")
+    cc.add_argument(
+        "--seeds", default=None, help="seeds for every case, a list or range: 0,1,2 or 0-2 (default: each case's seeds)"
+    )
     cc.add_argument("--only", default=None, help="comma-separated case names to run (default: all)")
     cc.add_argument(
         "--keep", default=None, metavar="DIR", help="keep the runs under DIR (default: a temporary directory)"
@@ -1064,6 +1169,9 @@ def main(argv: list[str] | None = None) -> int:
         from . import threads
 
         threads.configure()  # $SSL_BENCH_THREADS: fair share of the CPU (default) or a fixed count
+        from . import console
+
+        console.configure(quiet=bool(getattr(a, "quiet", False) or getattr(a, "json", False)))
         rc = int(a.func(a) or 0)
         sys.stdout.flush()
         return rc
@@ -1078,8 +1186,9 @@ def main(argv: list[str] | None = None) -> int:
             raise
         if show_tb or not isinstance(exc, (SSLBenchError, *_user_errors())):
             raise
-        print(f"ssl-bench: error: {_one_line(exc)}", file=sys.stderr)
-        return 2
+        code = int(getattr(exc, "exit_code", 2))  # 1: finished, but a run or check failed (errors.RunsFailed)
+        print(f"ssl-bench: {'error' if code == 2 else 'failed'}: {_one_line(exc)}", file=sys.stderr)
+        return code
 
 
 if __name__ == "__main__":

@@ -22,9 +22,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     "smoke": dict(
         epochs=1, batch_size=128, train_subset=2048, eval_train_subset=2048, eval_test_subset=1000, knn_monitor_every=0
     ),
-    # minutes on 2 CPU cores for the default dataset: the README's leaderboard. Batch 128 (312
-    # steps) rather than 256 (156): EMA-target methods need steps; at 156 BYOL stayed below
-    # random-init (79.5 vs 80.6 k-NN top-1) and reached 81.1 at 312 steps, SimCLR 83.5 -> 83.9.
+    # minutes on a few CPU cores for the default dataset: the README's first command. Batch 128
+    # (312 steps) rather than 256 (156): EMA-target methods need steps (measured: docs/benchmarks.md
+    # section 10).
     "quick": dict(
         epochs=2, batch_size=128, train_subset=20000, eval_train_subset=None, eval_test_subset=None, knn_monitor_every=1
     ),
@@ -299,3 +299,23 @@ def _check_finite(where: str, v: Any, depth: int = 0) -> None:
     elif isinstance(v, (list, tuple)):
         for x in v:
             _check_finite(where, x, depth + 1)
+
+
+def parse_seeds(text: str, flag: str = "--seeds") -> list[int]:
+    """``--seeds``, in every command: a list and/or ranges of seeds, ``0,1,2``, ``0-2``, ``5``
+    (seed 5 alone), ``0-2,7``; a trailing comma is allowed (``5,``)."""
+    seeds: list[int] = []
+    for part in (s.strip() for s in str(text).split(",")):
+        if not part:
+            continue
+        lo, sep, hi = part.partition("-") if not part.startswith("-") else (part, "", "")
+        try:
+            first, last = (int(lo), int(hi)) if sep else (int(part), int(part))
+        except ValueError:
+            raise ConfigError(f"{flag} takes seeds like 0,1,2 or 0-2, got {text!r}") from None
+        if first < 0 or last < first or last - first >= 10_000:
+            raise ConfigError(f"{flag} {part!r}: seeds are integers >= 0; a range A-B needs A <= B and < 10000 seeds")
+        seeds += [x for x in range(first, last + 1) if x not in seeds]
+    if not seeds:
+        raise ConfigError(f"{flag} is empty")
+    return seeds

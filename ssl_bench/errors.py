@@ -42,3 +42,10 @@ def not_a_file(what: str, path: object) -> str:
 
     p = Path(str(path))
     return f"{what} {p} is a directory, not a file" if p.is_dir() else f"{what} {p} does not exist"
+
+
+class RunsFailed(SSLBenchError):
+    """The command finished, but some of its runs failed or diverged: exit status 1, not 2 (a
+    usage or configuration error), so a script can tell a typo from a scientific failure."""
+
+    exit_code = 1

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .config import RunConfig
-from .errors import ConfigError, SSLBenchError
+from .errors import ConfigError, RunsFailed, SSLBenchError
 
 if TYPE_CHECKING:
     import submitit
@@ -98,12 +98,15 @@ def submit_sweep(
 ) -> list[dict]:
     """Submit every method x seed as a job, compute baselines here, wait, return all rows."""
     from .build import load_data
-    from .evaluator import format_metrics
+    from .console import run_line
     from .pipeline import evaluate_baselines
     from .registry import EVALUATORS
 
     out = Path(out)
-    log = log or (lambda msg: print(msg, flush=True))
+    if log is None:
+        from .console import logger
+
+        log = logger.info
     evaluators = EVALUATORS.resolve(base.evaluators)
     ex = make_executor(launcher, out / "submitit", slurm)
     cfgs = [dataclasses.replace(base, method=m, seed=s) for s in seeds for m in methods]
@@ -130,11 +133,11 @@ def submit_sweep(
         by_ev: dict[str, dict] = {}
         for r in new:
             by_ev.setdefault(r["evaluator"], {})[r["metric"]] = r["value"]
-        summary = ", ".join(format_metrics(ev, ms, prefix=f"{ev}.") for ev, ms in by_ev.items())
-        log(f"[{cfg.method} seed {cfg.seed}] job {job.job_id} done; {summary}")
+        secs = float(new[0].get("train_seconds") or 0.0) if new else 0.0
+        log(run_line(cfg.method, cfg.seed, f"job {job.job_id} trained", secs, secs, by_ev))
         rows += new
     if failed:
-        raise SSLBenchError(
+        raise RunsFailed(
             f"{len(failed)} of {len(jobs)} job(s) failed (logs in {out / 'submitit'}): " + "; ".join(failed)
         )
     return rows

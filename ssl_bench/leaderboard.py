@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -125,12 +126,26 @@ def config_label(method: str, config: dict | None) -> str:
         )
     except Exception:
         base = {}
+    config = _with_preset(config, base)
     for k in sorted(config):
         if k in LABEL_SKIP or k in NON_TRAINING_KEYS or k not in base:
             continue
         if config[k] != base[k]:
             diffs.append(f"{k}={_fmt_value(config[k])}")
     return f"{method} [{', '.join(diffs)}]" if diffs else str(method)
+
+
+def _with_preset(config: dict, base: dict) -> dict:
+    """``config`` with the preset's values filled in where it leaves them unset (None: the row of a
+    run that diverged or failed stores its config before the preset was applied), so the label
+    lists only keys that really differ; ``config`` as it is when it cannot be resolved."""
+    from .config import RunConfig
+
+    try:
+        known = {k: v for k, v in config.items() if k in base}
+        return {**config, **RunConfig.from_dict(known).with_preset().to_dict()}
+    except Exception:  # a config of another version, or not a valid one: compared as it is
+        return config
 
 
 # -- loading and aggregation ------------------------------------------------------------------------
@@ -589,10 +604,13 @@ def update_readme(readme: Path, dataset: str, table_md: str) -> bool:
     return True
 
 
-def refresh_readme(readme: Path, tables: list[Path], named: bool) -> list[Path]:
+def refresh_readme(
+    readme: Path, tables: list[Path], named: bool, render: Callable[[Path], str] | None = None
+) -> list[Path]:
     """Refresh the blocks of ``readme`` from the leaderboard Markdown files ``tables``
-    (``<dataset>.md``). A dataset the user ``named`` (``--dataset``) must have its block, and so
-    must at least one of the others; the ones without a block are named in a warning."""
+    (``<dataset>.md``), each rendered by ``render`` (default: the file's text). A dataset the user
+    ``named`` (``--dataset``) must have its block, and so must at least one of the others; the ones
+    without a block are named in a warning."""
     from .errors import warn
 
     blocks = readme_blocks(readme)
@@ -604,5 +622,6 @@ def refresh_readme(readme: Path, tables: list[Path], named: bool) -> list[Path]:
         )
     if missing:
         warn(f"{readme} has no block for {', '.join(missing)}: those tables were not copied into it")
-    refreshed = [update_readme(readme, md.stem, md.read_text()) for md in tables if md.stem in blocks]
+    render = render or (lambda md: md.read_text())
+    refreshed = [update_readme(readme, md.stem, render(md)) for md in tables if md.stem in blocks]
     return [Path(readme)] if any(refreshed) else []

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,10 +16,10 @@ from .backbones import build_backbone, default_backbone
 from .build import backbone_choice, load_data, resolve_device, seed_everything
 from .checkpoint import artifact_dir
 from .config import RunConfig
+from .console import failure_line, run_line
 from .data import Data
 from .embeddings import Embeddings, checkpoint_embeddings, data_fingerprint, embed_data, eval_split, pixel_embeddings
-from .errors import SSLBenchError, TrainingDivergedError
-from .evaluator import format_metrics
+from .errors import RunsFailed, SSLBenchError, TrainingDivergedError
 from .kinds import DataKind
 from .method import Method
 from .registry import EVALUATORS
@@ -60,8 +59,8 @@ class ResultsNotSavedError(SSLBenchError):
         self.rows, self.saved_to = rows, saved_to
 
 
-class SweepFailed(SSLBenchError):
-    """Some (method, seed) runs of a sweep failed; the others were evaluated and ranked."""
+class SweepFailed(RunsFailed):
+    """Some (method, seed) runs of a sweep failed; the others were evaluated and ranked (exit 1)."""
 
     def __init__(self, failures: list[dict], all_failed: bool = False, written: bool = True) -> None:
         self.failures = failures
@@ -140,7 +139,7 @@ def run_evaluators(
         evs.append((name, EVALUATORS.get(name)(**(eval_kwargs or {}).get(name, {}))))
     out = {}
     # vector data (small MLPs, a few thousand points) on the CPU: one thread, as in training
-    # (ssl_bench.trainer); mog2d's evaluators took 2-4x longer with two threads on a shared 2-core CPU
+    # (ssl_bench.trainer): more threads only wait for each other on work this small
     one = data is not None and data.kind == DataKind.VECTOR and (device is None or torch.device(device).type == "cpu")
     with small_work_threads(0 if one else float("inf")):
         for name, ev in evs:
@@ -511,8 +510,10 @@ def run_sweep(
         f"{'s' if len(methods) > 1 else ''} x {len(seeds)} seed{'s' if len(seeds) > 1 else ''}",
         base.progress,
     )
-    if log is None:  # with a bar on screen, lines go through tqdm.write, which redraws the bars below them
-        log = (lambda msg: print(msg, flush=True)) if bar.disable else (lambda msg: bar.write(msg, file=sys.stdout))
+    if log is None:  # the `ssl_bench` logger; the CLI's handler writes through tqdm.write, below the bars
+        from .console import logger
+
+        log = logger.info
     rows: list[dict] = []
     failures: list[dict] = []
     try:
@@ -581,7 +582,7 @@ def _sweep(
                     raise
                 reason = _one_line(exc)
                 failures.append({"method": m, "seed": seed, "status": status, "reason": reason})
-                log(f"[{m} seed {seed}] {status.upper()}: {reason}")
+                log(failure_line(m, seed, status, reason))
                 if not isinstance(exc, RunLockedError):  # the run belongs to another process now
                     row = failure_row(dataclasses.replace(cfg), out, data.kind, status, reason)
                     save_rows(out / row["run_id"] / "results.jsonl", [row])
@@ -591,10 +592,6 @@ def _sweep(
             by_ev: dict[str, dict] = {}
             for r in new:
                 by_ev.setdefault(r["evaluator"], {})[r["metric"]] = r["value"]
-            summary = ", ".join(format_metrics(ev, ms, prefix=f"{ev}.") for ev, ms in by_ev.items())
-            log(
-                f"[{m} seed {seed}] {what} in {res.train_seconds:.0f}s; {summary} "
-                f"({time.perf_counter() - t0:.0f}s with eval)"
-            )
+            log(run_line(m, seed, what, res.train_seconds, time.perf_counter() - t0, by_ev))
             rows += new
             bar.update(1)

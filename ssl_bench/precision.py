@@ -10,8 +10,7 @@
   The resolved value is recorded in every checkpoint's metadata (``precision``).
 
 Image batches and convolution weights are channels_last on every device: oneDNN's CPU
-convolutions and cuDNN's tensor cores both prefer it (on this project's 2-core CPU it doubled
-the training throughput of ``cnn-small``; see docs/benchmarks.md).
+convolutions and cuDNN's tensor cores both prefer it (measured: docs/benchmarks.md section 4).
 """
 
 from __future__ import annotations

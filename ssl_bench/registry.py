@@ -12,6 +12,7 @@ Four registries exist: methods, evaluators, datasets and backbones. Each is fill
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import pkgutil
 from collections.abc import Callable, Iterator
@@ -96,7 +97,9 @@ class Registry(Generic[T]):
         key = name.strip().lower() if isinstance(name, str) else name
         if key not in self._items:
             known = ", ".join(self.names()) or "(none)"
-            raise UnknownNameError(f"unknown {self.kind} {name!r}; known {self.kind}s: {known}")
+            close = difflib.get_close_matches(str(key), self.names(), n=3, cutoff=0.6)
+            hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
+            raise UnknownNameError(f"unknown {self.kind} {name!r}; {hint}known {self.kind}s: {known}")
         return self._items[key]
 
     def names(self) -> list[str]:

@@ -164,6 +164,17 @@ def t_half_width(std: float, n: int, confidence: float = CONFIDENCE) -> float:
     return float(st.t.ppf(0.5 + confidence / 2, n - 1) * std / math.sqrt(n))
 
 
+def prediction_half_width(std: float, n: int, m: int = 1, confidence: float = CONFIDENCE) -> float:
+    """Half-width of the Student-t prediction interval for the mean of ``m`` new draws around the
+    mean of ``n`` earlier ones with sample std ``std``: t_{(1+c)/2, n-1} · std · √(1/m + 1/n)
+    (``m = 1``: one new run, t·s·√(1 + 1/n)). NaN when n < 2."""
+    from scipy import stats as st
+
+    if n is None or n < 2 or std is None or not math.isfinite(std) or m < 1:
+        return float("nan")
+    return float(st.t.ppf(0.5 + confidence / 2, n - 1) * std * math.sqrt(1 / m + 1 / n))
+
+
 def welch_p(m1: float, s1: float, n1: int, m2: float, s2: float, n2: int) -> float:
     """Two-sided p-value of Welch's t-test (unequal variances) from summary statistics. NaN when a
     side has n < 2. Both stds zero: 1.0 if the means are equal, else 0.0 (no noise, any gap is real)."""

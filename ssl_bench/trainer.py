@@ -132,8 +132,24 @@ def train(
         raise SSLBenchError(f"checkpoint_every must be >= 1, got {checkpoint_every}")
     if save_every_steps < 0:
         raise SSLBenchError(f"save_every_steps must be >= 0, got {save_every_steps}")
-    with contextlib.ExitStack() as locks:
+    with contextlib.ExitStack() as locks, _threads_restored():
         return _train(cfg, out, resume, data, callbacks, locks, checkpoint_every, stop, save_every_steps)
+
+
+@contextlib.contextmanager
+def _threads_restored() -> Iterator[None]:
+    """Torch's thread count and the thread policy (:mod:`ssl_bench.threads`) as they were before
+    :func:`train`, once it returns or raises: a config's ``num_threads`` pins the count for the
+    training only, not for the caller's code after it."""
+    n = torch.get_num_threads()
+    saved = {k: getattr(threads, k) for k in ("_policy", "_pending") if hasattr(threads, k)}
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            setattr(threads, k, v)
+        if torch.get_num_threads() != n:
+            torch.set_num_threads(n)
 
 
 def _train(

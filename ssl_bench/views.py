@@ -426,8 +426,8 @@ def multiblock_masks(
     th, tw = _block(gh, gw, target_scale, target_aspect, g)
     ch, cw = _block(gh, gw, context_scale, (1.0, 1.0), g)
     need = min(int(min_keep), ch * cw)
-    # Drawn for the whole batch at once (a loop over the samples cost 67 ms per batch of 256 on the
-    # 7 x 7 grid, about 90 % of an I-JEPA step on an H200); same distribution as the loop.
+    # Drawn for the whole batch at once (a loop over the samples dominated an I-JEPA step on a GPU);
+    # same distribution as the loop.
     rows, cols = torch.arange(gh).view(gh, 1), torch.arange(gw).view(1, gw)
 
     def rect(y: Tensor, x: Tensor, h: int, w: int) -> Tensor:  # (*y.shape, gh, gw): cover of blocks at (y, x)

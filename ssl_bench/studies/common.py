@@ -28,9 +28,7 @@ def image_study_config(
 
     ``tiny``: seconds, for the tests (digits, smoke preset, an MLP, 512 training images).
     ``default``: the quick preset on a 10,000-image training subset (156 steps, half of quick's
-    312), k-NN / linear on 10,000 train / 5,000 test embeddings: the whole quick budget took about
-    4 min per run (155 s training, the rest evaluation) on the 2-core CPU shared with two other
-    engineers' jobs (load 8).
+    312), k-NN / linear on 10,000 train / 5,000 test embeddings (run times: docs/studies.md).
     ``default`` with ``whole_quick``: the quick preset as ``ssl-bench run`` trains and evaluates it
     (20,000 training images, 312 steps; every train and test image embedded), the budget of the
     VICReg ablation's committed table."""
@@ -138,16 +136,11 @@ def write_table(
 
 
 def parse_seeds(text: str) -> list[int]:
-    """``"0,1,2"`` -> [0, 1, 2]; anything else is a one-line ConfigError."""
-    from ..errors import ConfigError
+    """``--seeds`` as in every command: ``"0,1,2"`` or ``"0-2"`` -> [0, 1, 2]; anything else is a
+    one-line ConfigError."""
+    from ..config import parse_seeds as seeds
 
-    try:
-        seeds = [int(s) for s in str(text).split(",") if s.strip()]
-    except ValueError:
-        raise ConfigError(f"--seeds must be comma-separated integers, got {text!r}") from None
-    if not seeds or any(s < 0 for s in seeds):
-        raise ConfigError(f"--seeds must name at least one seed >= 0, got {text!r}")
-    return seeds
+    return seeds(text)
 
 
 def spearman(x: Sequence[float], y: Sequence[float]) -> float:

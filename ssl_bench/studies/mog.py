@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from ..config import RunConfig
     from ..data import Data
     from ..embeddings import Embeddings
+from ..console import logger
 from .common import fmt, parse_seeds, spearman, write_table
 from .sweep import mean_std
 
@@ -122,7 +123,7 @@ def local_structure(x: np.ndarray, z: np.ndarray, y: np.ndarray, k: int = 10) ->
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--seeds", default=None, help="comma-separated seeds (default: 0,1,2; tiny: 0)")
+    p.add_argument("--seeds", default=None, help="seeds, a list or range: 0,1,2 or 0-2 (default: 0,1,2; tiny: 0)")
     p.add_argument("--methods", default=",".join(METHODS), help=f"default: {','.join(METHODS)}")
 
 
@@ -182,12 +183,11 @@ def run(a: argparse.Namespace) -> list[Path]:
                 res["global"] = global_structure(emb.test_x, test_y, centers, seed=s)
                 res["local"] = local_structure(np.asarray(data.x_test), emb.test_x, test_y)
             per.append(res)
-            print(
+            logger.info(
                 f"[mog] {m} seed {s}: k-NN {res.get('knn.top1', float('nan')):.2f}, global "
                 f"{fmt(res.get('global'))}, local {fmt(res.get('local'))}, verdict "
                 f"{VERDICT.get(int(res.get('collapse.verdict_code', -1)), res.get('status'))} "
                 f"({time.perf_counter() - t0:.0f} s)",
-                flush=True,
             )
         row: dict = {"method": m, "seeds": len(seeds)}
         for key, col in (

@@ -34,6 +34,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..console import logger
 from .base import Study, command_line, register, runs_dir
 from .common import fmt, image_study_config, save_figure, spearman, write_table
 from .selection import SCORES, pick, score
@@ -120,12 +121,11 @@ def run(a: argparse.Namespace) -> list[Path]:
                     res["checkpoint"], full, Path(res["checkpoint"]).parent.parent / "test-results.jsonl"
                 )
             configs.append(c)
-            print(
+            logger.info(
                 f"[rankme-selection] {m} {label}: val k-NN {fmt(res.get('knn.top1'))}, test k-NN "
                 f"{fmt(c.get('test_knn'))}, RankMe {fmt(res.get('rankme.rank'))}, LiDAR "
                 f"{fmt(res.get('lidar.lidar'))}, alpha {fmt(res.get('alpha-req.alpha'), 3)} "
                 f"({time.perf_counter() - t0:.0f} s)",
-                flush=True,
             )
     config_rows = [
         {

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..console import logger
 from .base import Study, command_line, register, runs_dir
 from .common import image_study_config, parse_seeds, save_figure, write_table
 from .sweep import mean_std, train_config
@@ -43,7 +44,7 @@ VERDICT = {0: "ok", 1: "dimensional", 2: "complete"}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default: 0,1,2)")
+    p.add_argument("--seeds", default="0,1,2", help="seeds, a list or range: 0,1,2 or 0-2 (default: 0,1,2)")
     p.add_argument("--dataset", default=None, help="default: fashion-mnist (tiny: digits)")
 
 
@@ -132,11 +133,10 @@ def run(a: argparse.Namespace) -> list[Path]:
             if "status" not in m:
                 m["projector_verdict"], m["projector_std_ratio"] = projector_verdict(cfg, data, runs)
             per_seed.append(m)
-            print(
+            logger.info(
                 f"[vicreg-ablation] {label} seed {s}: k-NN {m.get('knn.top1', float('nan')):.2f}, "
                 f"backbone {VERDICT.get(int(m.get('collapse.verdict_code', -1)), m.get('status'))}, "
                 f"projector {m.get('projector_verdict', '-')} ({time.perf_counter() - t0:.0f} s)",
-                flush=True,
             )
         row: dict = {
             "variant": label,

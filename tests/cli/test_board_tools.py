@@ -52,26 +52,29 @@ def test_committed_curves_block_is_what_the_command_writes(board, block, tmp_pat
     assert copy.read_text().replace(f"--doc {copy}", f"--doc {doc}") == (ROOT / doc).read_text()
 
 
-def test_check_counts_the_rows_inside_the_board_interval(tmp_path, capsys):
-    """A run value inside mean ± ci95 counts, one outside does not, a row the run lacks is left
-    out, and a NaN interval (n = 1) is a zero-width one."""
+def test_check_judges_one_new_run_by_the_prediction_interval(tmp_path, capsys):
+    """A one-seed run is judged by the board's prediction interval for one new draw,
+    t·s·sqrt(1 + 1/n) (a: 84.9 is inside 80 ± 4.97 though outside the mean's interval 80 ± 2.48;
+    b: 71.1 is outside 70 ± 0.99); a row the board lacks with n >= 2 (d: one seed, no interval) is
+    listed as not on the board."""
     board = pd.DataFrame({"label": ["a", "b", "c", "d"], "backbone": ["cnn"] * 4, "n": [3, 3, 3, 1],
-                          "knn_top1_mean": [80.0, 70.0, 60.0, 50.0], "knn_top1_ci95": [1.0, 0.5, 2.0, float("nan")]})
+                          "knn_top1_mean": [80.0, 70.0, 60.0, 50.0], "knn_top1_std": [1.0, 0.2, 2.0, float("nan")],
+                          "knn_top1_n": [3, 3, 3, 1]})
     run = pd.DataFrame({"label": ["a", "b", "d"], "backbone": ["cnn"] * 3, "n": [1, 1, 1],
-                        "knn_top1_mean": [80.9, 70.6, 50.0], "knn_top1_ci95": [float("nan")] * 3})
+                        "knn_top1_mean": [84.9, 71.1, 50.0], "knn_top1_std": [float("nan")] * 3, "knn_top1_n": [1] * 3})
     board.to_csv(tmp_path / "fashion-mnist.csv", index=False)
     run.to_csv(tmp_path / "run.csv", index=False)
     assert main(["board", "fashion-mnist", "--check", str(tmp_path / "run.csv"), "--metrics", "knn_top1",
                  "--leaderboards", str(tmp_path)]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[0].startswith("inside ") and out[1].startswith("OUTSIDE") and out[2].startswith("inside ")
-    assert out[-1] == "knn_top1: 2 of 3 rows inside the board's 95 % interval"
+    assert out[1] == "  k-NN top1: 1 of 2 rows inside"
+    assert out[2] == "  outside: b (cnn) k-NN top1 71.10, reference 70.00 ± 0.99 (n=3, fashion-mnist.csv)"
+    assert out[3:] == ["  not on the reference boards: d"]
 
 
 def test_check_of_the_committed_cpu_run_against_the_quick_board(capsys):
-    """The README's reproduction check, now one command: the committed one-seed CPU table against
-    the quick board."""
+    """The reproduction check of the committed one-seed CPU table against the quick board."""
     assert main(["board", "fashion-mnist", "--check", str(ROOT / "leaderboards" / "fashion-mnist-cpu-seed0.csv"),
                  "--leaderboards", str(ROOT / "leaderboards")]) == 0
     out = capsys.readouterr().out
-    assert "knn_top1: " in out and "rows inside the board's 95 % interval" in out
+    assert "prediction interval for one new run" in out and "k-NN top1: " in out

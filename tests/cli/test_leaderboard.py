@@ -51,11 +51,11 @@ def test_training_hash_ignores_only_the_seed_and_non_training_keys():
 
 
 def test_two_configs_of_one_method_are_two_rows(tmp_path):
-    """Real runs: `run --seeds 2` twice, default simclr and --opt temperature=0.5: two rows, n = 2
+    """Real runs: `run --num-seeds 2` twice, default simclr and --opt temperature=0.5: two rows, n = 2
     each, the second labelled with its option."""
     out, lb = tmp_path / "runs", tmp_path / "lb"
     common = ["run", "--methods", "simclr", "--dataset", "mog2d", "--preset", "smoke", "--epochs", "1",
-              "--seeds", "2", "--evaluators", "knn", "--no-baselines", "--set", "train_subset=256",
+              "--num-seeds", "2", "--evaluators", "knn", "--no-baselines", "--set", "train_subset=256",
               "--set", "precision=fp32", "--out", str(out), "--leaderboards", str(lb), "--no-progress"]
     assert main(common) == 0
     assert main(common + ["--opt", "temperature=0.5"]) == 0
@@ -335,15 +335,20 @@ def test_cache_key_covers_digest_subsets_seed_precision_and_layer(tiny, runs):
     assert _rest[2] is False and not np.allclose(emb2.train_x, emb.train_x)
 
 
-# -- 8. --seeds N -----------------------------------------------------------------------------------
-def test_run_seeds_count_or_list():
-    assert _run_seeds("3") == [0, 1, 2]
-    assert _run_seeds("1") == [0]
-    assert _run_seeds("0,2,5") == [0, 2, 5]
-    assert _run_seeds("5,") == [5]
-    for bad in ("0", "-1", "x", "1,x"):
+# -- 8. --seeds: a list or range; --num-seeds: a count ---------------------------------------------
+def test_run_seeds_list_range_or_count():
+    assert _run_seeds("3") == [3]  # a bare number is that one seed, as in check-collapse
+    assert _run_seeds("0") == [0]
+    assert _run_seeds("0-2") == [0, 1, 2]
+    assert _run_seeds("0,2,5") == [0, 2, 5] and _run_seeds("5,") == [5]
+    assert _run_seeds("0-2,7,1") == [0, 1, 2, 7]
+    assert _run_seeds(None, 3) == [0, 1, 2] and _run_seeds(None) == [0]
+    for bad in ("-1", "x", "1,x", "2-0", "", ","):
         with pytest.raises(ConfigError):
             _run_seeds(bad)
+    for seeds, count in ((None, 0), ("0", 2)):
+        with pytest.raises(ConfigError):
+            _run_seeds(seeds, count)
 
 
 def test_compare_names_one_configuration_by_label_or_train_hash(tmp_path, capsys):

@@ -55,7 +55,7 @@ MOG_FIGURES = ["curves", "monitor", "spectra", "rankme", "pca", "knn-prf", "ener
 @pytest.fixture(scope="module")
 def report_dir(tmp_path_factory):
     """A tiny two-dataset runs directory: simclr + dsm on mog2d through `ssl-bench run` (which
-    writes the report by default, to report/ next to the runs directory), then simclr on digits with
+    writes the report by default, to report/ inside the runs directory), then simclr on digits with
     the reconstruction evaluator (--no-report), and `ssl-bench report` over both into page/."""
     root = tmp_path_factory.mktemp("report")
     common = ["--preset", "smoke", "--device", "cpu", "--no-progress", "--set", "precision=fp32",
@@ -77,7 +77,7 @@ def _sections(page: str) -> dict[str, str]:
 
 @pytest.mark.slow
 def test_run_writes_the_report_by_default(report_dir):
-    page = (report_dir / "report" / "index.html").read_text()
+    page = (report_dir / "runs" / "report" / "index.html").read_text()
     assert "mog2d" in page and "digits" not in page  # written at the end of the first run only
 
 
@@ -87,7 +87,8 @@ def test_runs_and_baselines_write_their_files_to_one_artifacts_folder(report_dir
     runs = report_dir / "runs"
     assert not list(runs.glob("*/checkpoints/artifacts"))
     trained = [d for d in runs.iterdir() if (d / "checkpoints").is_dir()]
-    baselines = [d for d in runs.iterdir() if d.is_dir() and not (d / "checkpoints").is_dir()]
+    baselines = [d for d in runs.iterdir() if (d / "results.jsonl").is_file() and not (d / "checkpoints").is_dir()]
+    assert {d.name for d in runs.iterdir() if not (d / "results.jsonl").is_file()} == {"report"}  # run's report
     assert trained and baselines
     for d in trained:
         assert sorted(p.name for p in (d / "artifacts").glob("*collapse-spectrum.npy")) == [

@@ -13,7 +13,7 @@ import pytest
 from ssl_bench.cli import main
 
 SMOKE = ["--methods", "simclr,vicreg", "--dataset", "mog2d", "--preset", "smoke", "--epochs", "1",
-         "--seeds", "1", "--set", "train_subset=512", "--set", "num_threads=1", "--no-progress"]
+         "--seeds", "0", "--set", "train_subset=512", "--set", "num_threads=1", "--no-progress"]
 
 
 def _rows(out):
@@ -50,8 +50,8 @@ def test_failed_job_is_one_line_naming_the_job(tmp_path, capsys):
                  "--launcher", "local", "--timeout-min", "5", "--out", str(tmp_path / "runs"),
                  "--leaderboards", str(tmp_path / "lb")])
     err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and len(err) == 1
-    assert "1 of 1 job(s) failed" in err[0] and "simclr seed 0" in err[0]
+    assert code == 1 and len(err) == 1  # the sweep finished, a job failed: 1, not 2 (a usage error)
+    assert err[0].startswith("ssl-bench: failed: ") and "1 of 1 job(s) failed" in err[0] and "simclr seed 0" in err[0]
 
 
 def test_slurm_launcher_without_sbatch_is_a_clear_error(tmp_path, capsys, monkeypatch):
