@@ -195,8 +195,8 @@ class TensorBoard(Tracker):
         from torch.utils.tensorboard import SummaryWriter
 
         self.dir = Path(out) / "tensorboard" / name
-        # purge_step: events at or after the restart step, left by the interrupted run, are hidden
-        self.writer = SummaryWriter(str(self.dir), purge_step=step if step > 0 else None)
+        # purge_step: events after the restart step, left by the interrupted run, are hidden
+        self.writer = SummaryWriter(str(self.dir), purge_step=step + 1 if step > 0 else None)
         self.writer.add_text(
             "config", "    " + json.dumps(config, indent=2, sort_keys=True).replace("\n", "\n    "), step
         )

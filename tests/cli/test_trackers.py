@@ -47,6 +47,28 @@ def test_train_logs_to_tensorboard(tmp_path):
     assert "config/text_summary" in acc.Tags()["tensors"]
 
 
+def test_resumed_run_continues_its_tensorboard_folder(tiny, tmp_path):
+    """A run stopped after epoch 1 and resumed: one loss series, each step once, as train_steps.csv."""
+    pytest.importorskip("tensorboard", reason="the tensorboard extra is not installed (the test extra has it)")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from ssl_bench.trackers import TrackerSession
+    from ssl_bench.trainer import train
+
+    cfg, runs = tiny(epochs=2, log_every=3), tmp_path / "runs"
+    for resume in (False, True):
+        session = TrackerSession(["tensorboard"], runs)
+        try:
+            res = train(cfg, runs, resume=resume, on_log=session, stop=None if resume else (lambda e, m: True))
+            session.finish()
+        finally:
+            session.close()
+    acc = EventAccumulator(str(runs / "tensorboard" / res.run_dir.name))
+    acc.Reload()
+    assert [(e.step, pytest.approx(e.value, rel=1e-6)) for e in acc.Scalars("loss")] == _steps(res.run_dir)
+    assert [e.step for e in acc.Scalars("epoch_mean/loss")] == [8, 16]
+
+
 # -- W&B's offline run file: the LevelDB-style log of protobuf records W&B writes ----------------
 def _wandb_records(path):
     from wandb.proto import wandb_internal_pb2 as pb
