@@ -169,8 +169,20 @@ def _method_opts(a: argparse.Namespace, methods_text: str) -> tuple[dict, dict]:
     return common, scoped
 
 
+def _add_log_to(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--log-to",
+        default=None,
+        metavar="TRACKERS",
+        help="also log to experiment trackers, comma-separated: tensorboard, wandb (offline unless "
+        "WANDB_MODE says otherwise), mlflow (a SQLite store in the runs directory unless "
+        "MLFLOW_TRACKING_URI is set); each an extra: pip install 'ssl-bench[trackers]'",
+    )
+
+
 def cmd_run(a: argparse.Namespace) -> int:
     _names(a.methods, "--methods")
+    log_to = _trackers(a.log_to)
     seeds = _run_seeds(a.seeds, a.num_seeds)
     common, scoped = _method_opts(a, a.methods)
     opt, a.opt = a.opt, None
@@ -205,6 +217,8 @@ def cmd_run(a: argparse.Namespace) -> int:
         )
     base = base.__class__.from_dict({**base.to_dict(), "method": methods[0]})
     if a.launcher != "inprocess":
+        if log_to:
+            raise ConfigError("--log-to works with --launcher inprocess only")
         if scoped:
             raise ConfigError("--opt METHOD.KEY=VALUE works with --launcher inprocess only")
         from .launch import SlurmOptions, submit_sweep
@@ -232,6 +246,7 @@ def cmd_run(a: argparse.Namespace) -> int:
             method_opts=scoped,
             return_failures=True,
             data=data,
+            log_to=log_to,
         )
     if failures and len(failures) == len(methods) * len(seeds) and not any(r.get("status", "ok") == "ok" for r in rows):
         raise SweepFailed(failures, all_failed=True, written=False)
@@ -243,6 +258,10 @@ def cmd_run(a: argparse.Namespace) -> int:
         from .report import write_report
 
         written.append(write_report(runs, Path(a.report_out) if a.report_out else runs / "report"))
+    if log_to:
+        from .trackers import log_report
+
+        log_report(log_to, runs, base.dataset, written)
     ok_rows = [r for r in rows if r.get("status", "ok") == "ok"]
     check = _reproduction_check(a.reference, runs, base.dataset, rows)
     if a.json:
@@ -288,15 +307,30 @@ def _reproduction_check(reference: str | None, runs: Path, dataset: str, rows: l
     return run_check(aggregate(df), dataset, folder) if not df.empty else None
 
 
+def _trackers(text: str | None) -> list[str]:
+    if not text:
+        return []
+    from .trackers import parse
+
+    return parse(text)
+
+
 def cmd_train(a: argparse.Namespace) -> int:
     cfg = _config_from_args(a, method=a.method)  # config errors before torch is imported
+    log_to = _trackers(a.log_to)
 
     from .distributed import is_main
     from .registry import EVALUATORS
+    from .trackers import TrackerSession
     from .trainer import train
 
     EVALUATORS.resolve(cfg.evaluators)  # the evaluators its checkpoints will be judged by must exist
-    res = train(cfg, Path(a.runs), resume=a.resume, save_every_steps=a.save_every_steps)
+    session = TrackerSession(log_to, Path(a.runs))  # opens with the run, on the rank that logs
+    try:
+        res = train(cfg, Path(a.runs), resume=a.resume, save_every_steps=a.save_every_steps, on_log=session)
+        session.finish()
+    finally:
+        session.close()
     start = f" (resumed after epoch {res.resumed_from})" if res.resumed_from else ""
     if is_main() and a.json:  # under torchrun, rank 0 reports
         keys = ("epochs", "resumed_from", "train_seconds", "checkpoint", "run_dir")
@@ -856,6 +890,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--timeout-min", type=int, default=60, help="slurm/local: job time limit in minutes (default: 60)")
     r.add_argument("--gpus-per-node", type=int, default=0, help="slurm: GPUs per job (default: 0)")
     r.add_argument("--cpus-per-task", type=int, default=4, help="slurm: CPU cores per job (default: 4)")
+    _add_log_to(r)
     _add_common(r)
     r.set_defaults(func=cmd_run)
 
@@ -879,6 +914,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="also save the resume state every N steps within an epoch (long epochs: --resume then "
         "restarts at the next batch; default: at epoch ends only)",
     )
+    _add_log_to(t)
     _add_common(t)
     t.set_defaults(func=cmd_train)
 

@@ -48,11 +48,18 @@ def _grid(n: int, cols: int = 5, size: float = 2.6) -> tuple[Figure, list[Axes]]
 
 
 def learning_curves(curves: dict[str, dict[str, list]]) -> bytes:
-    """One panel per run: training loss per epoch (left axis) and, where the run logged it, the
-    online k-NN monitor (right axis, %). ``curves[label] = {"epoch", "loss", "knn_epoch", "knn"}``."""
+    """One panel per run: training loss (left axis) and, where the run logged it, the online k-NN
+    monitor (right axis, %). ``curves[label] = {"epoch", "loss", "knn_epoch", "knn"}`` (per epoch),
+    with ``"step_epoch", "step_loss"`` (fractional epoch and loss every ``log_every`` steps) where
+    the run has ``train_steps.csv``: then the steps are the line and the epoch means are dots at
+    mid-epoch (the mean is over the whole epoch)."""
     fig, axes = _grid(len(curves))
     for ax, (label, c) in zip(axes, curves.items(), strict=True):
-        ax.plot(c["epoch"], c["loss"], "o-", color="tab:blue", ms=3)
+        if c.get("step_loss"):
+            ax.plot(c["step_epoch"], c["step_loss"], "-", color="tab:blue", lw=1, alpha=0.85)
+            ax.plot([e - 0.5 for e in c["epoch"]], c["loss"], "o", color="tab:blue", ms=4, mec="white", mew=0.6)
+        else:
+            ax.plot(c["epoch"], c["loss"], "o-", color="tab:blue", ms=3)
         ax.set_title(label, fontsize=9)
         ax.set_xlabel("epoch", fontsize=8)
         ax.set_ylabel("loss", fontsize=8, color="tab:blue")
@@ -67,15 +74,28 @@ def learning_curves(curves: dict[str, dict[str, list]]) -> bytes:
 
 
 def monitor_overlay(curves: dict[str, dict[str, list]]) -> bytes:
-    """Online k-NN monitor of every run on one axis (accuracy is comparable across methods)."""
+    """Online k-NN monitor of every run on one axis (accuracy is comparable across methods): against
+    the epoch (left) and against training wall-clock seconds (right, where ``knn_seconds`` is given:
+    one value per check, aligned with ``knn``), one colour per run in both panels."""
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(7.5, 4.2))
-    for label, c in curves.items():
-        ax.plot(c["knn_epoch"], c["knn"], "o-", ms=3, label=label)
+    timed = any(c.get("knn_seconds") for c in curves.values())
+    fig, axes = plt.subplots(1, 2 if timed else 1, figsize=(13, 4.4) if timed else (7.5, 4.2), squeeze=False)
+    ax, ax_t = axes[0][0], axes[0][-1]
+    for i, (label, c) in enumerate(curves.items()):
+        colour = f"C{i % 10}"
+        ax.plot(c["knn_epoch"], c["knn"], "o-", ms=3, label=label, color=colour)
+        if timed and c.get("knn_seconds"):
+            ax_t.plot(c["knn_seconds"], c["knn"], "o-", ms=3, color=colour)
     ax.set_xlabel("epoch")
     ax.set_ylabel("k-NN top-1 on the monitor subset (%)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=2, bbox_to_anchor=(1.02, 1), loc="upper left")
+    if timed:
+        ax_t.set_xlabel("training wall-clock seconds")
+        ax_t.set_ylabel("k-NN top-1 on the monitor subset (%)")
+        ax_t.set_xlim(left=0)
+        ax_t.grid(alpha=0.3)
+    ax_t.legend(*ax.get_legend_handles_labels(), fontsize=7, ncol=2, bbox_to_anchor=(1.02, 1), loc="upper left")
+    fig.tight_layout()
     return _png(fig)
 
 
@@ -102,17 +122,33 @@ def eigen_spectra(spectra: dict[str, np.ndarray]) -> bytes:
     return _png(fig)
 
 
+def rank_axis_scale(ranks: list[float]) -> str:
+    """``"log"`` when the ranks span more than a factor of 8 (pixels' rank is often 10x a
+    method's: on a linear axis the methods would share one squashed column), else ``"linear"``."""
+    pos = [r for r in ranks if r > 0]
+    return "log" if len(pos) == len(ranks) and pos and max(pos) > 8 * min(pos) else "linear"
+
+
 def rankme_vs_knn(points: dict[str, tuple[float, float]]) -> bytes:
-    """One point per method: RankMe (x) against k-NN top-1 (y); references in grey."""
+    """One point per method: RankMe (x, log scale when the ranks are far apart, see
+    :func:`rank_axis_scale`) against k-NN top-1 (y); references in grey."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7, 4.6))
+    scale = rank_axis_scale([rank for rank, _ in points.values()])
     for label, (rank, acc) in points.items():
         ref = label.startswith(tuple(REF_STYLE))
         ax.scatter([rank], [acc], c="0.5" if ref else "tab:blue", marker="s" if ref else "o", s=28)
         ax.annotate(label, (rank, acc), fontsize=7, xytext=(3, 3), textcoords="offset points")
-    ax.set_xlabel("RankMe (effective rank of the embeddings)")
+    ax.set_xscale(scale)
+    if scale == "log":  # plain numbers on the ticks (2, 5, 10, 20, ...), not powers of ten
+        from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
+
+        ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel("RankMe (effective rank of the embeddings)" + (", log scale" if scale == "log" else ""))
     ax.set_ylabel("k-NN top-1 (%)")
-    ax.grid(alpha=0.3)
+    ax.grid(alpha=0.3, which="both" if scale == "log" else "major")
     return _png(fig)
 
 

@@ -468,6 +468,7 @@ def run_sweep(
     method_opts: dict[str, dict] | None = ...,
     return_failures: Literal[False] = ...,
     data: Data | None = ...,
+    log_to: list[str] | None = ...,
 ) -> list[dict]: ...
 @overload
 def run_sweep(
@@ -481,6 +482,7 @@ def run_sweep(
     *,
     return_failures: Literal[True],
     data: Data | None = ...,
+    log_to: list[str] | None = ...,
 ) -> tuple[list[dict], list[dict]]: ...
 def run_sweep(
     methods: list[str],
@@ -492,6 +494,7 @@ def run_sweep(
     method_opts: dict[str, dict] | None = None,
     return_failures: bool = False,
     data: Data | None = None,
+    log_to: list[str] | None = None,
 ) -> list[dict] | tuple[list[dict], list[dict]]:
     """Train (or resume) and evaluate every method x seed, plus the baselines per seed.
 
@@ -499,7 +502,8 @@ def run_sweep(
     method) gets one result row with ``status`` ``diverged``/``failed`` and a one-line ``reason``
     in its ``results.jsonl``, and the sweep goes on; file-system faults stop it. ``method_opts``
     ({method: {option: value}}) adds method options per method; ``data``, the loaded dataset of
-    ``base`` (loaded here when None). Returns the rows, or ``(rows, failures)`` with ``return_failures``.
+    ``base`` (loaded here when None). ``log_to``: experiment trackers each run logs to
+    (:mod:`ssl_bench.trackers`). Returns the rows, or ``(rows, failures)`` with ``return_failures``.
     """
     out = Path(out)
     data = data if data is not None else load_data(base)
@@ -517,7 +521,7 @@ def run_sweep(
     rows: list[dict] = []
     failures: list[dict] = []
     try:
-        _sweep(methods, base, seeds, out, baselines, log, method_opts, data, evaluators, bar, rows, failures)
+        _sweep(methods, base, seeds, out, baselines, log, method_opts, data, evaluators, bar, rows, failures, log_to)
         bar.set_postfix_str("done")
     finally:
         bar.close()
@@ -557,8 +561,10 @@ def _sweep(
     bar: tqdm,
     rows: list[dict],
     failures: list[dict],
+    log_to: list[str] | None = None,
 ) -> None:
     from .checkpoint import RunLockedError
+    from .trackers import TrackerSession
 
     for seed in seeds:
         if baselines:
@@ -570,12 +576,14 @@ def _sweep(
             t0 = time.perf_counter()
             cfg: RunConfig | None = None
             bar.set_postfix_str(f"{m} seed {seed}")
+            tracked = TrackerSession(log_to or [], out)  # opens when the run starts
             try:
                 kw = {**base.method_kwargs, **(method_opts or {}).get(m, {})}
                 cfg = dataclasses.replace(base, method=m, seed=seed, method_kwargs=kw)
-                res = train(cfg, out, resume=True, data=data)
+                res = train(cfg, out, resume=True, data=data, on_log=tracked)
                 what = "trained" if res.resumed_from < res.epochs else "already trained"
                 new = evaluate_checkpoint(res.checkpoint, evaluators, device=cfg.device, data=data)
+                tracked.finish(new)
             except BaseException as exc:  # sorted by _run_failure, the rest re-raised
                 status = _run_failure(exc)
                 if status is None or cfg is None:
@@ -589,6 +597,8 @@ def _sweep(
                     rows.append(row)
                 bar.update(1)
                 continue
+            finally:
+                tracked.close()  # a failed run's tracker runs are marked failed
             by_ev: dict[str, dict] = {}
             for r in new:
                 by_ev.setdefault(r["evaluator"], {})[r["metric"]] = r["value"]

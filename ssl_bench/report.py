@@ -8,7 +8,10 @@ embedded as base64 ``data:`` URIs: no network, no CDN, no script; the file reads
 Every figure comes from what runs already store:
 
 =====================  ==================================================================
-learning curves        ``train_log.csv`` (loss per epoch; ``knn_monitor``, the online k-NN)
+learning curves        ``train_steps.csv`` (loss every ``log_every`` steps), ``train_log.csv``
+                       (loss per epoch; ``knn_monitor``, the online k-NN, and its seconds)
+k-NN monitor           ``monitor.csv`` (a row per check: seconds, step, epoch, knn) where the run
+                       has one, else ``train_log.csv``; against epochs and training seconds
 eigen-spectra          ``artifacts/*collapse-spectrum.npy`` (collapse evaluator), references too
 RankMe vs k-NN         the result rows (``rankme.rank``, ``knn.top1``), mean over seeds
 PCA scatters           ``embeddings/<last checkpoint>-*.npz`` (the cached test embeddings)
@@ -19,8 +22,11 @@ energy landscapes      ``mog2d`` runs: the last checkpoint's encoder on a grid o
 DSM field + Langevin   ``mog2d`` ``dsm`` runs: score head from ``checkpoints/resume.pt``
 =====================  ==================================================================
 
-Per-run figures use one run per (method, backbone): the lowest seed. A section without data says
-so in one line instead of showing an image.
+Per-run figures use one run per (method, backbone): the lowest seed. The page opens with a table
+of contents. A section that does not apply to the dataset (energy landscapes and the DSM field
+off mog2d, reconstruction grids on vector data) is left out; one that applies but has no data
+(the monitor of a smoke run) is left out too and named, with the reason, in a note under the
+dataset's sections.
 """
 
 from __future__ import annotations
@@ -41,6 +47,8 @@ import numpy as np
 from . import figures
 from .checkpoint import artifact_dir, atomic_write_text, latest_epoch_checkpoint
 from .stats import small_work_threads
+from .steplog import FILENAME as STEPS_FILE
+from .steplog import read_steps
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -54,10 +62,16 @@ SECTIONS = [
     (
         "curves",
         "Learning curves",
-        "Training loss per epoch (blue, left axis) and the online k-NN monitor "
-        "(orange, dashed, right axis: k-NN top-1 on a fixed 1000/500 labelled subset, config knn_monitor_every).",
+        "Training loss every log_every steps (blue line; dots: each epoch's mean loss, at mid-epoch; left axis) "
+        "and the online k-NN monitor (orange, dashed, right axis: k-NN top-1 on a fixed 1000/500 labelled subset, "
+        "config knn_monitor_every).",
     ),
-    ("monitor", "Online k-NN monitor", "k-NN top-1 on the monitor subset per epoch, every run on one axis."),
+    (
+        "monitor",
+        "Online k-NN monitor",
+        "k-NN top-1 on the monitor subset, every run on one axis: per epoch (left) and against the training "
+        "wall-clock seconds at each check (right; the monitor's own time is not counted).",
+    ),
     (
         "spectra",
         "Eigen-spectra",
@@ -112,7 +126,9 @@ max-width:1400px;color:#222;padding:0 16px}h1{font-size:26px}h2{border-bottom:1p
 margin-top:36px}table{border-collapse:collapse;font-size:12px;margin:8px 0}th,td{border:1px solid #ccc;
 padding:3px 6px;text-align:right}th{background:#f0f0f0}td:first-child,td:nth-child(2),td:nth-child(3)
 {text-align:left}img{max-width:100%;height:auto;border:0}figure{margin:12px 0}figcaption,.note{color:#555;
-font-size:13px}.grid{display:flex;flex-wrap:wrap;gap:16px}.grid figure{margin:0}.missing{color:#a33}"""
+font-size:13px}.grid{display:flex;flex-wrap:wrap;gap:16px}.grid figure{margin:0}.missing{color:#a33}
+nav.toc{font-size:14px;background:#f7f7f7;border:1px solid #ddd;padding:8px 16px;display:inline-block}
+nav.toc ul{margin:4px 0;padding-left:20px}nav.toc>ul{padding-left:0;list-style:none}"""
 
 
 @dataclass
@@ -126,6 +142,7 @@ class Run:
     seed: int
     config: dict = field(default_factory=dict)
     checkpoint: Path | None = None
+    kind: str = ""  # the data kind of a trained run (checkpoint metadata): image, vector ...
 
     @property
     def label(self) -> str:
@@ -152,6 +169,7 @@ def find_runs(runs_dir: Path) -> list[Run]:
                     int(cfg.get("seed", 0)),
                     cfg,
                     ckpt,
+                    str(meta.get("kind", "")),
                 )
             )
         elif (d / "results.jsonl").is_file():
@@ -183,9 +201,14 @@ def read_curve(run: Run) -> dict | None:
         rows = list(csv.DictReader(f))
     if not rows:
         return None
-    c = {"epoch": [int(r["epoch"]) for r in rows], "loss": [float(r["loss"]) for r in rows]}
-    mon = [(int(r["epoch"]), float(r["knn_monitor"])) for r in rows if r.get("knn_monitor")]
-    c["knn_epoch"], c["knn"] = [e for e, _ in mon], [v for _, v in mon]
+    c: dict[str, list] = {"epoch": [int(r["epoch"]) for r in rows], "loss": [float(r["loss"]) for r in rows]}
+    mon = [(int(r["epoch"]), float(r["knn_monitor"]), _float(r.get("seconds"))) for r in rows if r.get("knn_monitor")]
+    c["knn_epoch"], c["knn"] = [e for e, _, _ in mon], [v for _, v, _ in mon]
+    c["knn_seconds"] = [t for _, _, t in mon] if all(t is not None for _, _, t in mon) else []
+    if checks := read_monitor_checks(run.path / MONITOR_FILE):  # one row per monitor check, where written
+        c["knn_epoch"], c["knn"], c["knn_seconds"] = (list(col) for col in zip(*checks, strict=True))
+    steps = read_steps(run.path / STEPS_FILE)
+    c["step_epoch"], c["step_loss"] = [r["epoch"] for r in steps], [r["loss"] for r in steps]
     return c
 
 
@@ -205,6 +228,35 @@ def read_spectrum(path: Path) -> np.ndarray | None:
         warn(f"skipped {path}: not a readable spectrum ({type(exc).__name__}: {exc})")
         return None
     return s
+
+
+#: One row per online k-NN monitor check (``seconds,step,epoch,knn,...``), written by trainers that
+#: record every check; runs without it have the per-epoch ``knn_monitor`` and ``seconds`` of
+#: ``train_log.csv``, which :func:`read_curve` reads instead.
+MONITOR_FILE = "monitor.csv"
+
+
+def read_monitor_checks(path: Path) -> list[tuple[int, float, float]]:
+    """(epoch, k-NN %, training seconds) of every readable row of a ``monitor.csv``."""
+    if not path.is_file():
+        return []
+    out = []
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            for r in csv.DictReader(f):
+                knn, secs, ep = _float(r.get("knn")), _float(r.get("seconds")), _float(r.get("epoch"))
+                if knn is not None and secs is not None and ep is not None:
+                    out.append((int(ep), knn, secs))
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return []
+    return out
+
+
+def _float(v: str | None) -> float | None:
+    try:
+        return float(v) if v not in (None, "") else None
+    except ValueError:
+        return None
 
 
 def latest_artifact(run: Run, name: str) -> Path | None:
@@ -403,14 +455,23 @@ def _section(sid: str, title: str, caption: str, body: str) -> str:
     )
 
 
-def _missing(why: str) -> str:
-    return f'<p class="missing">No figure: {html.escape(why)}</p>'
+@dataclass
+class Skip:
+    """A figure section left out of the page: ``why`` is named in the dataset's "not drawn" note;
+    empty when the section does not apply to the dataset at all (then it is not mentioned)."""
+
+    why: str = ""
+
+
+def _missing(why: str) -> Skip:
+    return Skip(why)
 
 
 def dataset_sections(
     ds: str, runs: list[Run], frame: pd.DataFrame, log: Callable[[str], None] | None = None
-) -> tuple[str, dict[str, str]]:
-    """(leaderboard HTML, {section id: body HTML}) for one dataset."""
+) -> tuple[str, dict[str, str | Skip]]:
+    """(leaderboard HTML, {section id: body HTML, or :class:`Skip` for a section left out}) for one
+    dataset."""
     from .leaderboard import aggregate, to_markdown
 
     log = log or (lambda msg: None)
@@ -420,63 +481,69 @@ def dataset_sections(
     lb = (
         markdown_table_html(to_markdown(table, ds, "ssl-bench report", df=sub))
         if table is not None
-        else _missing("no result rows for this dataset")
+        else '<p class="note">No result rows for this dataset yet.</p>'
     )
     picked = one_per_key([r for r in runs if r.dataset == ds])
     trained = [r for r in picked if not r.is_baseline]
-    body: dict[str, str] = {}
+    body: dict[str, str | Skip] = {}
 
-    def timed(sid: str, fn: Callable[[], str]) -> None:
+    def timed(sid: str, fn: Callable[[], str | Skip]) -> None:
         t0 = time.perf_counter()
         try:
             body[sid] = fn()
         finally:
             log(f"[report] {ds} {sid}: {time.perf_counter() - t0:.1f}s")
 
-    def curves() -> tuple[str, str]:
+    def curves() -> tuple[str | Skip, str | Skip]:
         cs = {r.label: c for r in trained if (c := read_curve(r))}
         if not cs:
-            return _missing("no train_log.csv"), _missing("no train_log.csv")
+            return _missing("no run has a train_log.csv"), _missing("no run has a train_log.csv")
         mon = {k: c for k, c in cs.items() if c["knn"]}
         return (
             _img(figures.learning_curves(cs), f"{ds} learning curves"),
             _img(figures.monitor_overlay(mon), f"{ds} k-NN monitor")
             if mon
-            else _missing("no run logged knn_monitor (set knn_monitor_every, on by default in quick and full)"),
+            else _missing(
+                "no run logged the monitor (knn_monitor_every = 0, as in the smoke preset; on in quick and full)"
+            ),
         )
 
     t0 = time.perf_counter()
     body["curves"], body["monitor"] = curves()
     log(f"[report] {ds} curves: {time.perf_counter() - t0:.1f}s")
 
-    def spectra() -> str:
+    def spectra() -> str | Skip:
         paths = {r.label: p for r in picked if (p := latest_artifact(r, "collapse-spectrum.npy"))}
         sp = {k: s for k, p in paths.items() if (s := read_spectrum(p)) is not None}
         return (
             _img(figures.eigen_spectra(sp), f"{ds} eigen-spectra")
             if sp
-            else _missing("no collapse-spectrum.npy artifacts (collapse evaluator)")
+            else _missing("no run has collapse-spectrum.npy artifacts (add the collapse evaluator)")
         )
 
     timed("spectra", spectra)
 
-    def rankme() -> str:
+    def rankme() -> str | Skip:
         if table is None or "rankme_rank_mean" not in table or "knn_top1_mean" not in table:
-            return _missing("no rankme and knn rows")
+            return _missing("no rankme and knn result rows (add the rankme and knn evaluators)")
         pts = {}
         for _, r in table.iterrows():
             if np.isfinite(r["rankme_rank_mean"]) and np.isfinite(r["knn_top1_mean"]):
                 name = r["method"] if r["backbone"] in ("-", "cnn-small", "mlp") else f"{r['method']} ({r['backbone']})"
                 pts[name] = (float(r["rankme_rank_mean"]), float(r["knn_top1_mean"]))
-        return _img(figures.rankme_vs_knn(pts), f"{ds} RankMe vs k-NN") if pts else _missing("no finite values")
+        return (
+            _img(figures.rankme_vs_knn(pts), f"{ds} RankMe vs k-NN")
+            if pts
+            else _missing("no finite RankMe and k-NN values")
+        )
 
     timed("rankme", rankme)
 
     embs = {r.label: e for r in trained if (e := cached_embeddings(r)) is not None}
 
-    def pca() -> str:
+    def pca() -> str | Skip:
         if not embs:
-            return _missing("no cached embeddings (run an evaluator on the checkpoints)")
+            return _missing("no run has cached embeddings (run an evaluator on the checkpoints)")
         panels = {}
         for k, e in embs.items():
             sel = np.random.default_rng(0).permutation(len(e.test_x))[:2000]
@@ -485,7 +552,7 @@ def dataset_sections(
 
     timed("pca", pca)
 
-    def prf() -> str:
+    def prf() -> str | Skip:
         knn_rows = (
             frame[(frame["dataset"] == ds) & (frame["evaluator"] == "knn") & (frame["status"] == "ok")]
             if len(frame)
@@ -514,10 +581,12 @@ def dataset_sections(
 
     timed("knn-prf", prf)
 
-    def recon() -> str:
+    def recon() -> str | Skip:
         items = [(r.label, p) for r in trained if (p := latest_artifact(r, "reconstruction.png"))]
+        if not items and trained and all(r.kind == "vector" for r in trained):
+            return Skip()  # an image grid: does not apply to vector data
         if not items:
-            return _missing("no reconstruction.png artifacts (reconstruction evaluator, image datasets)")
+            return _missing("no reconstruction.png artifacts (add the reconstruction evaluator)")
         return (
             '<div class="grid">'
             + "".join(
@@ -544,7 +613,7 @@ def dataset_sections(
 
         timed("energy", energy)
 
-        def dsm() -> str:
+        def dsm() -> str | Skip:
             parts = []
             for r in (r for r in mog if r.method == "dsm"):
                 with small_work_threads(0):
@@ -558,13 +627,31 @@ def dataset_sections(
                             f"{ds} {r.label} DSM field and Langevin samples",
                         )
                     )
+            if not parts and not any(r.method == "dsm" for r in mog):
+                return Skip()  # no dsm run: nothing to draw, nothing missing
             return "".join(parts) or _missing("no dsm run with checkpoints/resume.pt")
 
         timed("dsm", dsm)
-    else:
-        body["energy"] = _missing("energy landscapes are drawn for mog2d runs only")
-        body["dsm"] = _missing("the DSM field is drawn for mog2d dsm runs only")
+    else:  # drawn for mog2d runs only: left out elsewhere
+        body["energy"] = body["dsm"] = Skip()
     return lb, body
+
+
+def _skipped_why(got: str | Skip) -> str:
+    return got.why if isinstance(got, Skip) else ""
+
+
+def table_of_contents(bodies: dict[str, dict[str, str | Skip]]) -> str:
+    """Links to every dataset's leaderboard and drawn figures (section ids as :func:`build_html`
+    writes them: prefixed with the dataset when there are several)."""
+    titles = {sid: title for sid, title, _ in SECTIONS}
+    items = []
+    for ds, body in bodies.items():
+        prefix = "" if len(bodies) == 1 else f"{ds}-"
+        links = [("leaderboard", "Leaderboard")] + [(sid, titles[sid]) for sid in titles if isinstance(body[sid], str)]
+        sub = "".join(f'<li><a href="#{html.escape(prefix + sid)}">{html.escape(t)}</a></li>' for sid, t in links)
+        items.append(f'<li><a href="#{html.escape(ds)}"><b>{html.escape(ds)}</b></a><ul>{sub}</ul></li>')
+    return f'<nav class="toc" id="contents"><b>Contents</b><ul>{"".join(items)}</ul></nav>'
 
 
 def build_html(runs_dir: Path, log: Callable[[str], None] | None = None) -> str:
@@ -579,12 +666,9 @@ def build_html(runs_dir: Path, log: Callable[[str], None] | None = None) -> str:
         f"{len(runs)} runs, generated {time.strftime('%Y-%m-%d %H:%M:%S %Z')} by "
         "<code>ssl-bench report</code>. Self-contained: every image is embedded.</p>"
     ]
-    if len(datasets) > 1:
-        parts.append(
-            "<p>Datasets: " + ", ".join(f'<a href="#{html.escape(d)}">{html.escape(d)}</a>' for d in datasets) + "</p>"
-        )
-    for ds in datasets:
-        lb, body = dataset_sections(ds, runs, frame, log)
+    built = {ds: dataset_sections(ds, runs, frame, log) for ds in datasets}
+    parts.append(table_of_contents({ds: body for ds, (_, body) in built.items()}))
+    for ds, (lb, body) in built.items():
         prefix = "" if len(datasets) == 1 else f"{ds}-"
         parts.append(f'<h1 id="{html.escape(ds)}">{html.escape(ds)}</h1>')
         parts.append(
@@ -598,7 +682,14 @@ def build_html(runs_dir: Path, log: Callable[[str], None] | None = None) -> str:
             )
         )
         for sid, title, caption in SECTIONS:
-            parts.append(_section(prefix + sid, title, caption, body[sid]))
+            if isinstance(got := body[sid], str):
+                parts.append(_section(prefix + sid, title, caption, got))
+        left_out = [(title, why) for sid, title, _ in SECTIONS if (why := _skipped_why(body[sid]))]
+        if left_out:
+            items = "".join(f"<li>{html.escape(t)}: {html.escape(why)}</li>" for t, why in left_out)
+            parts.append(
+                f'<div class="note" id="{prefix}not-drawn">Not drawn for {html.escape(ds)}:<ul>{items}</ul></div>'
+            )
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>ssl-bench report</title>'
         f"<style>{CSS}</style></head><body>\n" + "\n".join(parts) + "\n</body></html>\n"

@@ -67,6 +67,7 @@ from .monitor import KNNMonitor, due
 from .monitor import every as monitor_every_of
 from .optim import make_optimizer, update_, warmup_cosine
 from .results import CHECKPOINT_SCHEMA_VERSION
+from .steplog import OnLog, StepLog
 from .views import view_generator
 
 if TYPE_CHECKING:
@@ -107,6 +108,7 @@ def train(
     checkpoint_every: int = 1,
     stop: Callable[[int, Method], bool] | None = None,
     save_every_steps: int = 0,
+    on_log: OnLog | None = None,
 ) -> TrainResult:
     """Train ``cfg`` into ``out/<run_id>``; returns where the last checkpoint is.
 
@@ -119,6 +121,9 @@ def train(
     so a stopped run is exactly the first epochs of the full one. ``save_every_steps=N`` also
     writes ``resume.pt`` every N steps within an epoch (long epochs): ``resume=True`` then
     restarts at the next batch and trains the same weights as an uninterrupted run.
+    ``on_log(kind, record)`` receives the logging events of :mod:`ssl_bench.steplog` (run start,
+    every ``log_every`` steps, every epoch) on rank 0, e.g. for experiment trackers; the steps
+    also go to ``train_steps.csv``.
 
     Streamed data (:mod:`ssl_bench.streaming`) is decoded by ``cfg.num_workers`` DataLoader
     workers; each rank decodes its own slice of every global batch. Unreadable files are skipped
@@ -133,7 +138,7 @@ def train(
     if save_every_steps < 0:
         raise SSLBenchError(f"save_every_steps must be >= 0, got {save_every_steps}")
     with contextlib.ExitStack() as locks, _threads_restored():
-        return _train(cfg, out, resume, data, callbacks, locks, checkpoint_every, stop, save_every_steps)
+        return _train(cfg, out, resume, data, callbacks, locks, checkpoint_every, stop, save_every_steps, on_log)
 
 
 @contextlib.contextmanager
@@ -162,6 +167,7 @@ def _train(
     checkpoint_every: int = 1,
     stop: Callable[[int, Method], bool] | None = None,
     save_every_steps: int = 0,
+    on_log: OnLog | None = None,
 ) -> TrainResult:
     cfg = cfg.with_preset()
     assert cfg.epochs is not None and cfg.batch_size is not None  # every preset sets both
@@ -245,6 +251,8 @@ def _train(
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(run_dir / "config.json", json.dumps(cfg.to_dict(), indent=2, sort_keys=True) + "\n")
+    steplog = StepLog(run_dir, main, on_log)  # train_steps.csv, trimmed to the step training restarts from
+    steplog.start(step, {"run_id": run_dir.name, "run_dir": str(run_dir), "config": cfg.to_dict()})
 
     step_module: nn.Module = _Step(method)
     if ddp:
@@ -321,10 +329,13 @@ def _train(
                 if not np.isfinite(cur):
                     raise TrainingDivergedError(_diverged_msg(cfg, epoch, step, cur, ckpt_dir))
                 bar.set_postfix(loss=f"{cur:.4f}")
+                seconds = train_seconds + time.perf_counter() - t0
+                steplog.step(step, steps_per_epoch, cur, float(sched.get_last_lr()[0]), seconds)
             bar.update(1)
             if save_every_steps and (i + 1) % save_every_steps == 0 and i + 1 < steps_per_epoch:
                 batches.sync_corrupt()
                 if main:  # mid-epoch: the next run resumes at batch i + 1 of this epoch
+                    steplog.flush()
                     save_resume(resume_path, resume_state(epoch, i + 1, sums))
         bar.close()
         batches.sync_corrupt()
@@ -334,6 +345,7 @@ def _train(
         train_seconds += time.perf_counter() - t0  # (a resumed epoch: the time since the restart)
         if monitor is not None and due(epoch + 1, monitor_every, cfg.epochs):  # not in train_seconds
             means["knn_monitor"] = monitor(method, device, prec)
+        steplog.epoch({"epoch": epoch + 1, "step": step, "seconds": train_seconds, **means})
         stopping = stop is not None and epoch + 1 < cfg.epochs and bool(stop(epoch + 1, method))
         if main and (stopping or epoch + 1 == cfg.epochs or (epoch + 1) % checkpoint_every == 0):
             meta = {
@@ -375,6 +387,7 @@ def _train(
             )
             ckpt = ckpt_dir / f"epoch_{epoch + 1:04d}.safetensors"
             save_encoder(ckpt, method.evaluated_backbone(), meta)  # resume.pt keeps the online one
+            steplog.flush()
             save_resume(resume_path, resume_state(epoch + 1, 0, {}))
         for cb in callbacks or []:
             cb(epoch + 1, means)

@@ -108,12 +108,18 @@ def test_report_is_self_contained(report_dir):
         assert base64.b64decode(s.split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+#: the figure sections each dataset of report_dir draws: no reconstruction grid for mog2d's vectors, no
+#: mog2d panels for digits, and no monitor for its smoke run (monitor off)
+DRAWN = {"mog2d": [sid for sid, _, _ in SECTIONS if sid != "reconstruction"],
+         "digits": [sid for sid, _, _ in SECTIONS if sid not in ("monitor", "energy", "dsm")]}
+
+
 def test_report_has_table_first_then_every_figure(report_dir):
     page = (report_dir / "page" / "index.html").read_text()
     sec = _sections(page)
     for ds in ("mog2d", "digits"):
         ids = [s for s in re.findall(r'<section id="([^"]+)">', page) if s.startswith(ds + "-")]
-        assert ids == [f"{ds}-leaderboard"] + [f"{ds}-{sid}" for sid, _, _ in SECTIONS]
+        assert ids == [f"{ds}-leaderboard"] + [f"{ds}-{sid}" for sid in DRAWN[ds]]
     table = sec["mog2d-leaderboard"]
     for m in ("<td>simclr", "<td>dsm", "pixels", "random-init"):
         assert m in table, m
@@ -132,10 +138,19 @@ def test_report_has_table_first_then_every_figure(report_dir):
         assert cells[5:] == want[5:] and head[5:-1] and len(cells) == len(head)
     for sid in MOG_FIGURES:
         assert "<img " in sec[f"mog2d-{sid}"], sid
-    assert "No figure" in sec["mog2d-reconstruction"]  # vectors: no image grid
     for sid in ("curves", "spectra", "rankme", "pca", "knn-prf", "reconstruction"):
         assert "<img " in sec[f"digits-{sid}"], sid
-    assert "No figure" in sec["digits-monitor"]  # smoke preset: monitor off
+    # sections that do not apply are left out silently; one without data is named in a grey note
+    assert "No figure" not in page and 'class="missing"' not in page
+    assert 'id="mog2d-not-drawn"' not in page  # mog2d: everything that applies is drawn
+    note = re.search(r'<div class="note" id="digits-not-drawn">(.*?)</div>', page, re.S).group(1)
+    assert re.findall(r"<li>(.*?):", note) == ["Online k-NN monitor"] and "smoke preset" in note
+    # the table of contents links every section on the page, in page order, and nothing else
+    toc = re.search(r'<nav class="toc" id="contents">(.*?)</nav>', page, re.S).group(1)
+    assert page.index("</nav>") < page.index("<section ")
+    links = re.findall(r'<a href="#([^"]+)">', toc)
+    assert links == re.findall(r'<(?:h1|section) id="([^"]+)">', page)  # digits, its sections, mog2d, its sections
+    assert links[0] == "digits" and "mog2d-energy" in links and len(links) == 2 + len(DRAWN["mog2d"] + DRAWN["digits"]) + 2
     # the P/R/F1 table: both methods and the two references, all from the knn result rows
     assert sec["mog2d-knn-prf"].count("<tr><td>") == 4
     assert sec["mog2d-knn-prf"].count("<td>result rows</td>") == 4
@@ -226,3 +241,77 @@ def test_report_renders_in_headless_chromium(report_dir, tmp_path):
     px = np.asarray(Image.open(shot).convert("RGB"), dtype=np.float32)
     assert px.shape[:2] == (2400, 1400)
     assert px.std() > 20 and len(np.unique(px.reshape(-1, 3)[::97], axis=0)) > 50  # not blank
+
+
+# -- a Fashion-MNIST report: per-step curves, monitor against seconds, nothing red ---------------
+from conftest import needs_fmnist  # noqa: E402
+
+
+@pytest.mark.slow
+@needs_fmnist
+def test_fashion_mnist_report_has_step_curves_and_no_missing_figure(tmp_path, monkeypatch):
+    """A 2-epoch Fashion-MNIST run (512 images, 8 steps per epoch, a log row every 2 steps): its
+    report draws a loss curve of 8 points per run (not 2), the monitor against seconds, and no
+    "No figure" line: the mog2d-only panels are left out, the reconstruction grid is not drawn
+    because no run asked for it, and the page says so in grey."""
+    from ssl_bench import figures, report
+
+    runs = tmp_path / "runs"
+    assert main(["run", "--dataset", "fashion-mnist", "--methods", "simclr", "--preset", "smoke", "--epochs", "2",
+                 "--batch-size", "64", "--set", "train_subset=512", "--set", "eval_train_subset=512",
+                 "--set", "eval_test_subset=256", "--set", "log_every=2", "--set", "knn_monitor_every=1",
+                 "--set", "precision=fp32", "--evaluators", "knn,rankme,collapse", "--device", "cpu",
+                 "--no-progress", "--no-baselines", "--out", str(runs), "--leaderboards", str(tmp_path / "lb"),
+                 "--no-report"]) == 0
+    drawn = {}
+    for name in ("learning_curves", "monitor_overlay"):
+        def spy(curves, _f=getattr(figures, name), _n=name):
+            drawn[_n] = curves
+            return _f(curves)
+        monkeypatch.setattr(figures, name, spy)
+    page = report.build_html(runs)
+    assert "No figure" not in page and 'class="missing"' not in page
+    curve = drawn["learning_curves"]["simclr"]
+    assert curve["step_epoch"] == [0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0] and len(curve["step_loss"]) == 8
+    assert curve["epoch"] == [1, 2]
+    mon = drawn["monitor_overlay"]["simclr"]
+    assert len(mon["knn_seconds"]) == len(mon["knn"]) == 2 and 0 < mon["knn_seconds"][0] < mon["knn_seconds"][1]
+    sec = _sections(page)
+    assert [s for s in sec if s != "leaderboard"] == ["curves", "monitor", "spectra", "rankme", "pca", "knn-prf"]
+    note = re.search(r'<div class="note" id="not-drawn">(.*?)</div>', page, re.S).group(1)
+    assert re.findall(r"<li>(.*?):", note) == ["Reconstruction grids"]
+    assert re.findall(r'<a href="#([^"]+)">', page.split("</nav>")[0].split('<nav class="toc"')[1]) == [
+        "fashion-mnist", "leaderboard", "curves", "monitor", "spectra", "rankme", "pca", "knn-prf"]
+
+
+def test_rankme_axis_is_logarithmic_when_pixels_are_far_away():
+    from ssl_bench.figures import rank_axis_scale, rankme_vs_knn
+
+    assert rank_axis_scale([25.3, 24.4, 11.1, 343.0]) == "log"  # methods near 25, pixels at 343
+    assert rank_axis_scale([25.3, 24.4, 30.0]) == "linear"
+    assert rank_axis_scale([0.0, 40.0]) == "linear"  # a collapsed rank of 0 has no place on a log axis
+    assert rankme_vs_knn({"simclr": (25.3, 71.2), "pixels": (343.0, 70.0)})[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_monitor_seconds_come_from_the_per_epoch_log(tmp_path):
+    from ssl_bench.report import Run, read_curve
+
+    (tmp_path / "train_log.csv").write_text("epoch,step,lr,seconds,loss,knn_monitor\n1,8,0.1,4.5,2.0,\n"
+                                            "2,16,0.05,9.25,1.5,61.0\n3,24,0.0,14.0,1.25,64.5\n")
+    c = read_curve(Run(tmp_path, "simclr", "mog2d", "mlp", 0))
+    assert c["knn_epoch"] == [2, 3] and c["knn"] == [61.0, 64.5] and c["knn_seconds"] == [9.25, 14.0]
+    assert c["step_loss"] == []  # a run from before train_steps.csv: the per-epoch points only
+
+
+def test_monitor_checks_come_from_monitor_csv_where_the_run_has_one(tmp_path):
+    """A run that records every monitor check (monitor.csv: seconds, step, epoch, knn, heldout) is
+    drawn from those rows; its unreadable rows are skipped."""
+    from ssl_bench.report import Run, read_curve
+
+    (tmp_path / "train_log.csv").write_text("epoch,step,lr,seconds,loss,knn_monitor\n1,8,0.1,4.5,2.0,50.0\n"
+                                            "2,16,0.0,9.0,1.5,60.0\n")
+    (tmp_path / "monitor.csv").write_text("seconds,step,epoch,knn,heldout\n2.250,4,1,40.5000,1\n4.500,8,1,50.0000,1\n"
+                                          "6.75,12,2,55.0,1\n9.000,16,2,60.0000,1\ntorn,16\n")
+    c = read_curve(Run(tmp_path, "simclr", "mog2d", "mlp", 0))
+    assert c["knn"] == [40.5, 50.0, 55.0, 60.0] and c["knn_seconds"] == [2.25, 4.5, 6.75, 9.0]
+    assert c["knn_epoch"] == [1, 1, 2, 2] and c["epoch"] == [1, 2]
