@@ -149,6 +149,9 @@ def _train(
 ) -> TrainResult:
     cfg = cfg.with_preset()
     assert cfg.epochs is not None and cfg.batch_size is not None  # every preset sets both
+    # the command's thread setting (SSL_BENCH_THREADS) before any work, not after the first step:
+    # a resumed run would take its first step on another count than the uninterrupted run did
+    threads.adapt()
     if cfg.num_threads:
         threads.pin(cfg.num_threads)
     device = resolve_device(cfg.device)
