@@ -857,7 +857,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from . import threads
 
-        threads.configure()  # $SSL_BENCH_THREADS: fair share of the CPU (default) or a fixed count
+        threads.configure()  # $SSL_BENCH_THREADS: a fixed count (default) or the opt-in fair share
         rc = int(a.func(a) or 0)
         sys.stdout.flush()
         return rc
