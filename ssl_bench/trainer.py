@@ -83,7 +83,11 @@ class TrainResult:
 
 
 def run_dir_for(cfg: RunConfig, out: Path, kind: str) -> Path:
-    return Path(out) / cfg.run_id(backbone_name(cfg, kind))
+    """``out/<run id>``; a run id that is not a plain name (a method or dataset named ``../x`` in a
+    config or a checkpoint's metadata) is refused before any folder is made."""
+    from .names import safe_name
+
+    return Path(out) / safe_name(cfg.run_id(backbone_name(cfg, kind)), "the run id")
 
 
 class _Step(nn.Module):
