@@ -1204,7 +1204,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from . import threads
 
-        threads.configure()  # $SSL_BENCH_THREADS: fair share of the CPU (default) or a fixed count
+        threads.configure()  # $SSL_BENCH_THREADS: a fixed count (default) or the opt-in fair share
         from . import console
 
         console.configure(quiet=bool(getattr(a, "quiet", False) or getattr(a, "json", False)))

@@ -387,6 +387,17 @@ def to_markdown(table: pd.DataFrame, dataset: str, command: str, df: pd.DataFram
     return "\n".join(lines) + "\n"
 
 
+def _check_dataset_names(df: pd.DataFrame, runs_dir: Path, datasets: list[str] | None) -> None:
+    """A row's dataset becomes the file name of its leaderboard: a name that is not a plain file
+    stem (``../x``, an absolute path, a separator) is refused before anything is written."""
+    from .names import safe_name
+
+    for ds, run in zip(df["dataset"], df["run_id"], strict=True):
+        if ds is None or (isinstance(ds, float) and math.isnan(ds)) or (datasets and ds not in datasets):
+            continue
+        safe_name(ds, f"leaderboard (nothing written): the dataset of a result row under {runs_dir} (run {run!r})")
+
+
 def write_leaderboards(
     runs_dir: Path, out_dir: Path, datasets: list[str] | None = None, command: str = "ssl-bench leaderboard"
 ) -> list[Path]:
@@ -394,6 +405,7 @@ def write_leaderboards(
     written: list[Path] = []
     if df.empty:
         return written
+    _check_dataset_names(df, Path(runs_dir), datasets)
     for ds in sorted(df["dataset"].dropna().unique()):
         if datasets and ds not in datasets:
             continue

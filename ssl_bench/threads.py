@@ -1,24 +1,25 @@
-"""Torch's CPU thread count on a machine that other processes share: the fair-share policy.
+"""Torch's CPU thread count: fixed by default, a fair share of a shared machine on request.
 
-Torch runs its CPU ops on an OpenMP team (on Linux, GNU libgomp) whose threads spin while they
-wait for each other. On a quiet machine that is the fastest choice; when another CPU-bound
+By default the ``ssl-bench`` command leaves torch's thread count as torch starts it
+(``$OMP_NUM_THREADS``, else the machine's cores) for the whole process: the thread count decides
+the order of floating-point reductions, so a fixed count makes the same command on the same
+machine give the same bits, however loaded the machine is. ``SSL_BENCH_THREADS=N`` (or a config's
+``num_threads``, ``--set num_threads=N``) pins another count.
+
+``SSL_BENCH_THREADS=fair`` opts into the fair-share policy, for machines that other processes
+share. Torch runs its CPU ops on an OpenMP team (on Linux, GNU libgomp) whose threads spin while
+they wait for each other. On a quiet machine that is the fastest choice; when another CPU-bound
 process holds one of the cores, the team's threads spin-wait on a partner that is not running,
-and a step costs several times its quiet figure. Measured on a 2-core AVX2 CPU (100 SimCLR
-cnn-small steps of 128, fp32, ``benchmarks/threads_under_load.py``): beside one busy process,
-52.7-53.2 s on 2 fixed threads, 27.8-31.2 s on 1, 28.7-31.7 s under this policy; quiet, 15.4-17.0 s
-under this policy, 28.2-31.1 s on 1 thread (``docs/benchmarks.md``, section 7).
+and a step costs several times its quiet figure (measurements: ``docs/benchmarks.md``, section 7,
+``benchmarks/threads_under_load.py``).
 
 The fair-share policy watches how much CPU the *other* processes use (``/proc/stat`` minus this
 process's own time, over the last :data:`INTERVAL` seconds) and sets torch's intra-op thread count
 to the cores they leave free: ``round(cpus - others)``, at least 1, at most the count the process
 started with. So a quiet machine keeps every core, and a busy one costs its fair share rather
-than several times it. It is on for the ``ssl-bench`` command (:func:`configure` reads the
-``SSL_BENCH_THREADS`` variable: ``fair``, the default, or a fixed count) and off in library use
-until :func:`enable` is called; a config's ``num_threads`` or ``--threads`` pins the count.
-
-The thread count changes the order of floating-point reductions, so two runs on differently
-loaded machines can differ in the last bits of their weights. Pin the count (``SSL_BENCH_THREADS=2``
-or ``--set num_threads=2``) where bitwise repeatability matters more than speed.
+than several times it. The count then follows the machine's load, so two runs under it can
+differ in the last bits of their weights. It is off in library use until :func:`enable` is
+called; a config's ``num_threads`` pins the count.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ import time
 
 #: seconds between two looks at the machine's load (each look reads one line of /proc/stat)
 INTERVAL = 2.0
-#: the environment variable of the ``ssl-bench`` command: ``fair`` (default) or a thread count
+#: the environment variable of the ``ssl-bench`` command: ``fixed`` (default: the count torch starts
+#: with), a thread count, or ``fair`` (the fair-share policy)
 ENV = "SSL_BENCH_THREADS"
 
 
@@ -100,7 +102,7 @@ _pending: str | None = None
 
 
 def enable(max_threads: int | None = None) -> FairShare:
-    """Turn the fair-share policy on for this process (the ``ssl-bench`` command does)."""
+    """Turn the fair-share policy on for this process (``SSL_BENCH_THREADS=fair`` does)."""
     global _policy, _pending
     _policy, _pending = FairShare(max_threads), None
     return _policy
@@ -138,18 +140,22 @@ def policy() -> str:
 
 
 def configure(value: str | None = None) -> str:
-    """The ``ssl-bench`` command's setting, from ``value`` or ``$SSL_BENCH_THREADS``: ``fair``
-    (default) turns the policy on; a positive integer pins the count. Checked now, applied now if
-    torch is already imported, else at the first :func:`adapt` (the first training step, embedding
-    batch or evaluator). Returns the setting."""
+    """The ``ssl-bench`` command's setting, from ``value`` or ``$SSL_BENCH_THREADS``: ``fixed``
+    (the default, also when unset or empty) keeps the count torch starts with; a positive integer
+    pins that count; ``fair`` turns the fair-share policy on. Checked now, applied now if torch is
+    already imported, else at the first :func:`adapt` (the start of a training, an embedding batch,
+    an evaluator). Returns the setting."""
     import sys
 
     from .errors import ConfigError
 
-    global _pending
-    v = (os.environ.get(ENV, "") if value is None else value).strip() or "fair"
-    if v != "fair" and (not v.isdigit() or int(v) < 1):
-        raise ConfigError(f"{ENV} must be 'fair' or a thread count >= 1, got {v!r}")
+    global _pending, _policy
+    v = (os.environ.get(ENV, "") if value is None else value).strip() or "fixed"
+    if v not in ("fixed", "fair") and (not v.isdigit() or int(v) < 1):
+        raise ConfigError(f"{ENV} must be 'fixed', 'fair' or a thread count >= 1, got {v!r}")
+    if v == "fixed":  # torch's own count, never changed: nothing to apply
+        _pending, _policy = None, None
+        return v
     _pending = v
     if "torch" in sys.modules:
         _apply_pending()

@@ -26,6 +26,7 @@ import contextlib
 import csv
 import io
 import json
+import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -84,7 +85,11 @@ class TrainResult:
 
 
 def run_dir_for(cfg: RunConfig, out: Path, kind: str) -> Path:
-    return Path(out) / cfg.run_id(backbone_name(cfg, kind))
+    """``out/<run id>``; a run id that is not a plain name (a method or dataset named ``../x`` in a
+    config or a checkpoint's metadata) is refused before any folder is made."""
+    from .names import safe_name
+
+    return Path(out) / safe_name(cfg.run_id(backbone_name(cfg, kind)), "the run id")
 
 
 class _Step(nn.Module):
@@ -171,6 +176,9 @@ def _train(
 ) -> TrainResult:
     cfg = cfg.with_preset()
     assert cfg.epochs is not None and cfg.batch_size is not None  # every preset sets both
+    # the command's thread setting (SSL_BENCH_THREADS) before any work, not after the first step:
+    # a resumed run would take its first step on another count than the uninterrupted run did
+    threads.adapt()
     if cfg.num_threads:
         threads.pin(cfg.num_threads)
     device = resolve_device(cfg.device)
@@ -184,6 +192,7 @@ def _train(
     ckpt_dir = run_dir / "checkpoints"
     resume_path = ckpt_dir / "resume.pt"
     log_path = run_dir / "train_log.csv"
+    _check_resume_path(resume_path)  # before the lock, the tmp-file clean-up, any restart
     if main:
         locks.enter_context(run_lock(run_dir, "train"))
         remove_stale_tmp(run_dir, ckpt_dir, run_dir / "embeddings")
@@ -219,6 +228,7 @@ def _train(
     recipe = {**vars(method.hp), "optim.lr": lr, "optim.weight_decay": wd}
 
     start_epoch, step, train_seconds, start_batch = 0, 0, 0.0, 0
+    ckpt_epoch: int | None = 0  # the epoch of the last epoch checkpoint (resume.pt records it)
     resumed_sums: dict[str, float] = {}
     corrupt = streaming.CorruptFiles()
     if resume and resume_path.is_file():
@@ -245,6 +255,9 @@ def _train(
                 f"{resume_path} is at epoch {start_epoch}, beyond this run's {cfg.epochs} epochs: "
                 f"it belongs to a longer run; delete it to restart from scratch"
             )
+        # a state from before the record: at an epoch end, that epoch's checkpoint; within one, unknown
+        ckpt_epoch = state.get("checkpoint_epoch", None if start_batch else start_epoch)
+        _check_run_agrees(resume_path, log_path, start_epoch, start_batch, ckpt_epoch)
     if main:  # any restart: the log and the checkpoints go back to the epoch training starts from
         _truncate_log(log_path, start_epoch)
         _drop_checkpoints_after(ckpt_dir, start_epoch)
@@ -298,6 +311,7 @@ def _train(
             "train_seconds": train_seconds,
             "config_hash": cfg.hash(),
             "recipe": recipe,
+            "checkpoint_epoch": ckpt_epoch,
         }
 
     for epoch in range(start_epoch, cfg.epochs):
@@ -388,6 +402,7 @@ def _train(
             ckpt = ckpt_dir / f"epoch_{epoch + 1:04d}.safetensors"
             save_encoder(ckpt, method.evaluated_backbone(), meta)  # resume.pt keeps the online one
             steplog.flush()
+            ckpt_epoch = epoch + 1
             save_resume(resume_path, resume_state(epoch + 1, 0, {}))
         for cb in callbacks or []:
             cb(epoch + 1, means)
@@ -514,7 +529,19 @@ def _read_log(path: Path) -> list[dict]:
     if not path.is_file():
         return []
     raw = path.read_bytes()
-    rows, damaged = [], False
+    rows, damaged = _parse_log(raw)
+    if damaged:
+        from .checkpoint import atomic_write
+
+        keep = path.with_name(path.name + ".damaged")
+        atomic_write(keep, lambda tmp: Path(tmp).write_bytes(raw))
+    return rows
+
+
+def _parse_log(raw: bytes) -> tuple[list[dict], bool]:
+    """(the rows with a whole epoch number, whether any line was damaged) of a log's bytes."""
+    rows: list[dict] = []
+    damaged = False
     try:
         text = raw.decode("utf-8")
         reader = csv.DictReader(io.StringIO(text, newline=""))
@@ -528,12 +555,49 @@ def _read_log(path: Path) -> list[dict]:
             damaged = True
     except (UnicodeDecodeError, csv.Error):
         damaged, rows = True, []
-    if damaged:
-        from .checkpoint import atomic_write
+    return rows, damaged
 
-        keep = path.with_name(path.name + ".damaged")
-        atomic_write(keep, lambda tmp: Path(tmp).write_bytes(raw))
-    return rows
+
+def _check_resume_path(resume_path: Path) -> None:
+    """A ``resume.pt`` that is there but is no regular file (a folder, a dangling link) is an error
+    now: read as "no resume state", it would restart the run and drop its checkpoints."""
+    if os.path.lexists(resume_path) and not resume_path.is_file():
+        what = "a directory" if resume_path.is_dir() else "not a regular file"
+        raise CheckpointError(
+            f"{resume_path} is {what}, not a resume state; nothing was changed: move it away "
+            f"(without it --resume trains the run again from the start)"
+        )
+
+
+def _check_run_agrees(resume_path: Path, log_path: Path, epoch: int, batch: int, ckpt_epoch: Any) -> None:
+    """The resume state (after ``epoch`` epochs, ``batch`` batches into the next; its last epoch
+    checkpoint ``ckpt_epoch``, None where unknown) must agree with the run's files: that
+    checkpoint is there and ``train_log.csv`` ends at it. A torn log or a missing checkpoint would
+    otherwise make a resumed run report one epoch and return another's weights. Reads only."""
+    if ckpt_epoch is None:
+        return
+    if isinstance(ckpt_epoch, bool) or not isinstance(ckpt_epoch, int) or not 0 <= ckpt_epoch <= epoch:
+        raise CheckpointError(
+            f"resume state {resume_path}: 'checkpoint_epoch' must be in [0, {epoch}], got {ckpt_epoch!r}"
+        )
+    if ckpt_epoch == 0:
+        return
+    ckpt = resume_path.parent / f"epoch_{ckpt_epoch:04d}.safetensors"
+    rows, damaged = _parse_log(log_path.read_bytes()) if log_path.is_file() else ([], False)
+    last = max((int(r["epoch"]) for r in rows if int(r["epoch"]) <= epoch), default=0)
+    if not ckpt.is_file():
+        problem = f"its checkpoint {ckpt.name} is missing"
+    elif not log_path.is_file():
+        problem = f"{log_path.name} is missing"
+    elif last != ckpt_epoch:
+        problem = f"{log_path.name} ends at epoch {last}" + (" (it has damaged lines)" if damaged else "")
+    else:
+        return
+    where = f"epoch {epoch}" + (f", batch {batch} of epoch {epoch + 1}" if batch else "")
+    raise CheckpointError(
+        f"{resume_path} is after {where} (last checkpoint: epoch {ckpt_epoch}) but {problem}; the run's files "
+        f"disagree, so nothing was changed: restore them, or delete {resume_path} to train the run again"
+    )
 
 
 def _truncate_log(path: Path, epoch: int) -> None:

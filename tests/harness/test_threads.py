@@ -69,15 +69,40 @@ def test_configure_reads_the_setting(monkeypatch):
     threads.pin(2)
     assert threads._policy is None
     for bad in ("0", "two", "-1"):
-        with pytest.raises(ConfigError, match="SSL_BENCH_THREADS must be 'fair' or a thread count"):
+        with pytest.raises(ConfigError, match="SSL_BENCH_THREADS must be 'fixed', 'fair' or a thread count"):
             threads.configure(bad)
+
+
+@pytest.mark.parametrize("setting", [None, "", "fixed"])
+def test_the_default_is_a_fixed_count_and_fair_is_opt_in(setting, monkeypatch):
+    """Unset, empty or ``fixed``: the count torch started with, never changed by the machine's load
+    (the same command on the same machine gives the same bits); ``fair`` only when asked for."""
+    if setting is None:
+        monkeypatch.delenv(threads.ENV, raising=False)
+    else:
+        monkeypatch.setenv(threads.ENV, setting)
+    threads.pin(1)
+    threads.enable()  # whatever was on before: the setting turns it off
+    assert threads.configure() == "fixed"
+    assert threads._policy is None and threads._pending is None and threads.policy() == "fixed"
+    threads.adapt()
+    assert torch.get_num_threads() == 1
+
+
+def test_the_command_runs_on_a_fixed_count_unless_told_fair(monkeypatch, capsys):
+    monkeypatch.delenv(threads.ENV, raising=False)
+    assert main(["list", "methods"]) == 0
+    assert threads.policy() == "fixed" and threads._policy is None
+    monkeypatch.setenv(threads.ENV, "fair")
+    assert main(["list", "methods"]) == 0
+    assert threads.policy() == "fair"
 
 
 def test_the_command_says_what_is_wrong_with_the_setting(monkeypatch, capsys):
     monkeypatch.setenv(threads.ENV, "lots")
     assert main(["list", "methods"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "SSL_BENCH_THREADS must be 'fair' or a thread count >= 1, got 'lots'" in err[0]
+    assert len(err) == 1 and "SSL_BENCH_THREADS must be 'fixed', 'fair' or a thread count >= 1, got 'lots'" in err[0]
 
 
 def test_the_setting_is_read_without_importing_torch_and_applied_at_the_first_adapt():
