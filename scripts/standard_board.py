@@ -176,16 +176,17 @@ def baselines(a, seed: int, methods: list[str], rows_dir: Path) -> None:
     need = sorted({bb for bb, _ in baseline_backbones(cfg.with_preset(), data.kind, methods)})
     done = rows_dir / f".baselines-s{seed}"
     try:
-        if set(need) <= set(json.loads(done.read_text())["backbones"]):
+        marker = json.loads(done.read_text())
+        if set(need) <= set(marker["backbones"]) and marker.get("bn_stats") == "train":  # rows from before #34: redo
             return
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         pass
     log(f"baselines seed {seed}: pixels, random-init of {', '.join(need)}")
     rows = evaluate_baselines(cfg, a.out, data, EVALUATORS.resolve(cfg.evaluators), methods)
     run_ids = sorted({r["run_id"] for r in rows})
     for run_id in run_ids:
         write_rows(rows_dir / run_id / "results.jsonl", [r for r in rows if r["run_id"] == run_id])
-    done.write_text(json.dumps({"backbones": need, "run_ids": run_ids}) + "\n")
+    done.write_text(json.dumps({"backbones": need, "run_ids": run_ids, "bn_stats": "train"}) + "\n")
 
 
 def all_baselines(a, seeds: list[int], methods: list[str], rows_dir: Path) -> str:
