@@ -40,6 +40,8 @@ DETERMINISTIC = ("pixels",)
 #: Built-in backbones with BN layers: their random-init rows written before the BN statistics were
 #: recalibrated (no ``bn_stats`` in the row's method options) are labelled so.
 BN_BACKBONES = ("cnn-small", "cnn-wide", "resnet18-cifar", "resnet50-cifar", "mlp")
+#: The reference rows' own options, not listed in their labels (random-init: BN statistics re-estimated).
+BASELINE_DEFAULTS = {"random-init": {"bn_stats": "train"}}
 #: Config keys not listed in a row label: shown in their own columns, or the row's identity itself.
 LABEL_SKIP = {"method", "dataset", "seed", "preset", "epochs", "backbone", "method_kwargs"}
 
@@ -114,7 +116,7 @@ def config_label(method: str, config: dict | None) -> str:
     try:
         mdefaults = dict(METHODS.get(method).defaults)
     except Exception:  # baselines, or a method not installed here: every option given is listed
-        mdefaults = {}
+        mdefaults = dict(BASELINE_DEFAULTS.get(method, {}))
     for k, v in sorted((config.get("method_kwargs") or {}).items()):
         if k not in mdefaults or mdefaults[k] != v:
             diffs.append(f"{k}={_fmt_value(v)}")
