@@ -144,13 +144,22 @@ def reference_config(spec: BoardSpec, seed: int, backbone: str) -> RunConfig:
     )
 
 
-def missing_references(spec: BoardSpec, configs: list[RunConfig], rows: list[dict], kind: _Kind) -> list[tuple]:
-    """[(reference config, methods)] whose pixels / random-init rows the rows folder lacks."""
+def missing_references(
+    spec: BoardSpec, configs: list[RunConfig], rows: list[dict], kind: _Kind, refresh: bool = False
+) -> list[tuple]:
+    """[(reference config, methods)] whose pixels / random-init rows the rows folder lacks; with
+    ``refresh``, random-init rows whose BN statistics were never recalibrated count as missing."""
+    from .leaderboard import reference_label
     from .pipeline import baseline_backbones
 
     if not spec.references:
         return []
-    have = {r["run_id"] for r in rows if r.get("status", "ok") == "ok"}
+    have = {
+        r["run_id"]
+        for r in rows
+        if r.get("status", "ok") == "ok"
+        and not (refresh and reference_label(str(r.get("method")), str(r.get("backbone")), r.get("config")))
+    }
     out = []
     for seed in sorted({c.seed for c in configs}):
         for bb in sorted({c.backbone for c in configs if c.seed == seed}):
@@ -388,7 +397,7 @@ def run_board(spec: BoardSpec, opts: Options) -> int:
             raise ConfigError(f"--only {opts.only}: the plan has {len(planned)} runs")
         log(train_one(spec, planned[opts.only].cfg, opts, kind))
         return 0
-    refs = missing_references(spec, configs, rows, kind)
+    refs = missing_references(spec, configs, rows, kind, opts.refresh)
     log(f"board {spec.name} ({spec.source}):")
     for line in describe(planned, refs, opts.refresh):
         log(line)

@@ -636,7 +636,11 @@ def add_board_parser(sub: Any) -> None:
     bo.add_argument("--list", action="store_true", help="list the built-in boards")
     bo.add_argument("--dry-run", action="store_true", help="print the plan: what would be trained, what is stale")
     bo.add_argument("--table-only", action="store_true", help="only rebuild the table from the rows: never train")
-    bo.add_argument("--refresh", action="store_true", help="retrain the runs whose rows are stale")
+    bo.add_argument(
+        "--refresh",
+        action="store_true",
+        help="retrain the runs whose rows are stale, and recompute random-init rows whose BN statistics were never recalibrated",
+    )
     bo.add_argument("--jobs", type=int, default=1, help="trainings at once, each a child process (default: 1)")
     bo.add_argument(
         "--deadline",

@@ -32,10 +32,17 @@ from .checkpoint import atomic_write_text
 from .errors import ConfigError
 from .evaluator import Metric
 from .results import find_result_files, read_rows
-from .stats import ALPHA, t_half_width, welch_p
+from .stats import ALPHA, CONFIDENCE, t_half_width, welch_p
 
 KEY = ["method", "backbone", "preset", "epochs", "train_hash"]
 BASELINES = ("pixels", "random-init")
+#: Reference rows whose value does not depend on the seed: shown without an interval, n = "—", never marked.
+DETERMINISTIC = ("pixels",)
+#: Built-in backbones with BN layers: their random-init rows written before the BN statistics were
+#: recalibrated (no ``bn_stats`` in the row's method options) are labelled so.
+BN_BACKBONES = ("cnn-small", "cnn-wide", "resnet18-cifar", "resnet50-cifar", "mlp")
+#: The reference rows' own options, not listed in their labels (random-init: BN statistics re-estimated).
+BASELINE_DEFAULTS = {"random-init": {"bn_stats": "train"}}
 #: Config keys not listed in a row label: shown in their own columns, or the row's identity itself.
 LABEL_SKIP = {"method", "dataset", "seed", "preset", "epochs", "backbone", "method_kwargs"}
 
@@ -110,7 +117,7 @@ def config_label(method: str, config: dict | None) -> str:
     try:
         mdefaults = dict(METHODS.get(method).defaults)
     except Exception:  # baselines, or a method not installed here: every option given is listed
-        mdefaults = {}
+        mdefaults = dict(BASELINE_DEFAULTS.get(method, {}))
     for k, v in sorted((config.get("method_kwargs") or {}).items()):
         if k not in mdefaults or mdefaults[k] != v:
             diffs.append(f"{k}={_fmt_value(v)}")
@@ -212,7 +219,7 @@ def aggregate(df: pd.DataFrame) -> pd.DataFrame:
         groups.append(
             {
                 **dict(zip(KEY, key, strict=True)),
-                "label": config_label(key[0], cfg),
+                "label": reference_label(key[0], key[1], cfg) or config_label(key[0], cfg),
                 "n": n_ok,
                 "status": status,
                 "train_seconds_mean": float(secs.mean()) if len(secs.dropna()) else float("nan"),
@@ -242,8 +249,8 @@ def aggregate(df: pd.DataFrame) -> pd.DataFrame:
             stats["ci95"].append(t_half_width(sd, n))
         for s, vals in stats.items():
             new_cols[f"{col}_{s}"] = vals
-        new_cols[f"{col}_mark"] = mark_ties(
-            pd.DataFrame({f"{col}_{s}": v for s, v in stats.items()}), col, info.higher_is_better
+        new_cols[f"{col}_mark"] = marks_within_backbone(
+            pd.DataFrame({f"{col}_{s}": v for s, v in stats.items()}), col, info.higher_is_better, table
         )
     table = pd.concat([table, pd.DataFrame(new_cols, index=table.index)], axis=1).drop(columns="_runs")
     metric_cols = [f"{c}_{s}" for c, *_ in cols for s in ("mean", "std", "n", "ci95", "mark")]
@@ -255,8 +262,9 @@ def aggregate(df: pd.DataFrame) -> pd.DataFrame:
         table = table.sort_values(
             f"{sort[0]}_mean", ascending=not sort[1].higher_is_better, kind="stable", na_position="last"
         )
+    table = add_gains(table.reset_index(drop=True), cols)
     table.attrs["sort"] = sort[0] if sort else None
-    return table.reset_index(drop=True)
+    return table
 
 
 def mark_ties(table: pd.DataFrame, col: str, higher_is_better: bool | None) -> list[str]:
@@ -281,6 +289,83 @@ def mark_ties(table: pd.DataFrame, col: str, higher_is_better: bool | None) -> l
     return marks
 
 
+def marks_within_backbone(
+    stats: pd.DataFrame, col: str, higher_is_better: bool | None, table: pd.DataFrame
+) -> list[str]:
+    """:func:`mark_ties` among the rows of each backbone apart (a ViT's rows are not ranked against
+    a CNN's); deterministic references (pixels) are never marked."""
+    marks = [""] * len(stats)
+    groups: dict[str, list[int]] = {}
+    for i, (bb, m) in enumerate(zip(table["backbone"], table["method"], strict=True)):
+        if m not in DETERMINISTIC:
+            groups.setdefault(str(bb), []).append(i)
+    for idx in groups.values():
+        for i, mark in zip(idx, mark_ties(stats.iloc[idx].reset_index(drop=True), col, higher_is_better), strict=True):
+            marks[i] = mark
+    return marks
+
+
+def reference_label(method: str, backbone: str, config: dict | None) -> str | None:
+    """The label of a random-init row whose BN statistics were never recalibrated (rows written
+    before #34 on a backbone with BN layers); None for every other row."""
+    kwargs = (config or {}).get("method_kwargs") or {}
+    if method == "random-init" and backbone in BN_BACKBONES and "bn_stats" not in kwargs:
+        return "random-init [BN stats at init]"
+    return None
+
+
+def add_gains(table: pd.DataFrame, cols: list[tuple[str, str, str, Metric]]) -> pd.DataFrame:
+    """``gain_<col>_mean`` / ``_ci95`` / ``_p`` for every headline metric with a direction: a
+    row's mean minus that of the random-init row of the same backbone and preset (the BN-recalibrated
+    one where both exist), the half-width of the 95% Welch interval of the difference and Welch's
+    two-sided p. NaN for the references themselves and where the backbone has no random-init row."""
+    refs = table.loc[table["method"] == "random-init", ["label", "backbone", "preset"]]
+    refs = refs.assign(_legacy=refs["label"].str.contains("BN stats at init", regex=False)).sort_values(
+        "_legacy", kind="stable"
+    )
+    ref_of: dict[tuple, object] = {}
+    for i, r in refs.iterrows():
+        ref_of.setdefault((r["backbone"], r["preset"]), i)
+    new: dict[str, list[float]] = {}
+    for col, _ev, _m, info in cols:
+        if not info.headline or info.higher_is_better is None or f"{col}_mean" not in table:
+            continue
+        out: dict[str, list[float]] = {"mean": [], "ci95": [], "p": []}
+        for _, r in table.iterrows():
+            j = ref_of.get((r["backbone"], r["preset"]))
+            if j is None or r["method"] in BASELINES:
+                d = {"mean": float("nan"), "ci95": float("nan"), "p": float("nan")}
+            else:
+                ref = table.loc[j]
+                d = welch_difference(
+                    (r[f"{col}_mean"], r[f"{col}_std"], int(r[f"{col}_n"])),
+                    (ref[f"{col}_mean"], ref[f"{col}_std"], int(ref[f"{col}_n"])),
+                )
+            for k in out:
+                out[k].append(d[k])
+        for k, v in out.items():
+            new[f"gain_{col}_{k}"] = v
+    return pd.concat([table, pd.DataFrame(new, index=table.index)], axis=1) if new else table
+
+
+def welch_difference(a: tuple[float, float, int], b: tuple[float, float, int]) -> dict[str, float]:
+    """mean_a - mean_b from (mean, std, n) summaries, the half-width of its 95% Welch interval
+    (Welch-Satterthwaite degrees of freedom) and Welch's two-sided p; NaN interval and p when a side
+    has n < 2."""
+    from scipy import stats as st
+
+    (ma, sa, na), (mb, sb, nb) = a, b
+    diff = float(ma - mb)
+    if na < 2 or nb < 2 or not (math.isfinite(sa) and math.isfinite(sb)):
+        return {"mean": diff, "ci95": float("nan"), "p": float("nan")}
+    va, vb = sa * sa / na, sb * sb / nb
+    se = math.sqrt(va + vb)
+    if se == 0:
+        return {"mean": diff, "ci95": 0.0, "p": 1.0 if diff == 0 else 0.0}
+    df = (va + vb) ** 2 / (va * va / (na - 1) + vb * vb / (nb - 1))
+    return {"mean": diff, "ci95": float(st.t.ppf(0.5 + CONFIDENCE / 2, df) * se), "p": welch_p(ma, sa, na, mb, sb, nb)}
+
+
 # -- Markdown ---------------------------------------------------------------------------------------
 def format_cell(mean: float, ci95: float, n: int, info: Metric, mark: str = "") -> str:
     if n == 0 or not math.isfinite(mean):
@@ -289,6 +374,22 @@ def format_cell(mean: float, ci95: float, n: int, info: Metric, mark: str = "") 
         return str(info.categorical.get(int(round(mean)), f"{mean:.2f}"))
     text = f"{mean:.2f}" if n < 2 or not math.isfinite(ci95) else f"{mean:.2f} ± {ci95:.2f}"
     return f"**{text}**" if mark in ("best", "tied") else text
+
+
+def _gain_info(df: pd.DataFrame, table: pd.DataFrame) -> tuple[str, Metric] | None:
+    """(column, declaration) of the metric whose gain over random-init the Markdown shows: the sort
+    metric, when the table has its gains."""
+    sort = table.attrs.get("sort")
+    if not sort or f"gain_{sort}_mean" not in table or df.empty:
+        return None
+    info = next((i for c, _e, _m, i in ordered_columns(df) if c == sort), None)
+    return (sort, info) if info is not None else None
+
+
+def format_gain(mean: float, ci95: float) -> str:
+    if not math.isfinite(mean):
+        return "—"
+    return f"{mean:+.2f}" if not math.isfinite(ci95) else f"{mean:+.2f} ± {ci95:.2f}"
 
 
 def _options_text(df: pd.DataFrame, evaluator: str) -> str | None:
@@ -321,9 +422,10 @@ def legend(
         "in the seed are aggregated, n = number of seeds. A label's brackets list what differs from the "
         "method's defaults. n = 1: the value of the one seed, no uncertainty shown. n ≥ 2: mean ± "
         "half-width of the 95% confidence interval of the mean (Student t, n − 1 degrees of freedom). "
-        f"**Bold**: the best row of the column and every row that a two-sided Welch t-test at {ALPHA:.0%} "
-        "cannot tell apart from it; only rows with n ≥ 2 take part, so a one-seed row is never marked "
-        "(no correction for multiple comparisons)."
+        f"**Bold**: within each backbone, the best row of the column and every row of the same backbone that a "
+        f"two-sided Welch t-test at {ALPHA:.0%} cannot tell apart from it (a ViT's rows are not ranked against a "
+        "CNN's); only rows with n ≥ 2 take part, so a one-seed row is never marked (no correction for multiple "
+        "comparisons). `pixels` does not depend on the seed: n = —, no interval, never marked."
         + (
             f" Sorted by {sort_info.label} ({'higher' if sort_info.higher_is_better else 'lower'} is better)."
             if sort_info
@@ -345,8 +447,11 @@ def legend(
     lines += [
         "",
         "`pixels` and `random-init` are reference rows: an SSL row means something only next to "
-        "them (model evaluators have no value for `pixels`). A status other than ok (a diverged or failed "
-        "run) replaces the numbers when no seed of the row succeeded. The CSV has every metric with its "
+        "them (model evaluators have no value for `pixels`). `random-init` is the untrained backbone with its "
+        "BN statistics re-estimated on the training images (a row labelled `[BN stats at init]` was not "
+        "recalibrated). Gain over random-init: the row's mean minus that of the same backbone's random-init "
+        "row, ± the half-width of the 95% Welch interval of the difference. A status other than ok (a diverged "
+        "or failed run) replaces the numbers when no seed of the row succeeded. The CSV has every metric with its "
         "mean, std, n, 95% half-width and tie mark.",
     ]
     return lines
@@ -357,6 +462,7 @@ def to_markdown(table: pd.DataFrame, dataset: str, command: str, df: pd.DataFram
     cols = ordered_columns(df) if not df.empty else []
     headline = [c for c in cols if c[3].headline] or cols  # only undeclared metrics: show them all
     show_status = (table["status"] != "ok").any() if "status" in table else False
+    gain = _gain_info(df, table)
     head = (
         ["method", "backbone", "preset", "epochs", "n"]
         + (["status"] if show_status else [])
@@ -364,6 +470,7 @@ def to_markdown(table: pd.DataFrame, dataset: str, command: str, df: pd.DataFram
             f"{info.label} {info.unit}".strip() if info.unit not in ("", "%") else info.label
             for _c, _e, _m, info in headline
         ]
+        + ([f"gain over random-init ({gain[1].label})"] if gain else [])
         + ["train s"]
     )
     lines = (
@@ -373,14 +480,18 @@ def to_markdown(table: pd.DataFrame, dataset: str, command: str, df: pd.DataFram
     )
     for _, r in table.iterrows():
         name = f"_{r.label}_" if r.method in BASELINES else str(r.label)
-        cells = [name, str(r.backbone), str(r.preset), str(int(r.epochs)), str(int(r.n))]
+        fixed = r.method in DETERMINISTIC
+        cells = [name, str(r.backbone), str(r.preset), str(int(r.epochs)), "—" if fixed else str(int(r.n))]
         if show_status:
             cells.append(str(r.status))
         for c, _e, _m, info in headline:
             if int(r.n) == 0:
                 cells.append(str(r.status))
                 continue
-            cells.append(format_cell(r[f"{c}_mean"], r[f"{c}_ci95"], int(r[f"{c}_n"]), info, r[f"{c}_mark"]))
+            n = min(int(r[f"{c}_n"]), 1) if fixed else int(r[f"{c}_n"])
+            cells.append(format_cell(r[f"{c}_mean"], r[f"{c}_ci95"], n, info, r[f"{c}_mark"]))
+        if gain:
+            cells.append(format_gain(r[f"gain_{gain[0]}_mean"], r[f"gain_{gain[0]}_ci95"]))
         ts = r.get("train_seconds_mean")
         cells.append("—" if ts is None or pd.isna(ts) else f"{ts:.0f}")
         lines.append("| " + " | ".join(cells) + " |")

@@ -13,6 +13,7 @@ import torch
 from . import precision as precision_mod
 from . import provenance, threads
 from .backbones import build_backbone, default_backbone
+from .bn_calibration import recalibrate_batchnorm
 from .build import backbone_choice, load_data, resolve_device, seed_everything
 from .checkpoint import artifact_dir
 from .config import RunConfig
@@ -322,7 +323,9 @@ def evaluate_baselines(
     cfg: RunConfig, out: Path, data: Data, evaluators: list[str], methods: list[str] | None = None
 ) -> list[dict]:
     """The reference rows: ``pixels`` (raw input) and ``random-init`` (untrained backbone), the
-    latter once per backbone the sweep's ``methods`` train, so every SSL row has its own."""
+    latter once per backbone the sweep's ``methods`` train, so every SSL row has its own. The
+    untrained backbone's BN statistics are first re-estimated on the training images
+    (:mod:`ssl_bench.bn_calibration`); its rows then carry ``method_kwargs={"bn_stats": "train"}``."""
     cfg = cfg.with_preset()
     evaluators = EVALUATORS.resolve(evaluators)
     dev = resolve_device(cfg.device)
@@ -333,17 +336,19 @@ def evaluate_baselines(
     jobs: list[tuple[str, str, dict]] = [("pixels", "-", {})]  # (name, backbone, its kwargs); pixels: none
     jobs += [("random-init", bb, kw) for bb, kw in baseline_backbones(cfg, data.kind, methods)]
     for name, bb, bb_kwargs in jobs:
-        model = None  # pixels: no model, so model evaluators (lidar, reconstruction) are skipped
+        model, calibrated = None, False  # pixels: no model, so model evaluators (lidar, reconstruction) are skipped
         if name == "pixels":
             emb, backbone = pixel_embeddings(ev_data), bb
         else:
             seed_everything(cfg.seed)  # the same initial weights the SSL methods start from
             net = build_backbone(bb, data.input_shape, data.kind, **bb_kwargs).to(dev).eval()
             net = precision_mod.model_to_layout(net, precision_mod.wants_channels_last(data.kind, data.input_shape))
+            calibrated = recalibrate_batchnorm(net, ev_data, dev) > 0  # BN statistics of the training images
             emb = embed_data(net, ev_data, dev, source="random-init", precision=prec)
             backbone = bb
             model = Method(net).to(dev).eval()  # encode = the untrained backbone
-        bcfg = dataclasses.replace(cfg, method=name)
+        kw = {"bn_stats": "train"} if name == "random-init" and calibrated else {}
+        bcfg = dataclasses.replace(cfg, method=name, method_kwargs=kw)
         bb_tag = "" if backbone == "-" else "-" + backbone.replace(":", "-").replace("/", "-")
         run_id = f"{cfg.dataset}-{name}{bb_tag}-{cfg.preset}-s{cfg.seed}"
         options = eval_options(cfg.preset, cfg.eval_kwargs)
