@@ -639,7 +639,8 @@ def add_board_parser(sub: Any) -> None:
     bo.add_argument(
         "--refresh",
         action="store_true",
-        help="retrain the runs whose rows are stale, and recompute random-init rows whose BN statistics were never recalibrated",
+        help="retrain the runs whose rows are stale, and recompute random-init rows whose BN statistics "
+        "were never recalibrated",
     )
     bo.add_argument("--jobs", type=int, default=1, help="trainings at once, each a child process (default: 1)")
     bo.add_argument(
