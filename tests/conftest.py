@@ -56,24 +56,7 @@ def tiny():
 #: each is a real regression or a test not yet updated to a merged change, to be fixed next session.
 #: Marked xfail (not strict) so that CI reports them instead of hiding them; remove a line when fixed.
 MERGE_FAILURES = {
-    'tests/cli/test_board.py::test_table_only_rebuilds_the_readme_block',
     'tests/cli/test_first_contact.py::test_reference_boards_ship_with_the_package_and_cover_the_first_command',
-    'tests/cli/test_trackers.py::test_run_logs_to_wandb_offline_and_mlflow',
-    'tests/external/test_docs_recipes.py::test_recipe_command_runs[lightly]',
-    'tests/external/test_docs_recipes.py::test_recipe_command_runs[solo-learn]',
-    'tests/external/test_docs_recipes.py::test_recipe_command_runs[timm]',
-    'tests/external/test_docs_recipes.py::test_recipe_command_runs[hf]',
-    'tests/external/test_docs_recipes.py::test_recipe_command_runs[factory]',
-    'tests/external/test_docs_recipes.py::test_python_recipe_runs',
-    'tests/external/test_external.py::test_lightly_lightning_ckpt_with_strip_prefix',
-    'tests/external/test_external.py::test_lightly_knn_agrees_with_lightly_knn_predict',
-    'tests/external/test_external.py::test_python_api_returns_the_rows_as_a_dataframe',
-    'tests/harness/test_reliability.py::test_concurrent_writers_lose_no_row',
-    'tests/harness/test_reliability_rows.py::test_a_diverged_seed_lands_in_the_row_of_its_ok_seeds',
-    'tests/harness/test_reliability_rows.py::test_when_every_run_diverges_the_message_says_so[False]',
-    'tests/harness/test_reliability_rows.py::test_when_every_run_diverges_the_message_says_so[True]',
-    'tests/harness/test_reliability_rows.py::test_good_readme_block_is_refreshed',
-    'tests/harness/test_reliability_rows.py::test_failure_row_keeps_the_trainers_run_folder',
 }
 
 

@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from ssl_bench.cli import main
+from ssl_bench.results import read_rows
 
 TINY = ["--dataset", "mog2d", "--preset", "smoke", "--epochs", "2", "--batch-size", "64", "--device", "cpu",
         "--no-progress", "--set", "train_subset=512", "--set", "eval_train_subset=512",
@@ -128,8 +129,7 @@ def test_run_logs_to_wandb_offline_and_mlflow(tmp_path, monkeypatch):
                  "--log-to", "wandb,mlflow"] + TINY) == 0
     run = _run_dir(runs)
     steps = _steps(run)
-    results = {f"{r['evaluator']}/{r['metric']}": r["value"]
-               for r in map(json.loads, (run / "results.jsonl").read_text().splitlines())}
+    results = {f"{r['evaluator']}/{r['metric']}": r["value"] for r in read_rows([run / "results.jsonl"])}
     # W&B: offline (no network), under the runs directory
     history, config, summary, _ = _wandb_run(runs, run.name)
     logged = [(h["_step"], h["loss"]) for h in history if "loss" in h]

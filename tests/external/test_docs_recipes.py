@@ -35,7 +35,9 @@ def test_the_guide_has_the_five_recipes_and_the_api():
 
 
 def _rows(out: Path) -> list[dict]:
-    return [json.loads(line) for f in sorted(out.glob("*/results.jsonl")) for line in f.read_text().splitlines()]
+    from ssl_bench.results import read_rows
+
+    return read_rows(sorted(out.glob("*/results.jsonl")))
 
 
 @pytest.mark.slow

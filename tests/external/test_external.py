@@ -24,6 +24,7 @@ from torch import nn
 from ssl_bench.cli import main
 from ssl_bench.external_eval import evaluate_external, evaluation_config
 from ssl_bench.registry import DATASETS
+from ssl_bench.results import read_rows
 
 N_TRAIN, N_TEST = 256, 128
 SMALL = dict(dataset="digits", preset="smoke", eval_train_subset=N_TRAIN, eval_test_subset=N_TEST, progress=False)
@@ -127,7 +128,7 @@ def simclr_eval(simclr_ckpt, tmp_path_factory):
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
         assert main(argv) == 0
-    rows = [json.loads(line) for f in out.glob("*/results.jsonl") for line in f.read_text().splitlines()]
+    rows = read_rows(sorted(out.glob("*/results.jsonl")))
     return model, path, out, rows, json.loads(buf.getvalue())
 
 
@@ -215,7 +216,7 @@ def test_torchvision_random_init_is_seeded(tmp_path):
     out = tmp_path / "runs"
     assert main(["eval", "--encoder", "torchvision:resnet18", "--input-size", str(SIZE), "--evaluators", "knn",
                  "--out", str(out), *CLI_SMALL]) == 0
-    rows = [json.loads(line) for f in out.glob("*/results.jsonl") for line in f.read_text().splitlines()]
+    rows = read_rows(sorted(out.glob("*/results.jsonl")))
     torch.manual_seed(0)
     ref = torchvision.models.resnet18(weights=None)
     ref.fc = nn.Identity()
@@ -355,7 +356,7 @@ def test_python_api_returns_the_rows_as_a_dataframe(tmp_path):
     df = ssl_bench.evaluate(net, dataset="digits", evaluators=("knn", "linear"), out=tmp_path / "runs", preset="smoke",
                             eval_train_subset=N_TRAIN, eval_test_subset=N_TEST, input_size=12, progress=False)
     assert set(df["evaluator"]) == {"knn", "linear"} and df["value"].notna().all()
-    on_disk = [json.loads(line) for f in (tmp_path / "runs").glob("*/results.jsonl") for line in open(f)]
+    on_disk = read_rows(sorted((tmp_path / "runs").glob("*/results.jsonl")))
     assert len(on_disk) == len(df) and list(df["value"]) == [r["value"] for r in on_disk]
     assert df["encoder"].iloc[0]["grey_to_rgb"] is True and df["method"].iloc[0].startswith("external:python:")
 

@@ -722,7 +722,7 @@ def _append_many(path, k):
     from ssl_bench.pipeline import save_rows
 
     for i in range(25):
-        save_rows(Path(path), [{"writer": k, "i": i, "pad": "x" * 3000}])
+        save_rows(Path(path), [{"run_id": f"w{k}", "value": float(i), "writer": k, "i": i, "pad": "x" * 3000}])
 
 
 def test_concurrent_writers_lose_no_row(tmp_path):

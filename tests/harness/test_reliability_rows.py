@@ -33,6 +33,15 @@ def _one_line_error(code, err, *words):
     return lines[0]
 
 
+def _one_line_failure(code, err, *words):
+    """A sweep whose runs failed finished: exit 1 and one 'failed' line (exit 2 is for usage errors)."""
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert code == 1, (code, err)
+    assert len(lines) == 1 and lines[0].startswith("ssl-bench: failed: "), err
+    assert all(w in lines[0] for w in words), err
+    return lines[0]
+
+
 # -- item 6: eval of crafted checkpoints -------------------------------------------------------------
 @pytest.fixture(scope="module")
 def image_ckpt(tmp_path_factory):
@@ -187,7 +196,7 @@ def test_a_diverged_seed_lands_in_the_row_of_its_ok_seeds(odd_seed_diverges, tmp
 
     out = tmp_path / "runs"
     code, _, err = _main(_run_argv(odd_seed_diverges, out, "0,1,2", "--no-baselines"), capsys)
-    _one_line_error(code, err, f"{odd_seed_diverges} seed 1 diverged", "the leaderboard has the others")
+    _one_line_failure(code, err, f"{odd_seed_diverges} seed 1 diverged", "the leaderboard has the others")
     # one run folder per seed, each the trainer's own (no second folder for the failure row)
     folders = sorted(p.name for p in out.iterdir())
     assert len(folders) == 3 and all((out / f / "config.json").is_file() for f in folders), folders
@@ -202,7 +211,7 @@ def test_a_diverged_seed_lands_in_the_row_of_its_ok_seeds(odd_seed_diverges, tmp
 def test_when_every_run_diverges_the_message_says_so(odd_seed_diverges, tmp_path, capsys, baselines):
     out = tmp_path / "runs"
     code, _, err = _main(_run_argv(odd_seed_diverges, out, "1,3", *([] if baselines else ["--no-baselines"])), capsys)
-    line = _one_line_error(code, err, "no run succeeded")
+    line = _one_line_failure(code, err, "no run succeeded")
     assert "the leaderboard has the others" not in line
     assert (tmp_path / "lb" / "mog2d.md").is_file() == baselines
     assert ("only the reference rows" in line) == baselines
@@ -323,7 +332,8 @@ def test_good_readme_block_is_refreshed(tmp_path, capsys):
                             "--readme", str(readme)], capsys)
     assert code == 0 and str(readme) in out, err
     text = readme.read_text()
-    assert "\nold\n" not in text and "| simclr | mlp | smoke | 2 | 2 |" in text and text.endswith("rest\n")
+    assert "\nold\n" not in text and text.endswith("rest\n")
+    assert "| simclr | mlp | **50.50 ± 6.35** | 2 |" in text  # the headline: mean ± 95% CI of 50 and 51, n=2
 
 
 # -- item 10: smaller gaps ----------------------------------------------------------------------------
@@ -413,11 +423,14 @@ def test_failure_row_keeps_the_trainers_run_folder(tmp_path):
     """The failure row of a run stores the config as trained (preset applied): its run_id is the
     trainer's run folder, its train_hash that of its ok seeds."""
     from ssl_bench.pipeline import failure_row
-    from ssl_bench.results import training_hash
+    from ssl_bench.recipe import resolved_recipe
+    from ssl_bench.results import recipe_hash, training_hash
     from ssl_bench.trainer import run_dir_for
 
     cfg = tiny_config(batch_size=None, lr=None, eval_train_subset=None)
     row = failure_row(cfg, tmp_path, "vector", "diverged", "loss became nan")
     assert row["run_id"] == run_dir_for(cfg.with_preset(), tmp_path, "vector").name
     assert row["config"]["batch_size"] is not None and row["config"]["eval_train_subset"] is not None
-    assert row["train_hash"] == training_hash(cfg.with_preset().to_dict())
+    trained = cfg.with_preset()
+    rhash = recipe_hash(resolved_recipe(trained), trained.to_dict(), row["backbone"])
+    assert rhash and row["train_hash"] == training_hash(trained.to_dict(), rhash)
