@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ssl_bench.distributed import all_reduce_sum, shard, world_size
 from ssl_bench.ema import update_targets
 from ssl_bench.errors import ConfigError
 from ssl_bench.fidelity import OUR_EMA, PaperRecipe, WHY_TUTORIAL
@@ -163,7 +164,9 @@ class JEPAMasked(Method):
                 return err.mean(), {}
             # as I-JEPA: only the hidden locations count, each by the fraction of its cell that was hidden
             w = 1 - F.adaptive_avg_pool2d(keep.float(), err.shape[-2:]).squeeze(1)
-            return (w * err).sum() / w.sum().clamp_min(1e-6), {}
+            # the weighted mean over the global batch: under DDP each rank divides by the weight of
+            # every rank (times the world size, which DDP's gradient averaging divides out again)
+            return world_size() * (w * err).sum() / all_reduce_sum(w.sum()).clamp_min(1e-6), {}
         masked, full = views
         pred = self.predictor(self.backbone(masked)).float()
         with torch.no_grad():
@@ -173,11 +176,12 @@ class JEPAMasked(Method):
 
     def _cell_keep(self, x: torch.Tensor) -> torch.Tensor:
         """A random ``mask_ratio`` of the ``mask_patch``-px cells hidden (0), drawn from the step's
-        own stream; at least one cell of each image stays visible."""
+        own stream for the global batch and sliced under DDP (every rank's images get their own
+        masks, the same as in one process); at least one cell of each image stays visible."""
         h, (b, _, hh, ww) = self.hp, x.shape
         p = int(h.mask_patch)
         gh, gw = -(-hh // p), -(-ww // p)
-        score = torch.rand(b, gh * gw, generator=self.clock.generator())
+        score = shard(torch.rand(b * world_size(), gh * gw, generator=self.clock.generator()))
         n_hide = min(max(1, round(h.mask_ratio * gh * gw)), gh * gw - 1)
         keep = (score.argsort(1).argsort(1) >= n_hide).float().view(b, 1, gh, gw)
         keep = keep.repeat_interleave(p, 2).repeat_interleave(p, 3)[:, :, :hh, :ww]

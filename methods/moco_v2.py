@@ -13,9 +13,12 @@ Shuffle-BN (paper Sec. 3.3), single-device form: every batch norm of the query A
 CIFAR demo's ``SplitBatchNorm``, 8 splits), and the key batch is shuffled before the key encoder
 and unshuffled after. So a key is normalised with statistics of a random sub-batch of other
 images, not those of its query's sub-batch, and batch statistics cannot mark the positive.
-The batch (per process under DDP) must be divisible by ``bn_splits``; ``bn_splits=1`` is plain BN
-over the whole batch without shuffle (the leaky variant); under DDP the splits stay per process
-(no synchronised BN).
+The global batch must be divisible by ``bn_splits``; ``bn_splits=1`` is plain BN over the whole
+batch without shuffle (the leaky variant). Under DDP on N processes (``bn_splits`` a multiple of N)
+each process holds ``bn_splits / N`` of the sub-batches (no synchronised BN) and the keys are
+shuffled over the global batch (gathered, permuted, computed on this process's slice, gathered
+back and unshuffled: the paper's shuffle across GPUs), so N processes compute the gradient one
+process computes on the same global batch.
 """
 
 from typing import Any
@@ -25,7 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ssl_bench import losses
-from ssl_bench.distributed import gather
+from ssl_bench.distributed import gather, shard, world_size
 from ssl_bench.errors import ConfigError
 from ssl_bench.fidelity import PaperRecipe, WHY_LR, WHY_OPTIMIZER, WHY_VIEWS, WHY_WD, WHY_WIDTH
 from ssl_bench.heads import MLPHead, cosine_tau, ema_update_, frozen_copy, split_batchnorm_
@@ -90,9 +93,15 @@ class MoCoV2(Method):
         if h.bn_splits < 1:
             raise ConfigError(f"moco-v2: bn_splits must be >= 1, got {h.bn_splits}")
         self.projector = MLPHead(self.out_dim, h.proj_hidden_dim, h.proj_dim, num_layers=2)
+        if h.bn_splits % world_size():
+            raise ConfigError(
+                f"moco-v2: bn_splits ({h.bn_splits}) must be a multiple of the {world_size()} processes "
+                f"(each process holds bn_splits / processes of the batch-norm sub-batches)"
+            )
+        self.local_splits = h.bn_splits // world_size()  # this process's share of the global sub-batches
         if h.bn_splits > 1:  # before the key encoder is copied: both encoders split their BN
-            split_batchnorm_(self.backbone, h.bn_splits)
-            split_batchnorm_(self.projector, h.bn_splits)
+            split_batchnorm_(self.backbone, self.local_splits)
+            split_batchnorm_(self.projector, self.local_splits)
         self.key_backbone = frozen_copy(self.backbone)
         self.key_projector = frozen_copy(self.projector)
         self.register_buffer("queue", F.normalize(torch.randn(h.queue_size, h.proj_dim), dim=1))
@@ -102,22 +111,22 @@ class MoCoV2(Method):
 
     @torch.no_grad()
     def _key_embeddings(self, x: Tensor) -> Tensor:
-        """Key embeddings; with split BN the batch is shuffled before the key encoder and unshuffled
-        after (the single-device shuffle-BN of the official MoCo demo)."""
+        """Key embeddings of this process's rows; with split BN the global batch is shuffled before
+        the key encoder and unshuffled after (the official MoCo demo's single-device shuffle-BN; under
+        DDP, the paper's shuffle across processes)."""
+        if self.hp.bn_splits <= 1:
+            return F.normalize(self.key_projector(self.key_backbone(x)).float(), dim=1)
         # the shuffle draws from the step's own stream (self.clock.generator()), not the global RNG
-        perm = None
-        if self.hp.bn_splits > 1:
-            perm = torch.randperm(x.shape[0], generator=self.clock.generator()).to(x.device)
-        k = self.key_projector(self.key_backbone(x if perm is None else x[perm]))
-        if perm is not None:
-            k = k[torch.argsort(perm)]
-        return F.normalize(k.float(), dim=1)
+        xg = gather(x)
+        perm = torch.randperm(xg.shape[0], generator=self.clock.generator()).to(x.device)
+        k = gather(self.key_projector(self.key_backbone(shard(xg[perm]))))
+        return F.normalize(shard(k[torch.argsort(perm)]).float(), dim=1)
 
     def training_step(self, views: list[Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         x1, x2 = views
-        if self.training and self.hp.bn_splits > 1 and x1.shape[0] % self.hp.bn_splits:
+        if self.training and self.hp.bn_splits > 1 and x1.shape[0] % self.local_splits:
             raise ConfigError(
-                f"moco-v2: the batch ({x1.shape[0]} per process) must be divisible by bn_splits "
+                f"moco-v2: the batch ({x1.shape[0] * world_size()}) must be divisible by bn_splits "
                 f"({self.hp.bn_splits}); change --batch-size or --opt bn_splits"
             )
         q1, q2 = (self.projector(self.backbone(x)) for x in (x1, x2))

@@ -148,6 +148,43 @@ def test_torchrun_run_trains_with_ddp_and_rank0_evaluates(ddp_runs):
     assert (ddp_runs / "lb" / "mog2d.csv").is_file()
 
 
+@pytest.fixture(scope="module")
+def zoo_grads(tmp_path_factory) -> dict:
+    """One torchrun launch: tests/harness/ddp_zoo.py takes one step of every method on 2 gloo processes."""
+    out = tmp_path_factory.mktemp("zoo") / "grads.pt"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(WORLD),
+                        "--master-port", str(_free_port()), str(Path(__file__).parent / "ddp_zoo.py"), str(out)],
+                       env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, f"DDP workers failed: {r.stderr[-3000:]}"
+    return torch.load(out)
+
+
+def test_every_method_computes_one_process_gradients_on_two(zoo_grads):
+    """lightly #1920 (SIGReg) and #1977 (Barlow Twins) shipped losses whose DDP gradients were off
+    by the world size. Every registered method, on digits (CNN) and on mog2d (MLP) where it trains on
+    vectors: DDP's averaged gradient of one step equals the one-process gradient of the same global
+    batch, parameter by parameter. The tolerance is relative to each tensor's and the model's
+    largest gradient (float sums in another order; a bias in front of batch norm has a true
+    gradient of 0 and rounding noise), far below a factor of the world size on any term."""
+    from ddp_zoo import cases, step_grads
+
+    from ssl_bench.registry import METHODS
+
+    all_cases = cases()
+    assert {n.split("/")[0] for n in all_cases} == set(METHODS.names()) and len(METHODS.names()) >= 19
+    assert zoo_grads.keys() == all_cases.keys()
+    cache: dict = {}
+    for name, cfg in all_cases.items():
+        ddp, one = zoo_grads[name], step_grads(cfg, cache)
+        assert ddp.keys() == one.keys() and one, f"{name}: the same parameters get gradients"
+        scale = max(float(g.abs().max()) for g in one.values())
+        assert scale > 0, f"{name}: the step produced no gradient: the comparison would be empty"
+        for k, g in one.items():
+            atol = 1e-4 * float(g.abs().max()) + 1e-5 * scale
+            torch.testing.assert_close(ddp[k], g, rtol=1e-4, atol=atol, msg=lambda m, n=name, k=k: f"{n}: {k}: {m}")
+
+
 @pytest.mark.skipif(not os.environ.get("SSL_BENCH_TEST_DDP_ZOO"),
                     reason="every method under DDP takes minutes on 2 cores; set SSL_BENCH_TEST_DDP_ZOO=1")
 def test_every_method_trains_the_same_weights_on_two_processes(tmp_path):
