@@ -7,7 +7,8 @@ They run on the training device (no per-image PIL work) and draw every random nu
     v1, v2 = views(x, generator)          # x: float images in [0, 1], (B, C, H, W)
 
 Image ops: random resized crop, flip, rotation (one fused affine ``grid_sample``, optionally to
-another output size), brightness / contrast jitter, solarisation, erosion / dilation (3x3 min /
+another output size), colour jitter (brightness, contrast; saturation and hue on RGB), random
+grayscale, Gaussian blur, solarisation, erosion / dilation (3x3 min /
 max pooling), inversion, Gaussian noise and patch masking. Vector ops (for ``mog2d``): additive
 Gaussian noise and random scaling. :class:`MultiCrop` gives the multi-crop view list of SwAV /
 DINO / LeJEPA: global crops at full size plus local crops at a smaller size.
@@ -78,14 +79,104 @@ def random_affine(
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
-def brightness_contrast(x: Tensor, g: torch.Generator, strength: float, p: float) -> Tensor:
+#: ITU-R 601-2 luma weights of R, G, B (torchvision's ``rgb_to_grayscale``, PIL's ``convert("L")``)
+LUMA = (0.299, 0.587, 0.114)
+
+
+def _gray(x: Tensor) -> Tensor:
+    """(B, 1, H, W) luma of RGB images (ITU-R 601-2 weights)."""
+    r, gr, b = x.unbind(1)
+    return (LUMA[0] * r + LUMA[1] * gr + LUMA[2] * b).unsqueeze(1)
+
+
+def color_jitter(
+    x: Tensor, g: torch.Generator, brightness: float, contrast: float, saturation: float, hue: float, p: float
+) -> Tensor:
+    """With probability p per image: brightness, contrast, then (RGB only) saturation and hue jitter.
+
+    Factors are drawn per image: brightness and contrast ``U(1 - s, 1 + s)``, saturation
+    ``U(max(0, 1 - s), 1 + s)`` (blend with the image's grey: 0 gives grey), hue a shift of
+    ``U(-hue, hue)`` of the colour circle (``hue <= 0.5``). The order is fixed (torchvision's
+    ``ColorJitter`` draws one per call). With ``saturation = hue = 0`` this draws exactly what
+    :func:`brightness_contrast` draws, so the grey recipes' views do not change.
+    """
     b, dev = x.shape[0], x.device
-    on = _coin(b, p, g, dev).view(-1, 1, 1, 1)
-    bright = _u(b, 1 - strength, 1 + strength, g, dev).view(-1, 1, 1, 1)
-    contrast = _u(b, 1 - strength, 1 + strength, g, dev).view(-1, 1, 1, 1)
+    shape = (-1, 1, 1, 1)
+    on = _coin(b, p, g, dev).view(shape)
+    bright = _u(b, 1 - brightness, 1 + brightness, g, dev).view(shape)
+    con = _u(b, 1 - contrast, 1 + contrast, g, dev).view(shape)
     mean = x.mean(dim=(1, 2, 3), keepdim=True)
-    y = ((x * bright - mean) * contrast + mean).clamp(0, 1)
+    y = ((x * bright - mean) * con + mean).clamp(0, 1)
+    rgb = x.shape[1] == 3
+    if saturation > 0 and rgb:
+        y = saturate(y, _u(b, max(0.0, 1 - saturation), 1 + saturation, g, dev))
+    if hue > 0 and rgb:
+        y = hue_shift(y, _u(b, -hue, hue, g, dev))
     return torch.where(on, y, x)
+
+
+def brightness_contrast(x: Tensor, g: torch.Generator, strength: float, p: float) -> Tensor:
+    return color_jitter(x, g, strength, strength, 0.0, 0.0, p)
+
+
+def saturate(x: Tensor, factor: Tensor) -> Tensor:
+    """RGB images blended with their grey by ``factor[i]`` per image (0: grey, 1: unchanged, as
+    torchvision's ``adjust_saturation``), clamped to [0, 1]."""
+    grey = _gray(x)
+    return (grey + factor.view(-1, 1, 1, 1).to(x.dtype) * (x - grey)).clamp(0, 1)
+
+
+def hue_shift(x: Tensor, shift: Tensor) -> Tensor:
+    """RGB images in [0, 1] with each image's hue moved by ``shift[i]`` turns (HSV, as torchvision)."""
+    mx, argmx = x.max(1)
+    mn = x.min(1).values
+    delta = mx - mn
+    safe = torch.where(delta > 0, delta, torch.ones_like(delta))
+    r, gr, b = x.unbind(1)
+    h = torch.where(argmx == 0, ((gr - b) / safe) % 6, torch.where(argmx == 1, (b - r) / safe + 2, (r - gr) / safe + 4))
+    h = torch.where(delta > 0, h / 6, torch.zeros_like(h))
+    h = (h + shift.view(-1, 1, 1).to(x.dtype)) % 1.0
+    sat = torch.where(mx > 0, delta / torch.where(mx > 0, mx, torch.ones_like(mx)), torch.zeros_like(mx))
+    # HSV -> RGB: channel n is v - v*s*clamp(min(k, 4 - k), 0, 1) with k = (n + 6h) mod 6, n = 5, 3, 1
+    k = (torch.tensor([5.0, 3.0, 1.0], device=x.device, dtype=x.dtype).view(1, 3, 1, 1) + 6 * h.unsqueeze(1)) % 6
+    return mx.unsqueeze(1) * (1 - sat.unsqueeze(1) * torch.minimum(k, 4 - k).clamp(0, 1))
+
+
+def random_grayscale(x: Tensor, g: torch.Generator, p: float) -> Tensor:
+    """With probability p per RGB image, its ITU-R 601-2 luma in all three channels (grey images
+    are returned unchanged, the coin is drawn all the same)."""
+    on = _coin(x.shape[0], p, g, x.device).view(-1, 1, 1, 1)
+    if x.shape[1] != 3:
+        return x
+    return torch.where(on, _gray(x).expand_as(x), x)
+
+
+def gaussian_blur(
+    x: Tensor, g: torch.Generator, p: float, sigma: Sequence[float] = (0.1, 2.0), kernel_frac: float = 0.1
+) -> Tensor:
+    """With probability p per image, a Gaussian blur of standard deviation ``U(sigma)`` pixels
+    (SimCLR: 0.1-2.0 with a kernel of 10 % of the side, 23 px at 224). The kernel is the odd size
+    nearest ``kernel_frac`` of the side, at least 3; borders reflect."""
+    b, side = x.shape[0], min(x.shape[-2:])
+    on = _coin(b, p, g, x.device).view(-1, 1, 1, 1)
+    sd = _u(b, float(sigma[0]), float(sigma[1]), g, x.device)
+    k = min(max(3, int(round(kernel_frac * side)) // 2 * 2 + 1), (side - 1) // 2 * 2 + 1)
+    if k < 3:  # images under 3 px: nothing to blur
+        return x
+    return torch.where(on, blur(x, sd, k), x)
+
+
+def blur(x: Tensor, sigma: Tensor, k: int) -> Tensor:
+    """Each image blurred by a separable ``k x k`` Gaussian of standard deviation ``sigma[i]``
+    pixels (reflected borders, as torchvision's ``gaussian_blur``); ``k`` odd, < the side."""
+    b, c, hh, ww = x.shape
+    sd = sigma.to(x.device, x.dtype)
+    t = torch.arange(k, device=x.device, dtype=x.dtype) - (k - 1) / 2
+    w = torch.exp(-(t.view(1, -1) ** 2) / (2 * sd.view(-1, 1) ** 2))
+    w = (w / w.sum(1, keepdim=True)).repeat_interleave(c, 0)  # (B*C, k): one kernel per image, per channel
+    y = F.pad(x.reshape(1, b * c, hh, ww), (k // 2, k // 2, k // 2, k // 2), mode="reflect")
+    y = F.conv2d(y, w.view(b * c, 1, k, 1), groups=b * c)
+    return F.conv2d(y, w.view(b * c, 1, 1, k), groups=b * c).view(b, c, hh, ww)
 
 
 def solarize(x: Tensor, g: torch.Generator, p: float, threshold: float = 0.5) -> Tensor:
@@ -136,8 +227,13 @@ class ImageAugment:
     crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
     flip_p: float = 0.5
     rotate_deg: float = 0.0
-    jitter: float = 0.4
-    jitter_p: float = 0.8
+    jitter: float = 0.4  # brightness and contrast strength
+    jitter_p: float = 0.8  # one coin for the whole colour jitter
+    saturation: float = 0.0  # RGB only, like hue and grayscale_p
+    hue: float = 0.0
+    grayscale_p: float = 0.0
+    blur_p: float = 0.0
+    blur_sigma: tuple[float, float] = (0.1, 2.0)
     solarize_p: float = 0.0
     morph_p: float = 0.0
     invert_p: float = 0.0
@@ -149,8 +245,12 @@ class ImageAugment:
 
     def __call__(self, x: Tensor, g: torch.Generator) -> Tensor:
         x = random_affine(x, g, tuple(self.crop_scale), tuple(self.crop_ratio), self.flip_p, self.rotate_deg, self.size)
-        if self.jitter > 0 and self.jitter_p > 0:
-            x = brightness_contrast(x, g, self.jitter, self.jitter_p)
+        if (self.jitter > 0 or self.saturation > 0 or self.hue > 0) and self.jitter_p > 0:
+            x = color_jitter(x, g, self.jitter, self.jitter, self.saturation, self.hue, self.jitter_p)
+        if self.grayscale_p > 0:
+            x = random_grayscale(x, g, self.grayscale_p)
+        if self.blur_p > 0:
+            x = gaussian_blur(x, g, self.blur_p, self.blur_sigma)
         if self.solarize_p > 0:
             x = solarize(x, g, self.solarize_p)
         if self.morph_p > 0:
@@ -347,6 +447,12 @@ __all__ = [
     "view_generator",
     "random_affine",
     "brightness_contrast",
+    "color_jitter",
+    "hue_shift",
+    "random_grayscale",
+    "gaussian_blur",
+    "saturate",
+    "blur",
     "solarize",
     "morphology",
     "invert",
