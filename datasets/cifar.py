@@ -14,6 +14,12 @@ from ssl_bench.data import Data, channel_stats, data_root, dataset_missing, veri
 from ssl_bench.errors import DatasetNotFoundError
 from ssl_bench.kinds import DataKind
 from ssl_bench.registry import register_dataset
+from ssl_bench.views import PAPER_COLOR_VIEWS
+
+#: the CIFAR recipe of SimCLR (appendix B.9: its colour jitter and grayscale, crops of 8-100 %, no
+#: Gaussian blur at 32 px), as solo-learn's and lightly's CIFAR boards use it; methods and configs
+#: override it (ssl_bench.views.default_augment)
+CIFAR_VIEWS = {**PAPER_COLOR_VIEWS, "blur_p": 0.0}
 
 # CIFAR's python batches are pickles. A pickle can name any callable, so they are read with an
 # unpickler that admits only what the real files contain: numpy arrays (and their dtypes), lists,
@@ -114,7 +120,18 @@ def _cifar(kind: str, root: str | os.PathLike | None) -> Data:
             )
     xtr_t, xte_t = torch.from_numpy(np.ascontiguousarray(xtr)), torch.from_numpy(np.ascontiguousarray(xte))
     mean, std = channel_stats(xtr_t)
-    return Data(kind, xtr_t, torch.from_numpy(ytr), xte_t, torch.from_numpy(yte), n_classes, DataKind.IMAGE, mean, std)
+    return Data(
+        kind,
+        xtr_t,
+        torch.from_numpy(ytr),
+        xte_t,
+        torch.from_numpy(yte),
+        n_classes,
+        DataKind.IMAGE,
+        mean,
+        std,
+        views=dict(CIFAR_VIEWS),
+    )
 
 
 @register_dataset("cifar10")

@@ -14,8 +14,12 @@ from ssl_bench.errors import ConfigError, DatasetNotFoundError
 from ssl_bench.kinds import DataKind
 from ssl_bench.registry import register_dataset
 from ssl_bench.streaming import BinImages
+from ssl_bench.views import PAPER_COLOR_VIEWS
 
 STL10_SHAPE = (3, 96, 96)
+#: the ImageNet recipe of SimCLR / BYOL at 96 px (STL-10): colour jitter, grayscale, crops of 8-100 %
+#: and Gaussian blur at p 0.5 (sigma 0.1-2 px, kernel 10 % of the side); methods and configs override it
+STL10_VIEWS = {**PAPER_COLOR_VIEWS, "blur_p": 0.5}
 STL10_UNLABELED = 100_000
 
 
@@ -86,6 +90,7 @@ def stl10(root: str | os.PathLike | None = None, image_size: int | None = None, 
         std,
         info=info,
         x_pretrain=unlabeled,
+        views=dict(STL10_VIEWS),
     )
 
 

@@ -75,7 +75,7 @@ class BarlowTwins(Method):
 
     def make_views(self, spec: DataSpec, overrides: dict | None = None) -> Callable:
         # BYOL's asymmetric recipe: solarisation only in the second view (images in [0, 1])
-        return asymmetric_views(spec.kind, overrides, (self.hp.solarize_p1, self.hp.solarize_p2))
+        return asymmetric_views(spec.kind, overrides, (self.hp.solarize_p1, self.hp.solarize_p2), spec.views)
 
     def training_step(self, views: list[Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         z1, z2 = (gather(self.projector(self.backbone(v))) for v in views)  # global batch under DDP

@@ -38,7 +38,7 @@ from ssl_bench.heads import (
 )
 from ssl_bench.method import DataSpec, Method
 from ssl_bench.registry import register_method
-from ssl_bench.views import MultiView, default_augment, multiblock_masks
+from ssl_bench.views import MultiView, NO_COLOR_VIEWS, default_augment, multiblock_masks
 
 #: patch size and image size follow the data (``ssl_bench.backbones.auto_patch_size``): 7 x 7 patches
 #: (16 tokens) on 28 x 28. Finer 4 x 4 patches cost about twice the time for a lower k-NN at the CPU
@@ -126,7 +126,9 @@ class IJEPA(Method):
         self.target_backbone = frozen_copy(self.backbone)
 
     def make_views(self, spec: DataSpec, overrides: dict | None = None) -> Callable:
-        aug = default_augment(spec.kind, {"flip_p": 0.0, "jitter": 0.0, **(overrides or {})})
+        # the paper's views: a crop of 30-100 % only (no flip, no colour ops, whatever the dataset declares)
+        own = {"crop_scale": (0.3, 1.0), "flip_p": 0.0, "jitter": 0.0, **NO_COLOR_VIEWS}
+        aug = default_augment(spec.kind, {**own, **(overrides or {})}, spec.views)
         return MultiView(aug, n=1)
 
     def training_step(self, views: list[Tensor]) -> tuple[Tensor, dict[str, Tensor]]:

@@ -136,12 +136,14 @@ class JEPAMasked(Method):
     def make_views(self, spec: DataSpec, overrides: dict | None = None) -> Callable:
         h = self.hp
         if self.dense and h.dense_loss == "masked":  # one view; training_step masks it and knows where
-            return MultiView(default_augment(spec.kind, overrides), n=1)
+            return MultiView(default_augment(spec.kind, overrides, spec.views), n=1)
         if spec.kind == DataKind.IMAGE:
             mask = partial(patch_mask, ratio=h.mask_ratio, patch=h.mask_patch)
         else:
             mask = partial(coordinate_mask, ratio=h.mask_ratio)
-        return MaskedPair(default_augment(spec.kind, overrides), mask, independent=bool(h.independent_views))
+        return MaskedPair(
+            default_augment(spec.kind, overrides, spec.views), mask, independent=bool(h.independent_views)
+        )
 
     def training_step(self, views: list[Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         if self.dense:  # I-JEPA's per-location targets on a CNN's last feature map (B, C, h, w)

@@ -28,7 +28,7 @@ from ssl_bench.fidelity import PaperRecipe, WHY_LR
 from ssl_bench.heads import MaskedTokenPredictor, gather_tokens, timm_vit, vit_encode_tokens, vit_patch_tokens
 from ssl_bench.method import DataSpec, Method
 from ssl_bench.registry import register_method
-from ssl_bench.views import MultiView, default_augment, random_token_split
+from ssl_bench.views import MultiView, NO_COLOR_VIEWS, default_augment, random_token_split
 
 from .ijepa import VIT_SMALL_CPU
 
@@ -85,7 +85,9 @@ class MAE(Method):
         )
 
     def make_views(self, spec: DataSpec, overrides: dict | None = None) -> Callable:
-        aug = default_augment(spec.kind, {"crop_scale": (0.2, 1.0), "jitter": 0.0, **(overrides or {})})
+        # the paper's views: crop and flip only (no colour ops, whatever the dataset declares)
+        own = {"crop_scale": (0.2, 1.0), "jitter": 0.0, **NO_COLOR_VIEWS}
+        aug = default_augment(spec.kind, {**own, **(overrides or {})}, spec.views)
         return MultiView(aug, n=1)
 
     def training_step(self, views: list[Tensor]) -> tuple[Tensor, dict[str, Tensor]]:

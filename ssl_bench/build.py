@@ -55,7 +55,12 @@ def train_split(cfg: RunConfig, data: Data) -> Data:
 
 def data_spec(data: Data, num_train: int | None = None) -> DataSpec:
     """What a method may know of its data: kind, input shape and training-set size."""
-    return DataSpec(kind=data.kind, input_shape=data.input_shape, num_train=num_train or len(data.pretrain))
+    return DataSpec(
+        kind=data.kind,
+        input_shape=data.input_shape,
+        num_train=num_train or len(data.pretrain),
+        views=tuple(sorted(data.views.items())),
+    )
 
 
 def backbone_choice(cfg: RunConfig, kind: str) -> tuple[str, dict]:

@@ -49,6 +49,9 @@ class Data:
     #: The images self-supervised training sees when they are not the labelled training split
     #: (STL-10's unlabelled 100k); ``None``: training uses ``x_train``.
     x_pretrain: Images | None = None
+    #: The dataset's default view recipe (:class:`ssl_bench.views.ImageAugment` fields); a method's
+    #: and the config's ``views`` are merged over it (:func:`ssl_bench.views.default_augment`)
+    views: dict = field(default_factory=dict)
 
     @property
     def input_shape(self) -> tuple[int, ...]:

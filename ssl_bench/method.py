@@ -84,6 +84,9 @@ class DataSpec:
     kind: str  # a DataKind ("image" | "vector"; a StrEnum, so plain strings from old files compare equal)
     input_shape: tuple[int, ...]
     num_train: int = 0
+    #: the dataset's declared view recipe (``Data.views``), as sorted items: what
+    #: :func:`ssl_bench.views.default_augment` resolves the method's and the config's views over
+    views: tuple[tuple[str, Any], ...] = ()
 
 
 class Method(nn.Module):
@@ -157,7 +160,7 @@ class Method(nn.Module):
 
     # -- the contract -------------------------------------------------------------------------
     def make_views(self, spec: DataSpec, overrides: dict | None = None) -> Callable:
-        return MultiView(default_augment(spec.kind, overrides), n=self.n_views)
+        return MultiView(default_augment(spec.kind, overrides, spec.views), n=self.n_views)
 
     def training_step(self, views: list[torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         raise NotImplementedError

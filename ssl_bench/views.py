@@ -323,6 +323,7 @@ def multi_crop(
     local_size: int = 0,
     local_scale: tuple[float, float] = (0.05, 0.3),
     solarize_p: Sequence[float] = (),
+    base: Any = None,
 ) -> MultiCrop:
     """The multi-crop recipe of a data kind.
 
@@ -339,17 +340,17 @@ def multi_crop(
     lo, hi = (float(v) for v in local_scale)
     if not 0 < lo <= hi <= 1:
         raise ConfigError(f"multi-crop local crop scale must satisfy 0 < min <= max <= 1, got ({lo}, {hi})")
-    base = default_augment(kind, overrides)
+    aug = default_augment(kind, overrides, base)
     own = kind == DataKind.IMAGE and "solarize_p" not in (overrides or {})  # a config value applies to every view
     globals_ = [
-        _with(base, solarize_p=float(solarize_p[i])) if own and i < len(solarize_p) else base for i in range(n_global)
+        _with(aug, solarize_p=float(solarize_p[i])) if own and i < len(solarize_p) else aug for i in range(n_global)
     ]
     if n_local == 0:
         return MultiCrop(globals_)
     if kind != DataKind.IMAGE:
-        return MultiCrop(globals_, base, n_local)
+        return MultiCrop(globals_, aug, n_local)
     side = local_side(input_shape, local_size)
-    return MultiCrop(globals_, _with(base, size=side, crop_scale=(lo, hi), solarize_p=0.0), n_local)
+    return MultiCrop(globals_, _with(aug, size=side, crop_scale=(lo, hi), solarize_p=0.0), n_local)
 
 
 def local_side(input_shape: Sequence[int], local_size: int = 0) -> int:
@@ -388,18 +389,21 @@ def method_multi_crop(
         n_local=h.n_local,
         local_size=h.local_size,
         local_scale=(h.local_scale_min, h.local_scale_max),
+        base=spec.views,
         **extra,
     )
 
 
-def asymmetric_views(kind: str, overrides: dict | None = None, solarize_p: Sequence[float] = (0.0, 0.2)) -> MultiView:
+def asymmetric_views(
+    kind: str, overrides: dict | None = None, solarize_p: Sequence[float] = (0.0, 0.2), base: Any = None
+) -> MultiView:
     """Two views of the kind's default augmentation that differ only in their solarisation
     probability (BYOL's asymmetric recipe: 0 for view 1, 0.2 for view 2). A ``solarize_p`` in
     ``overrides`` (config ``views``) applies to both views instead."""
-    base = default_augment(kind, overrides)
+    aug = default_augment(kind, overrides, base)
     if kind != DataKind.IMAGE or "solarize_p" in (overrides or {}):
-        return MultiView(base, n=len(solarize_p))
-    return MultiView([_with(base, solarize_p=float(p)) for p in solarize_p], n=len(solarize_p))
+        return MultiView(aug, n=len(solarize_p))
+    return MultiView([_with(aug, solarize_p=float(p)) for p in solarize_p], n=len(solarize_p))
 
 
 AugmentT = TypeVar("AugmentT", bound=ImageAugment | VectorAugment)
@@ -411,12 +415,32 @@ def _with(aug: AugmentT, **changes: Any) -> AugmentT:
     return replace(aug, **changes)
 
 
-def default_augment(kind: str, overrides: dict | None = None) -> ImageAugment | VectorAugment:
-    """The default recipe for a data kind, with config overrides (unknown keys are an error)."""
+#: SimCLR's colour recipe (Chen et al. 2020, appendix A, for ImageNet and CIFAR-10; also MoCo v2's
+#: --aug-plus, BYOL's, solo-learn's and lightly's CIFAR recipes): colour jitter 0.4 / 0.4 / 0.4 / 0.1
+#: (brightness, contrast, saturation, hue) at p 0.8, random grayscale at p 0.2, crops of 8-100 %
+PAPER_COLOR_VIEWS: dict[str, Any] = {
+    "crop_scale": (0.08, 1.0),
+    "jitter": 0.4,
+    "saturation": 0.4,
+    "hue": 0.1,
+    "jitter_p": 0.8,
+    "grayscale_p": 0.2,
+}
+
+
+#: the colour ops off (saturation, hue, grayscale, blur): for methods whose paper uses none
+NO_COLOR_VIEWS: dict[str, Any] = {"saturation": 0.0, "hue": 0.0, "grayscale_p": 0.0, "blur_p": 0.0}
+
+
+def default_augment(kind: str, overrides: dict | None = None, base: Any = None) -> ImageAugment | VectorAugment:
+    """The view recipe of a data kind, resolved in one place (as timm resolves its data config):
+    the kind's defaults, then the dataset's declared views (``base``: ``DataSpec.views``, a dict
+    or its items), then ``overrides`` (the method's own settings with the config's ``views`` over
+    them). Unknown keys are an error."""
     from .errors import ConfigError
 
     cls = ImageAugment if kind == DataKind.IMAGE else VectorAugment
-    overrides = dict(overrides or {})
+    overrides = {**dict(base or {}), **dict(overrides or {})}
     known = set(asdict(cls()).keys())
     bad = sorted(set(overrides) - known)
     if bad:
@@ -444,6 +468,7 @@ __all__ = [
     "multi_crop",
     "asymmetric_views",
     "default_augment",
+    "PAPER_COLOR_VIEWS",
     "view_generator",
     "random_affine",
     "brightness_contrast",
