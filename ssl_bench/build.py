@@ -53,6 +53,19 @@ def train_split(cfg: RunConfig, data: Data) -> Data:
     return data.subset(cfg.train_subset, None, seed=TRAIN_SUBSET_SEED, pretrain=True)
 
 
+def trained_indices(cfg: RunConfig, data: Data) -> torch.Tensor:
+    """The indices of ``data``'s labelled training split that :func:`train_split` trains on: the
+    same seeded draw (none when the data has its own pretraining images, as STL-10)."""
+    from .sampling import is_subsampled, subsample_indices
+
+    n = len(data.y_train)
+    if data.x_pretrain is not None:
+        return torch.zeros(0, dtype=torch.long)
+    if not is_subsampled(n, cfg.train_subset):
+        return torch.arange(n)
+    return subsample_indices(n, cfg.train_subset, torch.Generator().manual_seed(TRAIN_SUBSET_SEED))
+
+
 def data_spec(data: Data, num_train: int | None = None) -> DataSpec:
     """What a method may know of its data: kind, input shape and training-set size."""
     return DataSpec(

@@ -90,11 +90,20 @@ def _add_common(p: argparse.ArgumentParser, method: bool = True) -> None:
     p.add_argument(
         "--preset",
         default=None,
-        choices=["smoke", "quick", "standard", "full"],
+        choices=["smoke", "quick", "standard", "speedrun", "full"],
         help="training budget (default: quick)",
     )
     p.add_argument("--backbone", default=None, help="see `list backbones`, e.g. cnn-wide, timm:<name> (default: auto)")
     p.add_argument("--epochs", type=int, default=None, help="override the preset's epochs")
+    p.add_argument(
+        "--time-budget",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="train for SECONDS of wall-clock: the total steps are fixed from a short throughput probe, the "
+        "schedules end on time, and --epochs becomes the number of equal parts (config key time_budget; "
+        "the speedrun preset sets 60)",
+    )
     p.add_argument("--batch-size", type=int, default=None, help="override the preset's batch size")
     p.add_argument("--lr", type=float, default=None, help="learning rate (default: per optimiser/method)")
     p.add_argument("--device", default=None, help="auto (CUDA when present) | cpu | cuda[:N]")
@@ -134,6 +143,7 @@ def _config_from_args(a: argparse.Namespace, method: str | None = None) -> RunCo
         "preset": a.preset,
         "backbone": a.backbone,
         "epochs": a.epochs,
+        "time_budget": getattr(a, "time_budget", None),
         "batch_size": a.batch_size,
         "lr": a.lr,
         "device": a.device,

@@ -35,6 +35,19 @@ PRESETS: dict[str, dict[str, Any]] = {
     "standard": dict(
         epochs=20, batch_size=256, train_subset=None, eval_train_subset=None, eval_test_subset=None, knn_monitor_every=2
     ),
+    # equal wall-clock training (ssl_bench.budget): 60 s of training cut into 10 parts (a checkpoint
+    # and a k-NN monitor check after each: a time-to-accuracy curve); on one GPU pass --time-budget 10.
+    # The whole training split but 1000 images, which stay unseen for the monitor's held-out queries
+    # (ssl_bench.monitor). leaderboards/fashion-mnist-speedrun-cpu.md: scripts/standard_board.py --preset speedrun
+    "speedrun": dict(
+        epochs=10,
+        batch_size=256,
+        train_subset=59000,
+        eval_train_subset=None,
+        eval_test_subset=None,
+        knn_monitor_every=1,
+        time_budget=60.0,
+    ),
     # the real thing (a GPU is advised)
     "full": dict(
         epochs=100,
@@ -116,6 +129,8 @@ class RunConfig:
     knn_monitor_every: int | None = None  # online k-NN monitor every N epochs, 0 = off (ssl_bench.monitor)
     # decoding workers of a streamed dataset (ssl_bench.streaming); None: from the CPU count, 0: in the loop
     num_workers: int | None = None
+    # seconds of training (ssl_bench.budget): the steps are fixed from a throughput probe, epochs = parts
+    time_budget: float | None = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -189,6 +204,8 @@ class RunConfig:
                 raise ConfigError(f"config key {f.name!r} must be true/false, got {v!r}")
         if self.num_workers is not None and not 0 <= self.num_workers <= 256:
             raise ConfigError(f"config key 'num_workers' must be in [0, 256], got {self.num_workers}")
+        if self.time_budget is not None and not (math.isfinite(self.time_budget) and 0 < self.time_budget <= 1e7):
+            raise ConfigError(f"time_budget must be a number of seconds in (0, 1e7], got {self.time_budget}")
         if self.knn_monitor_every is not None and self.knn_monitor_every < 0:
             raise ConfigError(f"config key 'knn_monitor_every' must be >= 0, got {self.knn_monitor_every}")
         for k in ("epochs", "batch_size", "train_subset", "eval_train_subset", "eval_test_subset"):
@@ -274,7 +291,7 @@ class RunConfig:
         return asdict(self)
 
     def training_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if k not in NON_TRAINING_KEYS}
+        return training_keys(asdict(self))
 
     def hash(self) -> str:
         blob = json.dumps(self.training_dict(), sort_keys=True, default=str)
@@ -283,6 +300,12 @@ class RunConfig:
     def run_id(self, backbone_name: str | None = None) -> str:
         bb = (backbone_name or self.backbone).replace(":", "-").replace("/", "-")
         return f"{self.dataset}-{self.method}-{bb}-{self.preset}-s{self.seed}-{self.hash()}"
+
+
+def training_keys(d: dict[str, Any]) -> dict[str, Any]:
+    """The keys of a config mapping that change what is trained (its hash). ``time_budget`` only
+    when set: configs written before the key existed keep their hash."""
+    return {k: v for k, v in d.items() if k not in NON_TRAINING_KEYS and not (k == "time_budget" and v is None)}
 
 
 def _check_finite(where: str, v: Any, depth: int = 0) -> None:

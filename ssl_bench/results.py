@@ -60,6 +60,9 @@ class ResultRow(TypedDict, total=False):
     train_versions: dict | None  # training: versions recorded in the checkpoint
     device: str  # evaluation hardware
     train_seconds: float | None
+    time_budget: float | None  # training: the time budget in seconds (config time_budget), None without one
+    train_steps: int | None  # training: optimiser steps reached by the evaluated checkpoint
+    train_device: str | None  # training: the hardware recorded in the checkpoint
     eval_seconds: float
     timestamp: str
     checkpoint: str  # path of the evaluated checkpoint ("" for baselines)
@@ -106,9 +109,9 @@ def training_hash(config: dict | None, recipe_hash: str | None = None) -> str:
     """Hash of every training key of ``config`` except the seed, and of the resolved recipe when
     its ``recipe_hash`` is known: runs that differ only in the seed share it (one leaderboard
     row); any other training difference, a changed method default included, gives another hash."""
-    from .config import NON_TRAINING_KEYS
+    from .config import training_keys
 
-    d: dict[str, Any] = {k: v for k, v in (config or {}).items() if k not in NON_TRAINING_KEYS and k not in SEED_KEYS}
+    d: dict[str, Any] = {k: v for k, v in training_keys(config or {}).items() if k not in SEED_KEYS}
     if recipe_hash:
         d = {"config": d, "recipe_hash": recipe_hash}
     return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:12]
@@ -203,6 +206,9 @@ def make_rows(
         train_versions=tm.get("versions"),
         device=device,
         train_seconds=train_seconds,
+        time_budget=(tm.get("config") or config or {}).get("time_budget"),
+        train_steps=tm.get("step"),
+        train_device=tm.get("hardware"),
         eval_seconds=round(eval_seconds, 4),
         timestamp=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         checkpoint=checkpoint,

@@ -23,6 +23,7 @@ Started by ``torchrun --nproc-per-node N``, the same function trains with DDP (s
 from __future__ import annotations
 
 import contextlib
+import copy
 import csv
 import io
 import json
@@ -37,7 +38,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import budget as budget_mod
 from . import distributed as dist
+from . import monitor as monitor_mod
 from . import precision, provenance, streaming, threads
 
 # construction lives in .build; its names stay importable from here (plugins, scripts, tests)
@@ -50,6 +53,7 @@ from .build import (
     resolve_device,
     seed_everything,
     train_split,
+    trained_indices,
 )
 from .checkpoint import (
     atomic_write_text,
@@ -62,7 +66,7 @@ from .checkpoint import (
 )
 from .config import RunConfig
 from .data import Data
-from .errors import CheckpointError, SSLBenchError, TrainingDivergedError
+from .errors import CheckpointError, ConfigError, SSLBenchError, TrainingDivergedError
 from .method import Method, TrainClock
 from .monitor import KNNMonitor, due
 from .monitor import every as monitor_every_of
@@ -114,6 +118,7 @@ def train(
     stop: Callable[[int, Method], bool] | None = None,
     save_every_steps: int = 0,
     on_log: OnLog | None = None,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> TrainResult:
     """Train ``cfg`` into ``out/<run_id>``; returns where the last checkpoint is.
 
@@ -130,6 +135,10 @@ def train(
     every ``log_every`` steps, every epoch) on rank 0, e.g. for experiment trackers; the steps
     also go to ``train_steps.csv``.
 
+    ``cfg.time_budget`` (seconds) fixes the total steps from a throughput probe before training
+    (:mod:`ssl_bench.budget`); ``clock`` is the clock the probe and ``train_seconds`` read (tests
+    inject their own).
+
     Streamed data (:mod:`ssl_bench.streaming`) is decoded by ``cfg.num_workers`` DataLoader
     workers; each rank decodes its own slice of every global batch. Unreadable files are skipped
     and counted: ``corrupt_files`` in the checkpoint metadata.
@@ -143,7 +152,7 @@ def train(
     if save_every_steps < 0:
         raise SSLBenchError(f"save_every_steps must be >= 0, got {save_every_steps}")
     with contextlib.ExitStack() as locks, _threads_restored():
-        return _train(cfg, out, resume, data, callbacks, locks, checkpoint_every, stop, save_every_steps, on_log)
+        return _train(cfg, out, resume, data, callbacks, locks, checkpoint_every, stop, save_every_steps, on_log, clock)
 
 
 @contextlib.contextmanager
@@ -173,6 +182,7 @@ def _train(
     stop: Callable[[int, Method], bool] | None = None,
     save_every_steps: int = 0,
     on_log: OnLog | None = None,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> TrainResult:
     cfg = cfg.with_preset()
     assert cfg.epochs is not None and cfg.batch_size is not None  # every preset sets both
@@ -212,6 +222,12 @@ def _train(
     steps_per_epoch = n_train // cfg.batch_size
     if steps_per_epoch < 1:
         raise SSLBenchError(f"batch_size {cfg.batch_size} is larger than the training set ({n_train})")
+    steps_per_pass = steps_per_epoch
+    plan = None
+    if cfg.time_budget is not None:  # the steps that fit the budget, cut into cfg.epochs parts
+        probe = _Probe(cfg, data, device, method, views, channels_last, prec, steps_per_pass)
+        plan = _budget_plan(cfg, probe, resume_path if resume else None, clock)
+        steps_per_epoch = plan.steps_per_epoch
     total_steps = steps_per_epoch * cfg.epochs
     method.total_steps = total_steps  # EMA schedules scale to the run length (ssl_bench.ema)
     lr = cfg.lr if cfg.lr is not None else method.optim_defaults.get("lr")
@@ -258,8 +274,11 @@ def _train(
         # a state from before the record: at an epoch end, that epoch's checkpoint; within one, unknown
         ckpt_epoch = state.get("checkpoint_epoch", None if start_batch else start_epoch)
         _check_run_agrees(resume_path, log_path, start_epoch, start_batch, ckpt_epoch)
+    if plan is not None and step == 0:
+        train_seconds = plan.probe_seconds  # the budget counts the throughput probe
     if main:  # any restart: the log and the checkpoints go back to the epoch training starts from
         _truncate_log(log_path, start_epoch)
+        monitor_mod.truncate(run_dir / "monitor.csv", start_epoch)
         _drop_checkpoints_after(ckpt_dir, start_epoch)
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -288,13 +307,17 @@ def _train(
         )
     step_fn: Callable[..., Any] = torch.compile(step_module) if cfg.compile else step_module
 
-    batches = _Batches(cfg, data, device, steps_per_epoch, corrupt)
+    batches = _Batches(cfg, data, device, steps_per_epoch, corrupt, steps_per_pass)
     normalize = data.normalizer(device)  # the statistics moved to the device once
     bb_name = backbone_name(cfg, data.kind)
     autocast = precision.autocast(device, prec)
     monitor_every = monitor_every_of(cfg)
     streamed_eval = streaming.is_streamed(full.x_train) or streaming.is_streamed(full.x_test)
-    monitor = KNNMonitor(full) if monitor_every and main and full.num_classes and not streamed_eval else None
+    monitor = (
+        KNNMonitor(full, trained_indices(cfg, full))
+        if monitor_every and main and full.num_classes and not streamed_eval
+        else None
+    )
     ran = cfg.epochs
 
     def resume_state(epoch: int, batch: int, sums: dict[str, torch.Tensor]) -> dict:
@@ -312,10 +335,11 @@ def _train(
             "config_hash": cfg.hash(),
             "recipe": recipe,
             "checkpoint_epoch": ckpt_epoch,
+            **({"budget": plan.to_dict()} if plan is not None else {}),
         }
 
     for epoch in range(start_epoch, cfg.epochs):
-        t0 = time.perf_counter()
+        t0 = clock()
         method.train()
         first = start_batch if epoch == start_epoch else 0
         sums: dict[str, torch.Tensor] = (
@@ -343,7 +367,7 @@ def _train(
                 if not np.isfinite(cur):
                     raise TrainingDivergedError(_diverged_msg(cfg, epoch, step, cur, ckpt_dir))
                 bar.set_postfix(loss=f"{cur:.4f}")
-                seconds = train_seconds + time.perf_counter() - t0
+                seconds = train_seconds + clock() - t0
                 steplog.step(step, steps_per_epoch, cur, float(sched.get_last_lr()[0]), seconds)
             bar.update(1)
             if save_every_steps and (i + 1) % save_every_steps == 0 and i + 1 < steps_per_epoch:
@@ -356,9 +380,12 @@ def _train(
         means = {k: float(dist.mean_over_ranks(v)) / steps_per_epoch for k, v in sums.items()}
         if not all(np.isfinite(v) for v in means.values()):
             raise TrainingDivergedError(_diverged_msg(cfg, epoch, step, means.get("loss", float("nan")), ckpt_dir))
-        train_seconds += time.perf_counter() - t0  # (a resumed epoch: the time since the restart)
+        train_seconds += clock() - t0  # (a resumed epoch: the time since the restart)
         if monitor is not None and due(epoch + 1, monitor_every, cfg.epochs):  # not in train_seconds
             means["knn_monitor"] = monitor(method, device, prec)
+            monitor_mod.record(
+                run_dir / "monitor.csv", train_seconds, step, epoch + 1, means["knn_monitor"], monitor.heldout
+            )
         steplog.epoch({"epoch": epoch + 1, "step": step, "seconds": train_seconds, **means})
         stopping = stop is not None and epoch + 1 < cfg.epochs and bool(stop(epoch + 1, method))
         if main and (stopping or epoch + 1 == cfg.epochs or (epoch + 1) % checkpoint_every == 0):
@@ -385,6 +412,7 @@ def _train(
                 "precision": prec,
                 "evaluated": method.evaluated,
                 "recipe": recipe,
+                **({"budget": plan.to_dict()} if plan is not None else {}),
             }
             if data.streamed:
                 meta["corrupt_files"] = corrupt.summary()
@@ -424,13 +452,24 @@ class _Batches:
     DataLoader workers decode this rank's slice of each global batch (pinned memory and a
     non-blocking copy on CUDA) and the slices are all-gathered, so every rank holds the same
     global batch as in memory. Unreadable files met by the workers are added to ``corrupt``
-    (and, under DDP, shared between the ranks by :meth:`sync_corrupt`)."""
+    (and, under DDP, shared between the ranks by :meth:`sync_corrupt`).
+
+    In memory, the global step picks the batch: step ``s`` is batch ``s % per_pass`` of pass
+    ``s // per_pass`` (``per_pass``: the batches of one pass over the data; by default an epoch, so
+    epoch = pass). A budgeted run's epochs are parts of passes (:mod:`ssl_bench.budget`)."""
 
     def __init__(
-        self, cfg: RunConfig, data: Data, device: torch.device, steps: int, corrupt: streaming.CorruptFiles
+        self,
+        cfg: RunConfig,
+        data: Data,
+        device: torch.device,
+        steps: int,
+        corrupt: streaming.CorruptFiles,
+        per_pass: int | None = None,
     ) -> None:
         assert cfg.batch_size is not None
         self.cfg, self.device, self.steps, self.corrupt, self.bs = cfg, device, steps, corrupt, cfg.batch_size
+        self.per_pass = per_pass or steps
         pretrain = data.pretrain
         self.source = pretrain if isinstance(pretrain, streaming.ImageSource) else None
         self.x_all = None if isinstance(pretrain, streaming.ImageSource) else pretrain.to(device)
@@ -442,9 +481,13 @@ class _Batches:
 
     def __call__(self, epoch: int, first: int) -> Iterator[tuple[int, torch.Tensor]]:
         if self.x_all is not None:
-            perm = streaming.epoch_permutation(len(self.x_all), self.cfg.seed, epoch).to(self.device)
+            perm, now = None, -1
             for i in range(first, self.steps):
-                yield i, self.x_all[perm[i * self.bs : (i + 1) * self.bs]]
+                p, j = divmod(epoch * self.steps + i, self.per_pass)  # the pass and its batch
+                if p != now:
+                    perm, now = streaming.epoch_permutation(len(self.x_all), self.cfg.seed, p).to(self.device), p
+                assert perm is not None
+                yield i, self.x_all[perm[j * self.bs : (j + 1) * self.bs]]
             return
         assert self.source is not None
         cuda = self.device.type == "cuda"
@@ -472,6 +515,76 @@ class _Batches:
         if self.source is not None and dist.world_size() > 1:
             for names in dist.all_gather_objects(list(self.corrupt.names)):
                 self.corrupt.merge(names)
+
+
+class _Probe:
+    """The throughput probe of a budgeted run: ``probe(i)`` runs training step ``i`` on a copy of
+    the method with its own optimiser (the run's weights are untouched), through the same views,
+    layout, precision and update as the trainer's step."""
+
+    def __init__(
+        self,
+        cfg: RunConfig,
+        data: Data,
+        device: torch.device,
+        method: Method,
+        views: Callable[..., list[torch.Tensor]],
+        channels_last: bool,
+        prec: str,
+        steps_per_pass: int,
+    ) -> None:
+        self.cfg, self.data, self.device, self.views, self.channels_last = cfg, data, device, views, channels_last
+        self.steps_per_pass, self.prec, self.method = steps_per_pass, prec, method
+
+    def start(self) -> None:
+        cfg, method = self.cfg, copy.deepcopy(self.method)
+        lr = cfg.lr if cfg.lr is not None else method.optim_defaults.get("lr")
+        wd = cfg.weight_decay if cfg.weight_decay is not None else method.optim_defaults.get("weight_decay")
+        self.copy, self.opt = method, make_optimizer(cfg.optimizer, method, lr, wd)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda _s: 1.0)
+        self.wd_base, self.wd_end = [float(g["weight_decay"]) for g in self.opt.param_groups], method.weight_decay_end()
+        module = _Step(method)
+        self.step_fn: Callable[..., Any] = torch.compile(module) if cfg.compile else module
+        self.normalize, self.autocast = self.data.normalizer(self.device), precision.autocast(self.device, self.prec)
+        batches = _Batches(cfg, self.data, self.device, self.steps_per_pass, streaming.CorruptFiles())
+        self.batches = (xb for epoch in range(1 << 30) for _i, xb in batches(epoch, 0))
+        self.guess = self.steps_per_pass * max(int(cfg.epochs or 1), 1)  # a schedule length for the clock
+
+    def __call__(self, i: int) -> None:
+        xb = self.data.to_float(next(self.batches))
+        g = view_generator(self.cfg.seed, i, self.device)
+        vs = [precision.to_layout(self.normalize(dist.shard(v)), self.channels_last) for v in self.views(xb, g)]
+        self.copy.clock = TrainClock(i, self.steps_per_pass, self.guess, self.cfg.seed)
+        with self.autocast:
+            loss, _logs = self.step_fn(vs)
+        update_(self.copy, self.opt, self.sched, loss, i, self.guess, self.wd_base, self.wd_end)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)  # the clock must see the device's work
+
+
+def _budget_plan(
+    cfg: RunConfig, probe: _Probe, resume_path: Path | None, clock: Callable[[], float]
+) -> budget_mod.BudgetPlan:
+    """The plan stored in the resume state (``--resume``: the same total steps), else a new one
+    from the probe (every rank trains rank 0's plan). The global random state is restored after
+    the probe, so the training does not depend on it."""
+    assert cfg.time_budget is not None and cfg.epochs is not None
+    if resume_path is not None and resume_path.is_file():
+        stored = load_resume(resume_path).get("budget")
+        if stored:
+            return budget_mod.BudgetPlan.from_dict(stored)
+    if probe.data.streamed:
+        raise ConfigError("time_budget needs the training images in memory; this dataset streams them from disk")
+    rng = torch.get_rng_state(), torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+    try:
+        probe.start()
+        seconds, per_step = budget_mod.measure(probe, cfg.time_budget, clock)
+    finally:
+        torch.set_rng_state(rng[0])
+        if rng[1] is not None:
+            torch.cuda.set_rng_state_all(rng[1])
+    plan = budget_mod.plan(cfg.time_budget, seconds, per_step, cfg.epochs)
+    return dist.all_gather_objects(plan)[0]
 
 
 def _recipe_diff(was: dict, now: dict) -> str:
