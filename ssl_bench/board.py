@@ -207,16 +207,19 @@ def run_out(spec: BoardSpec, cfg: RunConfig, kind: str, out: Path) -> Path:
     return Path(out) / spec.name / f"r{resolved_recipe_hash(cfg, backbone_choice(cfg, kind)[0])}"
 
 
-def save_board_rows(rdir: Path, run_id: str, rows: list[dict], train_log: Path | None = None) -> None:
-    """The rows of one run in the rows folder, replacing what was there (a stale run's rows)."""
+def save_board_rows(rdir: Path, run_id: str, rows: list[dict], run_dir: Path | None = None) -> None:
+    """The rows of one run in the rows folder, replacing what was there (a stale run's rows), with
+    the run's curves when ``run_dir`` has them: ``train_log.csv`` (loss and monitor per epoch) and
+    ``monitor.csv`` (``seconds,step,epoch,knn,heldout`` per monitor check: time to accuracy)."""
     from .checkpoint import atomic_write_text
     from .results import _dumps, compact_lines
 
     folder = rdir / run_id
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_text(folder / "results.jsonl", _dumps(compact_lines(rows)))
-    if train_log is not None and train_log.is_file():
-        shutil.copyfile(train_log, folder / "train_log.csv")
+    for name in ("train_log.csv", "monitor.csv"):
+        if run_dir is not None and (run_dir / name).is_file():
+            shutil.copyfile(run_dir / name, folder / name)
 
 
 def train_one(spec: BoardSpec, cfg: RunConfig, opts: Options, kind: _Kind) -> str:
@@ -231,7 +234,7 @@ def train_one(spec: BoardSpec, cfg: RunConfig, opts: Options, kind: _Kind) -> st
     res = train(cfg, run_out(spec, cfg, data.kind, opts.out), resume=True, data=data)
     rows = evaluate_checkpoint(res.checkpoint, list(spec.evaluators), device=cfg.device, data=data)
     run_id = rows[0]["run_id"]
-    save_board_rows(rows_dir(spec, opts.leaderboards), run_id, rows, res.run_dir / "train_log.csv")
+    save_board_rows(rows_dir(spec, opts.leaderboards), run_id, rows, res.run_dir)
     return f"done in {time.perf_counter() - t0:.0f}s ({len(rows)} rows, {run_id})"
 
 
