@@ -8,14 +8,15 @@ built for those steps, so they end when the budget ends, and training stops ther
 
 Under a budget ``epochs`` (config key) is not a number of passes over the data but how many equal
 parts the steps are cut into (checkpoints and the k-NN monitor run between parts: the ``speedrun``
-preset cuts its budget into 10, so a run has a 10-point time-to-accuracy curve). The batches follow
+preset cuts its budget into 5, so a run has a 5-point time-to-accuracy curve). The batches follow
 the global step through the seeded permutation of each pass over the training set (pass ``p`` is
 the permutation of epoch ``p`` of an unbudgeted run), so a part may end mid-pass and no image is
 seen twice before every image has been seen once. Budgeted runs need the training images in memory.
 
 The budget counts *training* seconds, the run's ``train_seconds``: the probe plus the training
 steps, not the k-NN monitor nor the checkpoint writes (both run between epochs). A run overshoots
-when its steps turn out slower than the probe measured (a loaded machine); ``time_budget``,
+when its steps turn out slower than the probe measured (a loaded machine), or when the budget
+fits fewer steps than ``epochs`` (every part trains one step at least); ``time_budget``,
 ``train_steps`` and ``train_device`` in its result rows say what it had and reached.
 
 The plan is stored in the resume state: ``--resume`` continues to the same total steps.
@@ -30,9 +31,9 @@ from dataclasses import asdict, dataclass
 from .errors import ConfigError
 
 #: Steps run before timing starts (allocator, oneDNN / cuDNN kernel choice, torch.compile).
-WARMUP_STEPS = 2
+WARMUP_STEPS = 1
 #: Timed steps: at least this many, and for at least ``MIN_FRACTION`` of the budget ...
-MIN_STEPS = 5
+MIN_STEPS = 3
 MIN_FRACTION = 0.03
 #: ... but the probe stops after this fraction of the budget (or ``MAX_STEPS``) whatever it has.
 MAX_FRACTION = 0.10
@@ -85,15 +86,15 @@ def measure(step_once: Callable[[int], None], budget: float, clock: Callable[[],
 
 def plan(budget: float, probe_seconds: float, seconds_per_step: float, epochs: int) -> BudgetPlan:
     """The steps that fit ``budget`` after the probe, cut into ``epochs`` equal parts (at most
-    ``epochs - 1`` steps of the estimate are dropped to make them equal). A budget that leaves
-    fewer steps than epochs is a ConfigError."""
+    ``epochs - 1`` steps of the estimate are dropped to make them equal). Every part has at least
+    one step: on a machine too slow for that the run overshoots its budget (``train_seconds``
+    says by how much). A budget the probe used up is a ConfigError."""
     left = budget - probe_seconds
-    steps = math.floor(left / seconds_per_step) if left > 0 else 0
-    if steps < epochs:
+    if left <= 0:
         raise ConfigError(
-            f"time_budget {budget:g}s is too small: the throughput probe took {probe_seconds:.2f}s and one step "
-            f"takes {seconds_per_step:.3f}s, too little for {epochs} epochs of at least one step; give at least "
-            f"{probe_seconds + epochs * seconds_per_step:.1f}s or fewer epochs"
+            f"time_budget {budget:g}s is too small: the throughput probe alone took {probe_seconds:.2f}s "
+            f"(one step: {seconds_per_step:.3f}s)"
         )
+    steps = max(math.floor(left / seconds_per_step + 1e-9), epochs)
     per_epoch = steps // epochs
     return BudgetPlan(budget, probe_seconds, seconds_per_step, per_epoch * epochs, epochs, per_epoch)

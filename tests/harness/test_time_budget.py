@@ -53,7 +53,7 @@ def _rows(path):
 
 def _plan_for(budget_s, dt, epochs):
     """What the probe measures with a step clock: WARMUP_STEPS + MIN_STEPS steps (MIN_FRACTION of
-    these budgets is below MIN_STEPS steps), then the steps that fit the rest, cut into epochs."""
+    this budget is MIN_STEPS steps), then the steps that fit the rest, cut into epochs."""
     probe = (budget.WARMUP_STEPS + budget.MIN_STEPS) * dt
     steps = int((budget_s - probe) / dt + 1e-9)
     return probe, steps // epochs * epochs
@@ -64,21 +64,21 @@ def test_training_stops_at_the_budget_and_the_schedules_end_at_the_step_reached(
     clock = make(0.1)
     res = train(tiny(method="byol", time_budget=10.0, epochs=4, knn_monitor_every=1), runs, clock=clock)
     probe, total = _plan_for(10.0, 0.1, 4)
-    assert (probe, total) == pytest.approx((0.7, 92))
+    assert (probe, total) == pytest.approx((0.4, 96))
     log = _rows(res.run_dir / "train_log.csv")
-    assert [int(r["step"]) for r in log] == [23, 46, 69, 92]  # 4 equal parts of the 92 steps
+    assert [int(r["step"]) for r in log] == [24, 48, 72, 96]  # 4 equal parts of the 96 steps
     assert res.train_seconds == pytest.approx(probe + total * 0.1)  # the probe counts in the budget
     assert 10.0 - 4 * 0.1 <= res.train_seconds <= 10.0  # stops at the budget (less the parts' rounding)
     # the schedules end at the step reached: lr 0 at the end of the cosine, EMA progress 1 at the last step
     assert float(log[-1]["lr"]) == 0.0 and float(log[-2]["lr"]) > 0.0
     step, total_steps, method = calls[-1]
-    assert (step + 1, total_steps, method.total_steps) == (92, 92, 92)
+    assert (step + 1, total_steps, method.total_steps) == (96, 96, 96)
     _, meta = read_encoder(res.checkpoint)
-    assert meta["step"] == 92 and meta["budget"]["total_steps"] == 92 and meta["config"]["time_budget"] == 10.0
+    assert meta["step"] == 96 and meta["budget"]["total_steps"] == 96 and meta["config"]["time_budget"] == 10.0
     assert meta["budget"]["seconds_per_step"] == pytest.approx(0.1)
     mon = _rows(res.run_dir / "monitor.csv")  # (seconds, step, epoch, knn) at every check
-    assert [int(r["step"]) for r in mon] == [23, 46, 69, 92] and [int(r["epoch"]) for r in mon] == [1, 2, 3, 4]
-    assert [float(r["seconds"]) for r in mon] == pytest.approx([probe + s * 0.1 for s in (23, 46, 69, 92)])
+    assert [int(r["step"]) for r in mon] == [24, 48, 72, 96] and [int(r["epoch"]) for r in mon] == [1, 2, 3, 4]
+    assert [float(r["seconds"]) for r in mon] == pytest.approx([probe + s * 0.1 for s in (24, 48, 72, 96)])
 
 
 def test_resume_keeps_the_planned_steps(tiny, runs, tmp_path, clocked):
@@ -90,8 +90,8 @@ def test_resume_keeps_the_planned_steps(tiny, runs, tmp_path, clocked):
     # a twice faster clock would plan about twice the steps: the resumed run keeps the stored plan
     res = train(cfg, runs, resume=True, clock=make(0.05))
     _, meta = read_encoder(res.checkpoint)
-    assert meta["step"] == 92 and meta["budget"]["total_steps"] == 92
-    assert [int(r["step"]) for r in _rows(res.run_dir / "train_log.csv")] == [23, 46, 69, 92]
+    assert meta["step"] == 96 and meta["budget"]["total_steps"] == 96
+    assert [int(r["step"]) for r in _rows(res.run_dir / "train_log.csv")] == [24, 48, 72, 96]
     assert [int(r["epoch"]) for r in _rows(res.run_dir / "monitor.csv")] == [1, 2, 3, 4]
     a, _ = read_encoder(whole.checkpoint)
     b, _ = read_encoder(res.checkpoint)
@@ -134,8 +134,10 @@ def test_budgeted_epochs_are_parts_of_passes():
 def test_plan_and_probe_arithmetic():
     p = budget.plan(60.0, 3.0, 0.5, 10)
     assert (p.total_steps, p.epochs, p.steps_per_epoch) == (110, 10, 11)  # 114 fit, cut into 10 equal parts
+    slow = budget.plan(5.0, 4.0, 0.5, 10)  # 2 steps fit, fewer than 10 parts: one step each, it overshoots
+    assert (slow.total_steps, slow.steps_per_epoch) == (10, 1)
     with pytest.raises(ConfigError, match="too small"):
-        budget.plan(5.0, 4.0, 0.5, 10)  # 2 steps fit, fewer than 10 parts
+        budget.plan(5.0, 5.5, 0.5, 10)  # the probe used the whole budget
     t = StepClock(0.2)
 
     def step(_i):
