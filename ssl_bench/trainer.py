@@ -551,6 +551,7 @@ class _Probe:
         self.guess = self.steps_per_pass * max(int(cfg.epochs or 1), 1)  # a schedule length for the clock
 
     def __call__(self, i: int) -> None:
+        threads.adapt()  # the thread count the training steps will have (the fair-share policy, if on)
         xb = self.data.to_float(next(self.batches))
         g = view_generator(self.cfg.seed, i, self.device)
         vs = [precision.to_layout(self.normalize(dist.shard(v)), self.channels_last) for v in self.views(xb, g)]
