@@ -1,7 +1,7 @@
 """Equal wall-clock training: ``time_budget`` (config key, ``--time-budget SECONDS``).
 
 A budgeted run does not train a number of epochs: before training, it measures its own throughput
-(:func:`measure`: a few untimed warm-up steps, then timed steps, on a throw-away copy of the
+(:func:`measure`: untimed warm-up steps, then the median of timed steps, on a throw-away copy of the
 method, so the real weights and random state are untouched), and :func:`plan` fixes the total
 steps so that the probe plus the training fill the budget. The learning-rate and EMA schedules are
 built for those steps, so they end when the budget ends, and training stops there.
@@ -25,6 +25,7 @@ The plan is stored in the resume state: ``--resume`` continues to the same total
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
@@ -66,22 +67,30 @@ class BudgetPlan:
         )
 
 
-def measure(step_once: Callable[[int], None], budget: float, clock: Callable[[], float]) -> tuple[float, float]:
+def measure(
+    step_once: Callable[[int], None], budget: float, clock: Callable[[], float], settle: float = 0.0
+) -> tuple[float, float]:
     """(probe seconds, seconds per step): ``step_once(i)`` runs step ``i`` of the probe.
-    ``WARMUP_STEPS`` untimed steps, then timed steps until both ``MIN_STEPS`` and ``MIN_FRACTION``
-    of the budget are reached, or ``MAX_FRACTION`` of the budget / ``MAX_STEPS`` is."""
+    Untimed warm-up steps (at least ``WARMUP_STEPS``, and for at least ``settle`` seconds: the time
+    the fair-share thread policy takes to choose its thread count), then timed steps until both
+    ``MIN_STEPS`` and ``MIN_FRACTION`` of the budget are reached, or ``MAX_FRACTION`` of the budget /
+    ``MAX_STEPS`` is. The seconds per step are the median of the timed steps (one step slowed by
+    the other processes of a shared machine does not set the plan)."""
     start = clock()
-    for i in range(WARMUP_STEPS):
+    i = 0
+    while i < WARMUP_STEPS or (clock() - start < settle and clock() - start < MAX_FRACTION * budget / 2):
         step_once(i)
-    t0 = clock()
-    n = 0
+        i += 1
+    t0 = last = clock()
+    times: list[float] = []
     while True:
-        step_once(WARMUP_STEPS + n)
-        n += 1
+        step_once(i + len(times))
         now = clock()
-        enough = n >= MIN_STEPS and now - t0 >= MIN_FRACTION * budget
-        if enough or n >= MAX_STEPS or now - start >= MAX_FRACTION * budget:
-            return now - start, max(now - t0, 1e-9) / n
+        times.append(now - last)
+        last = now
+        enough = len(times) >= MIN_STEPS and now - t0 >= MIN_FRACTION * budget
+        if enough or len(times) >= MAX_STEPS or now - start >= MAX_FRACTION * budget:
+            return now - start, max(statistics.median(times), 1e-9)
 
 
 def plan(budget: float, probe_seconds: float, seconds_per_step: float, epochs: int) -> BudgetPlan:

@@ -579,7 +579,9 @@ def _budget_plan(
     rng = torch.get_rng_state(), torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
     try:
         probe.start()
-        seconds, per_step = budget_mod.measure(probe, cfg.time_budget, clock)
+        # on a CPU under the fair-share thread policy, warm up until it has chosen the thread count
+        settle = threads.INTERVAL if threads.policy() == "fair" and probe.device.type == "cpu" else 0.0
+        seconds, per_step = budget_mod.measure(probe, cfg.time_budget, clock, settle)
     finally:
         torch.set_rng_state(rng[0])
         if rng[1] is not None:

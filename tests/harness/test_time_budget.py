@@ -146,6 +146,18 @@ def test_plan_and_probe_arithmetic():
     seconds, per_step = budget.measure(step, 100.0, t)  # MIN_FRACTION of 100 s = 3 s = 15 steps
     assert per_step == pytest.approx(0.2) and seconds == pytest.approx((budget.WARMUP_STEPS + 15) * 0.2)
     assert budget.BudgetPlan.from_dict(p.to_dict()) == p
+    # a thread policy that settles after 2 s: steps of 1 s until then, 0.25 s after; with settle=2 the
+    # warm-up outlasts it, and the median ignores one slow step among the timed ones
+    d = StepClock(0.0)
+    costs = iter([1.0, 1.0, 0.25, 0.25, 3.0] + [0.25] * 100)
+
+    def policy_step(_i):
+        d.t += next(costs)
+
+    seconds, per_step = budget.measure(policy_step, 100.0, d, settle=2.0)
+    assert per_step == 0.25 and seconds == 5.5  # 2 s of warm-up, then 3 timed steps reach 3 % of 100 s
+    mean_probe = budget.measure(lambda _i: setattr(t, "t", t.t + [1.0, 1.0, 0.25][min(_i, 2)]), 100.0, t)[1]
+    assert mean_probe == 0.25  # the median of 9 timed steps, one of them slow: their mean is 0.33
 
 
 def test_config_key_and_flag(tiny, runs, capsys):
