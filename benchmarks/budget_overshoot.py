@@ -1,6 +1,6 @@
-"""How well time-budgeted runs kept their budget: one line per run found under RUNS_DIR.
+"""How well time-budgeted runs kept their budget: one line per run found under RUNS_DIR (at any depth).
 
-    .venv/bin/python benchmarks/budget_overshoot.py runs/speedrun
+    .venv/bin/python benchmarks/budget_overshoot.py runs/board/fashion-mnist-speedrun-cpu
 
 Reads the last checkpoint's metadata of each budgeted run (``checkpoints/epoch_*.json``): the
 budget, the run's training seconds (the throughput probe plus the training steps; the k-NN monitor
@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     over = []
     print(f"{'run':64} {'budget':>7} {'train s':>8} {'over s':>7} {'over %':>7} {'steps':>6} "
           f"{'probe s':>7} {'probe s/step':>12} {'run s/step':>10}  hardware")
-    for run in sorted(p for p in a.runs_dir.iterdir() if p.is_dir()):
+    for run in sorted({p.parent.parent for p in a.runs_dir.rglob("checkpoints/epoch_*.json")}):  # any depth
         meta = last_meta(run)
         if not meta or not meta.get("budget"):
             continue
@@ -44,7 +44,8 @@ def main(argv: list[str] | None = None) -> int:
         secs, budget = float(meta["train_seconds"]), float(b["budget"])
         run_sps = (secs - b["probe_seconds"]) / max(int(meta["step"]), 1)
         tail = "" if done else f"  (unfinished: epoch {meta['epoch']}/{meta['epochs']})"
-        print(f"{run.name[:64]:64} {budget:7.1f} {secs:8.1f} {secs - budget:7.1f} {100 * (secs - budget) / budget:7.1f} "
+        pct = 100 * (secs - budget) / budget
+        print(f"{run.name[:64]:64} {budget:7.1f} {secs:8.1f} {secs - budget:7.1f} {pct:7.1f} "
               f"{meta['step']:6d} {b['probe_seconds']:7.1f} {b['seconds_per_step']:12.3f} {run_sps:10.3f}  "
               f"{meta.get('hardware', '?')}{tail}")
         if done:

@@ -85,7 +85,10 @@ def rebuild_table(spec: BoardSpec, opts: Options) -> list[Path]:
         out = []
         for p in written:
             dest = Path(opts.leaderboards) / f"{spec.name}{p.suffix}"
-            atomic_write_text(dest, p.read_text())
+            text = p.read_text()
+            if spec.note and p.suffix == ".md":
+                text = text.rstrip("\n") + f"\n\n**Note.** {spec.note}\n"
+            atomic_write_text(dest, text)
             out.append(dest)
     if opts.readme is not None:  # the short headline table of the board's csv
         render = headline_for(f"{board_command(spec)} --table-only --readme {opts.readme}")

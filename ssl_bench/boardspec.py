@@ -13,7 +13,8 @@ evaluators and the reference rows (``pixels``, ``random-init``)::
     [set]                               # RunConfig keys for every run of the board
     precision = "fp32"
 
-A method entry may also carry its own ``set``, ``seeds`` and ``backbones``. The built-in boards
+``note`` (a string) ends the table's Markdown as a **Note.** paragraph. A method entry may also
+carry its own ``set``, ``seeds`` and ``backbones``. The built-in boards
 (``ssl_bench/boards/*.toml``) are named by the stem of their table (``leaderboards/NAME.md``).
 
 :func:`plan` matches the runs a spec asks for against the rows already in the board's rows folder:
@@ -53,6 +54,7 @@ _SPEC_KEYS = {
     "plugins",
     "methods",
     "set",
+    "note",
 }
 _ENTRY_KEYS = {"method", "options", "set", "seeds", "backbones"}
 #: RunConfig keys a spec's ``set`` may not name: the spec's own fields decide them.
@@ -84,6 +86,7 @@ class BoardSpec:
     plugins: tuple[str, ...] = ()
     kind: str | None = None
     description: str = ""
+    note: str = ""  # a paragraph ending the table's .md: what the table cannot say (the machine, its load)
     source: str = ""  # the spec file (its name for a built-in)
 
 
@@ -179,6 +182,7 @@ def parse_spec(data: dict[str, Any], name: str, source: str) -> BoardSpec:
         plugins=_str_list(f"board {name}: plugins", data.get("plugins", [])),
         kind=data.get("kind"),
         description=str(data.get("description", "")),
+        note=" ".join(str(data.get("note", "")).split()),
         source=source,
     )
 

@@ -39,8 +39,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     # --time-budget 10), cut into 5 equal parts with a checkpoint and a k-NN monitor check after
     # each (a 5-point time-to-accuracy curve in monitor.csv). Batch 128 as in quick: steps matter
     # more than batch size in a minute. The whole training split but 1000 images, which stay unseen:
-    # the monitor's held-out queries (ssl_bench.monitor). The board:
-    # leaderboards/fashion-mnist-speedrun-cpu.md (scripts/standard_board.py --preset speedrun, docs/benchmarks.md)
+    # the monitor's held-out queries (ssl_bench.monitor). The boards: `ssl-bench board
+    # fashion-mnist-speedrun-cpu` and `... fashion-mnist-speedrun-gpu` (docs/benchmarks.md section 11)
     "speedrun": dict(
         epochs=5,
         batch_size=128,

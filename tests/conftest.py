@@ -50,17 +50,3 @@ def tiny_config(**kw):
 @pytest.fixture
 def tiny():
     return tiny_config
-
-
-#: Tests that failed after this round's eight branches were merged (full run of 2026-12-05, 18 of 802);
-#: each is a real regression or a test not yet updated to a merged change, to be fixed next session.
-#: Marked xfail (not strict) so that CI reports them instead of hiding them; remove a line when fixed.
-MERGE_FAILURES = {
-    'tests/cli/test_first_contact.py::test_reference_boards_ship_with_the_package_and_cover_the_first_command',
-}
-
-
-def pytest_collection_modifyitems(config, items):
-    for item in items:
-        if item.nodeid in MERGE_FAILURES:
-            item.add_marker(pytest.mark.xfail(reason="failing since the merge of 2026-12-05; see MERGE_FAILURES", strict=False))
