@@ -8,7 +8,7 @@ evaluators and the reference rows (``pixels``, ``random-init``)::
     seeds = [0, 1]
     evaluators = ["knn"]
     plugins = ["my_method.py"]          # modules or .py files (relative to the spec) to import
-    methods = ["my-method", "simclr", {method = "vicreg", options = {sim_weight = 10.0}}]
+    methods = ["my-method", "simclr", {method = "vicreg", options = {inv_weight = 10.0}}]
 
     [set]                               # RunConfig keys for every run of the board
     precision = "fp32"

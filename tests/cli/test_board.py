@@ -258,3 +258,21 @@ def test_board_rows_keep_the_runs_curves_and_a_note_ends_the_table(tmp_path):
     table = (tmp_path / "lb" / "mine.md").read_text()
     assert "| _pixels_ |" in table and table.rstrip().endswith("**Note.** The CPU was shared.")
     assert "**Note.**" not in (tmp_path / "lb" / "mine.csv").read_text()
+
+
+def test_the_spec_in_docs_cli_parses_and_plans(tmp_path, capsys):
+    """The example spec of docs/cli.md is a valid spec: with its plugin written, --dry-run plans
+    its runs (2 seeds of my-method and simclr, one of vicreg)."""
+    import re
+
+    text = (ROOT / "docs" / "cli.md").read_text()
+    spec = re.search(r"```toml\n(.*?)```", text, re.S).group(1)
+    (tmp_path / "board.toml").write_text(spec)
+    (tmp_path / "my_method.py").write_text(
+        "from ssl_bench.registry import register_method\nfrom ssl_bench.methods.simclr import SimCLR\n\n"
+        "register_method('my-method')(type('MyMethod', (SimCLR,), {}))\n"
+    )
+    rc = main(["board", "--spec", str(tmp_path / "board.toml"), "--dry-run", "--leaderboards", str(tmp_path / "lb")])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    assert "5 runs: 0 done, 5 to train" in out and "vicreg [inv_weight=10.0]" in out
