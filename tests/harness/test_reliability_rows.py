@@ -25,21 +25,21 @@ def _main(argv, capsys):
     return code, out, err
 
 
-def _one_line_error(code, err, *words):
+def _one_line(code, err, expect, prefix, words):
     lines = [ln for ln in err.splitlines() if ln.strip()]
-    assert code == 2, (code, err)
-    assert len(lines) == 1 and lines[0].startswith("ssl-bench: error: "), err
+    assert code == expect, (code, err)
+    assert len(lines) == 1 and lines[0].startswith(prefix), err
     assert all(w in lines[0] for w in words), err
     return lines[0]
+
+
+def _one_line_error(code, err, *words):
+    return _one_line(code, err, 2, "ssl-bench: error: ", words)
 
 
 def _one_line_failure(code, err, *words):
     """A sweep whose runs failed finished: exit 1 and one 'failed' line (exit 2 is for usage errors)."""
-    lines = [ln for ln in err.splitlines() if ln.strip()]
-    assert code == 1, (code, err)
-    assert len(lines) == 1 and lines[0].startswith("ssl-bench: failed: "), err
-    assert all(w in lines[0] for w in words), err
-    return lines[0]
+    return _one_line(code, err, 1, "ssl-bench: failed: ", words)
 
 
 # -- item 6: eval of crafted checkpoints -------------------------------------------------------------
