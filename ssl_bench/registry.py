@@ -120,16 +120,23 @@ class Registry(Generic[T]):
     def resolve(self, spec: str | list[str]) -> list[str]:
         """``"all"`` -> every name, ``"default"`` -> the plugins whose class attribute ``default``
         is true (unset counts as true), ordered by their ``order`` attribute, then name;
-        ``"a,b"`` -> [a, b] (each checked)."""
+        ``"a,b"`` -> [a, b] (each checked); ``"default,b"`` -> the default ones, then b."""
         items = spec if isinstance(spec, list) else [s.strip() for s in str(spec).split(",") if s.strip()]
         if items == ["all"]:
             return self.names()
-        if items == ["default"] and "default" not in self:
-            chosen = [n for n in self.names() if getattr(self._items[n], "default", True) is not False]
-            return sorted(chosen, key=lambda n: (getattr(self._items[n], "order", 100), n))
+        out: list[str] = []
         for n in items:
+            if n.strip().lower() == "default" and "default" not in self:
+                out += [d for d in self._defaults() if d not in out]
+                continue
             self.get(n)
-        return [n.strip().lower() for n in items]
+            if n.strip().lower() not in out:
+                out.append(n.strip().lower())
+        return out
+
+    def _defaults(self) -> list[str]:
+        chosen = [n for n in self.names() if getattr(self._items[n], "default", True) is not False]
+        return sorted(chosen, key=lambda n: (getattr(self._items[n], "order", 100), n))
 
 
 def _is_module(obj: Any) -> bool:

@@ -196,6 +196,11 @@ def test_builtin_evaluators_declare_their_metrics():
     assert EVALUATORS.get("knn").metric("top1_k50").higher_is_better is True  # a sweep entry (pattern)
     assert EVALUATORS.get("knn").metric("nonsense").higher_is_better is None
     assert EVALUATORS.resolve("default")[:3] == ["knn", "linear", "lowshot"]
+    # "default" inside a list expands in place (docs/fair-evaluation.md names default,robustness)
+    both = EVALUATORS.resolve("default,robustness")
+    assert both == EVALUATORS.resolve("default") + ["robustness"]
+    assert "robustness" not in EVALUATORS.resolve("default")
+    assert EVALUATORS.resolve(["knn", "default"])[0] == "knn" and EVALUATORS.resolve(["knn", "default"]).count("knn") == 1
     assert RunConfig().evaluators == ["default"]
 
 
