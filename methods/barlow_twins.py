@@ -31,6 +31,9 @@ class BarlowTwins(Method):
     defaults = dict(
         proj_hidden_dim=512, proj_dim=512, proj_layers=3, lambd=5e-3, scale_loss=1.0, solarize_p1=0.0, solarize_p2=0.2
     )
+    #: Barlow Twins: LARS, lr 0.2 x batch/256 for weights (biases and BN 0.0048: here the weights' lr), wd 1.5e-6
+    #: (``optimizer: paper``)
+    paper_optim = dict(optimizer="lars", lr=0.2, weight_decay=1.5e-06, lr_batch=256)
     paper = PaperRecipe(
         source=(
             "Zbontar, Jing, Misra, LeCun & Deny 2021 (Barlow Twins): facebookresearch/barlowtwins main.py "

@@ -42,6 +42,8 @@ class BYOL(Method):
         solarize_p1=0.0,
         solarize_p2=0.2,
     )
+    #: BYOL: LARS, lr 0.2 x batch/256, wd 1.5e-6 (``optimizer: paper``)
+    paper_optim = dict(optimizer="lars", lr=0.2, weight_decay=1.5e-06, lr_batch=256)
     paper = PaperRecipe(
         source=(
             "Grill et al. 2020 (BYOL), ImageNet 1000-epoch recipe (batch 4096): the presets and head sizes of "

@@ -68,6 +68,9 @@ class DINO(Method):
         weight_decay_end=0.4,
     )
     optim_defaults = dict(weight_decay=0.04)
+    #: DINO's README for convnets: SGD, lr 0.03 x batch/256, wd 1e-4 (constant there: add --opt weight_decay_end=1e-4)
+    #: (``optimizer: paper``)
+    paper_optim = dict(optimizer="sgd", lr=0.03, weight_decay=0.0001, lr_batch=256)
     paper = PaperRecipe(
         source=(
             "Caron et al. 2021 (DINO), ViT recipe: facebookresearch/dino main_dino.py defaults (AdamW; the "

@@ -95,6 +95,8 @@ class MLPDenoiser(nn.Module):
 @register_method("dsm")
 class DSM(Method):
     defaults = dict(sigma_min=0.05, sigma_max=0.5, head_hidden_dim=512, dec_channels=32, code_channels=16)
+    #: Adam, lr 1e-3, no weight decay (``optimizer: paper``)
+    paper_optim = dict(optimizer="adamw", lr=0.001, weight_decay=0.0)
     paper = PaperRecipe(
         source=(
             "Vincent 2011 (denoising score matching); the noise-conditional form and recipe of Song & Ermon "

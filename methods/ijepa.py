@@ -64,6 +64,8 @@ class IJEPA(Method):
     defaults = dict(
         pred_dim=64, pred_depth=2, pred_heads=2, num_targets=4, min_keep=4, ema_tau=0.99, ema_cosine=False, ema_c=30.0
     )
+    #: I-JEPA: AdamW, lr 1e-3 (not scaled with the batch), wd 0.04 (``optimizer: paper``)
+    paper_optim = dict(optimizer="adamw", lr=0.001, weight_decay=0.04)
     paper = PaperRecipe(
         source=(
             "Assran et al. 2023 (I-JEPA): facebookresearch/ijepa configs/in1k_vith14_ep300.yaml (ViT-H/14, "

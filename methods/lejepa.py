@@ -46,6 +46,8 @@ class LeJEPA(Method):
         local_scale_min=0.05,
         local_scale_max=0.3,
     )
+    #: LeJEPA: AdamW, lr 2e-3, wd 0.05 (``optimizer: paper``)
+    paper_optim = dict(optimizer="adamw", lr=0.002, weight_decay=0.05)
     paper = PaperRecipe(
         source=(
             "Balestriero & LeCun 2025 (LeJEPA): the recipe of rbalestr-lab/lejepa MINIMAL.md (ViT-S/8, "

@@ -43,6 +43,8 @@ def patchify(x: Tensor, p: int) -> Tensor:
 @register_method("mae")
 class MAE(Method):
     defaults = dict(mask_ratio=0.75, dec_dim=64, dec_depth=2, dec_heads=2, norm_pix_loss=True)
+    #: MAE: AdamW, lr 1.5e-4 x batch/256, wd 0.05 (betas 0.9, 0.95 not modelled) (``optimizer: paper``)
+    paper_optim = dict(optimizer="adamw", lr=0.00015, weight_decay=0.05, lr_batch=256)
     paper = PaperRecipe(
         source=(
             "He et al. 2022 (MAE): facebookresearch/mae main_pretrain.py (ViT-B/16 default; paper's "

@@ -47,6 +47,8 @@ class MoCoV2(Method):
     defaults = dict(
         proj_hidden_dim=512, proj_dim=128, temperature=0.2, queue_size=4096, ema_tau=0.99, ema_cosine=False, bn_splits=8
     )
+    #: MoCo v2: SGD momentum 0.9, lr 0.03 at batch 256, wd 1e-4 (``optimizer: paper``)
+    paper_optim = dict(optimizer="sgd", lr=0.03, weight_decay=0.0001, lr_batch=256)
     paper = PaperRecipe(
         source=(
             'Chen, Fan, Girshick & He 2020, "Improved Baselines with Momentum Contrastive Learning" (MoCo v2): '

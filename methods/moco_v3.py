@@ -39,6 +39,8 @@ class MoCoV3(Method):
         ema_cosine=True,
         proj_layers=2,
     )
+    #: MoCo v3 ResNet release: LARS, lr 0.6 x batch/256, wd 1e-6 (``optimizer: paper``)
+    paper_optim = dict(optimizer="lars", lr=0.6, weight_decay=1e-06, lr_batch=256)
     paper = PaperRecipe(
         source=(
             "Chen, Xie & He 2021 (MoCo v3), ResNet-50 recipe: facebookresearch/moco-v3 main_moco.py defaults "

@@ -20,6 +20,8 @@ from ssl_bench.registry import register_method
 @register_method("simclr")
 class SimCLR(Method):
     defaults = dict(proj_hidden_dim=512, proj_dim=128, temperature=0.1)
+    #: SimCLR: LARS, lr 0.3 x batch/256, wd 1e-6 (``optimizer: paper``)
+    paper_optim = dict(optimizer="lars", lr=0.3, weight_decay=1e-06, lr_batch=256)
     paper = PaperRecipe(
         source=(
             "Chen, Kornblith, Norouzi & Hinton 2020 (SimCLR), CIFAR-10 recipe (App. B.9) as the CIFAR-10 command "

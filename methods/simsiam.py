@@ -26,6 +26,9 @@ class SimSiam(Method):
     defaults = dict(
         proj_hidden_dim=512, proj_dim=512, pred_hidden_dim=128, stop_gradient=True, predictor=True, out_bn_affine=False
     )
+    #: SimSiam: SGD momentum 0.9, lr 0.05 x batch/256, wd 1e-4 (the fixed predictor lr is not modelled)
+    #: (``optimizer: paper``)
+    paper_optim = dict(optimizer="sgd", lr=0.05, weight_decay=0.0001, lr_batch=256)
     paper = PaperRecipe(
         source=(
             "Chen & He 2021 (SimSiam), ImageNet recipe: facebookresearch/simsiam main_simsiam.py "

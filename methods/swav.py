@@ -54,6 +54,8 @@ class SwAV(Method):
         local_scale_min=0.05,
         local_scale_max=0.3,
     )
+    #: SwAV: LARS, lr 4.8 at batch 4096 (0.3 x batch/256), wd 1e-6 (``optimizer: paper``)
+    paper_optim = dict(optimizer="lars", lr=0.3, weight_decay=1e-06, lr_batch=256)
     paper = PaperRecipe(
         source=(
             "Caron et al. 2020 (SwAV), small-batch recipe: facebookresearch/swav "

@@ -36,6 +36,8 @@ class VICReg(Method):
         solarize_p1=0.0,
         solarize_p2=0.2,
     )
+    #: VICReg: LARS, base lr 0.2 x batch/256, wd 1e-6 (``optimizer: paper``)
+    paper_optim = dict(optimizer="lars", lr=0.2, weight_decay=1e-06, lr_batch=256)
     paper = PaperRecipe(
         source=("Bardes, Ponce & LeCun 2022 (VICReg): facebookresearch/vicreg main_vicreg.py (ResNet-50, batch 2048)"),
         heads="expander 8192-8192-8192 (BN, ReLU; last Linear without bias)",

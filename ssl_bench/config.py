@@ -216,8 +216,8 @@ class RunConfig:
                 raise ConfigError(f"config key {k!r} must be >= 1, got {v}")
         if self.batch_size is not None and self.batch_size < 2:
             raise ConfigError("batch_size must be >= 2 (SSL losses compare samples within a batch)")
-        if self.optimizer not in ("adamw", "sgd", "lars"):
-            raise ConfigError(f"unknown optimizer {self.optimizer!r}; known: adamw, sgd, lars")
+        if self.optimizer not in ("adamw", "sgd", "lars", "paper"):
+            raise ConfigError(f"unknown optimizer {self.optimizer!r}; known: adamw, sgd, lars, paper")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"unknown precision {self.precision!r}; known: {', '.join(PRECISIONS)}")
         if not 0 <= self.warmup_frac < 1:

@@ -92,8 +92,14 @@ class DataSpec:
 class Method(nn.Module):
     defaults: ClassVar[dict[str, Any]] = {}
     #: Learning rate and weight decay this method prefers (keys ``lr``, ``weight_decay``); the config
-    #: wins. The optimiser itself is the config's (``optimizer``), the same for every method.
+    #: wins. The optimiser itself is the config's (``optimizer``), the same for every method, unless
+    #: the config asks for each method's own (``optimizer: paper``, below).
     optim_defaults: ClassVar[dict[str, Any]] = {}
+    #: The paper's optimiser, used when the config says ``optimizer: paper``: ``optimizer`` (adamw,
+    #: sgd or lars), ``lr``, ``weight_decay``, and ``lr_batch`` where the paper scales the lr linearly
+    #: with the batch (lr x batch / lr_batch); empty where the paper names none
+    #: (:func:`ssl_bench.optim.optim_choice`).
+    paper_optim: ClassVar[dict[str, Any]] = {}
     n_views: ClassVar[int] = 2
     registry_name: ClassVar[str] = "?"
     #: Backbone used when the config says ``backbone: auto``, per data kind, e.g.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, overload
+from typing import Any, TYPE_CHECKING, overload
 
 import torch
 from torch import nn
@@ -92,6 +92,37 @@ def make_optimizer(name: str, model: nn.Module, lr: float | None, weight_decay: 
     if name == "lars":
         return LARS(groups, lr=lr)
     raise ConfigError(f"unknown optimizer {name!r}")
+
+
+OPTIMIZERS = ("adamw", "sgd", "lars")
+
+
+def optim_choice(
+    optimizer: str, lr: float | None, weight_decay: float | None, batch_size: int, method: Any
+) -> tuple[str, float | None, float | None, dict[str, Any]]:
+    """(optimizer, lr, weight decay, recipe entries) of a run: the config's optimizer, lr and weight
+    decay, else the method's preferences (``optim_defaults``: lr, weight_decay). ``"paper"`` takes
+    the method's declared paper optimiser (``paper_optim``: ``optimizer``, ``lr``, ``weight_decay``,
+    and ``lr_batch`` where the paper scales its lr linearly with the batch: lr x batch_size /
+    lr_batch), the config's lr and weight decay still winning; the recipe then records which
+    optimiser it resolved to. ``None`` means the optimiser's default (``DEFAULT_LR``/``DEFAULT_WD``)."""
+    prefs = getattr(method, "optim_defaults", {}) or {}
+    if optimizer != "paper":
+        return (
+            optimizer,
+            lr if lr is not None else prefs.get("lr"),
+            weight_decay if weight_decay is not None else prefs.get("weight_decay"),
+            {},
+        )
+    paper = getattr(method, "paper_optim", {}) or {}
+    if not paper:
+        name = getattr(method, "registry_name", "?")
+        raise ConfigError(f"optimizer 'paper': method {name!r} declares no paper optimiser; use adamw, sgd or lars")
+    name = str(paper["optimizer"])
+    scale = batch_size / float(paper["lr_batch"]) if paper.get("lr_batch") else 1.0
+    lr = lr if lr is not None else float(paper["lr"]) * scale
+    wd = weight_decay if weight_decay is not None else float(paper["weight_decay"])
+    return name, lr, wd, {"optim.optimizer": name}
 
 
 def warmup_cosine(total_steps: int, warmup_frac: float) -> Callable[[int], float]:

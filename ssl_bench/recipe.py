@@ -15,13 +15,15 @@ from .results import recipe_hash
 
 def resolved_recipe(cfg: RunConfig) -> dict[str, Any]:
     """{option: value} of ``cfg``'s method with its defaults filled in, plus ``optim.lr`` and
-    ``optim.weight_decay`` (the config's, else the method's preference)."""
+    ``optim.weight_decay`` (the config's, else the method's preference; with ``optimizer: paper``
+    the method's paper optimiser, recorded as ``optim.optimizer``)."""
+    from .optim import optim_choice
+
     cfg = cfg.with_preset()
     cls = METHODS.get(cfg.method)
-    optim = getattr(cls, "optim_defaults", {}) or {}
-    lr = cfg.lr if cfg.lr is not None else optim.get("lr")
-    wd = cfg.weight_decay if cfg.weight_decay is not None else optim.get("weight_decay")
-    return {**cls.resolve_hparams(dict(cfg.method_kwargs)), "optim.lr": lr, "optim.weight_decay": wd}
+    assert cfg.batch_size is not None  # every preset sets it
+    _, lr, wd, extra = optim_choice(cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.batch_size, cls)
+    return {**cls.resolve_hparams(dict(cfg.method_kwargs)), "optim.lr": lr, "optim.weight_decay": wd, **extra}
 
 
 def resolved_recipe_hash(cfg: RunConfig, backbone: str) -> str | None:

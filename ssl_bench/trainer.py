@@ -70,7 +70,7 @@ from .errors import CheckpointError, ConfigError, SSLBenchError, TrainingDiverge
 from .method import Method, TrainClock
 from .monitor import KNNMonitor, due
 from .monitor import every as monitor_every_of
-from .optim import make_optimizer, update_, warmup_cosine
+from .optim import make_optimizer, optim_choice, update_, warmup_cosine
 from .results import CHECKPOINT_SCHEMA_VERSION
 from .steplog import OnLog, StepLog
 from .views import view_generator
@@ -230,18 +230,17 @@ def _train(
         steps_per_epoch = plan.steps_per_epoch
     total_steps = steps_per_epoch * cfg.epochs
     method.total_steps = total_steps  # EMA schedules scale to the run length (ssl_bench.ema)
-    lr = cfg.lr if cfg.lr is not None else method.optim_defaults.get("lr")
-    wd = cfg.weight_decay if cfg.weight_decay is not None else method.optim_defaults.get("weight_decay")
+    opt_name, lr, wd, opt_recipe = optim_choice(cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.batch_size, method)
     if ddp and method.sync_batchnorm:
         dist.convert_sync_batchnorm(method)  # same parameter objects: before or after the optimiser
-    opt = make_optimizer(cfg.optimizer, method, lr, wd)
+    opt = make_optimizer(opt_name, method, lr, wd)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(total_steps, cfg.warmup_frac))
     wd_base = [float(g["weight_decay"]) for g in opt.param_groups]  # before a resume overwrites them
     wd_end = method.weight_decay_end()
     # the recipe as resolved: the method's options with its defaults filled in, and the optimiser's
     # lr / weight decay; the run id hashes only what the config says, so a default changed since a
     # run was started would otherwise be resumed silently under the new value
-    recipe = {**vars(method.hp), "optim.lr": lr, "optim.weight_decay": wd}
+    recipe = {**vars(method.hp), "optim.lr": lr, "optim.weight_decay": wd, **opt_recipe}
 
     start_epoch, step, train_seconds, start_batch = 0, 0, 0.0, 0
     ckpt_epoch: int | None = 0  # the epoch of the last epoch checkpoint (resume.pt records it)
@@ -538,9 +537,9 @@ class _Probe:
 
     def start(self) -> None:
         cfg, method = self.cfg, copy.deepcopy(self.method)
-        lr = cfg.lr if cfg.lr is not None else method.optim_defaults.get("lr")
-        wd = cfg.weight_decay if cfg.weight_decay is not None else method.optim_defaults.get("weight_decay")
-        self.copy, self.opt = method, make_optimizer(cfg.optimizer, method, lr, wd)
+        assert cfg.batch_size is not None
+        name, lr, wd, _ = optim_choice(cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.batch_size, method)
+        self.copy, self.opt = method, make_optimizer(name, method, lr, wd)
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda _s: 1.0)
         self.wd_base, self.wd_end = [float(g["weight_decay"]) for g in self.opt.param_groups], method.weight_decay_end()
         module = _Step(method)
