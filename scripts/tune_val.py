@@ -28,6 +28,7 @@ import torch
 
 from ssl_bench import precision as prec
 from ssl_bench.backbones import build_backbone
+from ssl_bench.bn_calibration import recalibrate_batchnorm
 from ssl_bench.build import backbone_choice, resolve_device, seed_everything
 from ssl_bench.cli import _parse_kv
 from ssl_bench.config import RunConfig
@@ -118,6 +119,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--like", default="simclr", help="random-init: the backbone this method trains (default simclr)")
     p.add_argument("--linear", action="store_true", help="also the fast linear probe")
     p.add_argument("--tag", default="", help="a note stored in the row")
+    p.add_argument(
+        "--bn-recalibrate",
+        action="store_true",
+        help="re-estimate the trained encoder's BN statistics on the clean pool images before scoring",
+    )
     p.add_argument("--out", default=str(HERE / "runs" / "tune"))
     p.add_argument("--print", action="store_true", help="print the tuning file as a table and exit")
     p.add_argument("--markdown", metavar="PATH", help="write the tuning file as a Markdown page and exit")
@@ -161,6 +167,9 @@ def main(argv: list[str] | None = None) -> int:
         res = train(cfg, Path(a.out) / time.strftime("%Y%m%dT%H%M%S"), data=data)
         method, mcfg, _ = load_method_from_checkpoint(res.checkpoint, dev)
         encode, precision, train_s = method.encode, prec.resolve_precision(mcfg.precision, dev), res.train_seconds
+        if a.bn_recalibrate:  # clean pool images (never the validation queries), no gradient
+            recalibrate_batchnorm(method.backbone, data, dev, seed=cfg.seed)  # what encode runs
+            sets = {**sets, "bn_recalibrate": True}
     emb = embed_data(encode, data, dev, precision=precision)
     row = {
         "method": name if name != "random-init" else f"random-init[{a.like}]",
