@@ -134,13 +134,13 @@ def _cifar(kind: str, root: str | os.PathLike | None) -> Data:
     )
 
 
-@register_dataset("cifar10")
+@register_dataset("cifar10", image_size=32)
 def cifar10(root: str | os.PathLike | None = None) -> Data:
     """CIFAR-10 (python pickle batches, `cifar-10-batches-py/`)."""
     return _cifar("cifar10", root)
 
 
-@register_dataset("cifar100")
+@register_dataset("cifar100", image_size=32)
 def cifar100(root: str | os.PathLike | None = None) -> Data:
     """CIFAR-100 (python pickle batches, `cifar-100-python/`)."""
     return _cifar("cifar100", root)

@@ -12,7 +12,7 @@ from ssl_bench.kinds import DataKind
 from ssl_bench.registry import register_dataset
 
 
-@register_dataset("digits")
+@register_dataset("digits", image_size=8)
 def digits(root: str | os.PathLike | None = None) -> Data:
     """scikit-learn's 8x8 handwritten digits (1797 images, 10 classes), split 80/20 (seed 0)."""
     from sklearn.datasets import load_digits

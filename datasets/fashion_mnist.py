@@ -94,7 +94,7 @@ def _idx_paths(base: Path | None) -> dict[str, Path]:
     )
 
 
-@register_dataset("fashion-mnist")
+@register_dataset("fashion-mnist", image_size=28)
 def fashion_mnist(root: str | os.PathLike | None = None) -> Data:
     """Fashion-MNIST (Xiao et al. 2017): 60k/10k 28x28 grey images, 10 classes."""
     paths = _idx_paths(data_root(root))

@@ -23,7 +23,7 @@ STL10_VIEWS = {**PAPER_COLOR_VIEWS, "blur_p": 0.5}
 STL10_UNLABELED = 100_000
 
 
-@register_dataset("stl10")
+@register_dataset("stl10", image_size=96)
 def stl10(root: str | os.PathLike | None = None, image_size: int | None = None, pretrain: str = "train") -> Data:
     """STL-10 (`stl10_binary/`), optionally resized. The labelled train/test splits are held in
     memory (evaluation); ``pretrain="unlabeled"`` trains on the 100k unlabelled images, streamed

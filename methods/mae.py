@@ -6,7 +6,7 @@ decoder (mask tokens at the hidden positions, fixed 2-D sin-cos positions) recon
 pixels of the hidden patches; loss = mean squared error on the hidden patches only, against
 per-patch normalised pixels (``norm_pix_loss``, the paper's better variant). ``encode`` = the
 backbone's average-pooled patch tokens of the full image. Defaults (sized for small CPUs): mask
-ratio 0.75 (paper), the ViT of ``ijepa`` (~16 patches: 7 x 7 on 28 x 28, width 96, depth 4), decoder width 64,
+ratio 0.75 (paper), ``vit-mini`` as ``ijepa`` (~16 patches: 7 x 7 on 28 x 28, width 96, depth 4), decoder width 64,
 depth 2 (paper 512 x 8); random resized crop (0.2-1) + flip. Needs image data.
 
 ``norm_pix_loss`` (default True, the paper's): on Fashion-MNIST 18 % of the patches are constant
@@ -64,7 +64,7 @@ class MAE(Method):
             dec_dim="64, below the 96-wide encoder (the paper's 512 is below ViT-L's 1024)",
             dec_depth="2 blocks on 2 CPU cores",
             dec_heads="2 heads of width 32 for a 64-wide decoder",
-            backbone="ViT width 96, depth 4, 7 x 7-px patches (16 tokens on 28 px) instead of ViT-B/L/H",
+            backbone="vit-mini: ViT width 96, depth 4, 7 x 7-px patches (16 tokens on 28 px) instead of ViT-B/L/H",
             optimizer="the harness's AdamW with default betas (0.9, 0.999)",
             lr=WHY_LR,
             weight_decay="the harness's AdamW weight decay 1e-4 for every method; 0.05 was not tried at this budget",

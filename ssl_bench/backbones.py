@@ -1,5 +1,6 @@
 """Backbones, registered by name (``ssl-bench list backbones``): small and wide CNNs for
-28x28-ish images, CIFAR-style ResNets, an MLP for low-dimensional data, any timm model.
+28x28-ish images, CIFAR-style ResNets, a small ViT (``vit-mini``, the default of ijepa and mae),
+an MLP for low-dimensional data, any timm model.
 
 Every backbone is an ``nn.Module`` with an ``out_dim`` attribute: the size of the representation
 that ``encode`` returns and the evaluators judge. A registered builder is called as
@@ -10,6 +11,8 @@ backbones with ``@register_backbone`` or the ``ssl_bench.backbones`` entry-point
 
 from __future__ import annotations
 
+import json
+from functools import lru_cache
 from typing import Any, cast
 
 import torch
@@ -207,6 +210,115 @@ def timm_model(input_shape: tuple[int, ...], model_name: str, **kwargs: Any) -> 
     if kwargs.get("patch_size") == "auto":
         kwargs["patch_size"] = auto_patch_size(tuple(input_shape[1:]))
     return TimmBackbone(model_name, in_channels=_channels(input_shape, "timm:" + model_name), **kwargs)
+
+
+#: ``vit-mini``: timm's VisionTransformer class and initialisation (the ``vit_tiny_patch16_224``
+#: entry point), with every size overridden for CPUs. Patch and image size follow the data
+#: (``"auto"``, :func:`auto_patch_size`): 7 x 7 patches (16 tokens) on 28 x 28. Finer 4 x 4 patches
+#: cost about twice the time for a lower k-NN at the CPU budgets (measured: docs/benchmarks.md
+#: section 10). ``backbone_kwargs`` override any of these (``{"patch_size": 4}``).
+VIT_MINI_MODEL = "vit_tiny_patch16_224"
+VIT_MINI_KWARGS: dict[str, Any] = {
+    "img_size": "auto",
+    "patch_size": "auto",
+    "embed_dim": 96,
+    "depth": 4,
+    "num_heads": 3,
+    "class_token": False,
+    "global_pool": "avg",
+    "dynamic_img_size": True,
+}
+
+
+@register_backbone("vit-mini", kinds=("image",))
+def vit_mini(input_shape: tuple[int, ...], **kwargs: Any) -> nn.Module:
+    """ViT (timm) width 96, depth 4, 3 heads, avg pool, ~16 tokens (7-px patches on 28 px): 96-d, 0.45M params.
+
+    No class token; the default backbone of ijepa and mae (:data:`VIT_MINI_KWARGS`)."""
+    _channels(input_shape, "vit-mini")
+    return timm_model(input_shape, VIT_MINI_MODEL, **{**VIT_MINI_KWARGS, **kwargs})
+
+
+#: Backbone names of rows written before the backbone had a name of its own: {stored name: (its
+#: name now, the methods whose rows say so)}. ijepa and mae (and the random-init reference rows of
+#: their sweeps) trained ``timm:vit_tiny_patch16_224`` with vit-mini's options until ``vit-mini``
+#: was registered; their rows name the timm entry point, with the config's backbone ``"auto"``.
+LEGACY_NAMES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "timm:" + VIT_MINI_MODEL: ("vit-mini", ("ijepa", "mae", "random-init")),
+}
+
+
+def real_backbone_name(method: str, backbone: str, config: dict | None) -> str:
+    """The registered name of the backbone a result row was built with: ``backbone`` itself, or
+    its name now when the row predates it (:data:`LEGACY_NAMES`: a row of one of the listed
+    methods whose config left the backbone to the method, ``"auto"``)."""
+    legacy = LEGACY_NAMES.get(str(backbone))
+    if legacy is None or method not in legacy[1]:
+        return str(backbone)
+    return legacy[0] if (config or {}).get("backbone", "auto") in ("auto", "", None) else str(backbone)
+
+
+def backbone_label(name: str, kwargs: dict | None = None, image_hw: tuple[int, int] | None = None) -> str:
+    """How tables show a backbone: its name, and for a ViT its width, depth, patch size and token
+    count on images of ``image_hw`` (H, W), e.g. ``vit-mini (w96 d4, 7-px patches, 16 tokens)``.
+    The name alone for other backbones, and when the ViT cannot be built (the size is then unknown)."""
+    if name != "vit-mini" and not str(name).startswith("timm:"):
+        return str(name)
+    try:
+        key = json.dumps(kwargs or {}, sort_keys=True)
+    except TypeError:
+        return str(name)
+    geo = _vit_geometry(str(name), key, tuple(image_hw) if image_hw else None)
+    if geo is None:
+        return str(name)
+    width, depth, patch, tokens = geo
+    parts = [f"w{width} d{depth}", f"{patch}-px patches" if patch else "patches from the image size"]
+    if tokens:
+        parts.append(f"{tokens} tokens")
+    return f"{name} ({', '.join(parts)})"
+
+
+def label_name(label: str) -> str:
+    """The backbone name of a :func:`backbone_label`."""
+    return str(label).split(" (", 1)[0]
+
+
+@lru_cache(maxsize=256)
+def _vit_geometry(
+    name: str, kwargs_json: str, image_hw: tuple[int, ...] | None
+) -> tuple[int, int, int | str | None, int | None] | None:
+    """(width, depth, patch size, tokens) of the backbone ``name`` if it is a ViT, from a copy built
+    on the meta device (no memory, no initialisation cost); None for other backbones. Without an
+    image size, a patch size that follows the data ("auto") and the token count are None."""
+    kwargs = json.loads(kwargs_json)
+    hw = tuple(int(v) for v in image_hw) if image_hw else None
+    auto = {k for k in ("img_size", "patch_size") if {**_defaults_of(name), **kwargs}.get(k) == "auto"}
+    shape = (1, *(hw or (224, 224)))
+    try:
+        with torch.device("meta"):
+            net = build_backbone(name, shape, DataKind.IMAGE, **kwargs)
+    except Exception:  # not a timm model, options it rejects, a size it cannot take: no geometry
+        return None
+    vit: Any = getattr(net, "model", None)
+    pe: Any = getattr(vit, "patch_embed", None)
+    ps: Any = getattr(pe, "patch_size", None)
+    if pe is None or ps is None or not hasattr(vit, "blocks") or not hasattr(vit, "embed_dim"):
+        return None
+    ph, pw = (int(ps[0]), int(ps[-1])) if isinstance(ps, (tuple, list)) else (int(ps), int(ps))
+    width, depth = int(vit.embed_dim), len(vit.blocks)
+    if hw is None and "patch_size" in auto:
+        return width, depth, None, None
+    patch: int | str = ph if ph == pw else f"{ph}x{pw}"
+    if hw is None:
+        grid = getattr(pe, "grid_size", None)
+        tokens = int(grid[0]) * int(grid[1]) if grid is not None and "img_size" not in auto else None
+    else:
+        tokens = (hw[0] // ph) * (hw[1] // pw)
+    return width, depth, patch, tokens
+
+
+def _defaults_of(name: str) -> dict[str, Any]:
+    return VIT_MINI_KWARGS if name == "vit-mini" else {}
 
 
 def default_backbone(kind: str) -> str:

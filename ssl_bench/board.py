@@ -151,18 +151,25 @@ def missing_references(
     spec: BoardSpec, configs: list[RunConfig], rows: list[dict], kind: _Kind, refresh: bool = False
 ) -> list[tuple]:
     """[(reference config, methods)] whose pixels / random-init rows the rows folder lacks; with
-    ``refresh``, random-init rows whose BN statistics were never recalibrated count as missing."""
+    ``refresh``, random-init rows whose BN statistics were never recalibrated count as missing. A
+    random-init row written before its backbone had a name (``timm:vit_tiny_patch16_224`` for
+    ``vit-mini``, :data:`ssl_bench.backbones.LEGACY_NAMES`) is the reference of that backbone."""
+    from .backbones import real_backbone_name
     from .leaderboard import reference_label
     from .pipeline import baseline_backbones
 
     if not spec.references:
         return []
-    have = {
-        r["run_id"]
-        for r in rows
-        if r.get("status", "ok") == "ok"
-        and not (refresh and reference_label(str(r.get("method")), str(r.get("backbone")), r.get("config")))
-    }
+    have = set()
+    for r in rows:
+        method, backbone = str(r.get("method")), str(r.get("backbone"))
+        if r.get("status", "ok") != "ok" or (refresh and reference_label(method, backbone, r.get("config"))):
+            continue
+        have.add(r["run_id"])
+        real = real_backbone_name(method, backbone, r.get("config"))
+        if method == "random-init" and real != backbone:  # the run id it would have today
+            old, new = (x.replace(":", "-").replace("/", "-") for x in (backbone, real))
+            have.add(str(r["run_id"]).replace(f"-random-init-{old}-", f"-random-init-{new}-", 1))
     out = []
     for seed in sorted({c.seed for c in configs}):
         for bb in sorted({c.backbone for c in configs if c.seed == seed}):

@@ -42,9 +42,11 @@ def curve_row(run_dir: Path, rows: list[dict]) -> dict[str, Any] | None:
     change = None if before in (None, 0) or last is None else (last - before) / abs(before) * 100
     mon = [(int(r["epoch"]), _float(r.get("knn_monitor"))) for r in epochs[n // 2 :]]
     prec = (meta.get("config") or {}).get("precision", "auto")
+    from .leaderboard import table_backbone
+
     return {
         "method": meta["method"],
-        "backbone": meta["backbone"],
+        "backbone": table_backbone(str(meta["method"]), str(meta["backbone"]), meta.get("config")),
         "epochs": n,
         "seed": meta.get("seed"),
         "group": meta.get("train_hash"),

@@ -170,6 +170,34 @@ def load_dataset(name: str, root: str | os.PathLike | None = None, **kwargs: Any
     return loader(root=root, **kwargs)
 
 
+def image_size(name: str, kwargs: dict | None = None) -> tuple[int, int] | None:
+    """(H, W) of the images the dataset ``name`` loads with options ``kwargs``, without loading
+    them: its ``image_size`` option when the loader has one (the given value, else the option's
+    default), else the size the loader declares (``@register_dataset(name, image_size=...)``);
+    None when neither says (vector data, a plugin that declares nothing, an unknown name)."""
+    import inspect
+
+    try:
+        loader = DATASETS.get(name)
+    except Exception:
+        return None
+    size = (kwargs or {}).get("image_size")
+    if size is None:
+        try:
+            param = inspect.signature(loader).parameters.get("image_size")
+        except (TypeError, ValueError):
+            param = None
+        if param is not None and param.default is not inspect.Parameter.empty:
+            size = param.default
+    if size is None:
+        size = getattr(loader, "image_size", None)
+    if isinstance(size, int) and not isinstance(size, bool):
+        return (size, size)
+    if isinstance(size, (tuple, list)) and len(size) == 2 and all(isinstance(v, int) for v in size):
+        return (int(size[0]), int(size[1]))
+    return None
+
+
 @overload
 def data_root(root: str | os.PathLike | None, default: str, must_exist: bool = True) -> Path: ...
 @overload

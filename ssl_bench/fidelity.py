@@ -191,8 +191,8 @@ def render_markdown() -> str:
         "(scripts/tune_val.py). Common to all: the harness's optimiser is AdamW (lr 2e-3, weight "
         "decay 1e-4, 10% linear warm-up then cosine to 0) unless a method sets its own; ssl-bench's "
         'heads are derived from each method\'s defaults ("= paper": as the paper); the default backbone for '
-        "28 px images is cnn-small (3 conv layers, 128-d output; ijepa and mae: a small ViT, see their "
-        "rows) where "
+        "28 px images is cnn-small (3 conv layers, 128-d output; ijepa and mae: vit-mini, a ViT of width 96 "
+        "and depth 4 with 7-px patches, see their rows) where "
         "the papers train ResNet-18/50 or ViTs; "
         "budgets are the presets' "
         "(`quick`, `standard`), far below the papers' hundreds of epochs on ImageNet.",

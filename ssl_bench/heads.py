@@ -249,7 +249,7 @@ def timm_vit(backbone: nn.Module, method: str) -> Any:  # a timm VisionTransform
     vit = getattr(backbone, "model", None)
     if vit is None or not all(hasattr(vit, a) for a in ("patch_embed", "_pos_embed", "blocks", "norm")):
         raise ConfigError(
-            f"{method} needs a timm ViT backbone on image data (e.g. --backbone "
+            f"{method} needs a timm ViT backbone on image data (e.g. --backbone vit-mini, or "
             f"timm:vit_tiny_patch16_224 with backbone_kwargs img_size/patch_size); "
             f"got {type(backbone).__name__}"
         )

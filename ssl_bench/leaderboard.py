@@ -5,6 +5,11 @@
   Runs that differ only in the seed aggregate; any other training difference is another row,
   labelled with what differs from the method's defaults (``byol [ema_tau=0.996]``). When a run
   was evaluated more than once, its latest value counts.
+* **Backbone.** The backbone column names the backbone a row was built with and, for a ViT, its
+  width, depth, patch size and token count (:func:`table_backbone`): ``vit-mini (w96 d4, 7-px
+  patches, 16 tokens)``, also for the rows written before ``vit-mini`` had a name, which say
+  ``timm:vit_tiny_patch16_224``. Rows are ranked, and compared with random-init, within that label;
+  rows stored under another name stay rows of their own (a suffix tells them apart).
 * **Uncertainty.** n = 1: the value alone. n >= 2: mean ± the half-width of the 95% Student-t
   confidence interval of the mean. The CSV keeps mean, std, n and the half-width of every metric.
 * **Ties.** In each column of a metric with a direction, the best row (among rows with n >= 2)
@@ -155,6 +160,46 @@ def _with_preset(config: dict, base: dict) -> dict:
         return config
 
 
+def row_backbone(method: str, backbone: str, config: dict | None) -> tuple[str, dict]:
+    """(name, options) of the backbone a result row was built with: the row's backbone under its
+    registered name (:func:`ssl_bench.backbones.real_backbone_name`: a row written before the
+    backbone had a name of its own gets that name), with the config's ``backbone_kwargs`` on top of
+    the options of the method that chose it when the config left the backbone to the method
+    (``"auto"``; a random-init row: any method that prefers that backbone)."""
+    from .backbones import real_backbone_name
+    from .registry import METHODS
+
+    cfg = config or {}
+    own = dict(cfg.get("backbone_kwargs") or {})
+    name = real_backbone_name(method, backbone, cfg)
+    if cfg.get("backbone", "auto") not in ("auto", "", None):
+        return name, own
+    try:
+        classes = [METHODS.get(method)] if method in METHODS else [METHODS.get(m) for m in METHODS.names()]
+    except Exception:  # a registry that does not load: the config's options alone
+        classes = []
+    for cls in classes:
+        for pref in (getattr(cls, "default_backbone", None) or {}).values():
+            if pref[0] == name:
+                return name, {**pref[1], **own}
+    return name, own
+
+
+def table_backbone(method: str, backbone: str, config: dict | None) -> str:
+    """The backbone cell of a table row (:func:`ssl_bench.backbones.backbone_label` of
+    :func:`row_backbone` on the row's dataset's image size): a ViT with its width, depth, patch size
+    and tokens, any other backbone by name; ``-`` (pixels) as it is."""
+    from .backbones import backbone_label
+    from .data import image_size
+
+    if backbone in ("-", "", None) or (isinstance(backbone, float) and math.isnan(backbone)):
+        return str(backbone)
+    name, kwargs = row_backbone(method, str(backbone), config)
+    cfg = config or {}
+    hw = image_size(str(cfg["dataset"]), cfg.get("dataset_kwargs")) if cfg.get("dataset") else None
+    return backbone_label(name, kwargs, hw)
+
+
 # -- loading and aggregation ------------------------------------------------------------------------
 def load_frame(runs_dir: Path) -> pd.DataFrame:
     rows = read_rows(find_result_files(runs_dir))
@@ -219,6 +264,8 @@ def aggregate(df: pd.DataFrame) -> pd.DataFrame:
         groups.append(
             {
                 **dict(zip(KEY, key, strict=True)),
+                "backbone": table_backbone(key[0], key[1], cfg),
+                "_stored": str(key[1]),
                 "label": reference_label(key[0], key[1], cfg) or config_label(key[0], cfg),
                 "n": n_ok,
                 "status": status,
@@ -227,9 +274,13 @@ def aggregate(df: pd.DataFrame) -> pd.DataFrame:
             }
         )
     table = pd.DataFrame(groups)
-    # two configurations that the label cannot tell apart get their hash appended
-    dup = table.duplicated(["label", "backbone", "preset", "epochs"], keep=False)
+    # two configurations that the label cannot tell apart get their hash appended, and rows of one
+    # configuration stored under two backbone names (before and after it was named) that name
+    shown = ["label", "backbone", "preset", "epochs"]
+    dup = table.duplicated(shown, keep=False)
     table.loc[dup, "label"] = table.loc[dup, "label"] + " #" + table.loc[dup, "train_hash"].astype(str).str[:6]
+    dup = table.duplicated(shown, keep=False)
+    table.loc[dup, "label"] = table.loc[dup, "label"] + " (rows of " + table.loc[dup, "_stored"] + ")"
 
     ok = df[(df["status"] == "ok") & df["value"].notna()]
     per_run = ok.pivot_table(index="run_id", columns="column", values="value", aggfunc="last")

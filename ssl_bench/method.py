@@ -103,7 +103,7 @@ class Method(nn.Module):
     n_views: ClassVar[int] = 2
     registry_name: ClassVar[str] = "?"
     #: Backbone used when the config says ``backbone: auto``, per data kind, e.g.
-    #: ``{"image": ("timm:vit_tiny_patch16_224", {"img_size": 28, "patch_size": 4})}``.
+    #: ``{"image": ("vit-mini", {"patch_size": 4})}``.
     #: None = the data kind's default (cnn-small for images, mlp for vectors).
     default_backbone: ClassVar[dict[str, tuple[str, dict]] | None] = None
     #: Under DDP (torchrun), batch norm layers use global-batch statistics; False keeps them per rank.

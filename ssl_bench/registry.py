@@ -218,8 +218,20 @@ def register_evaluator(name: str) -> Callable[[T], T]:
     return EVALUATORS.register(name)
 
 
-def register_dataset(name: str) -> Callable[[T], T]:
-    return DATASETS.register(name)
+def register_dataset(name: str, *, image_size: int | tuple[int, int] | None = None) -> Callable[[T], T]:
+    """Register a dataset loader; ``image_size`` = the (H, W) (or side) of the images it returns when
+    that is fixed, so tables can describe a backbone whose patch size follows the data without loading
+    it (:func:`ssl_bench.data.image_size`). A loader with an ``image_size`` option needs none."""
+    reg = DATASETS.register(name)
+    if image_size is None:
+        return reg
+
+    def deco(loader: T) -> T:
+        size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+        loader.image_size = size  # type: ignore[attr-defined]
+        return reg(loader)
+
+    return deco
 
 
 def register_backbone(name: str, *, kinds: tuple[str, ...] | None = None) -> Callable[[T], T]:

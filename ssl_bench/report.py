@@ -145,12 +145,28 @@ class Run:
     kind: str = ""  # the data kind of a trained run (checkpoint metadata): image, vector ...
 
     @property
+    def backbone_name(self) -> str:
+        """The backbone's registered name (a run stored under its former name gets today's)."""
+        from .backbones import real_backbone_name
+
+        return real_backbone_name(self.method, self.backbone, self.config)
+
+    @property
     def label(self) -> str:
-        return self.method if self.backbone in ("-", "cnn-small", "mlp", "") else f"{self.method} ({self.backbone})"
+        return _with_backbone(self.method, self.backbone_name)
 
     @property
     def is_baseline(self) -> bool:
         return self.checkpoint is None
+
+
+def _with_backbone(method: str, backbone: str) -> str:
+    """A figure's name of a run: the method, and the backbone's name (a table's backbone label cut to
+    its name, :func:`ssl_bench.backbones.label_name`) unless it is a default one."""
+    from .backbones import label_name
+
+    name = label_name(backbone)
+    return method if name in ("-", "cnn-small", "mlp", "") else f"{method} ({name})"
 
 
 def find_runs(runs_dir: Path) -> list[Run]:
@@ -183,10 +199,11 @@ def find_runs(runs_dir: Path) -> list[Run]:
 
 
 def one_per_key(runs: list[Run]) -> list[Run]:
-    """The lowest-seed run of each (method, backbone), references first, then by method name."""
+    """The lowest-seed run of each (method, backbone), references first, then by method name (a
+    run stored under a backbone's former name counts as one of that backbone: one figure name each)."""
     best: dict[tuple, Run] = {}
     for r in runs:
-        k = (r.method, r.backbone)
+        k = (r.method, r.backbone_name)
         if k not in best or r.seed < best[k].seed:
             best[k] = r
     return sorted(best.values(), key=lambda r: (not r.is_baseline, r.method, r.backbone))
@@ -529,7 +546,7 @@ def dataset_sections(
         pts = {}
         for _, r in table.iterrows():
             if np.isfinite(r["rankme_rank_mean"]) and np.isfinite(r["knn_top1_mean"]):
-                name = r["method"] if r["backbone"] in ("-", "cnn-small", "mlp") else f"{r['method']} ({r['backbone']})"
+                name = _with_backbone(str(r["method"]), str(r["backbone"]))
                 pts[name] = (float(r["rankme_rank_mean"]), float(r["knn_top1_mean"]))
         return (
             _img(figures.rankme_vs_knn(pts), f"{ds} RankMe vs k-NN")

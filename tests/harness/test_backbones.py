@@ -50,7 +50,7 @@ def test_backbones_are_registered_by_name():
     from ssl_bench import BACKBONES
 
     names = set(BACKBONES.names())
-    assert {"cnn-small", "cnn-wide", "mlp", "resnet18-cifar", "resnet50-cifar", "timm:<model>"} <= names
+    assert {"cnn-small", "cnn-wide", "mlp", "resnet18-cifar", "resnet50-cifar", "vit-mini", "timm:<model>"} <= names
     assert "timm:resnet18" in BACKBONES and "resnet-9000" not in BACKBONES and "nope:resnet18" not in BACKBONES
     assert BACKBONES.lookup("timm:resnet18")[1] == "resnet18" and BACKBONES.lookup("cnn-wide")[1] is None
 
@@ -217,3 +217,69 @@ def test_register_backbone_decorator_and_entry_point(tmp_path, monkeypatch):
             BACKBONES.unregister(n)
         sys.modules.pop("acme_bb.plugin", None)
         sys.modules.pop("acme_bb", None)
+
+
+# -- vit-mini: the small ViT of ijepa and mae -----------------------------------------------------
+#: the options ijepa and mae built their ViT from before it was registered as ``vit-mini`` (written
+#: out here, not imported: the committed rows that name timm:vit_tiny_patch16_224 were built so)
+LEGACY_VIT = ("timm:vit_tiny_patch16_224", {"img_size": "auto", "patch_size": "auto", "embed_dim": 96, "depth": 4,
+                                            "num_heads": 3, "class_token": False, "global_pool": "avg",
+                                            "dynamic_img_size": True})
+
+
+def test_vit_mini_is_the_legacy_vit_bit_for_bit():
+    """Same parameter names, same initial weights under one seed, same output on 28x28 input."""
+    torch.manual_seed(0)
+    new = build_backbone("vit-mini", (1, 28, 28), "image").eval()
+    torch.manual_seed(0)
+    old = build_backbone(LEGACY_VIT[0], (1, 28, 28), "image", **LEGACY_VIT[1]).eval()
+    a, b = new.state_dict(), old.state_dict()
+    assert list(a) == list(b) and len(a) > 10
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert type(new) is type(old) and new.out_dim == old.out_dim == 96
+    x = torch.randn(3, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.equal(new(x), old(x))
+    vit = new.model
+    assert vit.patch_embed.patch_size == (7, 7) and len(vit.blocks) == 4 and vit.embed_dim == 96
+    assert vit.num_prefix_tokens == 0 and vit.global_pool == "avg"
+    assert 440_000 < _params(new) < 460_000
+
+
+def test_vit_mini_options_and_sizes():
+    net = build_backbone("vit-mini", (1, 28, 28), "image", patch_size=4)
+    assert net.model.patch_embed.patch_size == (4, 4)
+    assert net(torch.zeros(2, 1, 28, 28)).shape == (2, 96)
+    assert build_backbone("vit-mini", (3, 32, 32), "image").model.patch_embed.patch_size == (8, 8)
+    with pytest.raises(ConfigError, match="needs image data"):
+        build_backbone("vit-mini", (2,), "vector")
+    from ssl_bench.config import RunConfig
+
+    cfg = RunConfig(backbone="vit-mini", backbone_kwargs={"patch_size": 4})  # --backbone / --set pass validation
+    assert cfg.backbone == "vit-mini"
+
+
+def test_vit_label_says_width_depth_patches_and_tokens():
+    from ssl_bench.backbones import backbone_label, label_name, real_backbone_name
+    from ssl_bench.data import image_size
+
+    assert image_size("fashion-mnist") == (28, 28) and image_size("cifar10") == (32, 32)
+    assert image_size("stl10") == (96, 96) and image_size("stl10", {"image_size": 64}) == (64, 64)
+    assert image_size("imagefolder") == (64, 64) and image_size("mog2d") is None and image_size("nope") is None
+    assert backbone_label("vit-mini", {}, (28, 28)) == "vit-mini (w96 d4, 7-px patches, 16 tokens)"
+    assert backbone_label("vit-mini", {"patch_size": 4}, (28, 28)) == "vit-mini (w96 d4, 4-px patches, 49 tokens)"
+    assert backbone_label("vit-mini", {}, (32, 32)) == "vit-mini (w96 d4, 8-px patches, 16 tokens)"
+    assert backbone_label("vit-mini", {}, None) == "vit-mini (w96 d4, patches from the image size)"
+    assert backbone_label(*LEGACY_VIT, (28, 28)) == "timm:vit_tiny_patch16_224 (w96 d4, 7-px patches, 16 tokens)"
+    assert backbone_label("timm:vit_tiny_patch16_224", {}, None) == (
+        "timm:vit_tiny_patch16_224 (w192 d12, 16-px patches, 196 tokens)"  # the real ViT-Ti/16
+    )
+    assert backbone_label("cnn-small", {}, (28, 28)) == "cnn-small" and backbone_label("timm:resnet18") == "timm:resnet18"
+    assert label_name("vit-mini (w96 d4, 7-px patches, 16 tokens)") == "vit-mini" and label_name("mlp") == "mlp"
+    # rows written before vit-mini had a name: their method chose the backbone ("auto")
+    auto, chosen = {"backbone": "auto"}, {"backbone": "timm:vit_tiny_patch16_224"}
+    assert real_backbone_name("mae", "timm:vit_tiny_patch16_224", auto) == "vit-mini"
+    assert real_backbone_name("random-init", "timm:vit_tiny_patch16_224", auto) == "vit-mini"
+    assert real_backbone_name("mae", "timm:vit_tiny_patch16_224", chosen) == "timm:vit_tiny_patch16_224"
+    assert real_backbone_name("simclr", "timm:vit_tiny_patch16_224", auto) == "timm:vit_tiny_patch16_224"
+    assert real_backbone_name("mae", "cnn-small", auto) == "cnn-small"

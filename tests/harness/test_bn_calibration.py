@@ -43,5 +43,5 @@ def test_random_init_rows_say_their_statistics_are_recalibrated(tiny, tmp_path):
     kw = {(r["method"], r["backbone"]): r["config"]["method_kwargs"] for r in rows}
     assert kw[("random-init", "cnn-small")] == {"bn_stats": "train"}
     assert kw[("pixels", "-")] == {}
-    vit = next(b for m, b in kw if b.startswith("timm"))
+    vit = next(b for m, b in kw if b.startswith("vit"))
     assert kw[("random-init", vit)] == {}  # a ViT has no BN layer: nothing was recalibrated
