@@ -111,6 +111,12 @@ class Method(nn.Module):
     #: Which network the paper evaluates and the checkpoints store: ``"online"`` (``backbone``),
     #: or ``"teacher"`` / ``"target"`` (``target_backbone``, e.g. DINO, I-JEPA).
     evaluated: ClassVar[str] = "online"
+    #: Options added after result rows were recorded, each with the value that does exactly what the
+    #: method did before the option existed (ijepa: ``{"loss": "mse"}``). While an option holds that
+    #: value it is left out of the recorded recipe (:meth:`recipe_options`), so rows and resume
+    #: states trained before it existed keep their recipe digest and are not reported stale; any
+    #: other value is recorded as usual.
+    recipe_neutral: ClassVar[dict[str, Any]] = {}
     #: Optimiser steps of the whole run, set by the trainer before the first step (EMA schedules
     #: scale to it, :mod:`ssl_bench.ema`); None outside the trainer.
     total_steps: int | None = None
@@ -152,6 +158,13 @@ class Method(nn.Module):
                 raise ConfigError(f"method option {k!r} must be a string, got {v!r}")
             merged[k] = v
         return merged
+
+    @classmethod
+    def recipe_options(cls, hp: dict[str, Any]) -> dict[str, Any]:
+        """The resolved options ``hp`` as the recipe records them: those at their
+        ``recipe_neutral`` value left out."""
+        neutral = cls.recipe_neutral
+        return {k: v for k, v in hp.items() if not (k in neutral and v == neutral[k])}
 
     @classmethod
     def supports(cls, kind: str) -> bool:

@@ -14,14 +14,16 @@ from .results import recipe_hash
 
 
 def resolved_recipe(cfg: RunConfig) -> dict[str, Any]:
-    """{option: value} of ``cfg``'s method with its defaults filled in, plus ``optim.lr`` and
+    """{option: value} of ``cfg``'s method with its defaults filled in (less the options at their
+    ``recipe_neutral`` value, :meth:`ssl_bench.method.Method.recipe_options`), plus ``optim.lr`` and
     ``optim.weight_decay`` (the config's, else the method's preference)."""
     cfg = cfg.with_preset()
     cls = METHODS.get(cfg.method)
     optim = getattr(cls, "optim_defaults", {}) or {}
     lr = cfg.lr if cfg.lr is not None else optim.get("lr")
     wd = cfg.weight_decay if cfg.weight_decay is not None else optim.get("weight_decay")
-    return {**cls.resolve_hparams(dict(cfg.method_kwargs)), "optim.lr": lr, "optim.weight_decay": wd}
+    options = cls.recipe_options(cls.resolve_hparams(dict(cfg.method_kwargs)))
+    return {**options, "optim.lr": lr, "optim.weight_decay": wd}
 
 
 def resolved_recipe_hash(cfg: RunConfig, backbone: str) -> str | None:
