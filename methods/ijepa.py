@@ -30,7 +30,7 @@ from ssl_bench import losses
 from ssl_bench.distributed import shard, world_size
 from ssl_bench.ema import update_targets
 from ssl_bench.errors import ConfigError
-from ssl_bench.fidelity import PaperRecipe, WHY_EMA, WHY_LR
+from ssl_bench.fidelity import PaperRecipe, WHY_EMA, WHY_LR, WHY_VIT_ENCODER
 from ssl_bench.heads import (
     MaskedTokenPredictor,
     frozen_copy,
@@ -110,7 +110,16 @@ class IJEPA(Method):
                 "4 (the reference collator's default, per the method docstring): on our 16-token grid the 4 "
                 "target blocks leave few context patches, so the config's 10 could rarely be kept"
             ),
-            backbone="ViT width 96, depth 4, 7 x 7-px patches (16 tokens on 28 px) instead of ViT-H/14",
+            backbone=(
+                "ViT width 96, depth 4, 7 x 7-px patches (16 tokens on 28 px) instead of ViT-H/14; " + WHY_VIT_ENCODER
+            ),
+            masks=(
+                "multi-block masks as src/masks/multiblock.py draws them, but a block may span the whole grid and "
+                "take any position (the reference shrinks every block below the grid, h <= H - 1, and draws its "
+                "corner in [0, H - h - 1]: on our 4 x 4 grid its context block would always be the top-left 3 x 3), "
+                "and the contexts are cut to the batch's smallest count by a random subset of their patches where "
+                "the reference keeps the first k in raster order (ssl_bench.views.multiblock_masks; not measured)"
+            ),
             ema=(
                 "a constant target momentum that forgets the init 3x faster than the other EMA methods' rule "
                 "(ema_c 30 instead of 10): at the quick budget (312 steps) the target encoder reached k-NN 71.28 "
