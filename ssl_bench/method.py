@@ -43,7 +43,8 @@ outside methods, on frozen checkpoints.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any, ClassVar, cast
@@ -188,6 +189,22 @@ class Method(nn.Module):
         """The backbone whose weights the encoder checkpoint stores (same keys as ``backbone``):
         the online one, or the EMA target for methods with ``evaluated != "online"``."""
         return cast(nn.Module, self.backbone if self.evaluated == "online" else self.target_backbone)
+
+    @contextmanager
+    def evaluated_as_backbone(self) -> Iterator[None]:
+        """Within the block ``backbone`` is ``evaluated_backbone()``, so ``encode`` embeds with the
+        network that the checkpoint stores and the evaluators score (DINO's teacher, I-JEPA's
+        target); the online backbone is put back on exit. For a method being trained (the k-NN
+        monitor): a method rebuilt from a checkpoint already holds those weights in ``backbone``."""
+        if self.evaluated == "online":
+            yield
+            return
+        online = self.backbone
+        self.backbone = self.evaluated_backbone()
+        try:
+            yield
+        finally:
+            self.backbone = online
 
     # -- recipe pieces the harness applies (all off by default) ----------------------------------
     def frozen_parameters(self) -> tuple[str, ...]:
