@@ -103,16 +103,22 @@ def test_the_monitor_embeds_the_network_the_evaluation_scores(tiny, monkeypatch)
             assert not torch.allclose(torch.from_numpy(z), m.backbone(xb), atol=1e-3)
 
 
-def test_a_monitored_run_logs_the_knn_of_its_checkpointed_encoder(tiny, runs):
+def test_a_monitored_run_logs_the_knn_of_its_checkpointed_encoder(tiny, runs, tmp_path):
     """End to end: the k-NN that monitor.csv records at the last epoch is that of the encoder the
-    checkpoint stores (DINO's teacher), on the monitor's own split. (On mog2d the student scores the
-    same; the test above is the one that tells the two networks apart.)"""
+    checkpoint stores (DINO's teacher), on the monitor's own split, and the monitor (which swaps the
+    teacher in and out) leaves the trained weights as they are without it. (On mog2d the student
+    scores the same; the test above is the one that tells the two networks apart.)"""
+    from ssl_bench.checkpoint import read_encoder
     from ssl_bench.embeddings import embed_tensor, load_method_from_checkpoint
     from ssl_bench.evaluators.knn import knn_accuracy
 
-    cfg = tiny(method="dino", epochs=1, knn_monitor_every=1)
+    cfg = tiny(method="dino", epochs=2, knn_monitor_every=1)
     full = load_data(cfg)
     res = train(cfg, runs, data=full)
+    off = train(dataclasses.replace(cfg, knn_monitor_every=0), tmp_path / "off", data=full)
+    a, _ = read_encoder(res.checkpoint)
+    b, _ = read_encoder(off.checkpoint)
+    assert a.keys() == b.keys() and all(torch.equal(v, b[k]) for k, v in a.items())
     logged = float(_rows(res.run_dir / "monitor.csv")[-1]["knn"])
     sub, _ = monitor_split(full, trained_indices(cfg, full))
     m, _, _ = load_method_from_checkpoint(res.checkpoint, torch.device("cpu"))
