@@ -6,7 +6,9 @@ inv is the mean squared distance of every view's projection (global and local) t
 *global* views' projections (the paper's Algorithm 1: all views predict the global centre; no
 stop-gradient) and SIGReg the sliced Epps-Pulley test of every view's projections against
 N(0, I) (``losses.sigreg``: ``num_slices`` random unit directions, t in [0, 3], 17 trapezoid
-knots; fresh directions every step, drawn from torch's global RNG on the CPU). No teacher, no
+knots; fresh directions every step, drawn on the CPU from the step's own stream
+``self.clock.generator()``, seeded by (seed, step): the same on every rank and after a resume,
+never from torch's global RNG). No teacher, no
 predictor. Defaults: ``num_views`` 2 global views at full size (crop scale from the ``views``
 config, 0.3-1) + ``n_local`` 6 local views at half size (``local_size`` 0 = half: 28 -> 14 px,
 crop scale 0.05-0.3) (paper: 2 global + 6 local; MINIMAL.md: 4 same-size views); ``n_local=0``

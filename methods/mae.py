@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from ssl_bench import losses
 from ssl_bench.distributed import shard, world_size
-from ssl_bench.fidelity import PaperRecipe, WHY_LR
+from ssl_bench.fidelity import PaperRecipe, WHY_LR, WHY_VIT_ENCODER
 from ssl_bench.heads import MaskedTokenPredictor, gather_tokens, timm_vit, vit_encode_tokens, vit_patch_tokens
 from ssl_bench.method import DataSpec, Method
 from ssl_bench.registry import register_method
@@ -64,7 +64,10 @@ class MAE(Method):
             dec_dim="64, below the 96-wide encoder (the paper's 512 is below ViT-L's 1024)",
             dec_depth="2 blocks on 2 CPU cores",
             dec_heads="2 heads of width 32 for a 64-wide decoder",
-            backbone="vit-mini: ViT width 96, depth 4, 7 x 7-px patches (16 tokens on 28 px) instead of ViT-B/L/H",
+            backbone=(
+                "vit-mini: ViT width 96, depth 4, 7 x 7-px patches (16 tokens on 28 px) instead of ViT-B/L/H; "
+                + WHY_VIT_ENCODER
+            ),
             optimizer="the harness's AdamW with default betas (0.9, 0.999)",
             lr=WHY_LR,
             weight_decay="the harness's AdamW weight decay 1e-4 for every method; 0.05 was not tried at this budget",

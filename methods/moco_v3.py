@@ -47,8 +47,10 @@ class MoCoV3(Method):
             "(batch 4096, 100 epochs, LARS)"
         ),
         heads=(
-            "projector 2 layers 4096 -> 256 and predictor 2 layers 4096 -> 256 (moco/builder.py, ResNet "
-            "setup): Linear without bias, BN, ReLU, and an affine-free BN after the last layer of both"
+            "projector 2 layers 4096 -> 256 and predictor 2 layers 4096 -> 256 (moco/builder.py, "
+            "MoCo_ResNet._build_projector_and_predictor_mlps): Linear without bias, BN, ReLU; an affine-free BN "
+            "after the projector's last layer, none after the predictor's (_build_mlp(..., last_bn=False); only "
+            "the ViT predictor ends in BN)"
         ),
         views=(
             "asymmetric BYOL-style: crop 0.2-1, colour jitter 0.4/0.4/0.2/0.1 (p 0.8), grayscale p 0.2, blur "
@@ -68,15 +70,17 @@ class MoCoV3(Method):
         ),
         optim=dict(
             optimizer="LARS (momentum 0.9)",
-            lr="0.45 x batch/256 (--lr default in the stored main_moco.py)",
+            lr="0.6 x batch/256 (main_moco.py --lr default, kept by CONFIG.md's 100-epoch ResNet-50 command)",
             weight_decay=1e-6,
         ),
         ours=dict(views="crop 0.3-1, flip, brightness/contrast 0.4 (p 0.8); no solarisation", ema=OUR_EMA),
         deviations=dict(
             ema=WHY_EMA,
             heads=(
-                WHY_WIDTH + "; our predictor has no output BN (the reference ends it with an affine-free BN): "
-                "a difference this declaration found, not a choice"
+                WHY_WIDTH + "; the predictor ends without BN, as the released ResNet predictor (an earlier "
+                "declaration, read from pre-release commits with an output BN and lr 0.45, called this a gap); "
+                "our predictor's last Linear keeps a bias, where the reference's Linear layers have none (minor, "
+                "not measured)"
             ),
             proj_hidden_dim=WHY_WIDTH,
             proj_dim=WHY_WIDTH,

@@ -27,14 +27,21 @@ class SimCLR(Method):
             "Chen, Kornblith, Norouzi & Hinton 2020 (SimCLR), CIFAR-10 recipe (App. B.9) as the CIFAR-10 command "
             "of google-research/simclr README.md: ResNet-18, batch 512, 1000 epochs"
         ),
-        heads="2-layer MLP projector (BN), hidden width = the backbone's (512 for ResNet-18), output 128",
+        heads=(
+            "2-layer MLP projector, hidden width = the backbone's (512 for ResNet-18), output 128; BN after both "
+            "layers, the output layer without bias and its BN without centring (model_util.py projection_head, "
+            "linear_layer(..., use_bias=False, use_bn=True))"
+        ),
         views="random resized crop, flip, colour jitter strength 0.5 (p 0.8), grayscale p 0.2, no blur",
         temperature="0.5 (CIFAR-10 command; 0.1 in the ImageNet command)",
         hparams=dict(proj_dim=128, temperature=0.5),
         optim=dict(optimizer="LARS (run.py default; not verified)", lr="1.0 at batch 512", weight_decay=1e-6),
         ours=dict(views="random resized crop 0.3-1, flip, brightness/contrast 0.4 (p 0.8)", temperature="0.1"),
         deviations=dict(
-            heads="hidden 512 as in the CIFAR-10 ResNet-18 run, on ssl-bench's 128-d backbone",
+            heads=(
+                "hidden 512 as in the CIFAR-10 ResNet-18 run, on ssl-bench's 128-d backbone; our output layer has a "
+                "bias and no BN (the reference batch-normalises it; minor, not measured)"
+            ),
             views=WHY_VIEWS,
             temperature=(
                 "0.1 is the paper's ImageNet value (README ImageNet command); 0.5 belongs to batch 512 "

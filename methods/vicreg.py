@@ -42,8 +42,9 @@ class VICReg(Method):
         source=("Bardes, Ponce & LeCun 2022 (VICReg): facebookresearch/vicreg main_vicreg.py (ResNet-50, batch 2048)"),
         heads="expander 8192-8192-8192 (BN, ReLU; last Linear without bias)",
         views=(
-            "BYOL-style, solarize p 0 / 0.2 (paper; not verified: the stored augmentations.py applies blur "
-            "p 0.5 and solarize p 0.5 to both views)"
+            "BYOL-style, asymmetric (facebookresearch/vicreg augmentations.py, TrainTransform): crop 0.08-1, flip, "
+            "colour jitter 0.4/0.4/0.2/0.1 (p 0.8), grayscale p 0.2, blur p 1.0 / 0.1, solarize p 0 / 0.2 (blur "
+            "0.5 and solarize 0.5 on both views, which an earlier declaration cited, are from a fork)"
         ),
         hparams=dict(
             proj_hidden_dim=8192,

@@ -418,14 +418,7 @@ def live_metrics(case: Case, cfg: RunConfig, data: Data, method: Method) -> dict
             split, device = eval_split(cfg, data), resolve_device(cfg.device)
             prec = resolve_precision(cfg.precision, device)
             if case.represent == "backbone":
-                if method.evaluated != "online":  # the checkpoint keeps the EMA target as the backbone
-                    saved = method.backbone
-                    method.backbone = method.evaluated_backbone()
-                    try:
-                        emb = embed_data(layer_encoder(method), split, device, precision=prec)
-                    finally:
-                        method.backbone = saved
-                else:
+                with method.evaluated_as_backbone():  # the checkpoint keeps the EMA target as the backbone
                     emb = embed_data(layer_encoder(method), split, device, precision=prec)
             else:
                 emb = _head_embed(method, case.represent, split, device, "live", cfg.method)

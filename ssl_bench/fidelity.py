@@ -50,7 +50,20 @@ WHY_WIDTH = (
 )
 WHY_VIEWS = (
     "28 px grey images: no colour jitter or grayscale (one channel) and no blur (not used at 28 px); "
-    "random resized crop 0.3-1 (ssl-bench's default), flip, brightness/contrast 0.4 with p 0.8"
+    "random resized crop 0.3-1 (ssl-bench's default), flip, brightness/contrast 0.4 with p 0.8. Brightness "
+    "then contrast, always in that order, the contrast pulling towards the image's mean taken before the "
+    "brightness change, with no clamp in between (torchvision's ColorJitter: a random order, and the mean of "
+    "the brightened, clamped image), so the brightness shift of the image's mean is scaled by the contrast "
+    "factor (ssl_bench.views.color_jitter; minor, not measured)"
+)
+#: The ViT encoder of ijepa and mae (timm's VisionTransformer with ``global_pool="avg"``), against the
+#: references' encoders (ijepa src/models/vision_transformer.py, mae models_mae.py).
+WHY_VIT_ENCODER = (
+    "timm's ViT with global_pool 'avg' and no class token: its position embedding is learned (the reference's "
+    "is a fixed 2-D sin-cos one) and the patch tokens get no final LayerNorm (timm replaces the final norm by "
+    "fc_norm, applied after the pooling; the reference normalises every token). Evaluation embeds the "
+    "average-pooled tokens through that fc_norm, which training never reaches: it keeps its init (weight 1, "
+    "bias 0), a per-image standardisation of the pooled features (minor, not measured)"
 )
 WHY_EMA = (
     "the paper's momentum is tuned for 10^4-10^5+ steps: ssl-bench starts from ema_tau 0.99 and "

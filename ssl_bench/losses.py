@@ -290,6 +290,22 @@ def masked_mse(pred: Tensor, target: Tensor, mask: Tensor) -> Tensor:
     return (per_token * mask).sum() / mask.sum().clamp_min(1)
 
 
+#: The ``kind`` values of :func:`token_regression`.
+TOKEN_REGRESSION = ("mse", "smooth_l1")
+
+
+def token_regression(pred: Tensor, target: Tensor, kind: str = "mse") -> Tensor:
+    """I-JEPA's prediction loss between predicted and target token representations, averaged over
+    every element. ``"mse"``: mean squared error (the paper's L2). ``"smooth_l1"``: the reference
+    code's (facebookresearch/ijepa ``src/train.py``: ``F.smooth_l1_loss(z, h)`` on the layer-normed
+    targets, i.e. beta 1 and mean reduction): ``0.5 d^2`` where ``|d| < 1``, else ``|d| - 0.5``."""
+    if kind == "mse":
+        return F.mse_loss(pred, target)
+    if kind == "smooth_l1":
+        return F.smooth_l1_loss(pred, target, reduction="mean", beta=1.0)
+    raise ValueError(f"token_regression: kind must be one of {TOKEN_REGRESSION}, got {kind!r}")
+
+
 # ------------------------------------------------------------------------------- score-based
 def dsm_loss(score: Tensor, noise: Tensor, sigma: Tensor) -> Tensor:
     """Denoising score matching (Vincent 2011; Song & Ermon 2019 weighting lambda = sigma^2):
@@ -327,5 +343,6 @@ __all__ = [
     "squared_distance",
     "pairwise_squared_distance",
     "masked_mse",
+    "token_regression",
     "dsm_loss",
 ]

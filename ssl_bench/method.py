@@ -43,7 +43,8 @@ outside methods, on frozen checkpoints.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any, ClassVar, cast
@@ -117,6 +118,12 @@ class Method(nn.Module):
     #: Which network the paper evaluates and the checkpoints store: ``"online"`` (``backbone``),
     #: or ``"teacher"`` / ``"target"`` (``target_backbone``, e.g. DINO, I-JEPA).
     evaluated: ClassVar[str] = "online"
+    #: Options added after result rows were recorded, each with the value that does exactly what the
+    #: method did before the option existed (ijepa: ``{"loss": "mse"}``). While an option holds that
+    #: value it is left out of the recorded recipe (:meth:`recipe_options`), so rows and resume
+    #: states trained before it existed keep their recipe digest and are not reported stale; any
+    #: other value is recorded as usual.
+    recipe_neutral: ClassVar[dict[str, Any]] = {}
     #: Optimiser steps of the whole run, set by the trainer before the first step (EMA schedules
     #: scale to it, :mod:`ssl_bench.ema`); None outside the trainer.
     total_steps: int | None = None
@@ -160,6 +167,13 @@ class Method(nn.Module):
         return merged
 
     @classmethod
+    def recipe_options(cls, hp: dict[str, Any]) -> dict[str, Any]:
+        """The resolved options ``hp`` as the recipe records them: those at their
+        ``recipe_neutral`` value left out."""
+        neutral = cls.recipe_neutral
+        return {k: v for k, v in hp.items() if not (k in neutral and v == neutral[k])}
+
+    @classmethod
     def supports(cls, kind: str) -> bool:
         """Whether the method can train on data of this kind (``"image"`` / ``"vector"``)."""
         return kind in cls.data_kinds
@@ -181,6 +195,22 @@ class Method(nn.Module):
         """The backbone whose weights the encoder checkpoint stores (same keys as ``backbone``):
         the online one, or the EMA target for methods with ``evaluated != "online"``."""
         return cast(nn.Module, self.backbone if self.evaluated == "online" else self.target_backbone)
+
+    @contextmanager
+    def evaluated_as_backbone(self) -> Iterator[None]:
+        """Within the block ``backbone`` is ``evaluated_backbone()``, so ``encode`` embeds with the
+        network that the checkpoint stores and the evaluators score (DINO's teacher, I-JEPA's
+        target); the online backbone is put back on exit. For a method being trained (the k-NN
+        monitor): a method rebuilt from a checkpoint already holds those weights in ``backbone``."""
+        if self.evaluated == "online":
+            yield
+            return
+        online = self.backbone
+        self.backbone = self.evaluated_backbone()
+        try:
+            yield
+        finally:
+            self.backbone = online
 
     # -- recipe pieces the harness applies (all off by default) ----------------------------------
     def frozen_parameters(self) -> tuple[str, ...]:

@@ -2,7 +2,9 @@
 
 Every ``knn_monitor_every`` epochs (config key; 0 = off, the ``smoke`` default; on in ``quick``,
 ``speedrun`` and ``full``, and in any preset that does not set it) the trainer embeds two seeded,
-fixed subsets of the TRAINING split with the current encoder in eval mode and logs the weighted
+fixed subsets of the TRAINING split with the current encoder in eval mode (the network the
+checkpoint stores and the final evaluation scores, ``Method.evaluated_as_backbone``: the EMA teacher
+or target for DINO and I-JEPA, the online backbone for the others) and logs the weighted
 k-NN top-1 accuracy in % (cosine, k = 20, T = 0.07, the ``knn`` evaluator's defaults) of the
 ``queries`` (500) against the memory bank (``bank``, 1000 other training images with their labels).
 The test split is never read: the monitor may steer a run (a curve looked at, a run stopped), and
@@ -96,12 +98,15 @@ class KNNMonitor:
         was_training = method.training
         method.eval()
         try:
-            bank = embed_tensor(
-                method.encode, self.data, in_memory(self.data.x_train, "the k-NN monitor"), device, precision=precision
-            )
-            query = embed_tensor(
-                method.encode, self.data, in_memory(self.data.x_test, "the k-NN monitor"), device, precision=precision
-            )
+            # the network the checkpoint stores and the final evaluation scores (DINO's teacher,
+            # I-JEPA's target), not necessarily the online one
+            with method.evaluated_as_backbone():
+                bank, query = (
+                    embed_tensor(
+                        method.encode, self.data, in_memory(x, "the k-NN monitor"), device, precision=precision
+                    )
+                    for x in (self.data.x_train, self.data.x_test)
+                )
         finally:
             method.train(was_training)
         return knn_accuracy(bank, self.bank_y, query, self.query_y, k=20, temperature=0.07, backend="torch")["top1"]

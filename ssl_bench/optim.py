@@ -22,10 +22,15 @@ DEFAULT_WD = {"adamw": 1e-4, "sgd": 5e-4, "lars": 1e-6}
 
 class LARS(torch.optim.Optimizer):
     """SGD with momentum and layer-wise trust ratio (You et al. 2017) for weight matrices;
-    biases and norm parameters (1-D) get plain SGD and no weight decay."""
+    biases and norm parameters (1-D) get plain SGD and no weight decay.
+
+    A weight matrix's step direction ``d = grad + weight_decay * p`` is scaled by
+    ``eta * ||p|| / ||d||``, with the trust coefficient ``eta`` = 0.001 as in the references
+    (moco-v3 ``optimizer.LARS(trust_coefficient=0.001)``, Barlow Twins' and VICReg's ``eta=0.001``,
+    SimCLR's LARS ``eeta=0.001``); it was 0.02 before, which no default recipe used."""
 
     def __init__(
-        self, params: ParamsT, lr: float, momentum: float = 0.9, weight_decay: float = 0.0, eta: float = 0.02
+        self, params: ParamsT, lr: float, momentum: float = 0.9, weight_decay: float = 0.0, eta: float = 0.001
     ) -> None:
         super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay, eta=eta))
 

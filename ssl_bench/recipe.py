@@ -14,7 +14,8 @@ from .results import recipe_hash
 
 
 def resolved_recipe(cfg: RunConfig) -> dict[str, Any]:
-    """{option: value} of ``cfg``'s method with its defaults filled in, plus ``optim.lr`` and
+    """{option: value} of ``cfg``'s method with its defaults filled in (less the options at their
+    ``recipe_neutral`` value, :meth:`ssl_bench.method.Method.recipe_options`), plus ``optim.lr`` and
     ``optim.weight_decay`` (the config's, else the method's preference; with ``optimizer: paper``
     the method's paper optimiser, recorded as ``optim.optimizer``)."""
     from .optim import optim_choice
@@ -23,7 +24,8 @@ def resolved_recipe(cfg: RunConfig) -> dict[str, Any]:
     cls = METHODS.get(cfg.method)
     assert cfg.batch_size is not None  # every preset sets it
     _, lr, wd, extra = optim_choice(cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.batch_size, cls)
-    return {**cls.resolve_hparams(dict(cfg.method_kwargs)), "optim.lr": lr, "optim.weight_decay": wd, **extra}
+    options = cls.recipe_options(cls.resolve_hparams(dict(cfg.method_kwargs)))
+    return {**options, "optim.lr": lr, "optim.weight_decay": wd, **extra}
 
 
 def resolved_recipe_hash(cfg: RunConfig, backbone: str) -> str | None:

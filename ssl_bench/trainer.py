@@ -239,8 +239,9 @@ def _train(
     wd_end = method.weight_decay_end()
     # the recipe as resolved: the method's options with its defaults filled in, and the optimiser's
     # lr / weight decay; the run id hashes only what the config says, so a default changed since a
-    # run was started would otherwise be resumed silently under the new value
-    recipe = {**vars(method.hp), "optim.lr": lr, "optim.weight_decay": wd, **opt_recipe}
+    # run was started would otherwise be resumed silently under the new value (options added since
+    # the rows were recorded, at their neutral value, are left out: Method.recipe_neutral)
+    recipe = {**method.recipe_options(vars(method.hp)), "optim.lr": lr, "optim.weight_decay": wd, **opt_recipe}
 
     start_epoch, step, train_seconds, start_batch = 0, 0, 0.0, 0
     ckpt_epoch: int | None = 0  # the epoch of the last epoch checkpoint (resume.pt records it)

@@ -98,7 +98,10 @@ def color_jitter(
     ``U(max(0, 1 - s), 1 + s)`` (blend with the image's grey: 0 gives grey), hue a shift of
     ``U(-hue, hue)`` of the colour circle (``hue <= 0.5``). The order is fixed (torchvision's
     ``ColorJitter`` draws one per call). With ``saturation = hue = 0`` this draws exactly what
-    :func:`brightness_contrast` draws, so the grey recipes' views do not change.
+    :func:`brightness_contrast` draws, so the grey recipes' views do not change. Contrast pulls
+    towards the image's mean taken before the brightness change, with no clamp in between
+    (torchvision: the grey mean of the brightened, clamped image), so the image's mean moves by
+    ``(1 + con * (bright - 1))`` instead of ``bright``.
     """
     b, dev = x.shape[0], x.device
     shape = (-1, 1, 1, 1)
@@ -546,6 +549,11 @@ def multiblock_masks(
     stops constraining it, so on tiny grids the context may overlap a target, as in the
     reference. The contexts are then cut to the batch's smallest count, which is >= ``min_keep``
     (random subset). Returns ``(context_idx (B, Nc), target_idx (B, num_targets, Nt))``.
+
+    Two differences from the reference, visible on small grids: a block may be as large as the
+    grid and sit at any position (the reference shrinks every block below the grid, ``h <= H - 1``,
+    and draws its corner in ``[0, H - h - 1]``), and the context cut keeps a random subset of each
+    context where the reference keeps its first ``k`` patches in raster order.
     """
     from .errors import ConfigError
 

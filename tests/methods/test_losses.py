@@ -4,6 +4,7 @@ import math
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from ssl_bench import losses
 
@@ -75,3 +76,20 @@ def test_vicreg_terms_at_known_points():
     _, var_c, cov_c = losses.vicreg_terms(const, const)
     assert var_c.item() == pytest.approx(1 - math.sqrt(1e-4))  # collapsed: the hinge is fully active
     assert cov_c.item() == 0.0
+
+
+def test_token_regression_mse_and_smooth_l1_by_hand():
+    pred = torch.zeros(1, 2, 2, dtype=torch.float64)
+    target = torch.tensor([[[0.5, 2.0], [-3.0, 0.2]]], dtype=torch.float64)
+    # d = -0.5, -2, 3, -0.2: squares 0.25, 4, 9, 0.04; smooth-L1 0.125, 1.5, 2.5, 0.02
+    assert losses.token_regression(pred, target).item() == pytest.approx(13.29 / 4, rel=1e-12)
+    assert losses.token_regression(pred, target, "mse").item() == pytest.approx(13.29 / 4, rel=1e-12)
+    assert losses.token_regression(pred, target, "smooth_l1").item() == pytest.approx(4.145 / 4, rel=1e-12)
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(3, 4, 5, generator=g), 2 * torch.randn(3, 4, 5, generator=g)
+    assert torch.equal(losses.token_regression(a, b, "smooth_l1"), F.smooth_l1_loss(a, b))
+    d = (a - b).abs()
+    assert losses.token_regression(a, b, "smooth_l1").item() == pytest.approx(
+        torch.where(d < 1, 0.5 * d**2, d - 0.5).mean().item(), rel=1e-6)
+    with pytest.raises(ValueError, match="smooth_l1"):
+        losses.token_regression(a, b, "l1")

@@ -79,3 +79,28 @@ def test_simsiam_output_bn_switch_makes_a_constant_output_reachable():
         bn.bias.copy_(torch.arange(8.0))
     z = affine.projector(affine.backbone(torch.randn(64, 2)))
     assert torch.allclose(z, torch.arange(8.0).expand(64, 8))
+
+
+def test_lars_trust_coefficient_is_the_references_0_001():
+    """One LARS step from zero momentum: a weight matrix moves by lr * 0.001 * ||p|| / ||d|| * d
+    (d = grad + weight_decay * p, as moco-v3's LARS), a 1-D parameter by lr * grad, undecayed."""
+    from ssl_bench.optim import LARS
+
+    torch.manual_seed(0)
+    m = _byol()
+    opt = make_optimizer("lars", m, 0.3, 1e-6)
+    assert isinstance(opt, LARS) and {g["eta"] for g in opt.param_groups} == {0.001}
+    assert LARS([torch.nn.Parameter(torch.ones(2, 2))], lr=0.1).defaults["eta"] == 0.001
+    w, b = m.projector.net[0].weight, m.predictor.net[-1].bias
+    before = {n: p.detach().clone() for n, p in (("w", w), ("b", b))}
+    x = torch.randn(32, 2)
+    loss, _ = m.training_step([x, x + 0.1 * torch.randn_like(x)])
+    loss.backward()
+    d = w.grad + 1e-6 * before["w"]
+    expected_w = before["w"] - 0.3 * 0.001 * before["w"].norm() / d.norm() * d
+    expected_b = before["b"] - 0.3 * b.grad
+    opt.step()
+    torch.testing.assert_close(w.detach(), expected_w, rtol=1e-6, atol=1e-8)
+    torch.testing.assert_close(b.detach(), expected_b, rtol=1e-6, atol=1e-8)
+    # the trust ratio fixes a matrix's step size at lr * eta * ||p||, whatever the gradient's scale
+    assert (w.detach() - before["w"]).norm().item() == pytest.approx(0.3 * 0.001 * before["w"].norm().item(), rel=1e-5)
