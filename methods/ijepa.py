@@ -130,7 +130,8 @@ class IJEPA(Method):
             weight_decay="the harness's AdamW weight decay 1e-4, constant; the 0.04 -> 0.4 schedule is not used",
             loss=(
                 "mean squared error (the paper's L2); the reference code's smooth-L1 is loss=smooth_l1; "
-                "validation comparison: PENDING"
+                "on the validation split at the quick budget (one seed, bf16) MSE scored k-NN 72.59, smooth-L1 "
+                "70.11 (docs/tuning.md): MSE kept"
             ),
         ),
     )
