@@ -96,6 +96,18 @@ def _num(x: Any) -> float:
     return v
 
 
+def _backbone_names(table: pd.DataFrame) -> list[str]:
+    """The registered backbone name of each row of an aggregated table: ``vit-mini (w96 d4, ...)``
+    and a row of ijepa or mae that says ``timm:vit_tiny_patch16_224`` (a table written before
+    vit-mini had a name) both give ``vit-mini``, so a run's table matches the board's either way."""
+    from .backbones import label_name, real_backbone_name
+
+    return [
+        real_backbone_name(str(lab).split(" ")[0], label_name(str(bb)), None)
+        for lab, bb in zip(table["label"], table["backbone"], strict=True)
+    ]
+
+
 def check(run: pd.DataFrame, reference: pd.DataFrame, metrics: list[str] | None = None) -> Check:
     """Compare each row of the aggregated ``run`` table with its ``reference`` row (see the module)."""
     metrics = metrics or list(METRICS)
@@ -108,6 +120,8 @@ def check(run: pd.DataFrame, reference: pd.DataFrame, metrics: list[str] | None 
     reference = reference[[c for c in on + ["n", "board"] + want if c in reference.columns]].copy()
     if "epochs" in on:
         run["epochs"], reference["epochs"] = run["epochs"].astype(int), reference["epochs"].astype(int)
+    if "backbone" in on:  # a table's label of the backbone, and the names rows had before it had one
+        run["backbone"], reference["backbone"] = _backbone_names(run), _backbone_names(reference)
     both = run.merge(reference, on=on, how="left", suffixes=("", "_ref"), indicator=True)
     out.unmatched = [str(r["label"]) for _, r in both.iterrows() if r["_merge"] == "left_only"]
     if "board" in both:  # the boards that hold a row of this run, not every board of the dataset
