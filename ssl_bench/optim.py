@@ -99,9 +99,6 @@ def make_optimizer(name: str, model: nn.Module, lr: float | None, weight_decay: 
     raise ConfigError(f"unknown optimizer {name!r}")
 
 
-OPTIMIZERS = ("adamw", "sgd", "lars")
-
-
 def optim_choice(
     optimizer: str, lr: float | None, weight_decay: float | None, batch_size: int, method: Any
 ) -> tuple[str, float | None, float | None, dict[str, Any]]:

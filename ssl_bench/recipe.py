@@ -24,8 +24,14 @@ def resolved_recipe(cfg: RunConfig) -> dict[str, Any]:
     cls = METHODS.get(cfg.method)
     assert cfg.batch_size is not None  # every preset sets it
     _, lr, wd, extra = optim_choice(cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.batch_size, cls)
-    options = cls.recipe_options(cls.resolve_hparams(dict(cfg.method_kwargs)))
-    return {**options, "optim.lr": lr, "optim.weight_decay": wd, **extra}
+    return recipe_record(cls, cls.resolve_hparams(dict(cfg.method_kwargs)), lr, wd, extra)
+
+
+def recipe_record(cls: Any, hp: dict[str, Any], lr: Any, wd: Any, extra: dict[str, Any]) -> dict[str, Any]:
+    """The recipe as the trainer records it and a board recomputes it: the method's resolved
+    options ``hp`` (less those at their ``recipe_neutral`` value), the optimiser's lr and weight
+    decay, and the entries of :func:`ssl_bench.optim.optim_choice` (``extra``)."""
+    return {**cls.recipe_options(hp), "optim.lr": lr, "optim.weight_decay": wd, **extra}
 
 
 def resolved_recipe_hash(cfg: RunConfig, backbone: str) -> str | None:

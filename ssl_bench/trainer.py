@@ -71,6 +71,7 @@ from .method import Method, TrainClock
 from .monitor import KNNMonitor, due
 from .monitor import every as monitor_every_of
 from .optim import make_optimizer, optim_choice, update_, warmup_cosine
+from .recipe import recipe_record
 from .results import CHECKPOINT_SCHEMA_VERSION
 from .steplog import OnLog, StepLog
 from .views import view_generator
@@ -241,7 +242,7 @@ def _train(
     # lr / weight decay; the run id hashes only what the config says, so a default changed since a
     # run was started would otherwise be resumed silently under the new value (options added since
     # the rows were recorded, at their neutral value, are left out: Method.recipe_neutral)
-    recipe = {**method.recipe_options(vars(method.hp)), "optim.lr": lr, "optim.weight_decay": wd, **opt_recipe}
+    recipe = recipe_record(method, vars(method.hp), lr, wd, opt_recipe)
 
     start_epoch, step, train_seconds, start_batch = 0, 0, 0.0, 0
     ckpt_epoch: int | None = 0  # the epoch of the last epoch checkpoint (resume.pt records it)
